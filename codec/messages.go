@@ -1,0 +1,260 @@
+package codec
+
+// Message types of the wire contract.
+const (
+	TypeLogin    = "login"
+	TypeSay      = "say"
+	TypeDM       = "dm"
+	TypeJoin     = "join"
+	TypeLeave    = "leave"
+	TypeWho      = "who"
+	TypePing     = "ping"
+	TypePong     = "pong"
+	TypeQuit     = "quit"
+	TypeWelcome  = "welcome"
+	TypeMsg      = "msg"
+	TypeJoined   = "joined"
+	TypeLeft     = "left"
+	TypePresence = "presence"
+	TypeUsers    = "users"
+	TypeAck      = "ack"
+	TypeError    = "error"
+	TypeBye      = "bye"
+)
+
+// Message is a frame that can be encoded. Each message struct sets its own
+// `type` field when encoded, so callers never fill Type by hand.
+type Message interface {
+	// MessageType returns the value of the frame's `type` field.
+	MessageType() string
+	stamp()
+}
+
+// Client to server.
+
+// Login must be the first frame of a session.
+type Login struct {
+	Type  string `json:"type"`
+	Nick  string `json:"nick"`
+	Token string `json:"token,omitempty"`
+	Ref   string `json:"ref,omitempty"`
+}
+
+// Say sends Body to every other member of Room.
+type Say struct {
+	Type string `json:"type"`
+	Room string `json:"room,omitempty"`
+	Body string `json:"body"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// DM sends Body to the user named To.
+type DM struct {
+	Type string `json:"type"`
+	To   string `json:"to"`
+	Body string `json:"body"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// Join enters Room, creating it on first use.
+type Join struct {
+	Type string `json:"type"`
+	Room string `json:"room"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// Leave exits Room.
+type Leave struct {
+	Type string `json:"type"`
+	Room string `json:"room"`
+	Ref  string `json:"ref,omitempty"`
+}
+
+// Who asks for the nicks of Room, or of everyone online when Room is empty,
+// sorted, one page at a time starting after the nick After.
+type Who struct {
+	Type  string `json:"type"`
+	Room  string `json:"room,omitempty"`
+	After string `json:"after,omitempty"`
+	Ref   string `json:"ref,omitempty"`
+}
+
+// Ping asks the peer for a Pong; either side may send it.
+type Ping struct {
+	Type string `json:"type"`
+}
+
+// Pong answers a Ping.
+type Pong struct {
+	Type string `json:"type"`
+}
+
+// Quit ends the session; the server answers Bye with reason quit.
+type Quit struct {
+	Type string `json:"type"`
+}
+
+// Server to client.
+
+// Welcome answers a successful Login.
+type Welcome struct {
+	Type   string `json:"type"`
+	ID     string `json:"id"`
+	Nick   string `json:"nick"`
+	Room   string `json:"room"`
+	Online int    `json:"online"`
+	Ref    string `json:"ref,omitempty"`
+}
+
+// Msg is a room message (Room set, Seq > 0) or a direct message (To set).
+type Msg struct {
+	Type string `json:"type"`
+	From string `json:"from"`
+	Room string `json:"room,omitempty"`
+	To   string `json:"to,omitempty"`
+	Body string `json:"body"`
+	TS   int64  `json:"ts"`
+	Seq  uint64 `json:"seq,omitempty"`
+}
+
+// Joined tells the members of Room that Nick joined it.
+type Joined struct {
+	Type string `json:"type"`
+	Nick string `json:"nick"`
+	Room string `json:"room"`
+}
+
+// Left tells the members of Room that Nick left it, and why.
+type Left struct {
+	Type   string `json:"type"`
+	Nick   string `json:"nick"`
+	Room   string `json:"room"`
+	Reason Reason `json:"reason"`
+}
+
+// Presence replaces Joined and Left in rooms above the presence limit.
+type Presence struct {
+	Type   string `json:"type"`
+	Room   string `json:"room"`
+	Count  int    `json:"count"`
+	Joined int    `json:"joined"`
+	Left   int    `json:"left"`
+}
+
+// Users answers Who with one page of sorted nicks.
+type Users struct {
+	Type  string   `json:"type"`
+	Room  string   `json:"room,omitempty"`
+	Count int      `json:"count"`
+	Nicks []string `json:"nicks"`
+	More  bool     `json:"more"`
+	Ref   string   `json:"ref,omitempty"`
+}
+
+// Ack tells that the request carrying Ref succeeded; Seq is set for Say.
+type Ack struct {
+	Type string `json:"type"`
+	Ref  string `json:"ref"`
+	Seq  uint64 `json:"seq,omitempty"`
+}
+
+// ErrorMsg tells that a request failed.
+type ErrorMsg struct {
+	Type    string `json:"type"`
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	Ref     string `json:"ref,omitempty"`
+}
+
+// Bye is the last frame before the server closes the connection.
+type Bye struct {
+	Type   string `json:"type"`
+	Reason Reason `json:"reason"`
+}
+
+func (*Login) MessageType() string    { return TypeLogin }
+func (*Say) MessageType() string      { return TypeSay }
+func (*DM) MessageType() string       { return TypeDM }
+func (*Join) MessageType() string     { return TypeJoin }
+func (*Leave) MessageType() string    { return TypeLeave }
+func (*Who) MessageType() string      { return TypeWho }
+func (*Ping) MessageType() string     { return TypePing }
+func (*Pong) MessageType() string     { return TypePong }
+func (*Quit) MessageType() string     { return TypeQuit }
+func (*Welcome) MessageType() string  { return TypeWelcome }
+func (*Msg) MessageType() string      { return TypeMsg }
+func (*Joined) MessageType() string   { return TypeJoined }
+func (*Left) MessageType() string     { return TypeLeft }
+func (*Presence) MessageType() string { return TypePresence }
+func (*Users) MessageType() string    { return TypeUsers }
+func (*Ack) MessageType() string      { return TypeAck }
+func (*ErrorMsg) MessageType() string { return TypeError }
+func (*Bye) MessageType() string      { return TypeBye }
+
+func (m *Login) stamp()    { m.Type = TypeLogin }
+func (m *Say) stamp()      { m.Type = TypeSay }
+func (m *DM) stamp()       { m.Type = TypeDM }
+func (m *Join) stamp()     { m.Type = TypeJoin }
+func (m *Leave) stamp()    { m.Type = TypeLeave }
+func (m *Who) stamp()      { m.Type = TypeWho }
+func (m *Ping) stamp()     { m.Type = TypePing }
+func (m *Pong) stamp()     { m.Type = TypePong }
+func (m *Quit) stamp()     { m.Type = TypeQuit }
+func (m *Welcome) stamp()  { m.Type = TypeWelcome }
+func (m *Msg) stamp()      { m.Type = TypeMsg }
+func (m *Joined) stamp()   { m.Type = TypeJoined }
+func (m *Left) stamp()     { m.Type = TypeLeft }
+func (m *Presence) stamp() { m.Type = TypePresence }
+func (m *Users) stamp()    { m.Type = TypeUsers }
+func (m *Ack) stamp()      { m.Type = TypeAck }
+func (m *ErrorMsg) stamp() { m.Type = TypeError }
+func (m *Bye) stamp()      { m.Type = TypeBye }
+
+// Request is a decoded client-to-server frame: the union of the fields of
+// every request type. Which fields mean something depends on Type; fields a
+// type does not define are ignored.
+type Request struct {
+	Type  string `json:"type"`
+	Ref   string `json:"ref"`
+	Nick  string `json:"nick"`
+	Token string `json:"token"`
+	Room  string `json:"room"`
+	Body  string `json:"body"`
+	To    string `json:"to"`
+	After string `json:"after"`
+}
+
+// Event is a decoded server-to-client frame: the union of the fields of
+// every server message. Joined and Left are the counts of a presence frame
+// (the nick of a joined or left frame is in Nick).
+type Event struct {
+	Type    string   `json:"type"`
+	Ref     string   `json:"ref"`
+	ID      string   `json:"id"`
+	Nick    string   `json:"nick"`
+	Room    string   `json:"room"`
+	Online  int      `json:"online"`
+	From    string   `json:"from"`
+	To      string   `json:"to"`
+	Body    string   `json:"body"`
+	TS      int64    `json:"ts"`
+	Seq     uint64   `json:"seq"`
+	Reason  Reason   `json:"reason"`
+	Count   int      `json:"count"`
+	Joined  int      `json:"joined"`
+	Left    int      `json:"left"`
+	Nicks   []string `json:"nicks"`
+	More    bool     `json:"more"`
+	Code    Code     `json:"code"`
+	Message string   `json:"message"`
+}
+
+var requestTypes = map[string]bool{
+	TypeLogin: true, TypeSay: true, TypeDM: true, TypeJoin: true, TypeLeave: true,
+	TypeWho: true, TypePing: true, TypePong: true, TypeQuit: true,
+}
+
+var eventTypes = map[string]bool{
+	TypeWelcome: true, TypeMsg: true, TypeJoined: true, TypeLeft: true, TypePresence: true,
+	TypeUsers: true, TypeAck: true, TypeError: true, TypePing: true, TypePong: true, TypeBye: true,
+}
