@@ -2,11 +2,6 @@ package main
 
 import "github.com/spf13/cobra"
 
-func newServeCmd() *cobra.Command {
-	return &cobra.Command{Use: "serve", Short: "Run the chat server", Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return exitError{code: 1, msg: "serve: not built yet"} }}
-}
-
 func newChatCmd() *cobra.Command {
 	return &cobra.Command{Use: "chat", Short: "Chat from a terminal", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return exitError{code: 1, msg: "chat: not built yet"} }}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"parley/codec"
+	"parley/server"
+)
+
+func newServeCmd() *cobra.Command {
+	cfg := server.Config{}
+	maxFrame := byteSize(codec.DefaultMaxFrame)
+	maxBody := byteSize(codec.DefaultMaxBody)
+	maxOutbound := byteSize(server.DefaultMaxOutbound)
+	var logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the chat server",
+		Long: `Run the Parley chat server. It speaks the protocol in docs/PROTOCOL.md on
+TCP, and stops gracefully on SIGINT or SIGTERM: it stops accepting, sends every
+session bye shutdown, and exits 0 within 5 seconds.
+
+Durations use Go syntax (300ms, 10s, 1m); sizes are bytes, with KiB, MiB or
+GiB suffixes accepted (64KiB, 4MiB).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
+			cfg.Logger = logger
+			cfg.MaxFrame, cfg.MaxBody, cfg.MaxOutbound = int(maxFrame), int(maxBody), int(maxOutbound)
+			return runServer(cfg, logger)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", server.DefaultAddr, "TCP address to listen on")
+	f.IntVar(&cfg.Loops, "loops", runtime.GOMAXPROCS(0), "event loops (goroutines that own connections)")
+	f.DurationVar(&cfg.Heartbeat, "heartbeat", server.DefaultHeartbeat, "interval between pings to each session")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a session that sent nothing for this long (bye timeout)")
+	f.DurationVar(&cfg.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in after this long (bye login_timeout)")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "most connections at once, 0 for no limit; over it: bye server_full")
+	f.Var(&maxFrame, "max-frame", "largest frame accepted")
+	f.Var(&maxBody, "max-body", "largest message body")
+	f.Var(&maxOutbound, "max-outbound", "bytes queued for one client before it is closed as a slow consumer")
+	f.IntVar(&cfg.PresenceLimit, "presence-limit", server.DefaultPresenceLimit, "room size above which joins and leaves are sent as presence counts; negative for never")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid --log-format %q: use text or json", format)
+}
+
+// runServer serves until SIGINT or SIGTERM, then shuts down gracefully.
+func runServer(cfg server.Config, logger *slog.Logger) error {
+	srv, err := server.New(cfg)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		select {
+		case <-srv.Ready():
+			logger.Info("listening", "addr", srv.Addr().String(), "loops", cfg.Loops)
+		case <-srv.Done():
+		}
+	}()
+	if err := srv.Serve(ctx); err != nil {
+		return exitError{code: 1, msg: "serve: " + err.Error()}
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"io"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"parley/codec"
+)
+
+// Config configures a Server. The zero value of every field means its
+// documented default, so Config{} is a working server on :8060.
+type Config struct {
+	// Addr is the TCP address to listen on. Default ":8060". Port 0 picks a
+	// free port; Server.Addr reports it.
+	Addr string
+	// Loops is the number of event loops (goroutines that own connections).
+	// Default runtime.GOMAXPROCS(0).
+	Loops int
+	// Heartbeat is how often the server pings each logged-in session.
+	// Default 10s.
+	Heartbeat time.Duration
+	// IdleTimeout closes a session that sent no frame for this long, with
+	// reason timeout. Default 30s.
+	IdleTimeout time.Duration
+	// LoginTimeout closes a connection that has not logged in for this long,
+	// with reason login_timeout. Default 10s.
+	LoginTimeout time.Duration
+	// MaxConns is the most connections served at once; one more gets bye
+	// server_full. Default 0: no limit beyond the operating system's.
+	MaxConns int
+	// MaxFrame is the largest frame body accepted, in bytes. Default 65536.
+	MaxFrame int
+	// MaxBody is the largest message body, in bytes. Default 4096.
+	MaxBody int
+	// MaxOutbound is how many bytes may wait to be sent to one client before
+	// it is closed as a slow consumer. Default 4 MiB.
+	MaxOutbound int
+	// PresenceLimit is the room size above which joins and leaves are
+	// counted into presence frames instead of sent one by one. Default 500;
+	// negative means never.
+	PresenceLimit int
+	// PresenceInterval is the shortest time between two presence frames of
+	// one room. Default 1s.
+	PresenceInterval time.Duration
+	// MaxRooms is the most rooms one session may be in. Default 64.
+	MaxRooms int
+	// Logger receives one line per connection opened, login and close.
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr             = ":8060"
+	DefaultHeartbeat        = 10 * time.Second
+	DefaultIdleTimeout      = 30 * time.Second
+	DefaultLoginTimeout     = 10 * time.Second
+	DefaultMaxOutbound      = 4 << 20
+	DefaultPresenceLimit    = 500
+	DefaultPresenceInterval = time.Second
+)
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	setDefault(&c.Addr, DefaultAddr)
+	setDefault(&c.Loops, runtime.GOMAXPROCS(0))
+	setDefault(&c.Heartbeat, DefaultHeartbeat)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.LoginTimeout, DefaultLoginTimeout)
+	setDefault(&c.MaxFrame, codec.DefaultMaxFrame)
+	setDefault(&c.MaxBody, codec.DefaultMaxBody)
+	setDefault(&c.MaxOutbound, DefaultMaxOutbound)
+	setDefault(&c.PresenceLimit, DefaultPresenceLimit)
+	setDefault(&c.PresenceInterval, DefaultPresenceInterval)
+	setDefault(&c.MaxRooms, codec.DefaultMaxRooms)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// tickInterval is how often the server sweeps for timeouts and flushes
+// presence: often enough that a timeout fires within about a quarter of its
+// length, and at least once a second.
+func (c Config) tickInterval() time.Duration {
+	d := time.Second
+	for _, t := range []time.Duration{c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval} {
+		if t > 0 && t < d {
+			d = t
+		}
+	}
+	return max(d, 5*time.Millisecond)
+}

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"parley/codec"
+)
+
+// gnetHandler adapts gnet's event callbacks to the hub. Every callback but
+// OnBoot and OnTick runs on the event loop that owns the connection.
+type gnetHandler struct {
+	gnet.BuiltinEventEngine
+	srv *Server
+	hub *hub
+}
+
+// gnetLoop is a gnet event loop as a Loop.
+type gnetLoop struct{ el gnet.EventLoop }
+
+func (g gnetLoop) Execute(fn func()) error {
+	return g.el.Execute(nil, gnet.RunnableFunc(func(_ context.Context) error { fn(); return nil }))
+}
+
+// gnetConn is a gnet connection as a Conn.
+type gnetConn struct{ c gnet.Conn }
+
+func (g gnetConn) Writev(frames [][]byte) { _, _ = g.c.Writev(frames) }
+func (g gnetConn) Buffered() int          { return g.c.OutboundBuffered() }
+func (g gnetConn) Close()                 { _ = g.c.Close() }
+
+func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
+	e.srv.booted(eng)
+	return gnet.None
+}
+
+func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	l := e.hub.bind(gnetLoop{c.EventLoop()})
+	// RemoteAddr is only valid inside the callback: keep a copy (gnet #714).
+	s, refusal := e.hub.open(l, gnetConn{c}, c.RemoteAddr().String())
+	if s == nil {
+		return refusal, gnet.Close
+	}
+	c.SetContext(s)
+	return nil, gnet.None
+}
+
+func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	s, _ := c.Context().(*session)
+	if s == nil {
+		_, _ = c.Discard(c.InboundBuffered())
+		return gnet.None
+	}
+	s.loop.enter()
+	defer s.loop.leave()
+	e.readFrames(c, s)
+	return gnet.None
+}
+
+// readFrames handles every complete frame buffered on c. A peeked frame
+// points into gnet's buffers: it is decoded before Discard and never kept.
+func (e *gnetHandler) readFrames(c gnet.Conn, s *session) {
+	for !s.closing && !s.closed {
+		buffered := c.InboundBuffered()
+		if buffered < codec.HeaderSize {
+			return
+		}
+		hdr, _ := c.Peek(codec.HeaderSize)
+		size, err := codec.ParseHeader(hdr, e.hub.cfg.MaxFrame)
+		if err != nil {
+			e.hub.protocolError(s, err)
+			break
+		}
+		if buffered < codec.HeaderSize+size {
+			return
+		}
+		frame, _ := c.Peek(codec.HeaderSize + size)
+		e.hub.handleFrame(s, frame[codec.HeaderSize:])
+		_, _ = c.Discard(codec.HeaderSize + size)
+	}
+	// The session is closing: what else it sent is not read.
+	_, _ = c.Discard(c.InboundBuffered())
+}
+
+// OnClose runs before gnet closes the socket (gnet #621): the hub forgets
+// the session here, and nothing writes to it afterwards.
+func (e *gnetHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if s, _ := c.Context().(*session); s != nil {
+		e.hub.closed(s)
+	}
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine, not on a loop: the hub only
+// schedules work on the loops from here.
+func (e *gnetHandler) OnTick() (time.Duration, gnet.Action) {
+	e.hub.tick()
+	return e.hub.cfg.tickInterval(), gnet.None
+}
+
+// gnetLogger sends gnet's own log lines to slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }

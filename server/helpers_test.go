@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"parley/codec"
+)
+
+// waitFor bounds every wait in these tests.
+const waitFor = 5 * time.Second
+
+// startServer runs a server on 127.0.0.1:0 for the test and shuts it down
+// when the test ends.
+func startServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(context.Background()) }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		t.Fatalf("Serve: %v", err)
+	case <-time.After(waitFor):
+		t.Fatal("server did not start")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v (stats %+v)", err, srv.Stats())
+			for _, l := range srv.hub.loops {
+				t.Logf("loop %d sessions=%d items=%d scheduled=%v active=%v depth=%d", l.index, len(l.sessions), len(l.items), l.scheduled, l.active, l.depth)
+			}
+		}
+	})
+	return srv
+}
+
+// tclient is a raw-frame test client: it sends frames and collects every
+// frame the server sends on a channel.
+type tclient struct {
+	t      testing.TB
+	conn   net.Conn
+	events chan codec.Event
+	done   chan struct{} // closed when the server closed the connection
+	err    error         // why the reader stopped; read after done
+}
+
+func dial(t testing.TB, srv *Server) *tclient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", srv.Addr().String(), waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &tclient{t: t, conn: conn, events: make(chan codec.Event, 4096), done: make(chan struct{})}
+	go c.read()
+	t.Cleanup(func() { conn.Close() })
+	return c
+}
+
+func (c *tclient) read() {
+	defer close(c.done)
+	r := codec.NewReader(c.conn, 0)
+	for {
+		body, err := r.Next()
+		if err != nil {
+			c.err = err
+			return
+		}
+		var ev codec.Event
+		if err := codec.DecodeEvent(body, &ev); err != nil {
+			c.err = err
+			return
+		}
+		c.events <- ev
+	}
+}
+
+func (c *tclient) send(m codec.Message) {
+	c.t.Helper()
+	c.sendRaw(codec.MustEncode(m))
+}
+
+func (c *tclient) sendRaw(b []byte) {
+	c.t.Helper()
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// next returns the next frame other than ping.
+func (c *tclient) next() codec.Event {
+	c.t.Helper()
+	for {
+		select {
+		case ev := <-c.events:
+			if ev.Type == codec.TypePing {
+				continue
+			}
+			return ev
+		case <-c.done:
+			select {
+			case ev := <-c.events:
+				if ev.Type == codec.TypePing {
+					continue
+				}
+				return ev
+			default:
+			}
+			c.t.Fatalf("connection closed while waiting for a frame: %v", c.err)
+		case <-time.After(waitFor):
+			c.t.Fatal("no frame within the deadline")
+		}
+	}
+}
+
+// expect returns the next frame and fails unless it has type typ.
+func (c *tclient) expect(typ string) codec.Event {
+	c.t.Helper()
+	ev := c.next()
+	if ev.Type != typ {
+		c.t.Fatalf("got %+v, want a %s frame", ev, typ)
+	}
+	return ev
+}
+
+// expectError returns the next frame and fails unless it is an error with code.
+func (c *tclient) expectError(code codec.Code) codec.Event {
+	c.t.Helper()
+	ev := c.expect(codec.TypeError)
+	if ev.Code != code {
+		c.t.Fatalf("got error %s (%s), want %s", ev.Code, ev.Message, code)
+	}
+	return ev
+}
+
+// expectBye waits for bye with reason and then for the close.
+func (c *tclient) expectBye(reason codec.Reason) {
+	c.t.Helper()
+	ev := c.expect(codec.TypeBye)
+	if ev.Reason != reason {
+		c.t.Fatalf("bye reason %q, want %q", ev.Reason, reason)
+	}
+	c.expectClosed()
+}
+
+func (c *tclient) expectClosed() {
+	c.t.Helper()
+	select {
+	case <-c.done:
+		if c.err != nil && !errors.Is(c.err, io.EOF) && !isReset(c.err) {
+			c.t.Fatalf("connection ended with %v", c.err)
+		}
+	case <-time.After(waitFor):
+		c.t.Fatal("connection not closed within the deadline")
+	}
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op)
+}
+
+// login logs in as nick and returns the welcome.
+func (c *tclient) login(nick string) codec.Event {
+	c.t.Helper()
+	c.send(&codec.Login{Nick: nick})
+	return c.expect(codec.TypeWelcome)
+}
+
+// loggedIn dials and logs in.
+func loggedIn(t testing.TB, srv *Server, nick string) *tclient {
+	t.Helper()
+	c := dial(t, srv)
+	c.login(nick)
+	return c
+}
+
+// rawFrame frames body without any checks.
+func rawFrame(body string) []byte {
+	b := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(b, uint32(len(body)))
+	return append(b, body...)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,230 @@
+package server
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"parley/codec"
+)
+
+// hub holds the sessions, the nick index and the rooms, and implements the
+// protocol on top of the Conn and Loop interfaces. Methods named for a
+// transport event (open, closed, handleFrame, frameError) run on the loop
+// goroutine of the connection they concern.
+type hub struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+	loops []*loop
+
+	sessions sessionTable
+	nicks    *nickIndex
+	rooms    *roomTable
+	lobby    *room
+
+	online   atomic.Int64 // logged-in sessions
+	conns    atomic.Int64 // open connections
+	draining atomic.Bool  // shutting down: no new connections
+	idleOnce sync.Once
+	idle     chan struct{} // closed when draining and no connection is left
+
+	presenceMu  sync.Mutex
+	presenceDue []*room
+
+	bindMu sync.Mutex // guards loop.exec while loops are discovered
+
+	// beforeHandle, when set by tests, runs before each request is handled.
+	beforeHandle func(*session, *codec.Request)
+}
+
+func newHub(cfg Config) *hub {
+	h := &hub{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		start: time.Now(),
+		nicks: newNickIndex(),
+		rooms: newRoomTable(),
+		idle:  make(chan struct{}),
+	}
+	for i := 0; i < cfg.Loops; i++ {
+		h.loops = append(h.loops, &loop{hub: h, index: i})
+	}
+	h.lobby = h.rooms.acquire(codec.Lobby, h.newRoom)
+	h.lobby.mu.Unlock()
+	return h
+}
+
+func (h *hub) newRoom(name string) *room { return newRoom(name, len(h.loops)) }
+
+// mono is monotonic time since the hub started, in nanoseconds.
+func (h *hub) mono() int64 { return int64(time.Since(h.start)) }
+
+func (h *hub) wallMillis() int64 { return time.Now().UnixMilli() }
+
+// bind returns the hub's loop for a transport loop, assigning the next free
+// slot the first time the transport loop is seen. Safe from any goroutine.
+func (h *hub) bind(exec Loop) *loop {
+	h.bindMu.Lock()
+	defer h.bindMu.Unlock()
+	for _, l := range h.loops {
+		if l.exec == exec {
+			return l
+		}
+	}
+	for _, l := range h.loops {
+		if l.exec == nil {
+			l.exec = exec
+			return l
+		}
+	}
+	panic("server: more transport loops than Config.Loops")
+}
+
+// boundLoops returns the loops seen so far. Safe from any goroutine.
+func (h *hub) boundLoops() []*loop {
+	h.bindMu.Lock()
+	defer h.bindMu.Unlock()
+	var out []*loop
+	for _, l := range h.loops {
+		if l.exec != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// open admits a new connection, or returns the bye frame to refuse it with.
+func (h *hub) open(l *loop, conn Conn, remote string) (*session, []byte) {
+	if h.draining.Load() {
+		return nil, byeFrames[codec.ReasonShutdown]
+	}
+	n := h.conns.Add(1)
+	if h.cfg.MaxConns > 0 && n > int64(h.cfg.MaxConns) {
+		h.connClosed()
+		h.log.Warn("connection refused", "remote", remote, "reason", codec.ReasonServerFull)
+		return nil, byeFrames[codec.ReasonServerFull]
+	}
+	now := h.mono()
+	s := &session{id: uuid.New(), conn: conn, loop: l, remote: remote, openedAt: now, lastSeen: now}
+	l.addSession(s)
+	h.log.Info("connection opened", s.logAttrs()...)
+	return s, nil
+}
+
+// closed removes a session whose connection the transport closed: from its
+// rooms (telling the members why), the nick index and the session table.
+// After closed returns nothing writes to the connection again.
+func (h *hub) closed(s *session) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	l := s.loop
+	l.enter()
+	defer l.leave()
+	l.removeSession(s)
+	reason := s.reason
+	if reason == "" {
+		reason = codec.ReasonDisconnect
+	}
+	if s.loggedIn {
+		for _, r := range s.rooms {
+			h.leave(s, r, leftReason(reason))
+		}
+		h.nicks.release(s.key, s)
+		h.sessions.remove(s)
+		h.online.Add(-1)
+	}
+	h.log.Info("connection closed", append(s.logAttrs(), "reason", reason)...)
+	h.connClosed()
+}
+
+func (h *hub) connClosed() {
+	if h.conns.Add(-1) == 0 && h.draining.Load() {
+		h.idleOnce.Do(func() { close(h.idle) })
+	}
+}
+
+// leftReason maps why a session ended to the reason its rooms are told.
+func leftReason(r codec.Reason) codec.Reason {
+	switch r {
+	case codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonSlowConsumer, codec.ReasonShutdown:
+		return r
+	}
+	return codec.ReasonDisconnect
+}
+
+// closeSession sends bye with reason, then closes the connection once the
+// frames queued before the bye are written. Loop goroutine of s.
+func (h *hub) closeSession(s *session, reason codec.Reason) {
+	if s.closing || s.closed {
+		return
+	}
+	s.closing = true
+	s.reason = reason
+	s.loop.push(item{kind: itemBye, to: s, frame: byeFrames[reason]})
+}
+
+// slowConsumer closes s at once: its outbound bytes passed the limit.
+// Loop goroutine of s.
+func (h *hub) slowConsumer(s *session) {
+	s.closing, s.closeAfterFlush = true, true
+	s.reason = codec.ReasonSlowConsumer
+	h.log.Warn("slow consumer", append(s.logAttrs(), "buffered", s.conn.Buffered())...)
+	s.conn.Writev([][]byte{byeFrames[codec.ReasonSlowConsumer]})
+	if !s.closed {
+		s.conn.Close()
+	}
+}
+
+// tick runs the heartbeat sweep on every loop and sends due presence
+// frames. Safe from any goroutine.
+func (h *hub) tick() {
+	now := h.mono()
+	for _, l := range h.boundLoops() {
+		_ = l.exec.Execute(func() { l.sweep(now) })
+	}
+	h.flushPresence(now)
+}
+
+// shutdown refuses new connections and sends every session bye shutdown.
+// The returned channel closes when no connection is left. Safe from any
+// goroutine.
+func (h *hub) shutdown() <-chan struct{} {
+	if h.draining.Swap(true) {
+		return h.idle
+	}
+	if h.conns.Load() == 0 {
+		h.idleOnce.Do(func() { close(h.idle) })
+	}
+	for _, l := range h.boundLoops() {
+		_ = l.exec.Execute(func() {
+			l.enter()
+			for _, s := range l.sessions {
+				h.closeSession(s, codec.ReasonShutdown)
+			}
+			l.leave()
+		})
+	}
+	return h.idle
+}
+
+// Frames that never change are encoded once.
+var (
+	pingFrame = codec.MustEncode(&codec.Ping{})
+	pongFrame = codec.MustEncode(&codec.Pong{})
+	byeFrames = map[codec.Reason][]byte{}
+)
+
+func init() {
+	for _, r := range []codec.Reason{
+		codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonLoginTimeout, codec.ReasonShutdown,
+		codec.ReasonProtocolError, codec.ReasonServerFull, codec.ReasonSlowConsumer, codec.ReasonInternalError,
+	} {
+		byeFrames[r] = codec.MustEncode(&codec.Bye{Reason: r})
+	}
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"sync"
+
+	"parley/codec"
+)
+
+// itemKind says what a queued outbox item does when its loop applies it.
+type itemKind uint8
+
+const (
+	itemRoom   itemKind = iota // frame to the loop's members of room, except one
+	itemOne                    // frame to one session
+	itemBye                    // last frame to one session, then close it
+	itemAdd                    // add a session to the loop's members of room
+	itemRemove                 // remove a session from the loop's members of room
+)
+
+// item is one unit of work queued for a loop. Room messages, membership
+// changes and replies share one queue, so each loop applies them in the
+// order they were produced: a member receives exactly the room messages
+// accepted while it was a member, and replies never overtake them.
+type item struct {
+	kind   itemKind
+	frame  []byte
+	room   *room
+	to     *session // itemOne, itemBye, itemAdd, itemRemove
+	except *session // itemRoom: the sender
+}
+
+// loop is the hub's state for one event loop: its sessions, its share of
+// each room's members, and an outbox that other goroutines fill. Fields
+// below mu are owned by the loop goroutine.
+type loop struct {
+	hub   *hub
+	index int
+	exec  Loop
+
+	mu        sync.Mutex
+	items     []item
+	active    bool // the loop goroutine is inside a callback and drains before leaving
+	scheduled bool // an Execute(drain) is pending
+
+	spare    []item
+	sessions []*session
+	dirty    []*session // sessions with frames pending since the last flush
+	iov      [][]byte
+	draining bool
+	depth    int // nesting of enter/leave: a write may close a connection inside a drain
+}
+
+// push queues it for the loop. Safe from any goroutine; callers may hold a
+// room lock (push takes only the outbox lock, and never writes to a socket).
+func (l *loop) push(it item) {
+	l.mu.Lock()
+	l.items = append(l.items, it)
+	wake := !l.active && !l.scheduled
+	if wake {
+		l.scheduled = true
+	}
+	l.mu.Unlock()
+	if wake {
+		if err := l.exec.Execute(l.run); err != nil {
+			// The engine is stopping: nobody will drain again.
+			l.mu.Lock()
+			l.scheduled = false
+			l.mu.Unlock()
+		}
+	}
+}
+
+// enter marks the loop goroutine as busy in a callback: items pushed until
+// leave are drained by leave, with no extra Execute. Loop goroutine only.
+func (l *loop) enter() {
+	l.depth++
+	if l.depth > 1 {
+		return
+	}
+	l.mu.Lock()
+	l.active = true
+	l.mu.Unlock()
+}
+
+// run drains the outbox; push schedules it with Execute. Loop goroutine only.
+func (l *loop) run() {
+	l.enter()
+	l.leave()
+}
+
+// leave drains the outbox and clears the busy mark when the outermost enter
+// ends. Loop goroutine only.
+func (l *loop) leave() {
+	if l.depth > 1 {
+		l.depth--
+		return
+	}
+	// depth stays 1 while draining, so a close nested in a write sees an
+	// outer drain in progress and leaves the items to it.
+	for {
+		l.drain()
+		l.mu.Lock()
+		if len(l.items) == 0 {
+			l.active = false
+			l.depth = 0
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+	}
+}
+
+// drain applies every queued item, then gives each touched session all its
+// new frames in one write. It runs only from the outermost leave. A write
+// can close a connection synchronously, which re-enters the hub (inside a
+// nested enter/leave that does not drain) and may push more items: the
+// outer loop picks them up.
+func (l *loop) drain() {
+	if l.draining {
+		return
+	}
+	l.draining = true
+	defer func() { l.draining = false }()
+	for {
+		l.mu.Lock()
+		items := l.items
+		if len(items) == 0 {
+			l.scheduled = false
+			l.mu.Unlock()
+			return
+		}
+		l.items = l.spare[:0]
+		l.mu.Unlock()
+		for i := range items {
+			l.apply(&items[i])
+			items[i] = item{}
+		}
+		l.spare = items[:0]
+		l.flush()
+	}
+}
+
+func (l *loop) apply(it *item) {
+	switch it.kind {
+	case itemRoom:
+		for _, s := range it.room.local[l.index] {
+			if s != it.except {
+				s.queue(it.frame)
+			}
+		}
+	case itemOne:
+		it.to.queue(it.frame)
+	case itemBye:
+		it.to.queue(it.frame)
+		it.to.closeAfterFlush = true
+	case itemAdd:
+		it.room.addLocal(l.index, it.to)
+	case itemRemove:
+		it.room.removeLocal(l.index, it.to)
+	}
+}
+
+// iovMax is the most buffers one writev takes (Linux IOV_MAX).
+const iovMax = 1024
+
+// flush writes each dirty session's pending frames in one Writev per 1024
+// frames, then enforces the outbound limit.
+func (l *loop) flush() {
+	for i, s := range l.dirty {
+		l.dirty[i] = nil
+		s.dirty = false
+		if !s.closed {
+			l.writePending(s)
+		}
+		clear(s.pending)
+		s.pending = s.pending[:0]
+	}
+	l.dirty = l.dirty[:0]
+}
+
+func (l *loop) writePending(s *session) {
+	for p := s.pending; len(p) > 0 && !s.closed; {
+		n := min(len(p), iovMax)
+		// Writev may trim the slices it is given; hand it a scratch copy.
+		l.iov = append(l.iov[:0], p[:n]...)
+		s.conn.Writev(l.iov)
+		p = p[n:]
+	}
+	clear(l.iov)
+	switch {
+	case s.closed:
+	case s.closeAfterFlush:
+		s.conn.Close()
+	case s.conn.Buffered() > l.hub.cfg.MaxOutbound:
+		l.hub.slowConsumer(s)
+	}
+}
+
+// addSession and removeSession keep the loop's session list, which the
+// heartbeat sweep walks. Loop goroutine only.
+func (l *loop) addSession(s *session) {
+	s.loopPos = len(l.sessions)
+	l.sessions = append(l.sessions, s)
+}
+
+func (l *loop) removeSession(s *session) {
+	last := len(l.sessions) - 1
+	moved := l.sessions[last]
+	l.sessions[s.loopPos] = moved
+	moved.loopPos = s.loopPos
+	l.sessions[last] = nil
+	l.sessions = l.sessions[:last]
+}
+
+// sweep runs the heartbeat for the loop's sessions: ping those due, close
+// those idle or not logged in in time. Loop goroutine only.
+func (l *loop) sweep(now int64) {
+	cfg := &l.hub.cfg
+	l.enter()
+	for _, s := range l.sessions {
+		switch {
+		case s.closing || s.closed:
+		case !s.loggedIn && now-s.openedAt > int64(cfg.LoginTimeout):
+			l.hub.closeSession(s, codec.ReasonLoginTimeout)
+		case s.loggedIn && now-s.lastSeen > int64(cfg.IdleTimeout):
+			l.hub.closeSession(s, codec.ReasonTimeout)
+		case s.loggedIn && now-s.lastPing >= int64(cfg.Heartbeat):
+			s.lastPing = now
+			l.push(item{kind: itemOne, to: s, frame: pingFrame})
+		}
+	}
+	l.leave()
+}

@@ -1,0 +1,217 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	"parley/codec"
+)
+
+// room is a chat room. Fields under mu are shared; local is split by loop,
+// and each loop's part is touched only by that loop's goroutine, through
+// itemAdd and itemRemove applied in order with the room's messages.
+type room struct {
+	name string
+
+	mu      sync.Mutex
+	seq     uint64              // last sequence number given out
+	members map[string]*session // by folded nick
+	perLoop []int               // members on each loop: which loops a broadcast visits
+	dead    bool                // emptied and leaving the room table
+
+	presJoined, presLeft int   // changes counted since the last presence frame
+	presDirty            bool  // a presence frame is due
+	presLast             int64 // when the last presence frame went out
+
+	local [][]*session // per loop: that loop's members
+}
+
+func newRoom(name string, loops int) *room {
+	return &room{
+		name:    name,
+		members: make(map[string]*session),
+		perLoop: make([]int, loops),
+		local:   make([][]*session, loops),
+	}
+}
+
+// publishLocked queues frame for every member except one, one outbox item
+// per loop that has members. Callers hold r.mu, which orders the room's
+// frames identically on every loop.
+func (r *room) publishLocked(h *hub, frame []byte, except *session) {
+	for i, n := range r.perLoop {
+		if n > 0 {
+			h.loops[i].push(item{kind: itemRoom, room: r, frame: frame, except: except})
+		}
+	}
+}
+
+// addLocal and removeLocal maintain one loop's member list. Loop goroutine
+// of index only.
+func (r *room) addLocal(index int, s *session) {
+	if s.slots == nil {
+		s.slots = make(map[*room]int)
+	}
+	s.slots[r] = len(r.local[index])
+	r.local[index] = append(r.local[index], s)
+}
+
+func (r *room) removeLocal(index int, s *session) {
+	pos, ok := s.slots[r]
+	if !ok {
+		return
+	}
+	delete(s.slots, r)
+	list := r.local[index]
+	last := len(list) - 1
+	if pos != last {
+		list[pos] = list[last]
+		list[pos].slots[r] = pos
+	}
+	list[last] = nil
+	r.local[index] = list[:last]
+}
+
+// individual reports whether a change from before to after members is
+// announced one by one rather than counted into presence.
+func (h *hub) individual(before, after int) bool {
+	limit := h.cfg.PresenceLimit
+	return limit < 0 || (before <= limit && after <= limit)
+}
+
+// enterRoom adds s to r and announces it. Loop goroutine of s; r.mu held.
+func (h *hub) enterRoomLocked(s *session, r *room) {
+	before := len(r.members)
+	r.members[s.key] = s
+	r.perLoop[s.loop.index]++
+	s.loop.push(item{kind: itemAdd, room: r, to: s})
+	if h.individual(before, before+1) {
+		r.publishLocked(h, codec.MustEncode(&codec.Joined{Nick: s.nick, Room: r.name}), s)
+	} else {
+		r.presJoined++
+		h.markPresence(r)
+	}
+	s.rooms[r.name] = r
+}
+
+// join puts s in the room called name, creating it if needed.
+func (h *hub) join(s *session, name string) error {
+	if _, in := s.rooms[name]; in {
+		return nil
+	}
+	if len(s.rooms) >= h.cfg.MaxRooms {
+		return codec.ErrTooManyRooms
+	}
+	r := h.rooms.acquire(name, h.newRoom)
+	defer r.mu.Unlock()
+	h.enterRoomLocked(s, r)
+	return nil
+}
+
+// enterLobby puts a session that just logged in into the lobby.
+func (h *hub) enterLobby(s *session) {
+	h.lobby.mu.Lock()
+	defer h.lobby.mu.Unlock()
+	h.enterRoomLocked(s, h.lobby)
+}
+
+// leave takes s out of r, tells the others why, and deletes r when it is
+// empty (except the lobby). Loop goroutine of s.
+func (h *hub) leave(s *session, r *room, reason codec.Reason) {
+	delete(s.rooms, r.name)
+	if h.leaveLocked(s, r, reason) {
+		h.rooms.remove(r)
+	}
+}
+
+// leaveLocked does the part of leave under r.mu; it reports whether r died.
+func (h *hub) leaveLocked(s *session, r *room, reason codec.Reason) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	before := len(r.members)
+	delete(r.members, s.key)
+	r.perLoop[s.loop.index]--
+	s.loop.push(item{kind: itemRemove, room: r, to: s})
+	if h.individual(before, before-1) {
+		r.publishLocked(h, codec.MustEncode(&codec.Left{Nick: s.nick, Room: r.name, Reason: reason}), s)
+	} else {
+		r.presLeft++
+		h.markPresence(r)
+	}
+	r.dead = len(r.members) == 0 && r.name != codec.Lobby
+	return r.dead
+}
+
+// say assigns the next sequence number of r to a message from s and queues
+// it for every other member. It returns the sequence number.
+func (h *hub) say(s *session, r *room, body string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seq++
+	frame := codec.MustEncode(&codec.Msg{From: s.nick, Room: r.name, Body: body, TS: time.Now().UnixMilli(), Seq: r.seq})
+	r.publishLocked(h, frame, s)
+	return r.seq
+}
+
+// markPresence records that r owes its members a presence frame. r.mu held.
+func (h *hub) markPresence(r *room) {
+	if r.presDirty {
+		return
+	}
+	r.presDirty = true
+	h.presenceMu.Lock()
+	h.presenceDue = append(h.presenceDue, r)
+	h.presenceMu.Unlock()
+}
+
+// flushPresence sends the presence frames that are due: at most one per
+// room per PresenceInterval. Safe from any goroutine.
+func (h *hub) flushPresence(now int64) {
+	h.presenceMu.Lock()
+	due := h.presenceDue
+	h.presenceDue = nil
+	h.presenceMu.Unlock()
+	var later []*room
+	for _, r := range due {
+		if !h.sendPresence(r, now) {
+			later = append(later, r)
+		}
+	}
+	if len(later) > 0 {
+		h.presenceMu.Lock()
+		h.presenceDue = append(h.presenceDue, later...)
+		h.presenceMu.Unlock()
+	}
+}
+
+// sendPresence publishes r's presence frame unless the last one is too
+// recent; it reports whether r is done.
+func (h *hub) sendPresence(r *room, now int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead || !r.presDirty {
+		r.presDirty = false
+		return true
+	}
+	if now-r.presLast < int64(h.cfg.PresenceInterval) {
+		return false
+	}
+	frame := codec.MustEncode(&codec.Presence{Room: r.name, Count: len(r.members), Joined: r.presJoined, Left: r.presLeft})
+	r.publishLocked(h, frame, nil)
+	r.presJoined, r.presLeft, r.presDirty, r.presLast = 0, 0, false, now
+	return true
+}
+
+// members returns the members of r whose key sorts after afterKey, and the
+// member count.
+func (r *room) membersAfter(afterKey string) ([]nickEntry, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]nickEntry, 0, len(r.members))
+	for k, s := range r.members {
+		if k > afterKey {
+			out = append(out, nickEntry{k, s.nick})
+		}
+	}
+	return out, len(r.members)
+}

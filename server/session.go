@@ -1,0 +1,64 @@
+package server
+
+import (
+	"github.com/google/uuid"
+
+	"parley/codec"
+)
+
+// session is one client connection and, after login, one user. Its fields
+// are owned by its loop's goroutine, except the ones marked immutable,
+// which other goroutines may read once the session is in the hub's tables.
+type session struct {
+	id     uuid.UUID // immutable
+	conn   Conn      // immutable
+	loop   *loop     // immutable
+	remote string    // immutable
+
+	// Set once at login, before the session enters any shared table;
+	// immutable afterwards.
+	nick string
+	key  string // the folded nick: the identity for uniqueness
+
+	loggedIn bool
+	openedAt int64 // monotonic nanoseconds
+	lastSeen int64
+	lastPing int64
+	loopPos  int // index in loop.sessions
+
+	rooms map[string]*room // the rooms it is in, by name
+	slots map[*room]int    // its index in each room's local member list
+
+	pending         [][]byte // frames queued since the last flush
+	dirty           bool
+	closing         bool // a bye is queued or the close has started: read no more
+	closeAfterFlush bool // close once pending frames are written
+	closed          bool // the transport reported the close: never write again
+	reason          codec.Reason
+}
+
+// queue appends a frame for the next flush. Loop goroutine only.
+func (s *session) queue(frame []byte) {
+	if s.closed || s.closeAfterFlush {
+		return
+	}
+	s.pending = append(s.pending, frame)
+	if !s.dirty {
+		s.dirty = true
+		s.loop.dirty = append(s.loop.dirty, s)
+	}
+}
+
+// send queues a reply or notice for this session through its loop's outbox,
+// in order with everything else queued for the loop.
+func (s *session) send(frame []byte) {
+	s.loop.push(item{kind: itemOne, to: s, frame: frame})
+}
+
+func (s *session) logAttrs() []any {
+	attrs := []any{"session", s.id.String(), "remote", s.remote}
+	if s.nick != "" {
+		attrs = append(attrs, "nick", s.nick)
+	}
+	return attrs
+}
