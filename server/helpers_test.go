@@ -19,6 +19,12 @@ const waitFor = 5 * time.Second
 // when the test ends.
 func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	return startServerWith(t, cfg, nil)
+}
+
+// startServerWith is startServer with a hook that runs before Serve.
+func startServerWith(t testing.TB, cfg Config, prepare func(*Server)) *Server {
+	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
@@ -26,6 +32,9 @@ func startServer(t testing.TB, cfg Config) *Server {
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(srv)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(context.Background()) }()
@@ -145,6 +154,20 @@ func (c *tclient) expectError(code codec.Code) codec.Event {
 		c.t.Fatalf("got error %s (%s), want %s", ev.Code, ev.Message, code)
 	}
 	return ev
+}
+
+// untilBye skips frames until bye with reason, then waits for the close.
+func (c *tclient) untilBye(reason codec.Reason) {
+	c.t.Helper()
+	for {
+		if ev := c.next(); ev.Type == codec.TypeBye {
+			if ev.Reason != reason {
+				c.t.Fatalf("bye reason %q, want %q", ev.Reason, reason)
+			}
+			c.expectClosed()
+			return
+		}
+	}
 }
 
 // expectBye waits for bye with reason and then for the close.

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"parley/codec"
+)
+
+// TestSlowConsumer: one member stops reading while another sends thousands
+// of room messages. The slow one is closed as slow_consumer, every other
+// member receives every message in order, and the heap stays bounded.
+func TestSlowConsumer(t *testing.T) {
+	const maxOutbound = 1 << 20
+	srv := startServer(t, Config{MaxOutbound: maxOutbound})
+	sender, fast := loggedIn(t, srv, "sender"), loggedIn(t, srv, "fast")
+	sender.expect(codec.TypeJoined)
+
+	raw, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := raw.Write(codec.MustEncode(&codec.Login{Nick: "slow"})); err != nil {
+		t.Fatal(err)
+	}
+	sender.expect(codec.TypeJoined)
+	fast.expect(codec.TypeJoined)
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	body := strings.Repeat("x", 4000)
+	// More than the kernel buffers of the slow socket hold (tcp_wmem max
+	// is 4 MiB here) plus max-outbound.
+	const n = 6000
+	var peak uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= n; i++ {
+			sender.send(&codec.Say{Body: body})
+			if i%500 == 0 {
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc)
+			}
+		}
+	}()
+	sawSlowLeave := false
+	for seq := uint64(1); seq <= n; {
+		ev := fast.next()
+		switch ev.Type {
+		case codec.TypeMsg:
+			if ev.Seq != seq {
+				t.Fatalf("fast member got seq %d, want %d", ev.Seq, seq)
+			}
+			seq++
+		case codec.TypeLeft:
+			if ev.Nick != "slow" || ev.Reason != codec.ReasonSlowConsumer {
+				t.Fatalf("left = %+v", ev)
+			}
+			sawSlowLeave = true
+		default:
+			t.Fatalf("unexpected %+v", ev)
+		}
+	}
+	<-done
+	if !sawSlowLeave {
+		ev := fast.expect(codec.TypeLeft)
+		if ev.Nick != "slow" || ev.Reason != codec.ReasonSlowConsumer {
+			t.Fatalf("left = %+v", ev)
+		}
+	}
+	// Every message is ~4 KiB and the test's clients buffer what they read,
+	// so the bound is generous; without the limit the slow member alone
+	// would hold ~20 MiB.
+	growth := int64(peak) - int64(before.HeapAlloc)
+	t.Logf("heap growth during the flood: %d KiB (max-outbound %d KiB)", growth>>10, maxOutbound>>10)
+	if growth > 16<<20 {
+		t.Fatalf("heap grew by %d bytes", growth)
+	}
+	eventually(t, "the slow session to be gone", func() bool { return srv.Stats().Online == 2 })
+}
+
+// TestConcurrentChurn runs 200 clients that join, chat, leave and
+// disconnect at random while observers stay in their rooms. Afterwards the
+// tables are empty, and each observer saw every message of its room in seq
+// order with no gap.
+func TestConcurrentChurn(t *testing.T) {
+	srv := startServer(t, Config{})
+	rooms := []string{"r0", "r1", "r2", "r3"}
+	observers := make([]*tclient, len(rooms))
+	for i, room := range rooms {
+		observers[i] = loggedIn(t, srv, "obs"+room)
+		observers[i].send(&codec.Join{Room: room, Ref: "j"})
+	}
+	results := make([]chan []uint64, len(rooms))
+	stopObs := make(chan struct{})
+	for i := range observers {
+		results[i] = make(chan []uint64, 1)
+		go observe(observers[i], rooms[i], stopObs, results[i])
+	}
+
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for w := 0; w < 200; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			churn(t, srv, w, rooms, deadline)
+		}(w)
+	}
+	wg.Wait()
+
+	// A final message in each room marks the end for its observer.
+	closer := loggedIn(t, srv, "closer")
+	finals := make([]uint64, len(rooms))
+	for i, room := range rooms {
+		closer.send(&codec.Join{Room: room, Ref: "j"})
+		closer.send(&codec.Say{Room: room, Body: "end", Ref: "end"})
+		for {
+			ev := closer.next()
+			if ev.Type == codec.TypeAck && ev.Ref == "end" {
+				finals[i] = ev.Seq
+				break
+			}
+		}
+	}
+	for i := range rooms {
+		seen := <-results[i]
+		if uint64(len(seen)) != finals[i] {
+			t.Fatalf("observer of %s saw %d messages, the room accepted %d", rooms[i], len(seen), finals[i])
+		}
+		for k, seq := range seen {
+			if seq != uint64(k+1) {
+				t.Fatalf("observer of %s: message %d has seq %d", rooms[i], k, seq)
+			}
+		}
+		if finals[i] < 10 {
+			t.Fatalf("room %s got only %d messages: the churn did not chat", rooms[i], finals[i])
+		}
+	}
+	close(stopObs)
+	closer.send(&codec.Quit{})
+	for _, o := range observers {
+		o.send(&codec.Quit{})
+	}
+	eventually(t, "the tables to empty", func() bool {
+		st := srv.Stats()
+		return st.Conns == 0 && st.Sessions == 0 && st.Nicks == 0 && st.Rooms == 1 && st.Online == 0
+	})
+}
+
+// observe collects the seqs of room's messages until the message "end".
+func observe(c *tclient, room string, stop <-chan struct{}, out chan<- []uint64) {
+	var seen []uint64
+	for {
+		select {
+		case ev := <-c.events:
+			if ev.Type == codec.TypeMsg && ev.Room == room {
+				seen = append(seen, ev.Seq)
+				if ev.Body == "end" {
+					out <- seen
+					return
+				}
+			}
+		case <-stop:
+			out <- seen
+			return
+		}
+	}
+}
+
+// churn is one random client: it connects, logs in, joins and leaves rooms,
+// chats, and disconnects cleanly or abruptly, until the deadline.
+func churn(t *testing.T, srv *Server, w int, rooms []string, deadline time.Time) {
+	rng := rand.New(rand.NewPCG(uint64(w), 7))
+	for gen := 0; time.Now().Before(deadline); gen++ {
+		conn, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Errorf("dial: %v", err)
+			return
+		}
+		go discard(conn)
+		write := func(m codec.Message) bool {
+			_, err := conn.Write(codec.MustEncode(m))
+			return err == nil
+		}
+		write(&codec.Login{Nick: fmt.Sprintf("w%d-%d", w, gen)})
+		for step := 0; step < 20 && time.Now().Before(deadline); step++ {
+			room := rooms[rng.IntN(len(rooms))]
+			switch rng.IntN(4) {
+			case 0:
+				write(&codec.Join{Room: room})
+			case 1:
+				write(&codec.Leave{Room: room})
+			default:
+				write(&codec.Say{Room: room, Body: "chatter"})
+			}
+			time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+		}
+		if rng.IntN(2) == 0 {
+			write(&codec.Quit{})
+		}
+		conn.Close()
+	}
+}
+
+func discard(conn net.Conn) {
+	buf := make([]byte, 4096)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			return
+		}
+	}
+}
