@@ -89,6 +89,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithTicker(true),
+		// A restarted server must bind its port while old connections
+		// linger in TIME_WAIT.
+		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
 	)
 }

@@ -1,0 +1,372 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"parley/codec"
+	"parley/server"
+)
+
+const waitFor = 5 * time.Second
+
+// runServer starts a server on addr ("127.0.0.1:0" for any port) and
+// returns it with a function that shuts it down gracefully.
+func runServer(t *testing.T, addr string, cfg server.Config) (*server.Server, func()) {
+	t.Helper()
+	cfg.Addr = addr
+	cfg.Loops = 2
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(context.Background()) }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		t.Fatalf("Serve: %v", err)
+	case <-time.After(waitFor):
+		t.Fatal("server did not start")
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		})
+	}
+	t.Cleanup(stop)
+	return srv, stop
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func dial(t *testing.T, addr, nick string, opts Options) *Client {
+	t.Helper()
+	opts.Nick = nick
+	c, err := Dial(ctxT(t), addr, opts)
+	if err != nil {
+		t.Fatalf("Dial %s: %v", nick, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// next returns the next event of type typ, skipping others.
+func next(t *testing.T, c *Client, typ string) Event {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("events closed while waiting for %s", typ)
+			}
+			if ev.Type == typ {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event", typ)
+		}
+	}
+}
+
+func TestCallsAndEvents(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
+	addr := srv.Addr().String()
+	amy := dial(t, addr, "amy", Options{})
+	if w := next(t, amy, codec.TypeWelcome); w.Nick != "amy" || w.ID == "" || amy.ID() != w.ID {
+		t.Fatalf("welcome = %+v", w)
+	}
+	bob := dial(t, addr, "bob", Options{})
+	if j := next(t, amy, codec.TypeJoined); j.Nick != "bob" {
+		t.Fatalf("joined = %+v", j)
+	}
+	ctx := ctxT(t)
+	if err := amy.Join(ctx, "go"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Join(ctx, "go"); err != nil {
+		t.Fatal(err)
+	}
+	seq, err := bob.Say(ctx, "go", "hello")
+	if err != nil || seq != 1 {
+		t.Fatalf("Say = %d, %v", seq, err)
+	}
+	if m := next(t, amy, codec.TypeMsg); m.From != "bob" || m.Room != "go" || m.Seq != 1 || m.Body != "hello" {
+		t.Fatalf("msg = %+v", m)
+	}
+	if err := amy.DM(ctx, "BOB", "psst"); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, bob, codec.TypeMsg); m.From != "amy" || m.To != "bob" {
+		t.Fatalf("dm = %+v", m)
+	}
+	nicks, count, err := amy.Who(ctx, "go")
+	if err != nil || count != 2 || strings.Join(nicks, ",") != "amy,bob" {
+		t.Fatalf("Who = %v %d %v", nicks, count, err)
+	}
+	if err := bob.Leave(ctx, "go"); err != nil {
+		t.Fatal(err)
+	}
+	if l := next(t, amy, codec.TypeLeft); l.Nick != "bob" || l.Reason != codec.ReasonLeave {
+		t.Fatalf("left = %+v", l)
+	}
+	rooms := amy.Rooms()
+	sort.Strings(rooms)
+	if strings.Join(rooms, ",") != "go,lobby" {
+		t.Fatalf("Rooms = %v", rooms)
+	}
+	if err := bob.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := next(t, amy, codec.TypeLeft); l.Nick != "bob" || l.Reason != codec.ReasonQuit {
+		t.Fatalf("left = %+v", l)
+	}
+}
+
+func TestErrorsMapToSentinels(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
+	addr := srv.Addr().String()
+	amy := dial(t, addr, "amy", Options{})
+	ctx := ctxT(t)
+	cases := []struct {
+		err  error
+		want *codec.Error
+	}{
+		{amy.DM(ctx, "ghost", "x"), codec.ErrNoSuchUser},
+		{amy.Leave(ctx, "nowhere"), codec.ErrNotInRoom},
+		{amy.Join(ctx, "bad room"), codec.ErrBadRoom},
+		{func() error { _, err := amy.Say(ctx, "nowhere", "x"); return err }(), codec.ErrNotInRoom},
+		{func() error { _, err := amy.Say(ctx, "", strings.Repeat("x", 5000)); return err }(), codec.ErrBodyTooLarge},
+	}
+	for _, c := range cases {
+		if !errors.Is(c.err, c.want) {
+			t.Errorf("got %v, want %v", c.err, c.want.Code)
+		}
+	}
+	_, err := Dial(ctx, addr, Options{Nick: "AMY"})
+	if !errors.Is(err, codec.ErrNickTaken) {
+		t.Fatalf("Dial with a taken nick: %v", err)
+	}
+	_, err = Dial(ctx, addr, Options{Nick: "no spaces"})
+	if !errors.Is(err, codec.ErrBadNick) {
+		t.Fatalf("Dial with a bad nick: %v", err)
+	}
+}
+
+// TestAutomaticPong: the server's idle timeout never fires on a client
+// that sends nothing but answers pings.
+func TestAutomaticPong(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{Heartbeat: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	quiet := dial(t, srv.Addr().String(), "quiet", Options{})
+	watcher := dial(t, srv.Addr().String(), "watcher", Options{})
+	// Four idle timeouts pass; the watcher would see quiet leave.
+	deadline := time.After(800 * time.Millisecond)
+	for {
+		select {
+		case ev := <-watcher.Events():
+			if ev.Type == codec.TypeLeft {
+				t.Fatalf("a quiet but healthy client was dropped: %+v", ev)
+			}
+		case ev := <-quiet.Events():
+			if ev.Type == EventDisconnected || ev.Type == codec.TypeBye {
+				t.Fatalf("quiet client: %+v", ev)
+			}
+		case <-deadline:
+			if _, _, err := quiet.Who(ctxT(t), ""); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+// TestReconnectAfterRestart stops the server and starts a new one on the
+// same port: the client reconnects, logs in and rejoins its rooms.
+func TestReconnectAfterRestart(t *testing.T) {
+	srv, stop := runServer(t, "127.0.0.1:0", server.Config{})
+	addr := srv.Addr().String()
+	opts := Options{Reconnect: true, ReconnectOnShutdown: true, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	amy := dial(t, addr, "amy", opts)
+	if err := amy.Join(ctxT(t), "go"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	next(t, amy, EventReconnecting)
+	srv2, _ := runServer(t, addr, server.Config{})
+	next(t, amy, EventReconnected)
+	// amy is in "go" again on the new server.
+	bob := dial(t, srv2.Addr().String(), "bob", Options{})
+	nicks, _, err := bob.Who(ctxT(t), "go")
+	if err != nil || strings.Join(nicks, ",") != "amy" {
+		t.Fatalf("go after reconnect: %v %v", nicks, err)
+	}
+	if _, err := amy.Say(ctxT(t), "go", "back"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReconnectAfterDrop cuts the connection under the client without a
+// bye, through a proxy.
+func TestReconnectAfterDrop(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
+	proxy := newProxy(t, srv.Addr().String())
+	amy := dial(t, proxy.addr, "amy", Options{Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	watcher := dial(t, srv.Addr().String(), "watcher", Options{})
+	proxy.cut()
+	ev := next(t, amy, EventReconnecting)
+	if ev.Err == nil || ev.Attempt != 1 || ev.Delay <= 0 {
+		t.Fatalf("reconnecting = %+v", ev)
+	}
+	next(t, amy, EventReconnected)
+	if l := next(t, watcher, codec.TypeLeft); l.Nick != "amy" || l.Reason != codec.ReasonDisconnect {
+		t.Fatalf("left = %+v", l)
+	}
+	if j := next(t, watcher, codec.TypeJoined); j.Nick != "amy" {
+		t.Fatalf("joined = %+v", j)
+	}
+}
+
+// TestNoReconnectAfterShutdownByDefault: bye shutdown ends the client
+// unless ReconnectOnShutdown is set.
+func TestNoReconnectAfterShutdownByDefault(t *testing.T) {
+	srv, stop := runServer(t, "127.0.0.1:0", server.Config{})
+	amy := dial(t, srv.Addr().String(), "amy", Options{Reconnect: true})
+	stop()
+	ev := next(t, amy, EventDisconnected)
+	if ev.Err == nil {
+		t.Fatal("disconnected without a cause")
+	}
+	if _, ok := <-amy.Events(); ok {
+		t.Fatal("events must close after disconnected")
+	}
+}
+
+// TestNeverSpinsWhenServerIsGone: with the server gone the reconnect waits
+// grow, so the attempts in a second stay few.
+func TestNeverSpinsWhenServerIsGone(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
+	proxy := newProxy(t, srv.Addr().String())
+	amy := dial(t, proxy.addr, "amy", Options{Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	proxy.close()
+	attempts := 0
+	timeout := time.After(time.Second)
+	var last time.Duration
+	for {
+		select {
+		case ev := <-amy.Events():
+			if ev.Type == EventReconnecting {
+				attempts++
+				last = ev.Delay
+			}
+		case <-timeout:
+			if attempts < 3 || attempts > 12 {
+				t.Fatalf("%d reconnect attempts in a second", attempts)
+			}
+			if last < 100*time.Millisecond {
+				t.Fatalf("backoff did not grow: last delay %v", last)
+			}
+			return
+		}
+	}
+}
+
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
+	ignore := goleak.IgnoreCurrent()
+	c, err := Dial(ctxT(t), srv.Addr().String(), Options{Nick: "amy", Reconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Join(ctxT(t), "go"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal("Close must be idempotent")
+	}
+	if _, err := c.Say(ctxT(t), "", "x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Say after Close: %v", err)
+	}
+	goleak.VerifyNone(t, ignore)
+}
+
+func TestBackoff(t *testing.T) {
+	for n := 1; n < 20; n++ {
+		d := backoff(n, 100*time.Millisecond, 30*time.Second)
+		ceil := min(100*time.Millisecond<<(n-1), 30*time.Second)
+		if d < ceil/2 || d > ceil {
+			t.Fatalf("attempt %d: %v outside [%v, %v]", n, d, ceil/2, ceil)
+		}
+	}
+}
+
+// proxy forwards TCP connections to a target and can cut them.
+type proxy struct {
+	addr  string
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{addr: ln.Addr().String(), ln: ln}
+	t.Cleanup(p.close)
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+// cut closes every proxied connection, without a goodbye from either side.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// close cuts and stops accepting.
+func (p *proxy) close() {
+	p.ln.Close()
+	p.cut()
+}

@@ -1,0 +1,43 @@
+package client
+
+import (
+	"errors"
+	"time"
+
+	"parley/codec"
+)
+
+// Event types the client adds to the server's frame types.
+const (
+	// EventReconnecting: the connection dropped (Err says why) and the
+	// client waits Delay before attempt number Attempt.
+	EventReconnecting = "reconnecting"
+	// EventReconnected: logged in again and rooms rejoined.
+	EventReconnected = "reconnected"
+	// EventDisconnected: the connection is gone for good (Err says why);
+	// the Events channel closes after it.
+	EventDisconnected = "disconnected"
+)
+
+// Event is a frame from the server (Type is its type) or one of the
+// client's own connection events.
+type Event struct {
+	codec.Event
+	// Raw is the frame's JSON, with Options.Raw.
+	Raw []byte
+	// Err, Attempt and Delay describe reconnecting and disconnected events.
+	Err     error
+	Attempt int
+	Delay   time.Duration
+}
+
+// Errors of the client itself. Errors the server answers with are
+// *codec.Error values: test them with errors.Is against codec's sentinels
+// (codec.ErrNickTaken, codec.ErrNotInRoom, ...).
+var (
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("client: closed")
+	// ErrDisconnected: the connection dropped before the answer came; with
+	// Reconnect the client is reconnecting.
+	ErrDisconnected = errors.New("client: disconnected")
+)

@@ -1,0 +1,157 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"parley/codec"
+)
+
+// run is the reader goroutine: it reads the current connection until it
+// ends, then reconnects or stops, and finally closes the Events channel.
+func (c *Client) run(cn *conn) {
+	defer c.wg.Done()
+	defer close(c.events)
+	for {
+		bye, err := c.read(cn)
+		c.drop(cn)
+		if c.isClosing() {
+			return
+		}
+		if !c.shouldReconnect(bye) {
+			c.emit(Event{Event: codec.Event{Type: EventDisconnected}, Err: err})
+			return
+		}
+		if cn = c.reconnect(err); cn == nil {
+			return
+		}
+	}
+}
+
+// read handles frames until the connection ends; it returns the bye
+// reason, if any, and the error that ended the connection.
+func (c *Client) read(cn *conn) (codec.Reason, error) {
+	var bye codec.Reason
+	for {
+		_ = cn.nc.SetReadDeadline(time.Now().Add(c.opts.ReadTimeout))
+		ev, raw, err := cn.next()
+		if err != nil {
+			if err == io.EOF && bye != "" {
+				err = fmt.Errorf("%w (%s)", errServerClosed, bye)
+			}
+			return bye, err
+		}
+		if ev.Type == codec.TypePing {
+			_ = cn.send(context.Background(), pongFrame)
+		}
+		if ev.Type == codec.TypeBye {
+			bye = ev.Reason
+		}
+		c.dispatch(ev, raw)
+	}
+}
+
+// dispatch routes one frame: answers to calls go to their caller, pings
+// and pongs are handled here, everything else becomes an event.
+func (c *Client) dispatch(ev codec.Event, raw []byte) {
+	answered := false
+	switch ev.Type {
+	case codec.TypeAck, codec.TypeError, codec.TypeUsers:
+		answered = c.answer(ev)
+	case codec.TypePing, codec.TypePong:
+		answered = true
+	}
+	if answered && !c.opts.Raw {
+		return
+	}
+	out := Event{Event: ev}
+	if c.opts.Raw {
+		out.Raw = append([]byte(nil), raw...)
+	}
+	c.emit(out)
+}
+
+// drop ends cn and forgets it as the current connection.
+func (c *Client) drop(cn *conn) {
+	cn.wait()
+	c.mu.Lock()
+	if c.cur == cn {
+		c.cur = nil
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Client) shouldReconnect(bye codec.Reason) bool {
+	c.mu.Lock()
+	quitting := c.quitting
+	c.mu.Unlock()
+	switch {
+	case !c.opts.Reconnect, quitting, bye == codec.ReasonQuit:
+		return false
+	case bye == codec.ReasonShutdown:
+		return c.opts.ReconnectOnShutdown
+	}
+	return true
+}
+
+// reconnect retries with backoff until it is logged in again, with its
+// rooms rejoined, or the client closes (nil).
+func (c *Client) reconnect(cause error) *conn {
+	for attempt := 1; ; attempt++ {
+		delay := backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
+		c.emit(Event{Event: codec.Event{Type: EventReconnecting}, Err: cause, Attempt: attempt, Delay: delay})
+		select {
+		case <-time.After(delay):
+		case <-c.closing:
+			return nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		cn, err := dialConn(ctx, c.addr, c.opts.Nick, &c.opts)
+		cancel()
+		if err != nil {
+			c.opts.Logger.Debug("reconnect failed", "attempt", attempt, "err", err)
+			cause = err
+			continue
+		}
+		c.install(cn)
+		c.rejoin(cn)
+		c.emit(Event{Event: cn.welcome})
+		c.emit(Event{Event: codec.Event{Type: EventReconnected}})
+		return cn
+	}
+}
+
+// rejoin restores the room set on a new connection: the server puts every
+// session in the lobby, and the client asks for the rest.
+func (c *Client) rejoin(cn *conn) {
+	ctx := context.Background()
+	for _, room := range c.Rooms() {
+		if room != codec.Lobby {
+			_ = cn.send(ctx, codec.MustEncode(&codec.Join{Room: room}))
+		}
+	}
+	c.mu.Lock()
+	inLobby := c.rooms[codec.Lobby]
+	c.mu.Unlock()
+	if !inLobby {
+		_ = cn.send(ctx, codec.MustEncode(&codec.Leave{Room: codec.Lobby}))
+	}
+}
