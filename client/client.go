@@ -59,7 +59,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		rooms:   map[string]bool{codec.Lobby: true},
 	}
 	c.install(cn)
-	c.emit(Event{Event: cn.welcome})
+	c.emitWelcome(cn)
 	c.wg.Add(1)
 	go c.run(cn)
 	return c, nil
@@ -137,6 +137,13 @@ func (c *Client) Who(ctx context.Context, room string) ([]string, int, error) {
 		}
 		after = ev.Nicks[len(ev.Nicks)-1]
 	}
+}
+
+// Count returns how many members room has, or how many users are online
+// when room is "", with one request.
+func (c *Client) Count(ctx context.Context, room string) (int, error) {
+	ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.Who{Room: room, Ref: ref} })
+	return ev.Count, err
 }
 
 // Rooms returns the rooms the client is in, as far as its calls know.
@@ -257,6 +264,15 @@ func (c *Client) answer(ev codec.Event) bool {
 		ch <- ev
 	}
 	return ch != nil
+}
+
+// emitWelcome delivers the welcome of a new connection.
+func (c *Client) emitWelcome(cn *conn) {
+	ev := Event{Event: cn.welcome}
+	if c.opts.Raw {
+		ev.Raw = cn.rawWelc
+	}
+	c.emit(ev)
 }
 
 // emit delivers an event unless the client is closing.

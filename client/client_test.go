@@ -306,7 +306,10 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if _, err := c.Say(ctxT(t), "", "x"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Say after Close: %v", err)
 	}
-	goleak.VerifyNone(t, ignore)
+	// The in-process server's gnet goroutines may still be starting when
+	// the snapshot is taken; they run under errgroup, which the client
+	// does not use.
+	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("golang.org/x/sync/errgroup.(*Group).Go.func1"))
 }
 
 func TestBackoff(t *testing.T) {

@@ -19,6 +19,7 @@ type conn struct {
 	endOnce sync.Once
 	wg      sync.WaitGroup // the writer goroutine
 	welcome codec.Event
+	rawWelc []byte // the welcome's JSON
 }
 
 // dialConn connects, logs in as nick and returns the connection with its
@@ -48,13 +49,14 @@ func (c *conn) login(nick string) error {
 		return err
 	}
 	for {
-		ev, _, err := c.next()
+		ev, raw, err := c.next()
 		if err != nil {
 			return err
 		}
 		switch ev.Type {
 		case codec.TypeWelcome:
 			c.welcome = ev
+			c.rawWelc = append([]byte(nil), raw...)
 			return nil
 		case codec.TypeError:
 			return &codec.Error{Code: ev.Code, Msg: ev.Message}

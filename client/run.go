@@ -17,7 +17,7 @@ func (c *Client) run(cn *conn) {
 	for {
 		bye, err := c.read(cn)
 		c.drop(cn)
-		if c.isClosing() {
+		if c.isClosing() || c.isQuitting() || bye == codec.ReasonQuit {
 			return
 		}
 		if !c.shouldReconnect(bye) {
@@ -92,12 +92,15 @@ func (c *Client) isClosing() bool {
 	}
 }
 
-func (c *Client) shouldReconnect(bye codec.Reason) bool {
+func (c *Client) isQuitting() bool {
 	c.mu.Lock()
-	quitting := c.quitting
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	return c.quitting
+}
+
+func (c *Client) shouldReconnect(bye codec.Reason) bool {
 	switch {
-	case !c.opts.Reconnect, quitting, bye == codec.ReasonQuit:
+	case !c.opts.Reconnect:
 		return false
 	case bye == codec.ReasonShutdown:
 		return c.opts.ReconnectOnShutdown
@@ -133,7 +136,7 @@ func (c *Client) reconnect(cause error) *conn {
 		}
 		c.install(cn)
 		c.rejoin(cn)
-		c.emit(Event{Event: cn.welcome})
+		c.emitWelcome(cn)
 		c.emit(Event{Event: codec.Event{Type: EventReconnected}})
 		return cn
 	}

@@ -217,7 +217,11 @@ func errorFrame(err error, ref string) []byte {
 	if code == "" {
 		code = codec.CodeInternal
 	}
+	// "code: sentinel text: detail" becomes "detail" for people.
 	msg := strings.TrimPrefix(err.Error(), string(code)+": ")
+	if s := codec.Sentinel(code); s != nil && strings.HasPrefix(msg, s.Msg+": ") {
+		msg = strings.TrimPrefix(msg, s.Msg+": ")
+	}
 	return codec.MustEncode(&codec.ErrorMsg{Code: code, Message: msg, Ref: ref})
 }
 

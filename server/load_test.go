@@ -43,9 +43,13 @@ func TestSlowConsumer(t *testing.T) {
 	const n = 6000
 	var peak uint64
 	done := make(chan struct{})
+	// At most 200 messages (800 KiB) in flight to the fast member, so it
+	// keeps up whatever the speed of this process; the slow one never reads.
+	inflight := make(chan struct{}, 200)
 	go func() {
 		defer close(done)
 		for i := 1; i <= n; i++ {
+			inflight <- struct{}{}
 			sender.send(&codec.Say{Body: body})
 			if i%500 == 0 {
 				var ms runtime.MemStats
@@ -63,6 +67,7 @@ func TestSlowConsumer(t *testing.T) {
 				t.Fatalf("fast member got seq %d, want %d", ev.Seq, seq)
 			}
 			seq++
+			<-inflight
 		case codec.TypeLeft:
 			if ev.Nick != "slow" || ev.Reason != codec.ReasonSlowConsumer {
 				t.Fatalf("left = %+v", ev)

@@ -6,23 +6,36 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 )
 
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the command line and returns the exit status: 0 for
+// success, 1 for a failure at run time, 2 for a usage error.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd()
-	if err := root.Execute(); err != nil {
-		var exit exitError
-		if errors.As(err, &exit) {
-			if exit.msg != "" {
-				fmt.Fprintln(os.Stderr, "parley:", exit.msg)
-			}
-			os.Exit(exit.code)
-		}
-		// cobra has printed the usage error already.
-		fmt.Fprintln(os.Stderr, "parley:", err)
-		os.Exit(2)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return 0
 	}
+	var exit exitError
+	if errors.As(err, &exit) {
+		if exit.msg != "" {
+			fmt.Fprintln(stderr, "parley:", exit.msg)
+		}
+		return exit.code
+	}
+	// Unknown commands and the like: usage errors.
+	fmt.Fprintf(stderr, "parley: %v\n", err)
+	return 2
 }
 
 // exitError ends the process with a specific status and message.

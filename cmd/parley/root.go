@@ -27,7 +27,7 @@ line wins over the environment.`,
 		},
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		fmt.Fprintf(os.Stderr, "parley: %v\n\n%s", err, cmd.UsageString())
+		fmt.Fprintf(cmd.ErrOrStderr(), "parley: %v\n\n%s", err, cmd.UsageString())
 		return exitError{code: 2}
 	})
 	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd())

@@ -1,0 +1,259 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/bubbles/cursor"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"parley/client"
+	"parley/codec"
+)
+
+func TestParse(t *testing.T) {
+	cases := []struct {
+		line string
+		want Command
+	}{
+		{"hello there", Command{Kind: CmdSay, Text: "hello there"}},
+		{"  spaced  ", Command{Kind: CmdSay, Text: "  spaced  "}},
+		{"//not a command", Command{Kind: CmdSay, Text: "/not a command"}},
+		{"/join go", Command{Kind: CmdJoin, Room: "go"}},
+		{"/leave", Command{Kind: CmdLeave}},
+		{"/leave go", Command{Kind: CmdLeave, Room: "go"}},
+		{"/room go", Command{Kind: CmdRoom, Room: "go"}},
+		{"/dm bob hi there", Command{Kind: CmdDM, Nick: "bob", Text: "hi there"}},
+		{"/who", Command{Kind: CmdWho}},
+		{"/who go", Command{Kind: CmdWho, Room: "go"}},
+		{"/help", Command{Kind: CmdHelp}},
+		{"/quit", Command{Kind: CmdQuit}},
+		{"quit", Command{Kind: CmdQuit}},
+		{"exit", Command{Kind: CmdQuit}},
+		{"  exit ", Command{Kind: CmdQuit}},
+	}
+	for _, c := range cases {
+		got, err := Parse(c.line)
+		if err != nil || got != c.want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", c.line, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"/join", "/join a b", "/room", "/dm bob", "/dm", "/dance"} {
+		if _, err := Parse(bad); !errors.Is(err, ErrUsage) {
+			t.Errorf("Parse(%q) = %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func TestFormat(t *testing.T) {
+	cases := []struct {
+		ev   codec.Event
+		want string
+	}{
+		{codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "hi"}, "[lobby] bob: hi"},
+		{codec.Event{Type: codec.TypeMsg, To: "amy", From: "bob", Body: "hi"}, "[dm] bob: hi"},
+		{codec.Event{Type: codec.TypeJoined, Nick: "bob", Room: "lobby"}, "* bob joined lobby"},
+		{codec.Event{Type: codec.TypeLeft, Nick: "bob", Room: "lobby", Reason: codec.ReasonTimeout}, "* bob left lobby (timeout)"},
+		{codec.Event{Type: codec.TypeError, Code: codec.CodeNickTaken, Message: "taken"}, "! nick_taken: taken"},
+		{codec.Event{Type: codec.TypePresence, Room: "lobby", Count: 900, Joined: 3, Left: 1}, "* lobby: 900 members (+3 joined, -1 left)"},
+		{codec.Event{Type: codec.TypeWelcome, Nick: "amy", Room: "lobby", Online: 2}, "* welcome, amy: you are in lobby, 2 other users online"},
+	}
+	for _, c := range cases {
+		got, ok := Format(client.Event{Event: c.ev})
+		if !ok || got != c.want {
+			t.Errorf("Format(%+v) = %q, want %q", c.ev, got, c.want)
+		}
+	}
+	if _, ok := Format(client.Event{Event: codec.Event{Type: codec.TypePong}}); ok {
+		t.Error("pong must not print")
+	}
+}
+
+// fakeChatter records calls and answers them.
+type fakeChatter struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (f *fakeChatter) record(s string) {
+	f.mu.Lock()
+	f.calls = append(f.calls, s)
+	f.mu.Unlock()
+}
+
+func (f *fakeChatter) Nick() string { return "amy" }
+func (f *fakeChatter) Say(_ context.Context, room, body string) (uint64, error) {
+	f.record("say " + room + " " + body)
+	return 1, nil
+}
+func (f *fakeChatter) DM(_ context.Context, to, body string) error {
+	f.record("dm " + to + " " + body)
+	return nil
+}
+func (f *fakeChatter) Join(_ context.Context, room string) error {
+	f.record("join " + room)
+	if room == "full" {
+		return &codec.Error{Code: codec.CodeTooManyRooms, Msg: "too many rooms"}
+	}
+	return nil
+}
+func (f *fakeChatter) Leave(_ context.Context, room string) error {
+	f.record("leave " + room)
+	return nil
+}
+func (f *fakeChatter) Who(_ context.Context, room string) ([]string, int, error) {
+	return []string{"amy", "bob"}, 2, nil
+}
+func (f *fakeChatter) Count(_ context.Context, room string) (int, error) { return 7, nil }
+func (f *fakeChatter) Quit(_ context.Context) error                      { f.record("quit"); return nil }
+
+// drive feeds msg to the model and runs the commands it returns, feeding
+// their messages back, except the event pump (never started here).
+func drive(m *Model, msg tea.Msg) {
+	_, cmd := m.Update(msg)
+	runCmd(m, cmd)
+}
+
+func runCmd(m *Model, cmd tea.Cmd) {
+	if cmd == nil {
+		return
+	}
+	switch msg := cmd().(type) {
+	case nil:
+	case tea.BatchMsg:
+		for _, c := range msg {
+			runCmd(m, c)
+		}
+	case resultMsg, countMsg, quitDoneMsg:
+		drive(m, msg)
+	default:
+		// the event pump and the cursor blink: not driven in these tests
+	}
+}
+
+func typeLine(m *Model, s string) {
+	for _, r := range s {
+		drive(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
+	}
+	drive(m, tea.KeyMsg{Type: tea.KeyEnter})
+}
+
+func newTestModel() (*Model, *fakeChatter) {
+	f := &fakeChatter{}
+	// Events are driven directly; the pump finds its channel closed.
+	events := make(chan client.Event)
+	close(events)
+	m := NewModel(f, events, "127.0.0.1:8060")
+	m.input.Cursor.SetMode(cursor.CursorStatic) // no blink timers in tests
+	m.now = func() time.Time { return time.Date(2026, 11, 21, 9, 30, 0, 0, time.UTC) }
+	drive(m, tea.WindowSizeMsg{Width: 60, Height: 12})
+	return m, f
+}
+
+func TestTUIShowsEventsAndStatus(t *testing.T) {
+	m, _ := newTestModel()
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeWelcome, Nick: "amy", Room: "lobby", Online: 1}}))
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "hello amy"}}))
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, To: "amy", From: "bob", Body: "secret"}}))
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeLeft, Nick: "cat", Room: "lobby", Reason: codec.ReasonTimeout}}))
+	view := m.View()
+	for _, want := range []string{"welcome, amy", "09:30", "[lobby]", "bob:", "hello amy", "[dm]", "secret", "cat left lobby (timeout)", "127.0.0.1:8060", "connected", "lobby (6 members)"} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypePresence, Room: "lobby", Count: 10000}}))
+	if !strings.Contains(m.View(), "lobby (10000 members)") {
+		t.Errorf("presence did not update the count:\n%s", m.View())
+	}
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: client.EventReconnecting}, Err: errors.New("EOF"), Attempt: 2, Delay: time.Second}))
+	if !strings.Contains(m.View(), "reconnecting (attempt 2)") {
+		t.Errorf("status does not show reconnecting:\n%s", m.View())
+	}
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: client.EventReconnected}}))
+	if !strings.Contains(m.View(), "· connected ·") {
+		t.Errorf("status does not show connected:\n%s", m.View())
+	}
+}
+
+func TestTUICommandsAndHistory(t *testing.T) {
+	m, f := newTestModel()
+	typeLine(m, "hi all")
+	typeLine(m, "/join go")
+	typeLine(m, "in go now")
+	typeLine(m, "/dm bob psst")
+	typeLine(m, "/join full")
+	typeLine(m, "/room lobby")
+	typeLine(m, "/bogus")
+	f.mu.Lock()
+	calls := strings.Join(f.calls, "|")
+	f.mu.Unlock()
+	if calls != "say lobby hi all|join go|say go in go now|dm bob psst|join full" {
+		t.Fatalf("calls = %s", calls)
+	}
+	view := m.View()
+	for _, want := range []string{"amy:", "hi all", "you joined go", "[→ bob]", "! too_many_rooms", "unknown command /bogus", " lobby (7 members) · "} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+	// Up recalls the previous lines, down goes back to an empty line.
+	drive(m, tea.KeyMsg{Type: tea.KeyUp})
+	if m.input.Value() != "/bogus" {
+		t.Fatalf("up: %q", m.input.Value())
+	}
+	drive(m, tea.KeyMsg{Type: tea.KeyUp})
+	if m.input.Value() != "/room lobby" {
+		t.Fatalf("up twice: %q", m.input.Value())
+	}
+	drive(m, tea.KeyMsg{Type: tea.KeyDown})
+	drive(m, tea.KeyMsg{Type: tea.KeyDown})
+	if m.input.Value() != "" {
+		t.Fatalf("down past the end: %q", m.input.Value())
+	}
+}
+
+func TestTUIQuit(t *testing.T) {
+	m, f := newTestModel()
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyCtrlC})
+	msg := cmd()
+	if _, ok := msg.(quitDoneMsg); !ok {
+		t.Fatalf("ctrl+c gave %T", msg)
+	}
+	if _, cmd = m.Update(msg); cmd == nil {
+		t.Fatal("no tea.Quit after the quit finished")
+	}
+	if _, ok := cmd().(tea.QuitMsg); !ok {
+		t.Fatal("not tea.Quit")
+	}
+	if strings.Join(f.calls, "|") != "quit" {
+		t.Fatalf("calls = %v", f.calls)
+	}
+}
+
+// TestTUIWideCharactersAndResize: Chinese text wraps by display width, and
+// every line of the view fits the window after a resize.
+func TestTUIWideCharactersAndResize(t *testing.T) {
+	m, _ := newTestModel()
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "小明", Body: strings.Repeat("你好世界", 20)}}))
+	for _, w := range []int{60, 30, 100} {
+		drive(m, tea.WindowSizeMsg{Width: w, Height: 15})
+		lines := strings.Split(m.View(), "\n")
+		if len(lines) != 15 {
+			t.Fatalf("width %d: view has %d lines, want 15", w, len(lines))
+		}
+		for _, l := range lines {
+			if lipgloss.Width(l) > w {
+				t.Fatalf("width %d: line of %d cells: %q", w, lipgloss.Width(l), l)
+			}
+		}
+		if !strings.Contains(m.View(), "你好世界") {
+			t.Fatalf("width %d: message lost:\n%s", w, m.View())
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+
+	"parley/client"
+	"parley/codec"
+)
+
+// Format returns the one-line form of an event used by line mode, and
+// false for events that show nothing (pong, ack). The format is stable:
+//
+//	[lobby] bob: hi
+//	[dm] bob: hi
+//	* bob joined lobby
+//	* bob left lobby (timeout)
+//	* lobby: 10000 members (+12 joined, -3 left)
+//	! nick_taken: ...
+func Format(ev client.Event) (string, bool) {
+	switch ev.Type {
+	case codec.TypeMsg:
+		if ev.Room == "" {
+			return fmt.Sprintf("[dm] %s: %s", ev.From, ev.Body), true
+		}
+		return fmt.Sprintf("[%s] %s: %s", ev.Room, ev.From, ev.Body), true
+	case codec.TypeJoined:
+		return fmt.Sprintf("* %s joined %s", ev.Nick, ev.Room), true
+	case codec.TypeLeft:
+		return fmt.Sprintf("* %s left %s (%s)", ev.Nick, ev.Room, ev.Reason), true
+	case codec.TypePresence:
+		return fmt.Sprintf("* %s: %d members (+%d joined, -%d left)", ev.Room, ev.Count, ev.Joined, ev.Left), true
+	case codec.TypeWelcome:
+		return fmt.Sprintf("* welcome, %s: you are in %s, %s", ev.Nick, ev.Room, othersOnline(ev.Online)), true
+	case codec.TypeError:
+		return fmt.Sprintf("! %s: %s", ev.Code, ev.Message), true
+	case codec.TypeBye:
+		return fmt.Sprintf("* the server said bye (%s)", ev.Reason), true
+	case codec.TypeUsers:
+		return fmt.Sprintf("* %s (%d): %v", ev.Room, ev.Count, ev.Nicks), true
+	case client.EventReconnecting:
+		return fmt.Sprintf("* connection lost (%v); reconnecting in %s (attempt %d)", ev.Err, ev.Delay.Round(10e6), ev.Attempt), true
+	case client.EventReconnected:
+		return "* reconnected", true
+	case client.EventDisconnected:
+		return fmt.Sprintf("* disconnected (%v)", ev.Err), true
+	}
+	return "", false
+}
+
+// FormatError returns the line for a failed command: "! code: message"
+// for errors the server answered, "! message" for others.
+func FormatError(err error) string {
+	var pe *codec.Error
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("! %s: %s", pe.Code, pe.Msg)
+	}
+	return "! " + err.Error()
+}
+
+// othersOnline words the welcome's online count.
+func othersOnline(n int) string {
+	switch n {
+	case 0:
+		return "nobody else is online"
+	case 1:
+		return "1 other user online"
+	}
+	return fmt.Sprintf("%d other users online", n)
+}

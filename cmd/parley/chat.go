@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"parley/client"
+	"parley/client/chat"
+	"parley/codec"
+)
+
+type chatFlags struct {
+	addr, nick, room  string
+	plain, json, once bool
+}
+
+func newChatCmd() *cobra.Command {
+	var f chatFlags
+	cmd := &cobra.Command{
+		Use:   "chat",
+		Short: "Chat from a terminal",
+		Long: `Connect to a Parley server and chat.
+
+On a terminal it opens a full-screen chat; with --plain, --json, or when
+stdin or stdout is not a terminal it runs in line mode: every input line is
+said in the current room or is a command, every event is printed as one line
+([lobby] bob: hi, [dm] bob: hi, * bob joined lobby, ! code: message). At the
+end of input it sends quit and waits briefly for the server's bye.
+
+Commands: /join room, /leave [room], /room room, /dm nick text, /who [room]
+(/who * for everyone online), /help, /quit; a bare quit or exit line also
+leaves. Without --nick it asks for one, and asks again when a nick is taken.
+It reconnects after a lost connection or a server restart unless
+--no-reconnect is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runChat(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:8060", "server address")
+	fl.StringVar(&f.nick, "nick", "", "nickname (asked for when missing)")
+	fl.StringVar(&f.room, "room", codec.Lobby, "room to talk in first")
+	fl.BoolVar(&f.plain, "plain", false, "line mode even on a terminal")
+	fl.BoolVar(&f.json, "json", false, "line mode printing every server frame as one JSON line")
+	fl.BoolVar(&f.once, "no-reconnect", false, "exit when the connection is lost instead of reconnecting")
+	return cmd
+}
+
+func runChat(cmd *cobra.Command, f chatFlags) error {
+	in, out, errw := cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	interactive := !f.plain && !f.json && isTerminal(in) && isTerminal(out)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lines := bufio.NewReader(in)
+	c, err := login(ctx, f, lines, errw)
+	if err != nil {
+		return err
+	}
+	if interactive {
+		if err := chat.RunTUI(c, chat.TUIConfig{Addr: f.addr, Room: f.room}); err != nil {
+			c.Close()
+			return exitError{code: 1, msg: err.Error()}
+		}
+		return nil
+	}
+	if err := chat.RunLine(ctx, c, chat.LineConfig{Room: f.room, JSON: f.json, In: lines, Out: out}); err != nil {
+		return exitError{code: 1, msg: err.Error()}
+	}
+	return nil
+}
+
+// login dials and logs in, asking for a nick when none was given or the
+// one given is taken or invalid.
+func login(ctx context.Context, f chatFlags, lines *bufio.Reader, errw io.Writer) (*client.Client, error) {
+	nick := f.nick
+	for {
+		if nick == "" {
+			fmt.Fprint(errw, "请输入昵称 (nickname): ")
+			line, err := lines.ReadString('\n')
+			nick = strings.TrimSpace(line)
+			if nick == "" && err != nil {
+				return nil, exitError{code: 1, msg: "no nickname given"}
+			}
+			if nick == "" {
+				continue
+			}
+		}
+		c, err := client.Dial(ctx, f.addr, client.Options{
+			Nick: nick, Reconnect: !f.once, ReconnectOnShutdown: !f.once, Raw: f.json,
+		})
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, codec.ErrNickTaken) || errors.Is(err, codec.ErrBadNick) {
+			fmt.Fprintln(errw, chat.FormatError(err))
+			nick = ""
+			continue
+		}
+		return nil, exitError{code: 1, msg: fmt.Sprintf("cannot connect to %s: %s", f.addr, rootCause(err))}
+	}
+}
+
+// rootCause turns "dial tcp 127.0.0.1:8060: connect: connection refused"
+// into "connection refused".
+func rootCause(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var sys *os.SyscallError
+		if errors.As(op.Err, &sys) {
+			return sys.Err.Error()
+		}
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
