@@ -102,11 +102,14 @@ func (e *gnetHandler) OnTick() (time.Duration, gnet.Action) {
 	return e.hub.cfg.tickInterval(), gnet.None
 }
 
-// gnetLogger sends gnet's own log lines to slog.
+// gnetLogger sends gnet's own log lines to slog. gnet's info and warnings
+// go to debug: its warnings are routine (an epoll event for a connection
+// closed a moment before, once per connection when thousands close at
+// once) and not something an operator acts on. Its errors stay errors.
 type gnetLogger struct{ l *slog.Logger }
 
 func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...), "component", "gnet") }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }

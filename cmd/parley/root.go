@@ -31,6 +31,7 @@ line wins over the environment.`,
 		return exitError{code: 2}
 	})
 	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd())
+	root.AddCommand(newBenchChildCmds()...)
 	return root
 }
 

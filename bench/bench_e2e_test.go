@@ -1,0 +1,221 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"parley/server"
+)
+
+const waitFor = 10 * time.Second
+
+// shortConfig is a run of a second or two with small counts.
+func shortConfig(t Target) Config {
+	return Config{
+		Targets: []Target{t}, Conns: []int{40}, Rates: []float64{200, 0}, Senders: 2,
+		Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond, Drain: waitFor, Inflight: 8,
+	}
+}
+
+func startParley(t *testing.T) string {
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", Loops: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(context.Background()) }()
+	select {
+	case <-srv.Ready():
+	case <-time.After(waitFor):
+		t.Fatal("server did not start")
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv.Addr().String()
+}
+
+func startFloor(t *testing.T) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = RunFloor(ctx, "127.0.0.1:0", 2, ready) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-ready:
+		return a.String()
+	case <-time.After(waitFor):
+		t.Fatal("floor did not start")
+		return ""
+	}
+}
+
+func startNATS(t *testing.T) string {
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = RunNATSServer(ctx, port) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitListening(addr, waitFor); err != nil {
+		t.Fatal(err)
+	}
+	return "nats://" + addr
+}
+
+// checkResults asserts that every run delivered everything it sent.
+func checkResults(t *testing.T, rs []Result, want int) {
+	t.Helper()
+	if len(rs) != want {
+		t.Fatalf("%d results, want %d", len(rs), want)
+	}
+	for _, r := range rs {
+		if r.Messages == 0 || r.Expected != r.Messages*int64(r.Conns) {
+			t.Errorf("%s rate %g: %d messages, %d expected", r.Target, r.Rate, r.Messages, r.Expected)
+		}
+		if r.Received != r.Expected || r.Lost != 0 || r.Closed != 0 || r.SendError != "" {
+			t.Errorf("%s rate %g: expected %d, received %d, lost %d, closed %d, send error %q", r.Target, r.Rate, r.Expected, r.Received, r.Lost, r.Closed, r.SendError)
+		}
+		if r.Latency.Count != r.Received || r.Latency.P50 <= 0 || r.Latency.Max < r.Latency.P99 {
+			t.Errorf("%s rate %g: latency %+v", r.Target, r.Rate, r.Latency)
+		}
+	}
+	// Paced at 200/s for 0.5s: 100 messages in the window, give or take one
+	// at each edge.
+	if m := rs[0].Messages; m < 99 || m > 101 {
+		t.Errorf("paced run sent %d messages in the window, want 100", m)
+	}
+}
+
+func TestRunParley(t *testing.T) {
+	cfg := shortConfig(TargetParley)
+	cfg.Addr = startParley(t)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, 2)
+}
+
+func TestRunFloor(t *testing.T) {
+	cfg := shortConfig(TargetFloor)
+	cfg.FloorAddr = startFloor(t)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, 2)
+}
+
+func TestRunNATS(t *testing.T) {
+	cfg := shortConfig(TargetNATS)
+	cfg.NATSURL = startNATS(t)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, 2)
+}
+
+// TestWorkersMergeHistograms runs two load generator workers over pipes,
+// as `--procs 2` runs them in child processes, and checks that their
+// completions and histograms add up.
+func TestWorkersMergeHistograms(t *testing.T) {
+	addr := startFloor(t)
+	var groups []*remoteGroup
+	for w := 0; w < 2; w++ {
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		go func() { _ = RunWorker(inR, outW, 0); outW.Close() }()
+		g := newRemoteGroup(inW, outR)
+		if err := g.start(GroupConfig{Target: TargetFloor, Addr: addr, Room: "lobby", Conns: 10 + w*5, Worker: w, Loops: 1}); err != nil {
+			t.Fatal(err)
+		}
+		defer g.close()
+		groups = append(groups, g)
+	}
+	s, err := openSender(TargetFloor, addr, "lobby", 0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	from := time.Now()
+	for _, g := range groups {
+		g.setWindow(from, from.Add(time.Hour))
+	}
+	for seq := uint64(1); seq <= 20; seq++ {
+		if err := s.send(time.Now().UnixNano(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range groups {
+		seen := map[uint64]bool{}
+		timeout := time.After(waitFor)
+		for len(seen) < 20 {
+			select {
+			case seq := <-g.completed():
+				seen[seq] = true
+			case <-timeout:
+				t.Fatalf("only %d of 20 messages completed in a worker", len(seen))
+			}
+		}
+	}
+	reports := []GroupReport{groups[0].collect(), groups[1].collect()}
+	hist, total := mergeReports(reports)
+	if reports[0].Received != 200 || reports[1].Received != 300 {
+		t.Fatalf("workers received %d and %d, want 200 and 300", reports[0].Received, reports[1].Received)
+	}
+	if total.Received != 500 || hist.TotalCount() != 500 {
+		t.Fatalf("merged: %d received, %d in the histogram", total.Received, hist.TotalCount())
+	}
+}
+
+func TestWriteJSONAndTable(t *testing.T) {
+	h := NewHistogram()
+	Record(h, 5*time.Millisecond)
+	rs := []Result{
+		{Target: TargetParley, Conns: 10, Rate: 10, Messages: 1, Expected: 10, Received: 10, PerSec: 100, Latency: Summarize(h), Histogram: h.Export(), hist: h},
+		{Target: TargetNATS, Conns: 10, Rate: 10, Messages: 1, Expected: 10, Received: 9, Lost: 1, PerSec: 50, Latency: Summarize(h), Histogram: h.Export(), hist: h},
+	}
+	dir := t.TempDir()
+	when := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	cfg := Config{Targets: []Target{TargetParley, TargetNATS}, Conns: []int{10}, Rates: []float64{10}}
+	paths, err := WriteJSON(dir, when, cfg, rs)
+	if err != nil || len(paths) != 2 || filepath.Base(paths[0]) != "20261121-090000-parley.json" {
+		t.Fatalf("WriteJSON = %v, %v", paths, err)
+	}
+	raw, err := os.ReadFile(paths[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Target != TargetNATS || len(rep.Results) != 1 || rep.Results[0].Lost != 1 || rep.Config.Conns[0] != 10 || rep.Results[0].Histogram == nil {
+		t.Fatalf("report = %+v", rep)
+	}
+	plots, err := WritePlots(dir, when, rs)
+	if err != nil || len(plots) != 2 {
+		t.Fatalf("WritePlots = %v, %v", plots, err)
+	}
+	var b strings.Builder
+	WriteTable(&b, rs)
+	for _, want := range []string{"parley/nats", "2.00", "1 deliveries lost"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

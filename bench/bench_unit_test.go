@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+func TestScheduleIsEvenAndInterleaved(t *testing.T) {
+	start := time.Unix(1000, 0)
+	a := Schedule{Start: start, Rate: 100, Senders: 2, Index: 0}
+	b := Schedule{Start: start, Rate: 100, Senders: 2, Index: 1}
+	// Together: one message every 10ms, alternating a, b, a, b...
+	for k := int64(0); k < 50; k++ {
+		if got, want := a.Due(k), start.Add(time.Duration(2*k)*10*time.Millisecond); got != want {
+			t.Fatalf("a.Due(%d) = %v, want %v", k, got, want)
+		}
+		if got, want := b.Due(k), start.Add(time.Duration(2*k+1)*10*time.Millisecond); got != want {
+			t.Fatalf("b.Due(%d) = %v, want %v", k, got, want)
+		}
+	}
+	from, to := start.Add(2*time.Second), start.Add(12*time.Second)
+	if n := a.Count(from, to) + b.Count(from, to); n != 1000 {
+		t.Fatalf("10s at 100/s: %d messages due", n)
+	}
+	if a.Count(start.Add(-time.Second), start) != 0 {
+		t.Fatal("nothing is due before the start")
+	}
+}
+
+func TestScheduleFractionalRate(t *testing.T) {
+	s := Schedule{Start: time.Unix(0, 0), Rate: 3, Senders: 1}
+	if s.Due(3) != time.Unix(1, 0) {
+		t.Fatalf("Due(3) at 3/s = %v", s.Due(3))
+	}
+	if n := s.Count(time.Unix(0, 0), time.Unix(10, 0)); n != 30 {
+		t.Fatalf("Count = %d", n)
+	}
+}
+
+func TestBodyRoundTrip(t *testing.T) {
+	b := Body(nil, 1763716800123456789, 42, 100)
+	if len(b) != 100 {
+		t.Fatalf("len %d", len(b))
+	}
+	due, seq, ok := ParseBody(b)
+	if !ok || due != 1763716800123456789 || seq != 42 {
+		t.Fatalf("ParseBody = %d %d %v", due, seq, ok)
+	}
+	frame := []byte(`{"type":"msg","from":"s0","room":"bench","body":"` + string(b) + `","ts":1,"seq":42}`)
+	if due, seq, ok = ParseFrame(frame); !ok || seq != 42 || due != 1763716800123456789 {
+		t.Fatalf("ParseFrame = %d %d %v", due, seq, ok)
+	}
+	for _, bad := range []string{`{"type":"ping"}`, `{"type":"presence","room":"bench","count":3}`, `{"body":"nope"}`} {
+		if _, _, ok := ParseFrame([]byte(bad)); ok {
+			t.Fatalf("ParseFrame(%s) ok", bad)
+		}
+	}
+}
+
+func TestHistogramMerge(t *testing.T) {
+	a, b := NewHistogram(), NewHistogram()
+	for i := 1; i <= 900; i++ {
+		Record(a, time.Duration(i)*time.Millisecond/10) // 0.1 .. 90 ms
+	}
+	for i := 0; i < 100; i++ {
+		Record(b, time.Second)
+	}
+	m := Merge(a, b, nil)
+	p := Summarize(m)
+	if p.Count != 1000 {
+		t.Fatalf("count %d", p.Count)
+	}
+	if math.Abs(p.P50-50) > 0.5 || p.P99 < 999 || p.Max < 999 {
+		t.Fatalf("percentiles %+v", p)
+	}
+	// A histogram survives the export used between worker processes.
+	back := hdrhistogram.Import(m.Export())
+	if !back.Equals(m) {
+		t.Fatal("export/import changed the histogram")
+	}
+}

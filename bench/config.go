@@ -1,0 +1,130 @@
+// Package bench measures broadcast latency and deliveries per second with
+// thousands of connections, against Parley, a NATS server and a protocol-
+// free floor server on the same machine, with the same load generator and
+// the same measuring code.
+package bench
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"parley/codec"
+)
+
+// Target names a system under test.
+type Target string
+
+// Targets.
+const (
+	TargetParley Target = "parley"
+	TargetNATS   Target = "nats"
+	TargetFloor  Target = "floor"
+)
+
+// AllTargets is the order `--target all` runs them in.
+var AllTargets = []Target{TargetParley, TargetNATS, TargetFloor}
+
+// Config describes a benchmark. Zero values mean the documented defaults.
+type Config struct {
+	Targets []Target // default parley
+	// Addr is a running Parley server (host:port) to use instead of
+	// starting one; several comma-separated nodes spread the connections.
+	Addr string
+	// NATSURL and FloorAddr are running servers to use instead of starting
+	// them.
+	NATSURL   string
+	FloorAddr string
+
+	Conns    []int         // receiving connections, each a sweep point; default 10000
+	Senders  int           // sending connections; default 1
+	Rates    []float64     // messages per second, all senders together; 0 is saturation; default 0
+	Size     int           // message body bytes; default 100
+	Duration time.Duration // measured time per run; default 10s
+	Warmup   time.Duration // unmeasured time before it; default 2s
+	Inflight int           // saturation: messages sent but not yet received by everyone; default 64
+	Drain    time.Duration // how long to wait for late deliveries after a run; default 10s
+	Procs    int           // load generator processes holding receivers; default 1 (in this process)
+	Loops    int           // event loops per load generator process; default 2
+	Room     string        // room (NATS: subject); default lobby
+
+	// ServerLoops is --loops for the Parley server it starts; 0 keeps
+	// the server's default.
+	ServerLoops int
+	// Exe is the parley binary for child processes; default this program.
+	Exe string
+	// OutDir receives the JSON results and plots; default bench-results.
+	OutDir string
+	// Log receives progress lines; default discard.
+	Log io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Targets) == 0 {
+		c.Targets = []Target{TargetParley}
+	}
+	if len(c.Conns) == 0 {
+		c.Conns = []int{10000}
+	}
+	if len(c.Rates) == 0 {
+		c.Rates = []float64{0}
+	}
+	defaults := []struct {
+		v   *int
+		def int
+	}{{&c.Senders, 1}, {&c.Size, 100}, {&c.Inflight, 64}, {&c.Procs, 1}, {&c.Loops, 2}}
+	for _, d := range defaults {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup < 0 {
+		c.Warmup = 0
+	}
+	if c.Drain <= 0 {
+		c.Drain = 10 * time.Second
+	}
+	if c.Room == "" {
+		c.Room = codec.Lobby
+	}
+	if c.OutDir == "" {
+		c.OutDir = "bench-results"
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Size < MinBody {
+		return fmt.Errorf("bench: --size must be at least %d bytes to carry a timestamp and a sequence", MinBody)
+	}
+	if c.Size > codec.DefaultMaxBody {
+		return fmt.Errorf("bench: --size must be at most %d bytes", codec.DefaultMaxBody)
+	}
+	for _, t := range c.Targets {
+		if t != TargetParley && t != TargetNATS && t != TargetFloor {
+			return fmt.Errorf("bench: unknown target %q", t)
+		}
+	}
+	for _, n := range c.Conns {
+		if n < c.Procs {
+			return fmt.Errorf("bench: %d connections cannot be split over %d processes", n, c.Procs)
+		}
+	}
+	return nil
+}
+
+// GroupConfig is one load generator process's share of the receivers.
+type GroupConfig struct {
+	Target Target `json:"target"`
+	Addr   string `json:"addr"` // host:port, or a NATS URL
+	Room   string `json:"room"`
+	Conns  int    `json:"conns"`
+	Worker int    `json:"worker"` // index, for unique nicks
+	Loops  int    `json:"loops"`
+}

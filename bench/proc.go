@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// clockTicks is the kernel's USER_HZ, the unit of CPU times in /proc.
+const clockTicks = 100
+
+// ProcStat is the RSS and CPU time of a process.
+type ProcStat struct {
+	RSS int64         // bytes
+	CPU time.Duration // user + system
+}
+
+// ReadProcStat reads /proc for pid (0 for this process).
+func ReadProcStat(pid int) (ProcStat, error) {
+	dir := "/proc/self"
+	if pid > 0 {
+		dir = fmt.Sprintf("/proc/%d", pid)
+	}
+	var st ProcStat
+	raw, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return st, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: utime and stime are fields 14 and 15.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(fields) < 13 {
+		return st, fmt.Errorf("short %s/stat", dir)
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	st.CPU = time.Duration(ut+stime) * time.Second / clockTicks
+	f, err := os.Open(dir + "/status")
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			st.RSS = kb << 10
+		}
+	}
+	return st, nil
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitListening dials addr until it answers or the timeout passes.
+func waitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not start listening: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// boundAddr is the address a gnet engine listens on.
+func boundAddr(eng gnet.Engine) net.Addr {
+	fd, err := eng.Dup()
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil
+	}
+	if a, ok := sa.(*unix.SockaddrInet4); ok {
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// running is a target server for one sweep point.
+type running struct {
+	addrs []string // where receivers and senders connect (NATS: URLs)
+	pid   int      // the server process, 0 when unknown (--addr, or in-process)
+	note  string   // what the bench did to the server, for the report
+	stop  func()
+}
+
+// BenchServerFlags are the flags the bench gives a Parley server it starts:
+// quiet logs, and limits that would otherwise throttle a load generator.
+var BenchServerFlags = []string{"--log-level", "warn"}
+
+// startTarget starts (or finds) the server for t.
+func startTarget(cfg Config, t Target) (*running, error) {
+	switch t {
+	case TargetParley:
+		if cfg.Addr != "" {
+			return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr}, nil
+		}
+		args := append([]string{"serve"}, BenchServerFlags...)
+		if cfg.ServerLoops > 0 {
+			args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
+		}
+		return startChild(cfg.Exe, func(port int) []string {
+			return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
+		}, "", "started: parley "+strings.Join(args, " "))
+	case TargetNATS:
+		if cfg.NATSURL != "" {
+			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil
+		}
+		return startChild(cfg.Exe, func(port int) []string {
+			return []string{"bench-nats-server", "--port", strconv.Itoa(port)}
+		}, "nats://", "started: nats-server (default limits) in a child process")
+	default:
+		if cfg.FloorAddr != "" {
+			return &running{addrs: []string{cfg.FloorAddr}, stop: func() {}, note: "using the running floor at " + cfg.FloorAddr}, nil
+		}
+		return startChild(cfg.Exe, func(port int) []string {
+			return []string{"bench-floor", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}
+		}, "", "started: floor server in a child process")
+	}
+}
+
+// startChild runs exe with the arguments for a free port and waits until
+// it listens.
+func startChild(exe string, argsFor func(port int) []string, scheme, note string) (*running, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, argsFor(port)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	hostport := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := waitListening(hostport, 15*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	return &running{addrs: []string{scheme + hostport}, pid: cmd.Process.Pid, stop: stop, note: note}, nil
+}
+
+// RunChildServer is the body of the hidden child commands: it runs fn
+// until SIGTERM or SIGINT.
+func RunChildServer(fn func(ctx context.Context) error) error {
+	ctx, stop := signalContext()
+	defer stop()
+	return fn(ctx)
+}

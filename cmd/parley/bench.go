@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"parley/bench"
+)
+
+type benchFlags struct {
+	target, addr, conns, rates string
+	cfg                        bench.Config
+}
+
+func newBenchCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure broadcast latency and deliveries per second",
+		Long: `Measure broadcast latency and deliveries per second with thousands of
+connections in one room, against Parley and, with --target all, against a
+NATS server and a protocol-free floor server on the same machine, with the
+same load generator and the same measuring code.
+
+Connect phase: --conns receivers connect and join the room (NATS: subscribe
+to the subject). Broadcast phase: --senders connections send --size-byte
+messages at --rate messages per second in total on a fixed schedule, for
+--warmup and then the measured --duration; latency counts from each
+message's scheduled time, so a stalled server cannot hide its stall.
+--rate 0 is saturation: at most --inflight messages sent but not yet
+received by everyone.
+
+--conns and --rate take comma-separated lists; every combination runs. The
+table goes to stdout; JSON with every figure and the configuration, and PNG
+plots, go to --out. Servers are started as child processes on free loopback
+ports unless --addr (Parley), --nats-url or --floor-addr name running ones.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.target, "target", "parley", "parley, nats, floor or all")
+	fl.StringVar(&f.cfg.Addr, "addr", "", "use this running Parley server (host:port; several nodes comma-separated)")
+	fl.StringVar(&f.cfg.NATSURL, "nats-url", "", "use this running NATS server")
+	fl.StringVar(&f.cfg.FloorAddr, "floor-addr", "", "use this running floor server")
+	fl.StringVar(&f.conns, "conns", "10000", "receiving connections (comma-separated list to sweep)")
+	fl.StringVar(&f.rates, "rate", "0", "messages per second in total, 0 for saturation (comma-separated list to sweep)")
+	fl.IntVar(&f.cfg.Senders, "senders", 1, "sending connections")
+	fl.IntVar(&f.cfg.Size, "size", 100, "message body in bytes")
+	fl.DurationVar(&f.cfg.Duration, "duration", 10*time.Second, "measured time per run")
+	fl.DurationVar(&f.cfg.Warmup, "warmup", 2*time.Second, "unmeasured time before each run")
+	fl.IntVar(&f.cfg.Inflight, "inflight", 64, "saturation: messages sent but not yet received by everyone")
+	fl.DurationVar(&f.cfg.Drain, "drain", 10*time.Second, "how long to wait for late deliveries after a run before counting them lost")
+	fl.IntVar(&f.cfg.Procs, "procs", 1, "load generator processes holding the receivers (one process holds at most ~19000)")
+	fl.IntVar(&f.cfg.Loops, "loops", 2, "event loops per load generator process")
+	fl.IntVar(&f.cfg.ServerLoops, "server-loops", 0, "--loops of the Parley server it starts (0: the server's default)")
+	fl.StringVar(&f.cfg.Room, "room", "lobby", "room (NATS: subject)")
+	fl.StringVar(&f.cfg.OutDir, "out", "bench-results", "directory for the JSON results and plots")
+	return cmd
+}
+
+func runBench(cmd *cobra.Command, f benchFlags) error {
+	cfg := f.cfg
+	var err error
+	if cfg.Targets, err = parseTargets(f.target); err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	if cfg.Conns, err = parseList(f.conns, strconv.Atoi); err != nil {
+		return exitError{code: 2, msg: "invalid --conns: " + err.Error()}
+	}
+	if cfg.Rates, err = parseList(f.rates, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); err != nil {
+		return exitError{code: 2, msg: "invalid --rate: " + err.Error()}
+	}
+	cfg.Log = cmd.ErrOrStderr()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	when := time.Now()
+	results, err := bench.Run(ctx, cfg)
+	out := cmd.OutOrStdout()
+	if len(results) > 0 {
+		fmt.Fprintln(out)
+		bench.WriteTable(out, results)
+		files, ferr := bench.WriteJSON(cfg.OutDir, when, cfg, results)
+		plots, perr := bench.WritePlots(cfg.OutDir, when, results)
+		fmt.Fprintf(out, "\nfiles: %s\n", strings.Join(append(files, plots...), " "))
+		if ferr != nil || perr != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "parley: writing results: %v %v\n", ferr, perr)
+		}
+	}
+	if err != nil {
+		return exitError{code: 1, msg: "bench: " + err.Error()}
+	}
+	return nil
+}
+
+func parseTargets(s string) ([]bench.Target, error) {
+	if s == "all" {
+		return bench.AllTargets, nil
+	}
+	var out []bench.Target
+	for _, t := range strings.Split(s, ",") {
+		switch bench.Target(t) {
+		case bench.TargetParley, bench.TargetNATS, bench.TargetFloor:
+			out = append(out, bench.Target(t))
+		default:
+			return nil, fmt.Errorf("invalid --target %q: use parley, nats, floor or all", t)
+		}
+	}
+	return out, nil
+}
+
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, part := range strings.Split(s, ",") {
+		v, err := parse(strings.TrimSpace(part))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Hidden commands: the child processes `parley bench` starts.
+func newBenchChildCmds() []*cobra.Command {
+	var port int
+	natsCmd := &cobra.Command{Use: "bench-nats-server", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return bench.RunChildServer(func(ctx context.Context) error { return bench.RunNATSServer(ctx, port) })
+		}}
+	natsCmd.Flags().IntVar(&port, "port", 4222, "port")
+	var addr string
+	floorCmd := &cobra.Command{Use: "bench-floor", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return bench.RunChildServer(func(ctx context.Context) error { return bench.RunFloor(ctx, addr, 0, nil) })
+		}}
+	floorCmd.Flags().StringVar(&addr, "addr", "127.0.0.1:0", "address")
+	workerCmd := &cobra.Command{Use: "bench-worker", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return bench.RunWorker(cmd.InOrStdin(), cmd.OutOrStdout(), os.Getpid())
+		}}
+	return []*cobra.Command{natsCmd, floorCmd, workerCmd}
+}
