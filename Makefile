@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/parley
 FUZZTIME  ?= 30s
 
-.PHONY: build run test fuzz bench microbench clean
+.PHONY: build run test fuzz soak bench microbench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/parley
@@ -18,6 +18,13 @@ test:
 # Each fuzz target for FUZZTIME (go test runs one fuzz target at a time).
 fuzz:
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzServerConn$$' -fuzztime $(FUZZTIME)
+
+# The long form of the hardening scenarios (docs/RELIABILITY.md), without
+# the race detector so the load is real. Under 10 minutes.
+SOAKTESTS := TestFlood|TestConnectStorm|TestConnectStormProcess|TestHalfOpenPeers|TestSlowConsumersAtScale|TestChurnSoak|TestShutdownUnderLoad|FuzzServerConn
+soak:
+	PARLEY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run '^($(SOAKTESTS))$$' ./server ./cmd/parley
 
 # Parley, NATS and the floor side by side at 10,000 connections: 10 and 100
 # messages/s and saturation. Finishes in under 3 minutes on 2 cores.

@@ -26,7 +26,7 @@ func shortConfig(t Target) Config {
 }
 
 func startParley(t *testing.T) string {
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", Loops: 2})
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", Loops: 2, RateLimit: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,8 +80,9 @@ func latencyPlot(rs []Result, rate float64) (*plot.Plot, error) {
 	p.X.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: tailX(0), Label: "0%"}, {Value: tailX(50), Label: "50%"},
 		{Value: tailX(90), Label: "90%"}, {Value: tailX(99), Label: "99%"}, {Value: tailX(99.9), Label: "99.9%"}, {Value: tailX(99.99), Label: "99.99%"}})
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Legend.Top = true
-	p.Legend.Left = true
+	// The curves rise to the right: the bottom right corner stays free.
+	p.Legend.Top = false
+	p.Legend.Left = false
 	for _, r := range largestConns(rs, rate) {
 		if r.hist == nil || r.hist.TotalCount() == 0 {
 			continue
@@ -121,7 +122,17 @@ func largestConns(rs []Result, rate float64) []Result {
 	return out
 }
 
+// throughputPlot draws deliveries per second against connection count, one
+// line per target and rate; without a connection sweep it draws bars, one
+// group per rate.
 func throughputPlot(rs []Result) (*plot.Plot, error) {
+	conns := map[int]bool{}
+	for _, r := range rs {
+		conns[r.Conns] = true
+	}
+	if len(conns) == 1 {
+		return throughputBars(rs)
+	}
 	p := plot.New()
 	p.Title.Text = "Deliveries per second by connection count (higher is better)"
 	p.X.Label.Text = "connections"
@@ -149,5 +160,48 @@ func throughputPlot(rs []Result) (*plot.Plot, error) {
 			p.Legend.Add(fmt.Sprintf("%s, rate %s", t, fileRate(rate)), line)
 		}
 	}
+	return p, nil
+}
+
+func throughputBars(rs []Result) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Deliveries per second, %d connections (higher is better)", rs[0].Conns)
+	p.Y.Label.Text = "deliveries per second"
+	p.Legend.Top = true
+	rateList := rates(rs)
+	labels := make([]string, len(rateList))
+	for i, rate := range rateList {
+		labels[i] = "rate " + fileRate(rate)
+	}
+	width := vg.Points(18)
+	var targets []Target
+	for _, t := range AllTargets {
+		for _, r := range rs {
+			if r.Target == t {
+				targets = append(targets, t)
+				break
+			}
+		}
+	}
+	for i, t := range targets {
+		vals := make(plotter.Values, len(rateList))
+		for j, rate := range rateList {
+			for _, r := range rs {
+				if r.Target == t && r.Rate == rate {
+					vals[j] = r.PerSec
+				}
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return nil, err
+		}
+		bars.Color = targetColours[t]
+		bars.LineStyle.Width = 0
+		bars.Offset = width * vg.Length(float64(i)-float64(len(targets)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(string(t), bars)
+	}
+	p.NominalX(labels...)
 	return p, nil
 }

@@ -21,15 +21,16 @@ type running struct {
 }
 
 // BenchServerFlags are the flags the bench gives a Parley server it starts:
-// quiet logs, and limits that would otherwise throttle a load generator.
-var BenchServerFlags = []string{"--log-level", "warn"}
+// quiet logs, and flood control off, since a benchmark sender sends far
+// more than the 50 frames a second a chat user may.
+var BenchServerFlags = []string{"--log-level", "warn", "--rate-limit", "0"}
 
 // startTarget starts (or finds) the server for t.
 func startTarget(cfg Config, t Target) (*running, error) {
 	switch t {
 	case TargetParley:
 		if cfg.Addr != "" {
-			return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr}, nil
+			return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr + " (its flood control must allow the senders' rate: start it with --rate-limit 0)"}, nil
 		}
 		args := append([]string{"serve"}, BenchServerFlags...)
 		if cfg.ServerLoops > 0 {
@@ -37,7 +38,7 @@ func startTarget(cfg Config, t Target) (*running, error) {
 		}
 		return startChild(cfg.Exe, func(port int) []string {
 			return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
-		}, "", "started: parley "+strings.Join(args, " "))
+		}, "", "started: parley "+strings.Join(args, " ")+" (flood control off with --rate-limit 0, so the senders are not throttled)")
 	case TargetNATS:
 		if cfg.NATSURL != "" {
 			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil

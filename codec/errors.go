@@ -118,4 +118,5 @@ const (
 	ReasonProtocolError Reason = "protocol_error" // bye: a framing error
 	ReasonServerFull    Reason = "server_full"    // bye: over the connection limit
 	ReasonInternalError Reason = "internal_error" // bye: the server failed on this session's frame
+	ReasonFlood         Reason = "flood"          // bye: the client kept exceeding the frame rate limit
 )

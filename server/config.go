@@ -46,6 +46,25 @@ type Config struct {
 	PresenceInterval time.Duration
 	// MaxRooms is the most rooms one session may be in. Default 64.
 	MaxRooms int
+	// RateLimit is the flood control: frames per second one connection may
+	// send, on average. Frames over it are dropped and answered with error
+	// rate_limited (at most once a second). Default 50; negative turns
+	// flood control off.
+	RateLimit float64
+	// RateBurst is how many frames a connection may send at once above
+	// RateLimit. Default 100.
+	RateBurst int
+	// FloodGrace closes a connection with bye flood once it has kept
+	// exceeding RateLimit this long (a flood ends after a second without a
+	// dropped frame). Default 5s.
+	FloodGrace time.Duration
+	// MaxConnsPerIP is the most connections from one IP address; one more
+	// gets bye server_full. Default 0: no limit.
+	MaxConnsPerIP int
+	// SocketSendBuffer fixes the kernel send buffer of each connection, in
+	// bytes, turning off its autotuning. With MaxOutbound it bounds what a
+	// client that never reads can cost. Default 0: the kernel's default.
+	SocketSendBuffer int
 	// Logger receives one line per connection opened, login and close.
 	// Default: discard.
 	Logger *slog.Logger
@@ -60,6 +79,9 @@ const (
 	DefaultMaxOutbound      = 4 << 20
 	DefaultPresenceLimit    = 500
 	DefaultPresenceInterval = time.Second
+	DefaultRateLimit        = 50
+	DefaultRateBurst        = 100
+	DefaultFloodGrace       = 5 * time.Second
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -75,6 +97,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.PresenceLimit, DefaultPresenceLimit)
 	setDefault(&c.PresenceInterval, DefaultPresenceInterval)
 	setDefault(&c.MaxRooms, codec.DefaultMaxRooms)
+	setDefault(&c.RateLimit, DefaultRateLimit)
+	setDefault(&c.RateBurst, DefaultRateBurst)
+	setDefault(&c.FloodGrace, DefaultFloodGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -39,6 +39,7 @@ type fakeConn struct {
 
 func (c *fakeConn) Writev(frames [][]byte) { c.frames += len(frames); c.writes++ }
 func (c *fakeConn) Buffered() int          { return 0 }
+func (c *fakeConn) Flush()                 {}
 func (c *fakeConn) Close()                 { c.closed = true }
 
 // fanoutRig is a hub with members logged in over fake connections on two

@@ -31,6 +31,7 @@ type gnetConn struct{ c gnet.Conn }
 
 func (g gnetConn) Writev(frames [][]byte) { _, _ = g.c.Writev(frames) }
 func (g gnetConn) Buffered() int          { return g.c.OutboundBuffered() }
+func (g gnetConn) Flush()                 { _ = g.c.Flush() }
 func (g gnetConn) Close()                 { _ = g.c.Close() }
 
 func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -99,8 +100,14 @@ func (e *gnetHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
 // schedules work on the loops from here.
 func (e *gnetHandler) OnTick() (time.Duration, gnet.Action) {
 	e.hub.tick()
+	if e.hub.draining.Load() {
+		return drainTick, gnet.None // close drained connections promptly
+	}
 	return e.hub.cfg.tickInterval(), gnet.None
 }
+
+// drainTick is the sweep interval while shutting down.
+const drainTick = 20 * time.Millisecond
 
 // gnetLogger sends gnet's own log lines to slog. gnet's info and warnings
 // go to debug: its warnings are routine (an epoll event for a connection

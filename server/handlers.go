@@ -11,6 +11,9 @@ import (
 // s. body is only valid during the call.
 func (h *hub) handleFrame(s *session, body []byte) {
 	s.lastSeen = h.mono()
+	if !h.admit(s) {
+		return
+	}
 	var req codec.Request
 	if err := codec.DecodeRequest(body, &req); err != nil {
 		if codec.CodeOf(err).Fatal() {

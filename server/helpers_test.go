@@ -70,9 +70,19 @@ type tclient struct {
 
 func dial(t testing.TB, srv *Server) *tclient {
 	t.Helper()
+	return dialWith(t, srv, nil)
+}
+
+// dialWith is dial with a hook that sets socket options before any byte
+// moves.
+func dialWith(t testing.TB, srv *Server, setup func(*net.TCPConn)) *tclient {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", srv.Addr().String(), waitFor)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(conn.(*net.TCPConn))
 	}
 	c := &tclient{t: t, conn: conn, events: make(chan codec.Event, 4096), done: make(chan struct{})}
 	go c.read()

@@ -32,6 +32,10 @@ type hub struct {
 	idleOnce sync.Once
 	idle     chan struct{} // closed when draining and no connection is left
 
+	perIP   ipCounter
+	closes  closeCounts
+	refused atomic.Int64
+
 	presenceMu  sync.Mutex
 	presenceDue []*room
 
@@ -102,17 +106,28 @@ func (h *hub) open(l *loop, conn Conn, remote string) (*session, []byte) {
 	if h.draining.Load() {
 		return nil, byeFrames[codec.ReasonShutdown]
 	}
+	ip := hostOf(remote)
 	n := h.conns.Add(1)
 	if h.cfg.MaxConns > 0 && n > int64(h.cfg.MaxConns) {
 		h.connClosed()
-		h.log.Warn("connection refused", "remote", remote, "reason", codec.ReasonServerFull)
-		return nil, byeFrames[codec.ReasonServerFull]
+		return nil, h.refuse(remote, "max-conns")
+	}
+	if !h.perIP.add(ip, h.cfg.MaxConnsPerIP) {
+		h.connClosed()
+		return nil, h.refuse(remote, "max-conns-per-ip")
 	}
 	now := h.mono()
-	s := &session{id: uuid.New(), conn: conn, loop: l, remote: remote, openedAt: now, lastSeen: now}
+	s := &session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter()}
 	l.addSession(s)
 	h.log.Info("connection opened", s.logAttrs()...)
 	return s, nil
+}
+
+// refuse counts and logs a refused connection and returns its bye.
+func (h *hub) refuse(remote, limit string) []byte {
+	h.refused.Add(1)
+	h.log.Warn("connection refused", "remote", remote, "reason", codec.ReasonServerFull, "limit", limit)
+	return byeFrames[codec.ReasonServerFull]
 }
 
 // closed removes a session whose connection the transport closed: from its
@@ -140,6 +155,8 @@ func (h *hub) closed(s *session) {
 		h.online.Add(-1)
 	}
 	h.log.Info("connection closed", append(s.logAttrs(), "reason", reason)...)
+	h.closes.add(reason)
+	h.perIP.remove(s.ip)
 	h.connClosed()
 }
 
@@ -224,6 +241,7 @@ func init() {
 	for _, r := range []codec.Reason{
 		codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonLoginTimeout, codec.ReasonShutdown,
 		codec.ReasonProtocolError, codec.ReasonServerFull, codec.ReasonSlowConsumer, codec.ReasonInternalError,
+		codec.ReasonFlood,
 	} {
 		byeFrames[r] = codec.MustEncode(&codec.Bye{Reason: r})
 	}

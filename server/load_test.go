@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 // member receives every message in order, and the heap stays bounded.
 func TestSlowConsumer(t *testing.T) {
 	const maxOutbound = 1 << 20
-	srv := startServer(t, Config{MaxOutbound: maxOutbound})
+	srv := startServer(t, Config{MaxOutbound: maxOutbound, RateLimit: -1})
 	sender, fast := loggedIn(t, srv, "sender"), loggedIn(t, srv, "fast")
 	sender.expect(codec.TypeJoined)
 
@@ -95,17 +96,24 @@ func TestSlowConsumer(t *testing.T) {
 	eventually(t, "the slow session to be gone", func() bool { return srv.Stats().Online == 2 })
 }
 
-// TestConcurrentChurn runs 200 clients that join, chat, leave and
-// disconnect at random while observers stay in their rooms. Afterwards the
-// tables are empty, and each observer saw every message of its room in seq
-// order with no gap.
-func TestConcurrentChurn(t *testing.T) {
+// TestChurnSoak runs clients that connect, log in, join and leave rooms,
+// chat and disconnect, cleanly or abruptly, at random, while observers stay
+// in their rooms: 200 clients for 2s in make test, 2000 for 60s in make
+// soak. Afterwards the tables are empty, the open files and goroutines are
+// back to their baseline, the live heap is near it, and each observer saw
+// every message of its room in seq order with no gap.
+func TestChurnSoak(t *testing.T) {
+	clients, length := pick(200, 2000), pick(2*time.Second, 60*time.Second)
 	srv := startServer(t, Config{})
+	baseFDs, baseGoroutines, baseHeap := countFDs(t), runtime.NumGoroutine(), liveHeap()
 	rooms := []string{"r0", "r1", "r2", "r3"}
 	observers := make([]*tclient, len(rooms))
 	for i, room := range rooms {
 		observers[i] = loggedIn(t, srv, "obs"+room)
 		observers[i].send(&codec.Join{Room: room, Ref: "j"})
+		if err := waitEvent(observers[i], func(ev codec.Event) bool { return ev.Type == codec.TypeAck && ev.Ref == "j" }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	results := make([]chan []uint64, len(rooms))
 	stopObs := make(chan struct{})
@@ -115,8 +123,8 @@ func TestConcurrentChurn(t *testing.T) {
 	}
 
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(2 * time.Second)
-	for w := 0; w < 200; w++ {
+	deadline := time.Now().Add(length)
+	for w := 0; w < clients; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
@@ -154,22 +162,45 @@ func TestConcurrentChurn(t *testing.T) {
 		}
 	}
 	close(stopObs)
-	closer.send(&codec.Quit{})
-	for _, o := range observers {
-		o.send(&codec.Quit{})
+	for _, c := range append(observers, closer) {
+		c.send(&codec.Quit{})
+		c.untilBye(codec.ReasonQuit)
+		c.conn.Close()
 	}
 	eventually(t, "the tables to empty", func() bool {
 		st := srv.Stats()
 		return st.Conns == 0 && st.Sessions == 0 && st.Nicks == 0 && st.Rooms == 1 && st.Online == 0
 	})
+	eventually(t, "open files and goroutines back to their baseline", func() bool {
+		return countFDs(t) <= baseFDs && runtime.NumGoroutine() <= baseGoroutines
+	})
+	heap := liveHeap()
+	t.Logf("churn: %d clients for %v; messages per room %v; closes %v; live heap %d KiB before, %d KiB after",
+		clients, length, finals, srv.Stats().Closes, baseHeap>>10, heap>>10)
+	if heap > baseHeap+8<<20 {
+		t.Fatalf("live heap %d bytes after the churn, %d before", heap, baseHeap)
+	}
 }
 
-// observe collects the seqs of room's messages until the message "end".
+// countFDs counts this process's open files.
+func countFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// observe collects the seqs of room's messages until the message "end",
+// answering pings so a long run does not time it out.
 func observe(c *tclient, room string, stop <-chan struct{}, out chan<- []uint64) {
 	var seen []uint64
 	for {
 		select {
 		case ev := <-c.events:
+			if ev.Type == codec.TypePing {
+				_, _ = c.conn.Write(codec.MustEncode(&codec.Pong{}))
+			}
 			if ev.Type == codec.TypeMsg && ev.Room == room {
 				seen = append(seen, ev.Seq)
 				if ev.Body == "end" {
@@ -177,6 +208,9 @@ func observe(c *tclient, room string, stop <-chan struct{}, out chan<- []uint64)
 					return
 				}
 			}
+		case <-c.done:
+			out <- seen // closed: the caller finds messages missing
+			return
 		case <-stop:
 			out <- seen
 			return
@@ -210,7 +244,8 @@ func churn(t *testing.T, srv *Server, w int, rooms []string, deadline time.Time)
 			default:
 				write(&codec.Say{Room: room, Body: "chatter"})
 			}
-			time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+			// Pace the client; the long form stays under the flood limit.
+			time.Sleep(time.Duration(rng.IntN(pick(3, 50))) * time.Millisecond)
 		}
 		if rng.IntN(2) == 0 {
 			write(&codec.Quit{})

@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"time"
 
 	"parley/codec"
 )
@@ -179,6 +180,20 @@ func (l *loop) flush() {
 }
 
 func (l *loop) writePending(s *session) {
+	// gnet appends to a non-empty outbound buffer without trying the
+	// socket, and drains it only on the loop's next writable event. Under
+	// load that can be a while: hand the socket what it takes first, so a
+	// client that keeps up is never mistaken for a slow consumer.
+	if s.conn.Buffered() > 0 {
+		s.conn.Flush()
+		// If the socket still refuses bytes, all of this batch would be
+		// buffered: when that passes the limit the client is a slow
+		// consumer now, and the batch need not be copied at all.
+		if b := s.conn.Buffered(); !s.closed && b > 0 && b+pendingBytes(s.pending) > l.hub.cfg.MaxOutbound {
+			l.hub.slowConsumer(s)
+			return
+		}
+	}
 	for p := s.pending; len(p) > 0 && !s.closed; {
 		n := min(len(p), iovMax)
 		// Writev may trim the slices it is given; hand it a scratch copy.
@@ -190,10 +205,36 @@ func (l *loop) writePending(s *session) {
 	switch {
 	case s.closed:
 	case s.closeAfterFlush:
-		s.conn.Close()
+		l.closeOrLinger(s)
 	case s.conn.Buffered() > l.hub.cfg.MaxOutbound:
 		l.hub.slowConsumer(s)
 	}
+}
+
+// byeLinger is how long a connection stays open after its bye so that a
+// client still reading its backlog gets the bye too: gnet's close drops
+// what the socket does not take at once.
+const byeLinger = 2 * time.Second
+
+// closeOrLinger closes s once its buffered bytes, bye included, are all
+// with the socket; until then the sweep checks again. Loop goroutine only.
+func (l *loop) closeOrLinger(s *session) {
+	if s.conn.Buffered() == 0 || s.reason == codec.ReasonSlowConsumer {
+		s.lingerUntil = 0
+		s.conn.Close()
+		return
+	}
+	if s.lingerUntil == 0 {
+		s.lingerUntil = l.hub.mono() + int64(byeLinger)
+	}
+}
+
+func pendingBytes(frames [][]byte) int {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	return n
 }
 
 // addSession and removeSession keep the loop's session list, which the
@@ -219,6 +260,13 @@ func (l *loop) sweep(now int64) {
 	l.enter()
 	for _, s := range l.sessions {
 		switch {
+		case s.lingerUntil != 0 && !s.closed:
+			if now >= s.lingerUntil {
+				s.lingerUntil = 0
+				s.conn.Close()
+			} else {
+				l.closeOrLinger(s)
+			}
 		case s.closing || s.closed:
 		case !s.loggedIn && now-s.openedAt > int64(cfg.LoginTimeout):
 			l.hub.closeSession(s, codec.ReasonLoginTimeout)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"parley/codec"
 )
 
 // ShutdownGrace is how long Serve gives its sessions to receive bye shutdown
@@ -51,7 +53,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Heartbeat < 0, c.IdleTimeout < 0, c.LoginTimeout < 0, c.PresenceInterval < 0:
 		return errors.New("server: durations must not be negative")
-	case c.MaxConns < 0, c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.MaxRooms < 0, c.Loops < 0:
+	case c.MaxConns < 0, c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.MaxRooms < 0, c.Loops < 0,
+		c.RateBurst < 0, c.MaxConnsPerIP < 0, c.SocketSendBuffer < 0, c.FloodGrace < 0:
 		return errors.New("server: limits must not be negative")
 	case c.MaxBody > c.MaxFrame-256:
 		return fmt.Errorf("server: max body %d does not fit in max frame %d with room for the other fields", c.MaxBody, c.MaxFrame)
@@ -85,7 +88,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	handler := &gnetHandler{srv: s, hub: s.hub}
-	return gnet.Run(handler, "tcp://"+s.cfg.Addr,
+	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithTicker(true),
@@ -93,7 +96,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		// linger in TIME_WAIT.
 		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
-	)
+	}
+	if s.cfg.SocketSendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer))
+	}
+	return gnet.Run(handler, "tcp://"+s.cfg.Addr, opts...)
 }
 
 // booted records the engine and the bound address; OnBoot calls it.
@@ -165,13 +172,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Stats is a snapshot of the server's tables.
+// Stats is a snapshot of the server's tables and counters.
 type Stats struct {
 	Conns    int // open connections
 	Sessions int // logged-in sessions in the session table
 	Nicks    int // entries in the nick index
 	Rooms    int // live rooms, the lobby included
 	Online   int // logged-in users
+	// Closes counts the connections closed since the start, by reason
+	// (disconnect for those the peer dropped).
+	Closes map[codec.Reason]int64
+	// Refused counts connections refused with server_full.
+	Refused int64
 }
 
 // Stats returns a snapshot of the server's tables.
@@ -183,5 +195,7 @@ func (s *Server) Stats() Stats {
 		Nicks:    h.nicks.len(),
 		Rooms:    h.rooms.len(),
 		Online:   int(h.online.Load()),
+		Closes:   h.closes.snapshot(),
+		Refused:  h.refused.Load(),
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
 	"parley/codec"
 )
@@ -14,6 +15,7 @@ type session struct {
 	conn   Conn      // immutable
 	loop   *loop     // immutable
 	remote string    // immutable
+	ip     string    // immutable: the host of remote
 
 	// Set once at login, before the session enters any shared table;
 	// immutable afterwards.
@@ -31,10 +33,16 @@ type session struct {
 
 	pending         [][]byte // frames queued since the last flush
 	dirty           bool
-	closing         bool // a bye is queued or the close has started: read no more
-	closeAfterFlush bool // close once pending frames are written
-	closed          bool // the transport reported the close: never write again
+	closing         bool  // a bye is queued or the close has started: read no more
+	closeAfterFlush bool  // close once pending frames are written
+	closed          bool  // the transport reported the close: never write again
+	lingerUntil     int64 // bye written but not all taken by the socket: close by then
 	reason          codec.Reason
+
+	limiter      *rate.Limiter // flood control; nil when off
+	floodSince   int64         // when the current flood began, 0 if none
+	lastDrop     int64         // when a frame was last dropped
+	lastLimitErr int64         // when rate_limited was last sent
 }
 
 // queue appends a frame for the next flush. Loop goroutine only.

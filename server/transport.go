@@ -14,6 +14,9 @@ type Conn interface {
 	// Buffered returns the bytes written but not yet taken by the socket.
 	// Loop goroutine only.
 	Buffered() int
+	// Flush gives the socket as much of the buffered bytes as it takes now.
+	// Loop goroutine only. A write error closes the connection, as Writev.
+	Flush()
 	// Close closes the connection after sending what is buffered, as far as
 	// the socket takes it without blocking. Safe from any goroutine; the
 	// transport reports the close later, on the loop, with hub.closed.

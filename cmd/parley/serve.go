@@ -20,6 +20,7 @@ func newServeCmd() *cobra.Command {
 	maxFrame := byteSize(codec.DefaultMaxFrame)
 	maxBody := byteSize(codec.DefaultMaxBody)
 	maxOutbound := byteSize(server.DefaultMaxOutbound)
+	var sendBuffer byteSize
 	var logLevel, logFormat string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -38,6 +39,10 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 			}
 			cfg.Logger = logger
 			cfg.MaxFrame, cfg.MaxBody, cfg.MaxOutbound = int(maxFrame), int(maxBody), int(maxOutbound)
+			cfg.SocketSendBuffer = int(sendBuffer)
+			if cfg.RateLimit == 0 {
+				cfg.RateLimit = -1 // the flag's 0 is "off"; Config's zero is the default
+			}
 			return runServer(cfg, logger)
 		},
 	}
@@ -52,6 +57,11 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.Var(&maxBody, "max-body", "largest message body")
 	f.Var(&maxOutbound, "max-outbound", "bytes queued for one client before it is closed as a slow consumer")
 	f.IntVar(&cfg.PresenceLimit, "presence-limit", server.DefaultPresenceLimit, "room size above which joins and leaves are sent as presence counts; negative for never")
+	f.Float64Var(&cfg.RateLimit, "rate-limit", server.DefaultRateLimit, "flood control: frames per second per connection, 0 for off; over it: error rate_limited")
+	f.IntVar(&cfg.RateBurst, "rate-burst", server.DefaultRateBurst, "frames a connection may send at once above --rate-limit")
+	f.DurationVar(&cfg.FloodGrace, "flood-grace", server.DefaultFloodGrace, "close a connection that keeps exceeding --rate-limit this long (bye flood)")
+	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address, 0 for no limit; over it: bye server_full")
+	f.Var(&sendBuffer, "socket-send-buffer", "fixed kernel send buffer per connection, 0 for the kernel's autotuning; bounds what a client that never reads costs")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -17,10 +17,7 @@ func TestTUIInTmux(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed")
 	}
-	bin := filepath.Join(t.TempDir(), "parley")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	addr := startServer(t)
 	socket := "parley-test-" + filepath.Base(t.TempDir())
 	tmux := func(args ...string) string {
@@ -74,4 +71,14 @@ func TestTUIInTmux(t *testing.T) {
 	}
 	tmux("send-keys", "-t", "chat", "C-u", "/quit", "Enter")
 	bob.waitOutput(t, "* 小明 left lobby (quit)")
+}
+
+// buildBinary builds this command into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "parley")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }
