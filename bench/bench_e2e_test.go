@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"parley/server"
+	"parley/server/servertest"
 )
 
 const waitFor = 10 * time.Second
@@ -26,22 +27,7 @@ func shortConfig(t Target) Config {
 }
 
 func startParley(t *testing.T) string {
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", Loops: 2, RateLimit: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(context.Background()) }()
-	select {
-	case <-srv.Ready():
-	case <-time.After(waitFor):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv.Addr().String()
+	return servertest.Start(t, server.Config{RateLimit: -1}).Addr().String()
 }
 
 func startFloor(t *testing.T) string {

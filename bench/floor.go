@@ -7,8 +7,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
-
-	"parley/codec"
 )
 
 // Floor is the cost floor of a fan-out on this machine: a loopback server
@@ -91,21 +89,15 @@ func (f *Floor) OnClose(c gnet.Conn, _ error) gnet.Action {
 // OnTraffic relays every complete frame to every loop.
 func (f *Floor) OnTraffic(c gnet.Conn) gnet.Action {
 	for {
-		n := c.InboundBuffered()
-		if n < codec.HeaderSize {
-			return gnet.None
-		}
-		hdr, _ := c.Peek(codec.HeaderSize)
-		size, err := codec.ParseHeader(hdr, codec.DefaultMaxFrame)
+		buf, err := peekFrame(c)
 		if err != nil {
 			return gnet.Close
 		}
-		if n < codec.HeaderSize+size {
+		if buf == nil {
 			return gnet.None
 		}
-		buf, _ := c.Peek(codec.HeaderSize + size)
 		frame := append([]byte(nil), buf...)
-		_, _ = c.Discard(codec.HeaderSize + size)
+		_, _ = c.Discard(len(frame))
 		f.publish(floorFrame{frame, c})
 	}
 }

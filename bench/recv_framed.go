@@ -123,22 +123,16 @@ func (g *framedGroup) OnTraffic(c gnet.Conn) gnet.Action {
 	rc := c.Context().(*rconn)
 	now := time.Now().UnixNano()
 	for {
-		n := c.InboundBuffered()
-		if n < codec.HeaderSize {
-			return gnet.None
-		}
-		hdr, _ := c.Peek(codec.HeaderSize)
-		size, err := codec.ParseHeader(hdr, codec.DefaultMaxFrame)
+		frame, err := peekFrame(c)
 		if err != nil {
 			g.sink.closedBy("bad frame from server")
 			return gnet.Close
 		}
-		if n < codec.HeaderSize+size {
+		if frame == nil {
 			return gnet.None
 		}
-		frame, _ := c.Peek(codec.HeaderSize + size)
 		g.frame(c, rc, frame[codec.HeaderSize:], now)
-		_, _ = c.Discard(codec.HeaderSize + size)
+		_, _ = c.Discard(len(frame))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"parley/codec"
 	"parley/server"
+	"parley/server/servertest"
 )
 
 const waitFor = 5 * time.Second
@@ -24,30 +25,8 @@ const waitFor = 5 * time.Second
 func runServer(t *testing.T, addr string, cfg server.Config) (*server.Server, func()) {
 	t.Helper()
 	cfg.Addr = addr
-	cfg.Loops = 2
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(context.Background()) }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("Serve: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("server did not start")
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		})
-	}
-	t.Cleanup(stop)
-	return srv, stop
+	srv := servertest.Start(t, cfg)
+	return srv, func() { servertest.Stop(t, srv) }
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,7 +80,9 @@ func FuzzServerConn(f *testing.F) {
 			}
 		}
 		if err := buddies.chat(); err != nil {
-			t.Fatalf("after input %q: %v", truncateBytes(data), err)
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("after input %q: %v (server %+v)\n%s", truncateBytes(data), err, srv.Stats(), buf[:n])
 		}
 	})
 }

@@ -22,8 +22,8 @@ type hub struct {
 	loops []*loop
 
 	sessions sessionTable
-	nicks    *nickIndex
-	rooms    *roomTable
+	nicks    nickIndex
+	rooms    roomTable
 	lobby    *room
 
 	online   atomic.Int64 // logged-in sessions
@@ -47,12 +47,13 @@ type hub struct {
 
 func newHub(cfg Config) *hub {
 	h := &hub{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		start: time.Now(),
-		nicks: newNickIndex(),
-		rooms: newRoomTable(),
-		idle:  make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		start:    time.Now(),
+		sessions: newSessionTable(),
+		nicks:    newNickIndex(),
+		rooms:    newRoomTable(),
+		idle:     make(chan struct{}),
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		h.loops = append(h.loops, &loop{hub: h, index: i})

@@ -14,118 +14,111 @@ import (
 // picks a shard with a mask.
 const numShards = 64
 
-// sessionTable holds the logged-in sessions, sharded by session UUID.
-// Safe from any goroutine.
-type sessionTable struct {
+// shardMap is a map split into numShards shards, each with its own lock,
+// so goroutines on different loops rarely wait for each other. Safe from
+// any goroutine.
+type shardMap[K comparable, V any] struct {
+	hash   func(K) uint64
 	shards [numShards]struct {
 		sync.Mutex
-		m map[uuid.UUID]*session
+		m map[K]V
 	}
 }
 
-func (t *sessionTable) shard(id uuid.UUID) int { return int(id[15]) & (numShards - 1) }
+func newShardMap[K comparable, V any](hash func(K) uint64) *shardMap[K, V] {
+	return &shardMap[K, V]{hash: hash}
+}
 
-func (t *sessionTable) add(s *session) {
-	sh := &t.shards[t.shard(s.id)]
+// with runs fn on k's shard, locked, its map created if needed.
+func (sm *shardMap[K, V]) with(k K, fn func(m map[K]V)) {
+	sh := &sm.shards[sm.hash(k)&(numShards-1)]
 	sh.Lock()
+	defer sh.Unlock()
 	if sh.m == nil {
-		sh.m = make(map[uuid.UUID]*session)
+		sh.m = make(map[K]V)
 	}
-	sh.m[s.id] = s
-	sh.Unlock()
+	fn(sh.m)
 }
 
-func (t *sessionTable) remove(s *session) {
-	sh := &t.shards[t.shard(s.id)]
-	sh.Lock()
-	delete(sh.m, s.id)
-	sh.Unlock()
+func (sm *shardMap[K, V]) get(k K) (v V) {
+	sm.with(k, func(m map[K]V) { v = m[k] })
+	return v
 }
 
-func (t *sessionTable) len() int {
+func (sm *shardMap[K, V]) len() int {
 	n := 0
-	for i := range t.shards {
-		sh := &t.shards[i]
+	sm.each(func(m map[K]V) { n += len(m) })
+	return n
+}
+
+// each runs fn on every shard's map in turn, each under its lock.
+func (sm *shardMap[K, V]) each(fn func(m map[K]V)) {
+	for i := range sm.shards {
+		sh := &sm.shards[i]
 		sh.Lock()
-		n += len(sh.m)
+		fn(sh.m)
 		sh.Unlock()
 	}
-	return n
+}
+
+// sessionTable holds the logged-in sessions, sharded by session UUID (its
+// random bytes are a hash already).
+type sessionTable struct {
+	*shardMap[uuid.UUID, *session]
+}
+
+func newSessionTable() sessionTable {
+	return sessionTable{newShardMap[uuid.UUID, *session](func(id uuid.UUID) uint64 { return uint64(id[15]) })}
+}
+
+func (t sessionTable) add(s *session) {
+	t.with(s.id, func(m map[uuid.UUID]*session) { m[s.id] = s })
+}
+
+func (t sessionTable) remove(s *session) {
+	t.with(s.id, func(m map[uuid.UUID]*session) { delete(m, s.id) })
 }
 
 // nickIndex maps folded nicks to sessions, sharded by a hash of the nick.
-// Safe from any goroutine.
 type nickIndex struct {
-	seed   maphash.Seed
-	shards [numShards]struct {
-		sync.Mutex
-		m map[string]*session
-	}
+	*shardMap[string, *session]
 }
 
-func newNickIndex() *nickIndex { return &nickIndex{seed: maphash.MakeSeed()} }
-
-func (x *nickIndex) shard(key string) int {
-	return int(maphash.String(x.seed, key) & (numShards - 1))
+func newNickIndex() nickIndex {
+	seed := maphash.MakeSeed()
+	return nickIndex{newShardMap[string, *session](func(k string) uint64 { return maphash.String(seed, k) })}
 }
 
 // claim records s as the holder of key unless another session holds it.
-func (x *nickIndex) claim(key string, s *session) bool {
-	sh := &x.shards[x.shard(key)]
-	sh.Lock()
-	defer sh.Unlock()
-	if _, taken := sh.m[key]; taken {
-		return false
-	}
-	if sh.m == nil {
-		sh.m = make(map[string]*session)
-	}
-	sh.m[key] = s
-	return true
+func (x nickIndex) claim(key string, s *session) (ok bool) {
+	x.with(key, func(m map[string]*session) {
+		if _, taken := m[key]; !taken {
+			m[key], ok = s, true
+		}
+	})
+	return ok
 }
 
 // release drops key if s still holds it.
-func (x *nickIndex) release(key string, s *session) {
-	sh := &x.shards[x.shard(key)]
-	sh.Lock()
-	if sh.m[key] == s {
-		delete(sh.m, key)
-	}
-	sh.Unlock()
-}
-
-func (x *nickIndex) get(key string) *session {
-	sh := &x.shards[x.shard(key)]
-	sh.Lock()
-	defer sh.Unlock()
-	return sh.m[key]
-}
-
-func (x *nickIndex) len() int {
-	n := 0
-	for i := range x.shards {
-		sh := &x.shards[i]
-		sh.Lock()
-		n += len(sh.m)
-		sh.Unlock()
-	}
-	return n
+func (x nickIndex) release(key string, s *session) {
+	x.with(key, func(m map[string]*session) {
+		if m[key] == s {
+			delete(m, key)
+		}
+	})
 }
 
 // after returns the users whose key sorts after afterKey, copied under each
 // shard's lock; the caller sorts and pages them.
-func (x *nickIndex) after(afterKey string) []nickEntry {
+func (x nickIndex) after(afterKey string) []nickEntry {
 	var out []nickEntry
-	for i := range x.shards {
-		sh := &x.shards[i]
-		sh.Lock()
-		for k, s := range sh.m {
+	x.each(func(m map[string]*session) {
+		for k, s := range m {
 			if k > afterKey {
 				out = append(out, nickEntry{k, s.nick})
 			}
 		}
-		sh.Unlock()
-	}
+	})
 	return out
 }
 
@@ -155,95 +148,42 @@ func foldNick(nick string) string {
 	return cases.Fold().String(norm.NFC.String(nick))
 }
 
-// roomTable finds rooms by name, sharded by a hash of the name. Safe from
-// any goroutine.
+// roomTable finds rooms by name, sharded by a hash of the name.
 type roomTable struct {
-	seed   maphash.Seed
-	shards [numShards]struct {
-		sync.Mutex
-		m map[string]*room
-	}
+	*shardMap[string, *room]
 }
 
-func newRoomTable() *roomTable { return &roomTable{seed: maphash.MakeSeed()} }
-
-func (t *roomTable) shardOf(name string) *struct {
-	sync.Mutex
-	m map[string]*room
-} {
-	return &t.shards[maphash.String(t.seed, name)&(numShards-1)]
+func newRoomTable() roomTable {
+	seed := maphash.MakeSeed()
+	return roomTable{newShardMap[string, *room](func(k string) uint64 { return maphash.String(seed, k) })}
 }
 
 // acquire returns the live room called name, created if needed, with its
 // lock held. A room found dead (emptied and on its way out of the table) is
 // replaced by a new one.
-func (t *roomTable) acquire(name string, create func(string) *room) *room {
+func (t roomTable) acquire(name string, create func(string) *room) *room {
 	for {
-		sh := t.shardOf(name)
-		sh.Lock()
-		r := sh.m[name]
-		if r == nil {
-			if sh.m == nil {
-				sh.m = make(map[string]*room)
+		var r *room
+		t.with(name, func(m map[string]*room) {
+			if r = m[name]; r == nil {
+				r = create(name)
+				m[name] = r
 			}
-			r = create(name)
-			sh.m[name] = r
-		}
-		sh.Unlock()
+		})
 		r.mu.Lock()
 		if !r.dead {
 			return r
 		}
 		r.mu.Unlock()
-		sh.Lock()
-		if sh.m[name] == r {
-			delete(sh.m, name)
-		}
-		sh.Unlock()
+		t.remove(r)
 	}
-}
-
-// get returns the room called name, or nil.
-func (t *roomTable) get(name string) *room {
-	sh := t.shardOf(name)
-	sh.Lock()
-	defer sh.Unlock()
-	return sh.m[name]
 }
 
 // remove deletes r if it is still the room under its name.
-func (t *roomTable) remove(r *room) {
-	sh := t.shardOf(r.name)
-	sh.Lock()
-	if sh.m[r.name] == r {
-		delete(sh.m, r.name)
-	}
-	sh.Unlock()
-}
-
-func (t *roomTable) len() int {
-	n := 0
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.Lock()
-		n += len(sh.m)
-		sh.Unlock()
-	}
-	return n
-}
-
-// each calls fn for every room, outside the table's locks.
-func (t *roomTable) each(fn func(*room)) {
-	var rooms []*room
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.Lock()
-		for _, r := range sh.m {
-			rooms = append(rooms, r)
+func (t roomTable) remove(r *room) {
+	t.with(r.name, func(m map[string]*room) {
+		if m[r.name] == r {
+			delete(m, r.name)
 		}
-		sh.Unlock()
-	}
-	for _, r := range rooms {
-		fn(r)
-	}
+	})
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"parley/server"
+	"parley/server/servertest"
 )
 
 const waitFor = 5 * time.Second
@@ -34,23 +34,7 @@ func (s *syncBuffer) String() string {
 }
 
 func startServer(t *testing.T) string {
-	t.Helper()
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", Loops: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(context.Background()) }()
-	select {
-	case <-srv.Ready():
-	case <-time.After(waitFor):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv.Addr().String()
+	return servertest.Start(t, server.Config{}).Addr().String()
 }
 
 // cli is `parley chat` running in-process with piped stdin and captured

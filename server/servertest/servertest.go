@@ -1,0 +1,52 @@
+// Package servertest starts real Parley servers for tests in other
+// packages, in the manner of net/http/httptest.
+package servertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"parley/server"
+)
+
+// Wait bounds starting and stopping a server.
+const Wait = 10 * time.Second
+
+// Start runs a server for cfg on 127.0.0.1 (port 0 unless cfg.Addr names
+// one) with two event loops unless cfg says otherwise, waits until it
+// listens, and shuts it down when the test ends. Stop it earlier with
+// Stop; stopping twice is harmless.
+func Start(tb testing.TB, cfg server.Config) *server.Server {
+	tb.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(context.Background()) }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		tb.Fatalf("servertest: Serve: %v", err)
+	case <-time.After(Wait):
+		tb.Fatal("servertest: the server did not start")
+	}
+	tb.Cleanup(func() { Stop(tb, srv) })
+	return srv
+}
+
+// Stop shuts srv down gracefully and waits for it.
+func Stop(tb testing.TB, srv *server.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		tb.Errorf("servertest: Shutdown: %v", err)
+	}
+}
