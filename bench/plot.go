@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -84,6 +85,9 @@ func latencyPlot(rs []Result, rate float64) (*plot.Plot, error) {
 	p.Legend.Top = false
 	p.Legend.Left = false
 	for _, r := range largestConns(rs, rate) {
+		if r.hist == nil && r.Histogram != nil {
+			r.hist = hdrhistogram.Import(r.Histogram) // a result read back from JSON
+		}
 		if r.hist == nil || r.hist.TotalCount() == 0 {
 			continue
 		}
@@ -168,6 +172,7 @@ func throughputBars(rs []Result) (*plot.Plot, error) {
 	p.Title.Text = fmt.Sprintf("Deliveries per second, %d connections (higher is better)", rs[0].Conns)
 	p.Y.Label.Text = "deliveries per second"
 	p.Legend.Top = true
+	p.Legend.Left = true // above the smallest bars
 	rateList := rates(rs)
 	labels := make([]string, len(rateList))
 	for i, rate := range rateList {

@@ -179,7 +179,7 @@ func TestAutomaticPong(t *testing.T) {
 // TestReconnectAfterRestart stops the server and starts a new one on the
 // same port: the client reconnects, logs in and rejoins its rooms.
 func TestReconnectAfterRestart(t *testing.T) {
-	srv, stop := runServer(t, "127.0.0.1:0", server.Config{})
+	srv, stop := runServer(t, servertest.FixedAddr(t), server.Config{})
 	addr := srv.Addr().String()
 	opts := Options{Reconnect: true, ReconnectOnShutdown: true, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 	amy := dial(t, addr, "amy", opts)

@@ -67,7 +67,10 @@ func FuzzServerConn(f *testing.F) {
 		f.Add(n, uint8(1+i%3*100))
 	}
 	f.Add([]byte(string(rawFrame(`{"type":"ping"}`))+string(rawFrame(`{"type":"login","nick":"drip"}`))), uint8(1))
-	srv := startServer(f, Config{LoginTimeout: 2 * time.Second, PresenceLimit: -1})
+	// Flood control is off: the buddies send a frame per input, and tiny
+	// inputs run in well under a millisecond, so the server would rightly
+	// rate-limit and then close them. TestFlood covers flood control.
+	srv := startServer(f, Config{LoginTimeout: 2 * time.Second, PresenceLimit: -1, RateLimit: -1})
 	buddies := newBuddies(f, srv)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		answers, err := feed(srv, data, max(int(chunk), 1))
@@ -82,7 +85,7 @@ func FuzzServerConn(f *testing.F) {
 		if err := buddies.chat(); err != nil {
 			buf := make([]byte, 1<<20)
 			n := runtime.Stack(buf, true)
-			t.Fatalf("after input %q: %v (server %+v)\n%s", truncateBytes(data), err, srv.Stats(), buf[:n])
+			t.Fatalf("after input %q: %v (server %+v; b's reader ended: %v)\n%s", truncateBytes(data), err, srv.Stats(), buddies.b.err, buf[:n])
 		}
 	})
 }
@@ -182,16 +185,20 @@ func (bd *buddies) chat() error {
 
 func waitEvent(c *tclient, match func(codec.Event) bool) error {
 	timeout := time.After(waitFor)
+	var skipped []string
 	for {
 		select {
 		case ev := <-c.events:
 			if match(ev) {
 				return nil
 			}
+			if len(skipped) < 20 {
+				skipped = append(skipped, fmt.Sprintf("%+v", ev))
+			}
 		case <-c.done:
-			return fmt.Errorf("connection closed: %v", c.err)
+			return fmt.Errorf("connection closed: %v (skipped %v)", c.err, skipped)
 		case <-timeout:
-			return errors.New("no answer within the deadline")
+			return fmt.Errorf("no answer within the deadline (skipped %v)", skipped)
 		}
 	}
 }

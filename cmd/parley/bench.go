@@ -41,7 +41,10 @@ received by everyone.
 --conns and --rate take comma-separated lists; every combination runs. The
 table goes to stdout; JSON with every figure and the configuration, and PNG
 plots, go to --out. Servers are started as child processes on free loopback
-ports unless --addr (Parley), --nats-url or --floor-addr name running ones.`,
+ports unless --addr (Parley), --nats-url or --floor-addr name running ones.
+A Parley server it starts runs with --rate-limit 0: its flood control (50
+frames/s per connection) would otherwise throttle the senders. A server
+given with --addr needs the same.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"parley/codec"
+	"parley/server/servertest"
 )
 
 // soak selects the long form of the scenarios (make soak).
@@ -29,12 +30,7 @@ type serverProcess struct {
 
 func startServerProcess(t *testing.T, bin string, args ...string) *serverProcess {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := servertest.FixedAddr(t) // the child binds it after this check
 	p := &serverProcess{addr: addr, exited: make(chan error, 1), log: &syncBuffer{}}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--log-level", "warn"}, args...)...)
 	p.cmd.Stderr = p.log
