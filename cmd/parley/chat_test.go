@@ -174,3 +174,24 @@ func TestBadFlagsExit2(t *testing.T) {
 		t.Fatalf("bad size: exit %d", code)
 	}
 }
+
+// TestChatSurvivesServerRestart: the server stops (bye shutdown) and starts
+// again on the same address; parley chat reconnects, logs in with the same
+// nick, and chatting goes on.
+func TestChatSurvivesServerRestart(t *testing.T) {
+	addr := servertest.FixedAddr(t)
+	srv := servertest.Start(t, server.Config{Addr: addr})
+	amy := startChat(t, "--addr", addr, "--nick", "amy")
+	amy.waitOutput(t, "* welcome, amy")
+	servertest.Stop(t, srv)
+	amy.waitOutput(t, "* the server said bye (shutdown)")
+	amy.waitOutput(t, "reconnecting in")
+	servertest.Start(t, server.Config{Addr: addr})
+	amy.waitOutput(t, "* reconnected")
+	bob := startChat(t, "--addr", addr, "--nick", "bob")
+	bob.waitOutput(t, "* welcome, bob")
+	bob.say(t, "are you back?")
+	amy.waitOutput(t, "[lobby] bob: are you back?")
+	amy.say(t, "yes")
+	bob.waitOutput(t, "[lobby] amy: yes")
+}
