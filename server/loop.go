@@ -47,6 +47,7 @@ type loop struct {
 	sessions []*session
 	dirty    []*session // sessions with frames pending since the last flush
 	iov      [][]byte
+	batch    []byte // scratch: a blocked client's frames as one slice
 	draining bool
 	depth    int // nesting of enter/leave: a write may close a connection inside a drain
 }
@@ -194,6 +195,20 @@ func (l *loop) writePending(s *session) {
 			return
 		}
 	}
+	if s.conn.Buffered() > 0 && len(s.pending) > 1 && !s.closed {
+		// The socket is full, so gnet will keep all of the batch: as one
+		// slice it takes one pooled buffer (rounded up to a power of two)
+		// instead of one per frame. gnet copies it; the scratch is reused.
+		l.batch = l.batch[:0]
+		for _, f := range s.pending {
+			l.batch = append(l.batch, f...)
+		}
+		l.iov = append(l.iov[:0], l.batch)
+		s.conn.Writev(l.iov)
+		clear(l.iov)
+		l.afterWrite(s)
+		return
+	}
 	for p := s.pending; len(p) > 0 && !s.closed; {
 		n := min(len(p), iovMax)
 		// Writev may trim the slices it is given; hand it a scratch copy.
@@ -202,6 +217,12 @@ func (l *loop) writePending(s *session) {
 		p = p[n:]
 	}
 	clear(l.iov)
+	l.afterWrite(s)
+}
+
+// afterWrite closes s after its bye, or as a slow consumer once its
+// buffered bytes pass the limit.
+func (l *loop) afterWrite(s *session) {
 	switch {
 	case s.closed:
 	case s.closeAfterFlush:
