@@ -23,7 +23,7 @@ type gnetHandler struct {
 type gnetLoop struct{ el gnet.EventLoop }
 
 func (g gnetLoop) Execute(fn func()) error {
-	return g.el.Execute(nil, gnet.RunnableFunc(func(_ context.Context) error { fn(); return nil }))
+	return g.el.Execute(context.Background(), gnet.RunnableFunc(func(_ context.Context) error { fn(); return nil }))
 }
 
 // gnetConn is a gnet connection as a Conn.

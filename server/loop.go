@@ -48,8 +48,7 @@ type loop struct {
 	dirty    []*session // sessions with frames pending since the last flush
 	iov      [][]byte
 	batch    []byte // scratch: a blocked client's frames as one slice
-	draining bool
-	depth    int // nesting of enter/leave: a write may close a connection inside a drain
+	depth    int    // nesting of enter/leave: a write may close a connection inside a drain
 }
 
 // push queues it for the loop. Safe from any goroutine; callers may hold a
@@ -118,11 +117,6 @@ func (l *loop) leave() {
 // nested enter/leave that does not drain) and may push more items: the
 // outer loop picks them up.
 func (l *loop) drain() {
-	if l.draining {
-		return
-	}
-	l.draining = true
-	defer func() { l.draining = false }()
 	for {
 		l.mu.Lock()
 		items := l.items

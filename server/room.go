@@ -2,7 +2,6 @@ package server
 
 import (
 	"sync"
-	"time"
 
 	"parley/codec"
 )
@@ -148,7 +147,7 @@ func (h *hub) say(s *session, r *room, body string) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
-	frame := codec.MustEncode(&codec.Msg{From: s.nick, Room: r.name, Body: body, TS: time.Now().UnixMilli(), Seq: r.seq})
+	frame := codec.MustEncode(&codec.Msg{From: s.nick, Room: r.name, Body: body, TS: h.wallMillis(), Seq: r.seq})
 	r.publishLocked(h, frame, s)
 	return r.seq
 }

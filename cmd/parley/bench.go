@@ -16,8 +16,8 @@ import (
 )
 
 type benchFlags struct {
-	target, addr, conns, rates string
-	cfg                        bench.Config
+	target, conns, rates string
+	cfg                  bench.Config
 }
 
 func newBenchCmd() *cobra.Command {
