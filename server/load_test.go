@@ -167,13 +167,21 @@ func TestChurnSoak(t *testing.T) {
 		c.untilBye(codec.ReasonQuit)
 		c.conn.Close()
 	}
-	eventually(t, "the tables to empty", func() bool {
+	// End states settle, they are not timed: allow twice the usual wait, and
+	// say what was left if they do not.
+	settled := func() bool {
 		st := srv.Stats()
-		return st.Conns == 0 && st.Sessions == 0 && st.Nicks == 0 && st.Rooms == 1 && st.Online == 0
-	})
-	eventually(t, "open files and goroutines back to their baseline", func() bool {
-		return countFDs(t) <= baseFDs && runtime.NumGoroutine() <= baseGoroutines
-	})
+		return st.Conns == 0 && st.Sessions == 0 && st.Nicks == 0 && st.Rooms == 1 && st.Online == 0 &&
+			countFDs(t) <= baseFDs && runtime.NumGoroutine() <= baseGoroutines
+	}
+	for deadline := time.Now().Add(2 * waitFor); !settled(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("not settled: stats %+v, open files %d (baseline %d), goroutines %d (baseline %d)\n%s",
+				srv.Stats(), countFDs(t), baseFDs, runtime.NumGoroutine(), baseGoroutines, buf[:n])
+		}
+	}
 	heap := liveHeap()
 	t.Logf("churn: %d clients for %v; messages per room %v; closes %v; live heap %d KiB before, %d KiB after",
 		clients, length, finals, srv.Stats().Closes, baseHeap>>10, heap>>10)
