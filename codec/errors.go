@@ -27,6 +27,7 @@ const (
 	CodeTooManyRooms    Code = "too_many_rooms"    // join beyond the per-session room limit
 	CodeRateLimited     Code = "rate_limited"      // the frame was dropped by flood control
 	CodeInternal        Code = "internal_error"    // the server failed while handling the frame; the connection closes
+	CodeUnavailable     Code = "unavailable"       // a cluster node cannot reach the bus or the node it needs; retry later
 )
 
 // Error is a protocol error: a Code and a message for people. The exported
@@ -64,6 +65,7 @@ var (
 	ErrTooManyRooms    = &Error{CodeTooManyRooms, "too many rooms"}
 	ErrRateLimited     = &Error{CodeRateLimited, "rate limited"}
 	ErrInternal        = &Error{CodeInternal, "internal server error"}
+	ErrUnavailable     = &Error{CodeUnavailable, "cluster unavailable"}
 )
 
 var sentinels = map[Code]*Error{}
@@ -73,7 +75,7 @@ func init() {
 		ErrBadFrame, ErrFrameTooLarge, ErrBadJSON, ErrUnknownType, ErrBadRequest,
 		ErrNotLoggedIn, ErrAlreadyLoggedIn, ErrBadNick, ErrNickTaken, ErrBadRoom,
 		ErrNotInRoom, ErrNoSuchUser, ErrBodyTooLarge, ErrTooManyRooms, ErrRateLimited,
-		ErrInternal,
+		ErrInternal, ErrUnavailable,
 	} {
 		sentinels[e.Code] = e
 	}

@@ -68,6 +68,22 @@ type Config struct {
 	// Logger receives one line per connection opened, login and close.
 	// Default: discard.
 	Logger *slog.Logger
+
+	// NATS is the URL of the NATS server (with JetStream) that joins this
+	// node to a cluster; docs/CLUSTER.md has the design. Default "": a
+	// single node that needs nothing else.
+	NATS string
+	// NodeID names this node in its cluster. It must be unique among the
+	// running nodes and is letters, digits, '_' and '-'. Default: a random id.
+	NodeID string
+	// ClusterName prefixes the cluster's NATS subjects, key-value buckets
+	// and stream, so several clusters can share one NATS server. Letters,
+	// digits, '_' and '-'. Default "parley".
+	ClusterName string
+	// NodeHeartbeat is how often a node tells the others it is alive. A node
+	// silent for 3 heartbeats is dead: its users leave every room with
+	// reason disconnect and its nicks are released. Default 1s.
+	NodeHeartbeat time.Duration
 }
 
 // Defaults of Config.
@@ -82,6 +98,8 @@ const (
 	DefaultRateLimit        = 50
 	DefaultRateBurst        = 100
 	DefaultFloodGrace       = 5 * time.Second
+	DefaultClusterName      = "parley"
+	DefaultNodeHeartbeat    = time.Second
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -100,6 +118,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.RateLimit, DefaultRateLimit)
 	setDefault(&c.RateBurst, DefaultRateBurst)
 	setDefault(&c.FloodGrace, DefaultFloodGrace)
+	setDefault(&c.ClusterName, DefaultClusterName)
+	setDefault(&c.NodeHeartbeat, DefaultNodeHeartbeat)
+	setDefault(&c.NodeID, randomNodeID())
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

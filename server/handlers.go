@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,6 +15,15 @@ func (h *hub) handleFrame(s *session, body []byte) {
 	if !h.admit(s) {
 		return
 	}
+	if s.waiting {
+		h.backlogFrame(s, body)
+		return
+	}
+	h.handleBody(s, body)
+}
+
+// handleBody decodes and answers a frame that passed flood control.
+func (h *hub) handleBody(s *session, body []byte) {
 	var req codec.Request
 	if err := codec.DecodeRequest(body, &req); err != nil {
 		if codec.CodeOf(err).Fatal() {
@@ -31,7 +41,7 @@ func (h *hub) handleFrame(s *session, body []byte) {
 	if h.beforeHandle != nil {
 		h.beforeHandle(s, &req)
 	}
-	if err := h.dispatch(s, &req); err != nil {
+	if err := h.dispatch(s, &req); err != nil && !errors.Is(err, errHeld) {
 		h.replyError(s, err, req.Ref)
 	}
 }
@@ -77,21 +87,32 @@ func (h *hub) handleLogin(s *session, req *codec.Request) error {
 	if !codec.ValidName(req.Nick, codec.DefaultMaxNick) {
 		return fmt.Errorf("%w: a nick is 1 to %d letters, digits, '_', '-' or '.'", codec.ErrBadNick, codec.DefaultMaxNick)
 	}
+	if h.cluster != nil {
+		return h.clusterLogin(s, req.Nick, foldNick(req.Nick), req.Ref)
+	}
 	// nick and key are set before the claim publishes s to other goroutines.
 	s.nick, s.key = req.Nick, foldNick(req.Nick)
 	if !h.nicks.claim(s.key, s) {
 		s.nick, s.key = "", ""
 		return fmt.Errorf("%w: %q is online already", codec.ErrNickTaken, req.Nick)
 	}
+	h.finishLogin(s, req.Ref)
+	return nil
+}
+
+// finishLogin logs in s, which holds its nick: welcome, then the lobby.
+func (h *hub) finishLogin(s *session, ref string) {
 	s.loggedIn = true
 	s.lastPing = s.lastSeen
 	s.rooms = make(map[string]*room)
 	h.sessions.add(s)
 	online := int(h.online.Add(1) - 1)
-	s.send(codec.MustEncode(&codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: online, Ref: req.Ref}))
+	if h.cluster != nil {
+		online = max(h.cluster.online()-1, 0)
+	}
+	s.send(codec.MustEncode(&codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: online, Ref: ref}))
 	h.enterLobby(s)
 	h.log.Info("login", s.logAttrs()...)
-	return nil
 }
 
 func (h *hub) handleSay(s *session, req *codec.Request) error {
@@ -109,6 +130,9 @@ func (h *hub) handleSay(s *session, req *codec.Request) error {
 	if r == nil {
 		return fmt.Errorf("%w: not in room %q", codec.ErrNotInRoom, name)
 	}
+	if h.cluster != nil {
+		return h.clusterSay(s, r, req)
+	}
 	seq := h.say(s, r, req.Body)
 	h.ack(s, req.Ref, seq)
 	return nil
@@ -125,6 +149,9 @@ func (h *hub) handleDM(s *session, req *codec.Request) error {
 		return err
 	}
 	to := h.nicks.get(foldNick(req.To))
+	if to == nil && h.cluster != nil {
+		return h.remoteDM(s, req)
+	}
 	if to == nil {
 		return fmt.Errorf("%w: %q is not online", codec.ErrNoSuchUser, req.To)
 	}
@@ -137,7 +164,11 @@ func (h *hub) handleJoin(s *session, req *codec.Request) error {
 	if err := h.requireRoom(req.Room); err != nil {
 		return err
 	}
-	if err := h.join(s, req.Room); err != nil {
+	err := h.join(s, req.Room)
+	if errors.Is(err, errNotReady) {
+		return h.await(s, req, func() error { return h.cluster.establish(req.Room) })
+	}
+	if err != nil {
 		return err
 	}
 	h.ack(s, req.Ref, 0)
@@ -164,19 +195,30 @@ func (h *hub) handleWho(s *session, req *codec.Request) error {
 	}
 	var entries []nickEntry
 	var count int
-	if req.Room == "" {
+	switch {
+	case req.Room == "" && h.cluster != nil:
+		entries, count = h.cluster.usersAfter(afterKey)
+	case req.Room == "":
 		entries, count = h.nicks.after(afterKey), int(h.online.Load())
-	} else {
+	default:
 		if err := h.checkRoom(req.Room); err != nil {
 			return err
 		}
-		if r := h.rooms.get(req.Room); r != nil {
+		r := h.rooms.get(req.Room)
+		if h.cluster != nil && (r == nil || !r.isReady()) {
+			return h.remoteWho(s, req, afterKey)
+		}
+		if r != nil {
 			entries, count = r.membersAfter(afterKey)
 		}
 	}
+	h.sendUsers(s, req, entries, count)
+	return nil
+}
+
+func (h *hub) sendUsers(s *session, req *codec.Request, entries []nickEntry, count int) {
 	nicks, more := whoPage(entries, codec.WhoPage, h.cfg.MaxFrame-1024)
 	s.send(codec.MustEncode(&codec.Users{Room: req.Room, Count: count, Nicks: nicks, More: more, Ref: req.Ref}))
-	return nil
 }
 
 func (h *hub) requireRoom(name string) error {

@@ -41,6 +41,8 @@ type hub struct {
 
 	bindMu sync.Mutex // guards loop.exec while loops are discovered
 
+	cluster *node // nil on a single node
+
 	// beforeHandle, when set by tests, runs before each request is handled.
 	beforeHandle func(*session, *codec.Request)
 }
@@ -60,6 +62,9 @@ func newHub(cfg Config) *hub {
 	}
 	h.lobby = h.rooms.acquire(codec.Lobby, h.newRoom)
 	h.lobby.mu.Unlock()
+	if cfg.NATS != "" {
+		h.cluster = newNode(h)
+	}
 	return h
 }
 
@@ -152,6 +157,9 @@ func (h *hub) closed(s *session) {
 			h.leave(s, r, leftReason(reason))
 		}
 		h.nicks.release(s.key, s)
+		if h.cluster != nil {
+			h.cluster.releaseNick(s.key)
+		}
 		h.sessions.remove(s)
 		h.online.Add(-1)
 	}

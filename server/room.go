@@ -3,6 +3,8 @@ package server
 import (
 	"sync"
 
+	"github.com/nats-io/nats.go"
+
 	"parley/codec"
 )
 
@@ -23,7 +25,17 @@ type room struct {
 	presLast             int64 // when the last presence frame went out
 
 	local [][]*session // per loop: that loop's members
+
+	// Cluster mode only, under mu.
+	remote  map[string]member  // members on other nodes, by folded nick
+	owned   bool               // this node sequences the room
+	ready   bool               // subscribed to the room's traffic, remote members known
+	readyCh chan struct{}      // closed when a subscription in progress is ready
+	sub     *nats.Subscription // the room's traffic, while ready
 }
+
+// count is the room's size across the cluster. r.mu held.
+func (r *room) count() int { return len(r.members) + len(r.remote) }
 
 func newRoom(name string, loops int) *room {
 	return &room{
@@ -80,20 +92,40 @@ func (h *hub) individual(before, after int) bool {
 
 // enterRoom adds s to r and announces it. Loop goroutine of s; r.mu held.
 func (h *hub) enterRoomLocked(s *session, r *room) {
-	before := len(r.members)
+	before := r.count()
 	r.members[s.key] = s
 	r.perLoop[s.loop.index]++
 	s.loop.push(item{kind: itemAdd, room: r, to: s})
-	if h.individual(before, before+1) {
-		r.publishLocked(h, codec.MustEncode(&codec.Joined{Nick: s.nick, Room: r.name}), s)
-	} else {
-		r.presJoined++
-		h.markPresence(r)
-	}
+	h.announceLocked(r, before, true, func() []byte { return codec.MustEncode(&codec.Joined{Nick: s.nick, Room: r.name}) }, s)
 	s.rooms[r.name] = r
+	if h.cluster != nil {
+		h.cluster.publish(h.cluster.subj.roomPres(r.name), &busMsg{Node: h.cluster.id, Key: s.key, Nick: s.nick, Join: true})
+	}
 }
 
-// join puts s in the room called name, creating it if needed.
+// announceLocked tells r's members here of a join or a leave: one by one
+// while the room is small, else counted into the next presence frame.
+// r.mu held.
+func (h *hub) announceLocked(r *room, before int, joined bool, frame func() []byte, except *session) {
+	after := before - 1
+	if joined {
+		after = before + 1
+	}
+	switch {
+	case h.individual(before, after):
+		r.publishLocked(h, frame(), except)
+	case joined:
+		r.presJoined++
+		h.markPresence(r)
+	default:
+		r.presLeft++
+		h.markPresence(r)
+	}
+}
+
+// join puts s in the room called name, creating it if needed. In a
+// cluster it returns errNotReady while this node is not yet subscribed to
+// the room.
 func (h *hub) join(s *session, name string) error {
 	if _, in := s.rooms[name]; in {
 		return nil
@@ -103,6 +135,9 @@ func (h *hub) join(s *session, name string) error {
 	}
 	r := h.rooms.acquire(name, h.newRoom)
 	defer r.mu.Unlock()
+	if h.cluster != nil && !r.ready {
+		return errNotReady
+	}
 	h.enterRoomLocked(s, r)
 	return nil
 }
@@ -120,6 +155,9 @@ func (h *hub) leave(s *session, r *room, reason codec.Reason) {
 	delete(s.rooms, r.name)
 	if h.leaveLocked(s, r, reason) {
 		h.rooms.remove(r)
+		if r.sub != nil {
+			_ = r.sub.Unsubscribe() // r is dead: nothing else touches sub
+		}
 	}
 }
 
@@ -127,17 +165,16 @@ func (h *hub) leave(s *session, r *room, reason codec.Reason) {
 func (h *hub) leaveLocked(s *session, r *room, reason codec.Reason) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	before := len(r.members)
+	before := r.count()
 	delete(r.members, s.key)
 	r.perLoop[s.loop.index]--
 	s.loop.push(item{kind: itemRemove, room: r, to: s})
-	if h.individual(before, before-1) {
-		r.publishLocked(h, codec.MustEncode(&codec.Left{Nick: s.nick, Room: r.name, Reason: reason}), s)
-	} else {
-		r.presLeft++
-		h.markPresence(r)
+	h.announceLocked(r, before, false, func() []byte { return codec.MustEncode(&codec.Left{Nick: s.nick, Room: r.name, Reason: reason}) }, s)
+	if h.cluster != nil {
+		h.cluster.publish(h.cluster.subj.roomPres(r.name), &busMsg{Node: h.cluster.id, Key: s.key, Nick: s.nick, Reason: reason})
 	}
-	r.dead = len(r.members) == 0 && r.name != codec.Lobby
+	// An owned room outlives its members here: it holds the room's seq.
+	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned
 	return r.dead
 }
 
@@ -195,7 +232,7 @@ func (h *hub) sendPresence(r *room, now int64) bool {
 	if now-r.presLast < int64(h.cfg.PresenceInterval) {
 		return false
 	}
-	frame := codec.MustEncode(&codec.Presence{Room: r.name, Count: len(r.members), Joined: r.presJoined, Left: r.presLeft})
+	frame := codec.MustEncode(&codec.Presence{Room: r.name, Count: r.count(), Joined: r.presJoined, Left: r.presLeft})
 	r.publishLocked(h, frame, nil)
 	r.presJoined, r.presLeft, r.presDirty, r.presLast = 0, 0, false, now
 	return true
@@ -212,5 +249,10 @@ func (r *room) membersAfter(afterKey string) ([]nickEntry, int) {
 			out = append(out, nickEntry{k, s.nick})
 		}
 	}
-	return out, len(r.members)
+	for k, m := range r.remote {
+		if k > afterKey {
+			out = append(out, nickEntry{k, m.Nick})
+		}
+	}
+	return out, r.count()
 }

@@ -56,6 +56,10 @@ func (c Config) validate() error {
 	case c.MaxConns < 0, c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.MaxRooms < 0, c.Loops < 0,
 		c.RateBurst < 0, c.MaxConnsPerIP < 0, c.SocketSendBuffer < 0, c.FloodGrace < 0:
 		return errors.New("server: limits must not be negative")
+	case c.NodeHeartbeat < 0:
+		return errors.New("server: node heartbeat must not be negative")
+	case !validToken(c.NodeID), !validToken(c.ClusterName):
+		return errors.New("server: node id and cluster name are letters, digits, '_' and '-'")
 	case c.MaxBody > c.MaxFrame-256:
 		return fmt.Errorf("server: max body %d does not fit in max frame %d with room for the other fields", c.MaxBody, c.MaxFrame)
 	}
@@ -87,6 +91,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		case <-stop:
 		}
 	}()
+	if n := s.hub.cluster; n != nil {
+		if err := n.start(); err != nil {
+			return err
+		}
+		// After the engine stops: the sessions' leaves and releases are out.
+		defer n.stop()
+	}
 	handler := &gnetHandler{srv: s, hub: s.hub}
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
@@ -184,12 +195,19 @@ type Stats struct {
 	Closes map[codec.Reason]int64
 	// Refused counts connections refused with server_full.
 	Refused int64
+	// Cluster is the node's view of its cluster; nil on a single node.
+	Cluster *ClusterStats
 }
 
 // Stats returns a snapshot of the server's tables.
 func (s *Server) Stats() Stats {
 	h := s.hub
+	var cluster *ClusterStats
+	if h.cluster != nil {
+		cluster = h.cluster.stats()
+	}
 	return Stats{
+		Cluster:  cluster,
 		Conns:    int(h.conns.Load()),
 		Sessions: h.sessions.len(),
 		Nicks:    h.nicks.len(),

@@ -39,6 +39,9 @@ type session struct {
 	lingerUntil     int64 // bye written but not all taken by the socket: close by then
 	reason          codec.Reason
 
+	waiting bool     // a request is out on the cluster bus: hold further frames
+	backlog [][]byte // frames that arrived while waiting, in order
+
 	limiter      *rate.Limiter // flood control; nil when off
 	floodSince   int64         // when the current flood began, 0 if none
 	lastDrop     int64         // when a frame was last dropped

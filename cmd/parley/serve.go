@@ -29,6 +29,11 @@ func newServeCmd() *cobra.Command {
 TCP, and stops gracefully on SIGINT or SIGTERM: it stops accepting, sends every
 session bye shutdown, and exits 0 within 5 seconds.
 
+With --nats the server joins a cluster: several nodes on one NATS server (with
+JetStream) behave as one chat server, with shared rooms, ordering, direct
+messages, presence and unique nicks (docs/CLUSTER.md). Without it the server is
+a single node that needs nothing else.
+
 Durations use Go syntax (300ms, 10s, 1m); sizes are bytes, with KiB, MiB or
 GiB suffixes accepted (64KiB, 4MiB).`,
 		Args: cobra.NoArgs,
@@ -62,6 +67,10 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.DurationVar(&cfg.FloodGrace, "flood-grace", server.DefaultFloodGrace, "close a connection that keeps exceeding --rate-limit this long (bye flood)")
 	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address, 0 for no limit; over it: bye server_full")
 	f.Var(&sendBuffer, "socket-send-buffer", "fixed kernel send buffer per connection, 0 for the kernel's autotuning; bounds what a client that never reads costs")
+	f.StringVar(&cfg.NATS, "nats", "", "NATS server URL (JetStream enabled) to join a cluster, e.g. nats://127.0.0.1:4222; empty for a single node")
+	f.StringVar(&cfg.NodeID, "node-id", "", "this node's name in the cluster, unique among running nodes (letters, digits, _ and -); empty for a random one")
+	f.StringVar(&cfg.ClusterName, "cluster-name", server.DefaultClusterName, "prefix of the cluster's NATS subjects, buckets and stream, so clusters can share a NATS server")
+	f.DurationVar(&cfg.NodeHeartbeat, "node-heartbeat", server.DefaultNodeHeartbeat, "interval between a node's heartbeats; a node silent for 3 is dead and its users leave")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -93,7 +102,11 @@ func runServer(cfg server.Config, logger *slog.Logger) error {
 	go func() {
 		select {
 		case <-srv.Ready():
-			logger.Info("listening", "addr", srv.Addr().String(), "loops", cfg.Loops)
+			attrs := []any{"addr", srv.Addr().String(), "loops", cfg.Loops}
+			if st := srv.Stats().Cluster; st != nil {
+				attrs = append(attrs, "node", st.Node, "nats", cfg.NATS)
+			}
+			logger.Info("listening", attrs...)
 		case <-srv.Done():
 		}
 	}()

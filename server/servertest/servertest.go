@@ -4,13 +4,11 @@ package servertest
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"net"
 	"testing"
 	"time"
 
 	"parley/server"
+	"parley/server/natstest"
 )
 
 // Wait bounds starting and stopping a server.
@@ -55,19 +53,6 @@ func Stop(tb testing.TB, srv *server.Server) {
 }
 
 // FixedAddr returns a free loopback address below the kernel's ephemeral
-// port range (32768 and up on Linux). Use it for a server that must be
-// restarted on the same address, or started by another process: a port-0
-// address freed and bound again can meanwhile be taken as the local port
-// of some outgoing connection of a test running in parallel.
-func FixedAddr(tb testing.TB) string {
-	tb.Helper()
-	for i := 0; i < 100; i++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		if ln, err := net.Listen("tcp", addr); err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	tb.Fatal("servertest: no free port below the ephemeral range")
-	return ""
-}
+// port range, for a server that must be restarted on the same address or
+// started by another process; see natstest.FixedAddr.
+func FixedAddr(tb testing.TB) string { return natstest.FixedAddr(tb) }

@@ -1,0 +1,315 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/bytedance/sonic"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"parley/codec"
+)
+
+// watch starts the replicas of the nicks and owners buckets and waits until
+// both hold the buckets' current contents.
+func (n *node) watch() error {
+	for _, b := range []struct {
+		kv    jetstream.KeyValue
+		apply func(jetstream.KeyValueEntry)
+	}{{n.nicks, n.applyNick}, {n.owners, n.applyOwner}} {
+		w, err := b.kv.WatchAll(n.ctx)
+		if err != nil {
+			return fmt.Errorf("server: watch %s: %w", b.kv.Bucket(), err)
+		}
+		loaded := make(chan struct{})
+		n.goLoop(func() { n.follow(w, b.apply, loaded) })
+		select {
+		case <-loaded:
+		case <-n.ctx.Done():
+		}
+	}
+	return nil
+}
+
+// follow applies a watcher's entries until the node stops; a nil entry marks
+// the end of the initial values.
+func (n *node) follow(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry), loaded chan struct{}) {
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				close(loaded)
+				continue
+			}
+			apply(e)
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+func isDelete(e jetstream.KeyValueEntry) bool {
+	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
+}
+
+func (n *node) applyNick(e jetstream.KeyValueEntry) {
+	k := unkey(e.Key())
+	var d dirEntry
+	if !isDelete(e) && sonic.Unmarshal(e.Value(), &d) != nil {
+		return
+	}
+	d.rev = e.Revision()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if old, ok := n.dir[k]; ok && old.rev > d.rev {
+		return // a local update got here first
+	}
+	if isDelete(e) {
+		delete(n.dir, k)
+		return
+	}
+	n.dir[k] = d
+}
+
+func (n *node) applyOwner(e jetstream.KeyValueEntry) {
+	name := unkey(e.Key())
+	n.mu.Lock()
+	if old, ok := n.owner[name]; ok && old.rev > e.Revision() {
+		n.mu.Unlock()
+		return
+	}
+	if isDelete(e) {
+		delete(n.owner, name)
+	} else {
+		n.owner[name] = ownerEntry{node: string(e.Value()), rev: e.Revision()}
+	}
+	n.mu.Unlock()
+	if isDelete(e) || string(e.Value()) != n.id {
+		n.disown(name)
+	}
+}
+
+// disown stops sequencing a room another node now owns.
+func (n *node) disown(name string) {
+	if r := n.h.rooms.get(name); r != nil {
+		r.mu.Lock()
+		r.owned = false
+		r.mu.Unlock()
+	}
+}
+
+// claimNick makes key this node's in the nicks bucket and returns the
+// entry's revision. A claim held by a dead node, or left by this node's
+// earlier self, is taken over.
+func (n *node) claimNick(key, nick string) (uint64, error) {
+	if !n.connected() {
+		return 0, fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	defer cancel()
+	val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: nick})
+	rev, err := n.nicks.Create(ctx, hexKey(key), val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		rev, err = n.takeOverNick(ctx, key, nick, val)
+	}
+	if err != nil {
+		if codec.CodeOf(err) == "" {
+			err = fmt.Errorf("%w: nick claim: %v", codec.ErrUnavailable, err)
+		}
+		return 0, err
+	}
+	n.mu.Lock()
+	if old, ok := n.dir[key]; !ok || old.rev < rev {
+		n.dir[key] = dirEntry{Node: n.id, Nick: nick, rev: rev}
+	}
+	n.mine[key] = rev
+	n.mu.Unlock()
+	return rev, nil
+}
+
+func (n *node) takeOverNick(ctx context.Context, key, nick string, val []byte) (uint64, error) {
+	e, err := n.nicks.Get(ctx, hexKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return n.nicks.Create(ctx, hexKey(key), val)
+	}
+	if err != nil {
+		return 0, err
+	}
+	var held dirEntry
+	_ = sonic.Unmarshal(e.Value(), &held)
+	// The local nick index already refused a nick online here, so a claim
+	// naming this node is a leftover whose release has not landed yet.
+	if held.Node != n.id && n.alive(held.Node) {
+		return 0, fmt.Errorf("%w: %q is online already", codec.ErrNickTaken, nick)
+	}
+	return n.nicks.Update(ctx, hexKey(key), val, e.Revision())
+}
+
+// releaseNick deletes the claim of a session that ended, unless someone
+// claimed the nick since.
+func (n *node) releaseNick(key string) {
+	n.mu.Lock()
+	rev, ok := n.mine[key]
+	delete(n.mine, key)
+	if d, in := n.dir[key]; in && d.rev == rev {
+		delete(n.dir, key)
+	}
+	n.mu.Unlock()
+	if !ok {
+		return
+	}
+	if !n.connected() {
+		return
+	}
+	n.goRun(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+		defer cancel()
+		_ = n.nicks.Delete(ctx, hexKey(key), jetstream.LastRevision(rev))
+	})
+}
+
+// lookupNick finds where a nick is online: in the replica, or when the
+// replica does not know it yet, in the bucket itself.
+func (n *node) lookupNick(key string) (dirEntry, bool) {
+	n.mu.Lock()
+	d, ok := n.dir[key]
+	n.mu.Unlock()
+	if ok || !n.connected() {
+		return d, ok && n.alive(d.Node)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	defer cancel()
+	e, err := n.nicks.Get(ctx, hexKey(key))
+	if err != nil || sonic.Unmarshal(e.Value(), &d) != nil {
+		return d, false
+	}
+	return d, n.alive(d.Node)
+}
+
+// ownerOf returns the live owner of a room from the replica, if any.
+func (n *node) ownerOf(name string) (string, bool) {
+	n.mu.Lock()
+	o, ok := n.owner[name]
+	n.mu.Unlock()
+	if !ok || !n.alive(o.node) {
+		return "", false
+	}
+	return o.node, true
+}
+
+// claimRoom makes this node the owner of room name unless a live node owns
+// it; it returns the owner. A new owner continues the room's sequence from
+// the last message in the stream, or from the last seq this node saw if
+// that is later. Racing claims are settled by the bucket's revisions.
+func (n *node) claimRoom(name string) (string, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+	defer cancel()
+	for {
+		owner, rev, err := n.tryClaimRoom(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			continue // the key changed under us: read it again
+		case err != nil:
+			return "", err
+		case owner != n.id:
+			n.noteOwner(name, owner, rev)
+			return owner, nil
+		}
+		return n.id, n.becomeOwner(ctx, name, rev)
+	}
+}
+
+// tryClaimRoom reads the room's owner and takes the room if it has none or
+// a dead one.
+func (n *node) tryClaimRoom(ctx context.Context, name string) (string, uint64, error) {
+	k := hexKey(name)
+	e, err := n.owners.Get(ctx, k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		rev, err := n.owners.Create(ctx, k, []byte(n.id))
+		return n.id, rev, err
+	case err != nil:
+		return "", 0, err
+	case string(e.Value()) != n.id && n.alive(string(e.Value())):
+		return string(e.Value()), e.Revision(), nil
+	}
+	rev, err := n.owners.Update(ctx, k, []byte(n.id), e.Revision())
+	return n.id, rev, err
+}
+
+// becomeOwner starts sequencing a room this node just claimed.
+func (n *node) becomeOwner(ctx context.Context, name string, rev uint64) error {
+	last, err := n.lastSeq(ctx, name)
+	if err != nil {
+		return err
+	}
+	r := n.h.rooms.acquire(name, n.h.newRoom)
+	r.seq = max(r.seq, last)
+	r.owned = true
+	r.mu.Unlock()
+	n.noteOwner(name, n.id, rev)
+	n.log.Info("room owned", "room", name, "seq", last)
+	return nil
+}
+
+func (n *node) noteOwner(name, id string, rev uint64) {
+	n.mu.Lock()
+	if o, ok := n.owner[name]; !ok || o.rev <= rev {
+		n.owner[name] = ownerEntry{node: id, rev: rev}
+	}
+	n.mu.Unlock()
+}
+
+// lastSeq reads the seq of a room's last message from the stream.
+func (n *node) lastSeq(ctx context.Context, name string) (uint64, error) {
+	m, err := n.seqs.GetLastMsgForSubject(ctx, n.subj.roomMsg(name))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(m.Data) < 8 {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint64(m.Data), nil
+}
+
+// purgeOwnKeys deletes claims left by an earlier run under this node id:
+// nothing of that run is online any more.
+func (n *node) purgeOwnKeys() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*opTimeout)
+	defer cancel()
+	for _, kv := range []jetstream.KeyValue{n.nicks, n.owners} {
+		lister, err := kv.ListKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("server: list %s: %w", kv.Bucket(), err)
+		}
+		for k := range lister.Keys() {
+			e, err := kv.Get(ctx, k)
+			if err != nil {
+				continue
+			}
+			if owner := entryNode(kv == n.nicks, e.Value()); owner == n.id {
+				_ = kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+			}
+		}
+	}
+	return nil
+}
+
+// entryNode returns the node named by a value of the nicks or owners bucket.
+func entryNode(nick bool, val []byte) string {
+	if !nick {
+		return string(val)
+	}
+	var d dirEntry
+	_ = sonic.Unmarshal(val, &d)
+	return d.Node
+}

@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// heartbeat tells the other nodes this one is alive every n.hb, and buries
+// the nodes that went silent.
+func (n *node) heartbeat() {
+	t := time.NewTicker(n.hb)
+	defer t.Stop()
+	for {
+		if n.connected() {
+			n.publish(n.subj.heartbeat(), &busMsg{Node: n.id})
+		}
+		n.buryDead()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// heard records a heartbeat from another node, or buries a node that says
+// it is leaving. Dispatcher goroutine.
+func (n *node) heard(m *busMsg) {
+	if m.Node == n.id {
+		return
+	}
+	if m.Leaving {
+		n.bury(m.Node)
+		return
+	}
+	n.mu.Lock()
+	n.peers[m.Node] = time.Now()
+	n.mu.Unlock()
+}
+
+// alive reports whether node id is alive as far as this node can tell.
+func (n *node) alive(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.aliveLocked(id, time.Now())
+}
+
+// aliveLocked: a node is alive until it has been silent for deadAfter
+// heartbeats while this node was connected. Silence is counted from the
+// later of its last heartbeat and this node's last (re)connection, so a
+// node that just connected, or just came back from an outage, gives every
+// node a full bound to be heard. While the bus is down nobody is declared
+// dead. n.mu held.
+func (n *node) aliveLocked(id string, now time.Time) bool {
+	if id == n.id {
+		return true
+	}
+	last, known := n.peers[id]
+	if n.since.IsZero() {
+		return known
+	}
+	if last.Before(n.since) {
+		last = n.since
+	}
+	return now.Sub(last) <= deadAfter*n.hb
+}
+
+// livePeersLocked returns the other nodes that are alive: those heard from,
+// and those named by a user in the directory. n.mu held.
+func (n *node) livePeersLocked() []string {
+	now := time.Now()
+	seen := map[string]bool{n.id: true}
+	var out []string
+	consider := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			if n.aliveLocked(id, now) {
+				out = append(out, id)
+			}
+		}
+	}
+	for id := range n.peers {
+		consider(id)
+	}
+	for _, d := range n.dir {
+		consider(d.Node)
+	}
+	return out
+}
+
+// buryDead buries every node that is no longer alive and still has users,
+// rooms or a heartbeat record here.
+func (n *node) buryDead() {
+	now := time.Now()
+	dead := map[string]bool{}
+	n.mu.Lock()
+	if n.since.IsZero() || n.stopped {
+		n.mu.Unlock()
+		return
+	}
+	for id := range n.peers {
+		dead[id] = !n.aliveLocked(id, now)
+	}
+	for _, d := range n.dir {
+		dead[d.Node] = dead[d.Node] || !n.aliveLocked(d.Node, now)
+	}
+	for _, o := range n.owner {
+		dead[o.node] = dead[o.node] || !n.aliveLocked(o.node, now)
+	}
+	n.mu.Unlock()
+	for id, isDead := range dead {
+		if isDead {
+			n.bury(id)
+		}
+	}
+}
+
+// bury forgets a dead node: its users leave every room here with reason
+// disconnect, and its nick and room claims are deleted from the buckets
+// (every survivor tries; the deletes are conditional, so one wins).
+func (n *node) bury(id string) {
+	type claim struct {
+		kv  jetstream.KeyValue
+		key string
+		rev uint64
+	}
+	var claims []claim
+	n.mu.Lock()
+	delete(n.peers, id)
+	for k, d := range n.dir {
+		if d.Node == id {
+			claims = append(claims, claim{n.nicks, hexKey(k), d.rev})
+			delete(n.dir, k)
+		}
+	}
+	for name, o := range n.owner {
+		if o.node == id {
+			claims = append(claims, claim{n.owners, hexKey(name), o.rev})
+			delete(n.owner, name)
+		}
+	}
+	n.mu.Unlock()
+	left := n.h.dropRemoteMembers(id)
+	if len(claims) == 0 && left == 0 {
+		return
+	}
+	n.log.Warn("node dead: its users left", "dead", id, "claims", len(claims), "memberships", left)
+	n.goRun(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, 2*opTimeout)
+		defer cancel()
+		for _, c := range claims {
+			_ = c.kv.Delete(ctx, c.key, jetstream.LastRevision(c.rev))
+		}
+	})
+}
+
+// reassert runs after the bus comes back: it restores this node's nick
+// claims if a survivor deleted them during the outage, and tells every
+// room's other nodes who is here, so their replicas heal.
+func (n *node) reassert() {
+	ctx, cancel := context.WithTimeout(n.ctx, 4*opTimeout)
+	defer cancel()
+	n.mu.Lock()
+	mine := make(map[string]uint64, len(n.mine))
+	for k, rev := range n.mine {
+		mine[k] = rev
+	}
+	n.mu.Unlock()
+	for k := range mine {
+		n.reclaimNick(ctx, k)
+	}
+	for _, r := range n.h.rooms.all() {
+		n.publish(n.subj.roomPres(r.name), &busMsg{Node: n.id, Sync: true, Members: r.localMembers()})
+	}
+}
+
+// reclaimNick re-creates a nick claim of this node that has vanished.
+func (n *node) reclaimNick(ctx context.Context, k string) {
+	e, err := n.nicks.Get(ctx, hexKey(k))
+	if err == nil {
+		var d dirEntry
+		if sonic.Unmarshal(e.Value(), &d) == nil && d.Node != n.id {
+			n.log.Warn("nick claimed on another node during the outage", "nick", d.Nick, "there", d.Node)
+		}
+		return
+	}
+	s := n.h.nicks.get(k)
+	if s == nil {
+		return
+	}
+	val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: s.nick})
+	rev, err := n.nicks.Create(ctx, hexKey(k), val)
+	if err != nil {
+		return
+	}
+	n.mu.Lock()
+	if _, ok := n.mine[k]; ok {
+		n.mine[k] = rev
+		n.dir[k] = dirEntry{Node: n.id, Nick: s.nick, rev: rev}
+	}
+	n.mu.Unlock()
+}
