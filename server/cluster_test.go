@@ -184,8 +184,16 @@ func TestClusterWhoAndPresence(t *testing.T) {
 	if ev := dave.until("users", func(ev codec.Event) bool { return ev.Type == codec.TypeUsers }); ev.Count != 2 || fmt.Sprint(ev.Nicks) != "[alice bob]" {
 		t.Fatalf("who x from elsewhere: %+v", ev)
 	}
+	// Interest-based routing: a node follows a room only while it has
+	// members there.
+	if nodes[2].hub.rooms.get("x") != nil {
+		t.Fatal("node 2 follows room x without members in it")
+	}
 	bob.send(&codec.Leave{Room: "x", Ref: "lx"})
 	bob.untilAck("lx")
+	if r := nodes[1].hub.rooms.get("x"); r != nil {
+		t.Fatalf("node 1 still follows room x after its last member left (ready %v)", r.isReady())
+	}
 	if ev := alice.until("bob leaves x", func(ev codec.Event) bool { return ev.Type == codec.TypeLeft && ev.Room == "x" }); ev.Nick != "bob" || ev.Reason != codec.ReasonLeave {
 		t.Fatalf("alice saw %+v", ev)
 	}
