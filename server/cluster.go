@@ -37,13 +37,13 @@ type node struct {
 	ops    sync.WaitGroup // requests on behalf of sessions
 
 	mu        sync.Mutex
-	since     time.Time              // when the bus connection was last made; zero while down
-	peers     map[string]time.Time   // node id → when it was last heard
-	dir       map[string]dirEntry    // folded nick → where it is online
-	owner     map[string]ownerEntry  // room → its owner
-	pending   map[string]*pendingSay // folded nick → its say forwarded to an owner
-	mine      map[string]uint64      // folded nick → revision of this node's claim
-	joining   map[string]bool        // folded nicks being claimed by local logins
+	since     time.Time                   // when the bus connection was last made; zero while down
+	peers     map[string]time.Time        // node id → when it was last heard
+	dir       map[string]dirEntry         // folded nick → where it is online
+	owner     map[string]ownerEntry       // room → its owner
+	pending   map[pendingKey][]pendingSay // says forwarded to owners, oldest first
+	mine      map[string]uint64           // folded nick → revision of this node's claim
+	joining   map[string]bool             // folded nicks being claimed by local logins
 	stopped   bool
 	quiescing bool // stop is waiting for the requests in flight
 }
@@ -94,7 +94,7 @@ func newNode(h *hub) *node {
 		subj: subjects{cfg.ClusterName}, log: cfg.Logger.With("node", cfg.NodeID),
 		inbox: make(chan *nats.Msg, 1<<16),
 		peers: map[string]time.Time{}, dir: map[string]dirEntry{},
-		owner: map[string]ownerEntry{}, pending: map[string]*pendingSay{},
+		owner: map[string]ownerEntry{}, pending: map[pendingKey][]pendingSay{},
 		mine: map[string]uint64{}, joining: map[string]bool{},
 	}
 }

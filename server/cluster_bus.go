@@ -120,10 +120,13 @@ func (n *node) dispatch() {
 func (n *node) handle(m *nats.Msg) {
 	rest, _ := strings.CutPrefix(m.Subject, n.subj.cluster+".")
 	kind, arg, _ := strings.Cut(rest, ".")
-	switch kind {
-	case "room":
+	switch {
+	case kind == "room":
 		hexName, what, _ := strings.Cut(arg, ".")
 		n.roomTraffic(unkey(hexName), what, m)
+		return
+	case strings.Contains(arg, ".said."):
+		n.sayRefused(arg, m)
 		return
 	}
 	var in busMsg
@@ -147,7 +150,7 @@ func (n *node) roomTraffic(name, what string, m *nats.Msg) {
 	case "msg":
 		seq, key, frame, ok := parseRoomMsg(m.Data)
 		if ok && n.h.remoteMsg(name, seq, key, frame) {
-			n.sayDelivered(key, name, seq)
+			n.settle(pendingKey{key, name}, seq, nil)
 		}
 	case "pres":
 		var in busMsg
@@ -158,14 +161,12 @@ func (n *node) roomTraffic(name, what string, m *nats.Msg) {
 }
 
 // ownerSay sequences a message sent on another node, if this node owns the
-// room, and answers with its seq.
+// room. The message itself, back on the room's subject, is the answer; only
+// a refusal is answered directly.
 func (n *node) ownerSay(m *nats.Msg, in *busMsg) {
-	seq, err := n.h.sayForwarded(in.Room, in.Key, in.Nick, in.Body, in.TS)
-	if err != nil {
-		n.respond(m, &busMsg{Code: replyNotOwner})
-		return
+	if _, err := n.h.sayForwarded(in.Room, in.Key, in.Nick, in.Body, in.TS); err != nil {
+		n.respond(m, &busMsg{Node: n.id, Code: replyNotOwner})
 	}
-	n.respond(m, &busMsg{Seq: seq})
 }
 
 // deliverDM hands a direct message from another node to a local user.
@@ -177,59 +178,6 @@ func (n *node) deliverDM(m *nats.Msg, in *busMsg) {
 	}
 	to.send(codec.MustEncode(&codec.Msg{From: in.Nick, To: to.nick, Body: in.Body, TS: in.TS}))
 	n.respond(m, &busMsg{})
-}
-
-// pendingSay is a say forwarded to a room's owner, waiting for the
-// sequenced message to come back on the room's subject.
-type pendingSay struct {
-	room string
-	done chan uint64
-}
-
-// forwardSay asks the owner of a room to sequence a message and returns its
-// seq once the message is back here, so the sender's ack follows every
-// earlier message of the room. errNotOwner means the owner moved.
-func (n *node) forwardSay(owner, room, key, nick, body string, ts int64) (uint64, error) {
-	p := &pendingSay{room: room, done: make(chan uint64, 1)}
-	n.mu.Lock()
-	n.pending[key] = p
-	n.mu.Unlock()
-	defer func() {
-		n.mu.Lock()
-		if n.pending[key] == p {
-			delete(n.pending, key)
-		}
-		n.mu.Unlock()
-	}()
-	reply, err := n.request(n.subj.node(owner)+".say", &busMsg{Room: room, Key: key, Nick: nick, Body: body, TS: ts})
-	if err != nil {
-		n.forgetOwner(room, owner)
-		return 0, err
-	}
-	if reply.Code != "" {
-		n.forgetOwner(room, owner)
-		return 0, errNotOwner
-	}
-	select {
-	case seq := <-p.done:
-		return seq, nil
-	case <-time.After(opTimeout):
-		return reply.Seq, nil // the message was sequenced; it did not come back in time
-	}
-}
-
-// sayDelivered completes a forwarded say when its message arrives.
-// Dispatcher goroutine.
-func (n *node) sayDelivered(key, room string, seq uint64) {
-	n.mu.Lock()
-	p := n.pending[key]
-	if p != nil && p.room == room {
-		delete(n.pending, key)
-	}
-	n.mu.Unlock()
-	if p != nil && p.room == room {
-		p.done <- seq
-	}
 }
 
 // forgetOwner drops a cached owner that did not answer as one.

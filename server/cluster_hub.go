@@ -186,26 +186,8 @@ func (h *hub) clusterSay(s *session, r *room, req *codec.Request) error {
 			return err
 		})
 	}
-	h.hold(s)
-	again := *req
-	nick, key, ts := s.nick, s.key, h.wallMillis()
-	n.goRun(func() {
-		seq, err := n.forwardSay(owner, r.name, key, nick, again.Body, ts)
-		h.resume(s, func() {
-			switch {
-			case s.closing || s.closed:
-			case errors.Is(err, errNotOwner):
-				if err := h.dispatch(s, &again); err != nil && !errors.Is(err, errHeld) {
-					h.replyError(s, err, again.Ref)
-				}
-			case err != nil:
-				h.replyError(s, err, again.Ref)
-			default:
-				h.ack(s, again.Ref, seq)
-			}
-		})
-	})
-	return errHeld
+	n.forwardSay(s, owner, r.name, req.Ref, req.Body, h.wallMillis())
+	return nil
 }
 
 // sayLocked sequences a message from s in a room this node owns, queues it
@@ -246,7 +228,7 @@ func (h *hub) sayForwarded(name, key, nick, body string, ts int64) (uint64, erro
 }
 
 // remoteMsg hands a room message from the bus to the local members, except
-// its sender, and reports whether the sender is here. A seq at or below
+// its sender, and reports whether it was delivered. A seq at or below
 // the last one seen is a replay or a deposed owner's and is dropped, so
 // members never see a seq twice or out of order. Dispatcher goroutine.
 func (h *hub) remoteMsg(name string, seq uint64, key string, frame []byte) bool {
@@ -260,9 +242,8 @@ func (h *hub) remoteMsg(name string, seq uint64, key string, frame []byte) bool 
 		return false
 	}
 	r.seq = seq
-	sender := r.members[key]
-	r.publishLocked(h, frame, sender)
-	return sender != nil
+	r.publishLocked(h, frame, r.members[key])
+	return true
 }
 
 // remotePresence applies a join, a leave or a full member list from another

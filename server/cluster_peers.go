@@ -18,6 +18,7 @@ func (n *node) heartbeat() {
 			n.publish(n.subj.heartbeat(), &busMsg{Node: n.id})
 		}
 		n.buryDead()
+		n.expireSays()
 		select {
 		case <-n.ctx.Done():
 			return

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -285,8 +286,7 @@ func TestClusterNATSRestart(t *testing.T) {
 	for _, n := range nodes {
 		eventually(t, "reconnected", func() bool { return n.Stats().Cluster.Connected })
 	}
-	bob.send(&codec.Say{Body: "after", Ref: "s3"})
-	second := bob.untilAck("s3").Seq
+	second := sayUntilSequenced(t, bob, "after")
 	if second != first+1 {
 		t.Fatalf("seq after the restart %d, want %d", second, first+1)
 	}
@@ -296,6 +296,27 @@ func TestClusterNATSRestart(t *testing.T) {
 	alice.send(&codec.DM{To: "bob", Body: "back", Ref: "d2"})
 	alice.untilAck("d2")
 	loggedIn(t, nodes[1], "carol")
+}
+
+// sayUntilSequenced says body in the lobby until it is sequenced. Right
+// after an outage the room's owner may not be subscribed yet: NATS answers
+// that nobody listens, and the say fails with unavailable, unsequenced.
+func sayUntilSequenced(t *testing.T, c *tclient, body string) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for try := 0; time.Now().Before(deadline); try++ {
+		ref := fmt.Sprintf("retry%d", try)
+		c.send(&codec.Say{Body: body, Ref: ref})
+		ev := c.until("an answer", func(ev codec.Event) bool { return ev.Ref == ref })
+		if ev.Type == codec.TypeAck {
+			return ev.Seq
+		}
+		if ev.Code != codec.CodeUnavailable || !strings.Contains(ev.Message, "does not answer") {
+			t.Fatalf("say: %+v", ev)
+		}
+	}
+	t.Fatal("say not sequenced within the deadline")
+	return 0
 }
 
 // loggedInFails tries to log in while the bus is down.

@@ -3,7 +3,9 @@
 // docs/PROTOCOL.md.
 //
 // A Server is created with New and run with Serve. All exported methods of
-// Server are safe to call from any goroutine.
+// Server are safe to call from any goroutine. With Config.NATS set, the
+// server is one node of a cluster that shares rooms, direct messages,
+// presence and nicks through NATS (docs/CLUSTER.md).
 package server
 
 import (
