@@ -110,8 +110,11 @@ func (n *node) start() error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail fast while down: never replay stale traffic
-		nats.PingInterval(n.hb*2),
-		nats.MaxPingsOutstanding(2),
+		// A silent link to NATS (no FIN) is noticed after 3 unanswered pings;
+		// at least a second apart, so a busy machine is not taken for an
+		// outage.
+		nats.PingInterval(max(n.hb, time.Second)),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(n.disconnected),
 		nats.ReconnectHandler(n.reconnected),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {

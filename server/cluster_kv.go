@@ -210,6 +210,13 @@ func (n *node) ownerOf(name string) (string, bool) {
 func (n *node) claimRoom(name string) (string, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
+	// The last seq is read before the claim, so the room is sequenced as
+	// soon as the claim lands: other nodes forward to it from then on. No
+	// message can slip in between: a room with a live owner is not claimed.
+	last, err := n.lastSeq(ctx, name)
+	if err != nil {
+		return "", err
+	}
 	for {
 		owner, rev, err := n.tryClaimRoom(ctx, name)
 		switch {
@@ -221,7 +228,7 @@ func (n *node) claimRoom(name string) (string, error) {
 			n.noteOwner(name, owner, rev)
 			return owner, nil
 		}
-		return n.id, n.becomeOwner(ctx, name, rev)
+		return n.id, n.becomeOwner(name, rev, last)
 	}
 }
 
@@ -244,11 +251,7 @@ func (n *node) tryClaimRoom(ctx context.Context, name string) (string, uint64, e
 }
 
 // becomeOwner starts sequencing a room this node just claimed.
-func (n *node) becomeOwner(ctx context.Context, name string, rev uint64) error {
-	last, err := n.lastSeq(ctx, name)
-	if err != nil {
-		return err
-	}
+func (n *node) becomeOwner(name string, rev, last uint64) error {
 	r := n.h.rooms.acquire(name, n.h.newRoom)
 	r.seq = max(r.seq, last)
 	r.owned = true

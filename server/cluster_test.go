@@ -43,8 +43,24 @@ func (c *tclient) until(what string, match func(codec.Event) bool) codec.Event {
 	c.t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for time.Now().Before(deadline) {
-		if ev := c.next(); match(ev) {
-			return ev
+		select {
+		case ev := <-c.events:
+			if ev.Type != codec.TypePing && match(ev) {
+				return ev
+			}
+		case <-c.done:
+			for {
+				select {
+				case ev := <-c.events:
+					if ev.Type != codec.TypePing && match(ev) {
+						return ev
+					}
+					continue
+				default:
+				}
+				c.t.Fatalf("connection closed while waiting for %s: %v", what, c.err)
+			}
+		case <-time.After(time.Until(deadline)):
 		}
 	}
 	c.t.Fatalf("no %s within the deadline", what)
@@ -95,7 +111,7 @@ func TestClusterRoomOrder(t *testing.T) {
 		view := map[uint64]string{}
 		var last uint64
 		for len(view) < total {
-			ev := c.until("a message or ack", func(ev codec.Event) bool {
+			ev := c.until(fmt.Sprintf("message %d of %d for client %d", len(view)+1, total, i), func(ev codec.Event) bool {
 				return ev.Type == codec.TypeAck && ev.Seq > 0 || ev.Type == codec.TypeMsg && ev.Room == "ops" || ev.Type == codec.TypeError
 			})
 			switch ev.Type {
