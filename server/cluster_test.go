@@ -112,12 +112,15 @@ func TestClusterRoomOrder(t *testing.T) {
 		var last uint64
 		for len(view) < total {
 			ev := c.until(fmt.Sprintf("message %d of %d for client %d", len(view)+1, total, i), func(ev codec.Event) bool {
-				return ev.Type == codec.TypeAck && ev.Seq > 0 || ev.Type == codec.TypeMsg && ev.Room == "ops" || ev.Type == codec.TypeError
+				return ev.Type == codec.TypeAck || ev.Type == codec.TypeMsg && ev.Room == "ops" || ev.Type == codec.TypeError
 			})
 			switch ev.Type {
 			case codec.TypeError:
 				t.Fatalf("client %d: error %s %s", i, ev.Code, ev.Message)
 			case codec.TypeAck:
+				if ev.Seq == 0 {
+					t.Fatalf("client %d: say %s acked without a seq: its node lost NATS", i, ev.Ref)
+				}
 				view[ev.Seq] = fmt.Sprintf("u%d:%s", i, ev.Ref)
 			case codec.TypeMsg:
 				if ev.Seq <= last {
