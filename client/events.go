@@ -12,7 +12,9 @@ const (
 	// EventReconnecting: the connection dropped (Err says why) and the
 	// client waits Delay before attempt number Attempt.
 	EventReconnecting = "reconnecting"
-	// EventReconnected: logged in again and rooms rejoined.
+	// EventReconnected: logged in again, and the joins that restore the
+	// rooms sent (the server applies them in order, before any later
+	// request of this client).
 	EventReconnected = "reconnected"
 	// EventDisconnected: the connection is gone for good (Err says why);
 	// the Events channel closes after it.
