@@ -50,7 +50,7 @@ given with --addr needs the same.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.target, "target", "parley", "parley, nats, floor or all")
-	fl.StringVar(&f.cfg.Addr, "addr", "", "use this running Parley server (host:port; several nodes comma-separated)")
+	fl.StringVar(&f.cfg.Addr, "addr", "", "use this running Parley server (host:port; several nodes comma-separated: each --procs worker and each sender takes the next in turn)")
 	fl.StringVar(&f.cfg.NATSURL, "nats-url", "", "use this running NATS server")
 	fl.StringVar(&f.cfg.FloorAddr, "floor-addr", "", "use this running floor server")
 	fl.StringVar(&f.conns, "conns", "10000", "receiving connections (comma-separated list to sweep)")
