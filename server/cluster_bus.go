@@ -23,7 +23,6 @@ type busMsg struct {
 	To      string       `json:"to,omitempty"`   // dm: folded nick of the recipient
 	Body    string       `json:"body,omitempty"`
 	TS      int64        `json:"ts,omitempty"`
-	Seq     uint64       `json:"seq,omitempty"`
 	Join    bool         `json:"join,omitempty"` // presence: joined; otherwise left
 	Reason  codec.Reason `json:"reason,omitempty"`
 	Sync    bool         `json:"sync,omitempty"` // presence: Members are all of Node's members
@@ -86,9 +85,7 @@ func (n *node) respond(m *nats.Msg, reply *busMsg) {
 
 // publishMsg sends a sequenced room message: 8 bytes of seq, the sender's
 // folded nick after one length byte, then the frame as members receive it,
-// so the other nodes write it out without encoding it again. The owner
-// calls it under the room lock, so the bus carries a room's messages in seq
-// order.
+// so the other nodes write it out without encoding it again.
 func (n *node) publishMsg(room string, seq uint64, key string, frame []byte) {
 	data := make([]byte, 9, 9+len(key)+len(frame))
 	binary.BigEndian.PutUint64(data, seq)

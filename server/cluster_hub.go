@@ -173,7 +173,7 @@ func (h *hub) clusterSay(s *session, r *room, req *codec.Request) error {
 	}
 	r.mu.Lock()
 	if r.owned {
-		seq := h.sayLocked(s, r, req.Body)
+		seq := h.sequenceLocked(r, s.nick, s.key, req.Body, h.wallMillis(), s)
 		r.mu.Unlock()
 		h.ack(s, req.Ref, seq)
 		return nil
@@ -188,16 +188,6 @@ func (h *hub) clusterSay(s *session, r *room, req *codec.Request) error {
 	}
 	n.forwardSay(s, owner, r.name, req.Ref, req.Body, h.wallMillis())
 	return nil
-}
-
-// sayLocked sequences a message from s in a room this node owns, queues it
-// for the local members and publishes it to the other nodes. r.mu held.
-func (h *hub) sayLocked(s *session, r *room, body string) uint64 {
-	r.seq++
-	frame := codec.MustEncode(&codec.Msg{From: s.nick, Room: r.name, Body: body, TS: h.wallMillis(), Seq: r.seq})
-	r.publishLocked(h, frame, s)
-	h.cluster.publishMsg(r.name, r.seq, s.key, frame)
-	return r.seq
 }
 
 // sayUnsequenced delivers a message to the local members only: the bus is
@@ -220,11 +210,7 @@ func (h *hub) sayForwarded(name, key, nick, body string, ts int64) (uint64, erro
 	if !r.owned || r.dead {
 		return 0, errNotOwner
 	}
-	r.seq++
-	frame := codec.MustEncode(&codec.Msg{From: nick, Room: name, Body: body, TS: ts, Seq: r.seq})
-	r.publishLocked(h, frame, r.members[key])
-	h.cluster.publishMsg(name, r.seq, key, frame)
-	return r.seq, nil
+	return h.sequenceLocked(r, nick, key, body, ts, r.members[key]), nil
 }
 
 // remoteMsg hands a room message from the bus to the local members, except

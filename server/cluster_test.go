@@ -191,8 +191,13 @@ func TestClusterWhoAndPresence(t *testing.T) {
 	}
 
 	// Joins and leaves cross nodes.
+	bobNode := nodes[1].hub.cluster.nc
+	subsBefore := bobNode.NumSubscriptions()
 	alice.joinRoom("x")
 	bob.joinRoom("x")
+	if n := bobNode.NumSubscriptions(); n != subsBefore+1 {
+		t.Fatalf("bob's node has %d subscriptions after joining x, want %d", n, subsBefore+1)
+	}
 	if ev := alice.until("bob joins x", func(ev codec.Event) bool { return ev.Type == codec.TypeJoined && ev.Room == "x" }); ev.Nick != "bob" {
 		t.Fatalf("alice saw %+v", ev)
 	}
@@ -211,8 +216,8 @@ func TestClusterWhoAndPresence(t *testing.T) {
 	}
 	bob.send(&codec.Leave{Room: "x", Ref: "lx"})
 	bob.untilAck("lx")
-	if r := nodes[1].hub.rooms.get("x"); r != nil {
-		t.Fatalf("node 1 still follows room x after its last member left (ready %v)", r.isReady())
+	if r := nodes[1].hub.rooms.get("x"); r != nil || bobNode.NumSubscriptions() != subsBefore {
+		t.Fatalf("node 1 still follows room x after its last member left (room %v, %d subscriptions, want %d)", r != nil, bobNode.NumSubscriptions(), subsBefore)
 	}
 	if ev := alice.until("bob leaves x", func(ev codec.Event) bool { return ev.Type == codec.TypeLeft && ev.Room == "x" }); ev.Nick != "bob" || ev.Reason != codec.ReasonLeave {
 		t.Fatalf("alice saw %+v", ev)
@@ -246,6 +251,14 @@ func TestClusterNodeDeath(t *testing.T) {
 		t.Fatalf("second seq %d", ack.Seq)
 	}
 	alice.until("two", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.Seq == 2 })
+	// In "solo" only the victim speaks: no other node sees its seq, so
+	// the next owner must read it from the stream.
+	victim.joinRoom("solo")
+	for i := 1; i <= 2; i++ {
+		ref := fmt.Sprintf("solo%d", i)
+		victim.send(&codec.Say{Room: "solo", Body: "alone", Ref: ref})
+		victim.untilAck(ref)
+	}
 
 	killed := time.Now()
 	nodes[2].hub.cluster.kill()
@@ -271,6 +284,11 @@ func TestClusterNodeDeath(t *testing.T) {
 	}
 	if ev := alice.until("three", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.Room == "r" }); ev.Seq != 3 || ev.Body != "three" {
 		t.Fatalf("alice got %+v", ev)
+	}
+	alice.joinRoom("solo")
+	alice.send(&codec.Say{Room: "solo", Body: "anyone?", Ref: "solo3"})
+	if ack := alice.untilAck("solo3"); ack.Seq != 3 {
+		t.Fatalf("solo after its owner died: seq %d, want 3 (read from the stream)", ack.Seq)
 	}
 	// The dead node's nick is free.
 	loggedIn(t, nodes[0], "victim")

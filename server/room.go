@@ -183,9 +183,21 @@ func (h *hub) leaveLocked(s *session, r *room, reason codec.Reason) bool {
 func (h *hub) say(s *session, r *room, body string) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return h.sequenceLocked(r, s.nick, s.key, body, h.wallMillis(), s)
+}
+
+// sequenceLocked gives a message the next seq of r, encodes it once and
+// queues it for the local members except one. In a cluster (where only the
+// room's owner calls it) it also publishes the frame to the other nodes,
+// under the lock, so the bus carries the room's messages in seq order.
+// r.mu held.
+func (h *hub) sequenceLocked(r *room, nick, key, body string, ts int64, except *session) uint64 {
 	r.seq++
-	frame := codec.MustEncode(&codec.Msg{From: s.nick, Room: r.name, Body: body, TS: h.wallMillis(), Seq: r.seq})
-	r.publishLocked(h, frame, s)
+	frame := codec.MustEncode(&codec.Msg{From: nick, Room: r.name, Body: body, TS: ts, Seq: r.seq})
+	r.publishLocked(h, frame, except)
+	if h.cluster != nil {
+		h.cluster.publishMsg(r.name, r.seq, key, frame)
+	}
 	return r.seq
 }
 
