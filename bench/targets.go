@@ -21,16 +21,17 @@ type running struct {
 }
 
 // BenchServerFlags are the flags the bench gives a Parley server it starts:
-// quiet logs, and flood control off, since a benchmark sender sends far
-// more than the 50 frames a second a chat user may.
-var BenchServerFlags = []string{"--log-level", "warn", "--rate-limit", "0"}
+// quiet logs, flood control off, since a benchmark sender sends far more
+// than the 50 frames a second a chat user may, and no per-address rate of
+// new connections, since every receiver dials from 127.0.0.1.
+var BenchServerFlags = []string{"--log-level", "warn", "--rate-limit", "0", "--max-conn-rate-per-ip", "0"}
 
 // startTarget starts (or finds) the server for t.
 func startTarget(cfg Config, t Target) (*running, error) {
 	switch t {
 	case TargetParley:
 		if cfg.Addr != "" {
-			return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr + " (its flood control must allow the senders' rate: start it with --rate-limit 0)"}, nil
+			return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr + " (its flood control must allow the senders' rate and its per-address limits the receivers': start it with --rate-limit 0 --max-conn-rate-per-ip 0)"}, nil
 		}
 		args := append([]string{"serve"}, BenchServerFlags...)
 		if cfg.ServerLoops > 0 {
@@ -38,7 +39,7 @@ func startTarget(cfg Config, t Target) (*running, error) {
 		}
 		return startChild(cfg.Exe, func(port int) []string {
 			return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
-		}, "", "started: parley "+strings.Join(args, " ")+" (flood control off with --rate-limit 0, so the senders are not throttled)")
+		}, "", "started: parley "+strings.Join(args, " ")+" (flood control and the per-address connection rate off, so the senders and receivers are not throttled)")
 	case TargetNATS:
 		if cfg.NATSURL != "" {
 			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil

@@ -35,6 +35,7 @@ type Client struct {
 	nextRef  uint64
 	rooms    map[string]bool // rooms to rejoin after a reconnect
 	id       string
+	resume   string // the server's resume token for the current session
 	quitting bool
 }
 
@@ -46,7 +47,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if opts.Nick == "" {
 		return nil, fmt.Errorf("%w: a nick is required", codec.ErrBadNick)
 	}
-	cn, err := dialConn(ctx, addr, opts.Nick, &opts)
+	cn, err := dialConn(ctx, addr, opts.Nick, "", &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +71,7 @@ func (c *Client) install(cn *conn) {
 	c.mu.Lock()
 	c.cur = cn
 	c.id = cn.welcome.ID
+	c.resume = cn.welcome.Resume
 	c.mu.Unlock()
 	cn.startWriter()
 }
@@ -158,6 +160,9 @@ func (c *Client) Rooms() []string {
 }
 
 func (c *Client) setRoom(room string, in bool) {
+	if n, err := codec.ParseRoom(room); err == nil {
+		room = n.Display // the server's spelling: LOBBY is lobby
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if in {

@@ -22,9 +22,10 @@ type conn struct {
 	rawWelc []byte // the welcome's JSON
 }
 
-// dialConn connects, logs in as nick and returns the connection with its
-// welcome. A refused login returns the server's *codec.Error.
-func dialConn(ctx context.Context, addr, nick string, o *Options) (*conn, error) {
+// dialConn connects, logs in as nick (with the resume token of the
+// session before, if any) and returns the connection with its welcome. A
+// refused login returns the server's *codec.Error.
+func dialConn(ctx context.Context, addr, nick, resume string, o *Options) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -35,7 +36,7 @@ func dialConn(ctx context.Context, addr, nick string, o *Options) (*conn, error)
 	c := &conn{nc: nc, r: codec.NewReader(nc, o.MaxFrame), out: make(chan []byte, 256), done: make(chan struct{})}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
-	if err := c.login(nick); err != nil {
+	if err := c.login(nick, resume); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -44,8 +45,8 @@ func dialConn(ctx context.Context, addr, nick string, o *Options) (*conn, error)
 }
 
 // login sends login and reads until welcome or a refusal.
-func (c *conn) login(nick string) error {
-	if _, err := c.nc.Write(codec.MustEncode(&codec.Login{Nick: nick, Ref: "login"})); err != nil {
+func (c *conn) login(nick, resume string) error {
+	if _, err := c.nc.Write(codec.MustEncode(&codec.Login{Nick: nick, Resume: resume, Ref: "login"})); err != nil {
 		return err
 	}
 	for {

@@ -12,9 +12,12 @@ type Options struct {
 	// Nick is the nickname to log in with. Required.
 	Nick string
 	// Reconnect makes the client reconnect after the connection drops for
-	// any reason other than quit, nick_taken or bye shutdown, with
-	// exponential backoff and jitter, logging in again with the same nick
-	// and rejoining its rooms. Default false.
+	// any reason other than quit or bye shutdown, with exponential backoff
+	// and jitter, logging in again with the same nick and rejoining its
+	// rooms. The login carries the last session's resume token, which takes
+	// back the nick the server holds for a while after a drop. A refused
+	// login (nick_taken among others) is retried like a failed dial.
+	// Default false.
 	Reconnect bool
 	// ReconnectOnShutdown also reconnects after bye shutdown, for a server
 	// that is restarting. Only with Reconnect. Default false.

@@ -127,7 +127,10 @@ func (c *Client) reconnect(cause error) *conn {
 			case <-ctx.Done():
 			}
 		}()
-		cn, err := dialConn(ctx, c.addr, c.opts.Nick, &c.opts)
+		c.mu.Lock()
+		resume := c.resume
+		c.mu.Unlock()
+		cn, err := dialConn(ctx, c.addr, c.opts.Nick, resume, &c.opts)
 		cancel()
 		if err != nil {
 			c.opts.Logger.Debug("reconnect failed", "attempt", attempt, "err", err)

@@ -288,17 +288,102 @@ func TestReaderLargeFrame(t *testing.T) {
 	}
 }
 
-func TestValidName(t *testing.T) {
-	good := []string{"amy", "小明", "a.b-c_d", "Ünïcødé", "x1", strings.Repeat("名", 32)}
-	bad := []string{"", "a b", "a\x00", "a\u202eb", "tab\t", strings.Repeat("名", 33), "emoji😀", "\xff"}
-	for _, s := range good {
-		if !ValidName(s, DefaultMaxNick) {
-			t.Errorf("ValidName(%q) = false, want true", s)
+func TestParseNick(t *testing.T) {
+	good := map[string]string{ // nick: its display form
+		"amy": "amy", "小明": "小明", "a.b-c_d": "a.b-c_d", "Ünïcødé": "Ünïcødé", "x1": "x1",
+		strings.Repeat("名", 32): strings.Repeat("名", 32), "ＡＭＹ": "AMY", "नमस्ते": "नमस्ते",
+		"さくら桜": "さくら桜", "한글漢字": "한글漢字",
+	}
+	for s, display := range good {
+		n, err := ParseNick(s)
+		if err != nil || n.Display != display {
+			t.Errorf("ParseNick(%q) = %+v, %v; want display %q", s, n, err, display)
 		}
 	}
+	bad := []string{"", "a b", "a\x00", "a\u202eb", "tab\t", strings.Repeat("名", 33), "emoji😀", "\xff",
+		"аdmin", "bοb", "𝐚𝐝𝐦𝐢𝐧", "adminʼ", "admin\u3164", "\u3164", "x\u200by", "\u0301a", "a\x1b[31m",
+		"a\u0085", "a\x7f", "latin中文", strings.Repeat("x", 200)}
 	for _, s := range bad {
-		if ValidName(s, DefaultMaxNick) {
-			t.Errorf("ValidName(%q) = true, want false", s)
+		if n, err := ParseNick(s); !errors.Is(err, ErrBadNick) {
+			t.Errorf("ParseNick(%q) = %+v, %v; want bad_nick", s, n, err)
+		}
+	}
+}
+
+func TestNameKeys(t *testing.T) {
+	same := [][]string{
+		{"admin", "Admin", "ADMIN", "ａｄｍｉｎ", "admın"},
+		{"bob1", "bobl", "BOBl"},
+		{"modern", "rnodern"},
+		{"Å", "å", "A\u030a"},
+	}
+	for _, group := range same {
+		want, err := ParseNick(group[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range group[1:] {
+			if n, err := ParseNick(s); err != nil || n.Key != want.Key {
+				t.Errorf("key of %q = %q (%v), want %q as for %q", s, n.Key, err, want.Key, group[0])
+			}
+		}
+	}
+	if a, b := mustNick(t, "amy"), mustNick(t, "ann"); a.Key == b.Key {
+		t.Fatal("different nicks share a key")
+	}
+	r, err := ParseRoom("LOBBY")
+	if err != nil || r.Display != Lobby {
+		t.Fatalf("ParseRoom(LOBBY) = %+v, %v", r, err)
+	}
+	if _, err := ParseRoom("lоbby"); !errors.Is(err, ErrBadRoom) { // Cyrillic о
+		t.Fatalf("mixed-script room: %v", err)
+	}
+}
+
+func mustNick(t *testing.T, s string) Name {
+	t.Helper()
+	n, err := ParseNick(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestBodyControl(t *testing.T) {
+	for _, ok := range []string{"hi", "two\nlines", "a\tb", "小明 ✓", "\u202eok"} {
+		if r, bad := BodyControl(ok); bad {
+			t.Errorf("BodyControl(%q) = %U", ok, r)
+		}
+	}
+	for _, s := range []string{"\x1b[31mred", "\x01", "cr\r", "del\x7f", "c1\u0085", "\x00"} {
+		if _, bad := BodyControl(s); !bad {
+			t.Errorf("BodyControl(%q) passed", s)
+		}
+	}
+}
+
+func TestDuplicateKeys(t *testing.T) {
+	bad := []string{
+		`{"type":"say","type":"dm"}`,
+		`{"type":"say","body":"a","body":"b"}`,
+		`{"type":"say","\u0074ype":"dm"}`,
+		`{"body":"x", "type" : "say" ,"ref":"1","ref":"2"}`,
+	}
+	for _, b := range bad {
+		var req Request
+		if err := DecodeRequest([]byte(b), &req); !errors.Is(err, ErrBadJSON) {
+			t.Errorf("DecodeRequest(%s) = %v, want bad_json", b, err)
+		}
+	}
+	good := []string{
+		`{"type":"say","body":"{\"type\":1,\"type\":2}"}`,
+		`{"type":"say","body":"a","x":{"type":1,"type":2},"y":["type","type"]}`,
+		`{"type":"say","body":"\"type\""}`,
+	}
+	for _, b := range good {
+		var req Request
+		if err := DecodeRequest([]byte(b), &req); err != nil {
+			t.Errorf("DecodeRequest(%s) = %v", b, err)
 		}
 	}
 }

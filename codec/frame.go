@@ -135,6 +135,9 @@ func decodeObject(body []byte, v any) error {
 		}
 		return errorf(ErrBadJSON, "%v", err)
 	}
+	if key, dup := duplicateKey(body); dup {
+		return errorf(ErrBadJSON, "duplicate key %q", truncate(key, 64))
+	}
 	return nil
 }
 

@@ -37,7 +37,10 @@ type Login struct {
 	Type  string `json:"type"`
 	Nick  string `json:"nick"`
 	Token string `json:"token,omitempty"`
-	Ref   string `json:"ref,omitempty"`
+	// Resume is the token of the session's previous connection (from its
+	// Welcome): it takes back a nick the server holds after a drop.
+	Resume string `json:"resume,omitempty"`
+	Ref    string `json:"ref,omitempty"`
 }
 
 // Say sends Body to every other member of Room.
@@ -103,6 +106,9 @@ type Welcome struct {
 	Nick   string `json:"nick"`
 	Room   string `json:"room"`
 	Online int    `json:"online"`
+	// Resume is this session's resume token, for the next Login after a
+	// drop.
+	Resume string `json:"resume,omitempty"`
 	Ref    string `json:"ref,omitempty"`
 }
 
@@ -214,14 +220,15 @@ func (m *Bye) stamp()      { m.Type = TypeBye }
 // every request type. Which fields mean something depends on Type; fields a
 // type does not define are ignored.
 type Request struct {
-	Type  string `json:"type"`
-	Ref   string `json:"ref"`
-	Nick  string `json:"nick"`
-	Token string `json:"token"`
-	Room  string `json:"room"`
-	Body  string `json:"body"`
-	To    string `json:"to"`
-	After string `json:"after"`
+	Type   string `json:"type"`
+	Ref    string `json:"ref"`
+	Nick   string `json:"nick"`
+	Token  string `json:"token"`
+	Resume string `json:"resume"`
+	Room   string `json:"room"`
+	Body   string `json:"body"`
+	To     string `json:"to"`
+	After  string `json:"after"`
 }
 
 // Event is a decoded server-to-client frame: the union of the fields of
@@ -234,6 +241,7 @@ type Event struct {
 	Nick    string   `json:"nick"`
 	Room    string   `json:"room"`
 	Online  int      `json:"online"`
+	Resume  string   `json:"resume"`
 	From    string   `json:"from"`
 	To      string   `json:"to"`
 	Body    string   `json:"body"`

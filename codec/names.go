@@ -1,8 +1,14 @@
 package codec
 
 import (
+	"fmt"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mtibben/confusables"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/secure/precis"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Default limits of the contract.
@@ -18,22 +24,182 @@ const (
 	Lobby = "lobby"
 )
 
-// ValidName reports whether s is 1 to max characters, each a Unicode letter,
-// a Unicode digit, '_', '-' or '.': the rule for nicks and room names. It
-// excludes spaces, control characters and bidirectional overrides.
-func ValidName(s string, max int) bool {
-	if s == "" || !utf8.ValidString(s) {
-		return false
+// Name is a nick or room name that passed the naming rule.
+type Name struct {
+	// Display is the form shown to users: a nick as typed, with full-width
+	// forms mapped to their normal width and composed to NFC; a room name
+	// also in lower case, so that `LOBBY` and `lobby` are one room with one
+	// spelling on the wire.
+	Display string
+	// Key is the identity: two names with the same key are the same nick
+	// (or room). It is the Unicode TR39 confusable skeleton of the
+	// case-folded name, so `admin`, `Admin`, `ａｄｍｉｎ` and `admın` share it.
+	Key string
+}
+
+// ParseNick checks a nick against the naming rule (docs/PROTOCOL.md) and
+// returns its display form and identity key. Errors wrap ErrBadNick.
+func ParseNick(s string) (Name, error) {
+	n, err := parseName(s, DefaultMaxNick, precis.UsernameCasePreserved)
+	if err != nil {
+		return Name{}, fmt.Errorf("%w: %s", ErrBadNick, err)
 	}
-	n := 0
+	return n, nil
+}
+
+// ParseRoom checks a room name against the naming rule and returns its
+// display form (lower case) and identity key. Errors wrap ErrBadRoom.
+func ParseRoom(s string) (Name, error) {
+	n, err := parseName(s, DefaultMaxRoom, precis.UsernameCaseMapped)
+	if err != nil {
+		return Name{}, fmt.Errorf("%w: %s", ErrBadRoom, err)
+	}
+	return n, nil
+}
+
+// parseName applies the rule: 1 to max characters; PRECIS
+// UsernameCasePreserved (RFC 8265: width mapping, NFC, no control, space,
+// default-ignorable or compatibility characters); each character a letter,
+// a digit, '_', '-', '.' or a combining mark after a letter; one script
+// (Han may go with Hiragana and Katakana, or with Hangul, or Bopomofo); and
+// no character whose skeleton is ASCII punctuation (ʼ looks like ').
+func parseName(s string, max int, profile *precis.Profile) (Name, error) {
+	// Bound the work before any mapping: max characters are at most 4*max bytes.
+	if s == "" || len(s) > 4*max || !utf8.ValidString(s) {
+		return Name{}, fmt.Errorf("a name is 1 to %d characters", max)
+	}
+	display, err := profile.String(s)
+	if err != nil {
+		return Name{}, fmt.Errorf("a name may not hold spaces, control, invisible or compatibility characters")
+	}
+	if err := checkRunes(display, max); err != nil {
+		return Name{}, err
+	}
+	if !singleScript(display) {
+		return Name{}, fmt.Errorf("a name may not mix scripts")
+	}
+	key := foldKey(confusables.Skeleton(cases.Fold().String(display)))
+	for _, r := range key {
+		if r < utf8.RuneSelf && !nameRune(r) {
+			return Name{}, fmt.Errorf("a name may not hold characters that look like punctuation")
+		}
+	}
+	return Name{Display: display, Key: key}, nil
+}
+
+// SortKey is the order of nicks in a users frame: the nick case-folded
+// and composed. It differs between any two nicks online at once, since
+// their keys differ.
+func SortKey(nick string) string {
+	return cases.Fold().String(norm.NFC.String(nick))
+}
+
+// foldKey makes a skeleton comparable: confusable prototypes can be upper
+// case (0 maps to O), so it is folded and composed again.
+func foldKey(skeleton string) string {
+	return norm.NFC.String(cases.Fold().String(skeleton))
+}
+
+// checkRunes enforces the character rule and the length on a mapped name.
+func checkRunes(s string, max int) error {
+	n, marks := 0, 0
 	for _, r := range s {
 		n++
-		if n > max {
-			return false
-		}
-		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.') {
-			return false
+		switch {
+		case n > max:
+			return fmt.Errorf("a name is 1 to %d characters", max)
+		case nameRune(r):
+			marks = 0
+		case unicode.In(r, unicode.Mn, unicode.Mc) && n > 1 && marks < 2:
+			marks++ // vowel signs and viramas of Indic scripts; no stacks
+		default:
+			return fmt.Errorf("a name is letters, digits, '_', '-' and '.'")
 		}
 	}
-	return true
+	return nil
+}
+
+func nameRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.'
+}
+
+// scripts a name may be written in; Common and Inherited (digits,
+// punctuation, combining marks) go with any of them.
+var scripts = []*unicode.RangeTable{
+	unicode.Latin, unicode.Greek, unicode.Cyrillic, unicode.Armenian, unicode.Hebrew,
+	unicode.Arabic, unicode.Devanagari, unicode.Bengali, unicode.Gurmukhi, unicode.Gujarati,
+	unicode.Tamil, unicode.Telugu, unicode.Kannada, unicode.Malayalam, unicode.Thai,
+	unicode.Georgian, unicode.Ethiopic, unicode.Khmer, unicode.Han, unicode.Hiragana,
+	unicode.Katakana, unicode.Hangul, unicode.Bopomofo,
+}
+
+func scriptBit(r rune) uint32 {
+	for i, t := range scripts {
+		if unicode.Is(t, r) {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// scriptName finds the script of a letter outside the table (rare, so a
+// walk over every script is fine).
+func scriptName(r rune) string {
+	for name, t := range unicode.Scripts {
+		if unicode.Is(t, r) {
+			return name
+		}
+	}
+	return "?"
+}
+
+// Script bits for the combinations TR39 allows with Han.
+const (
+	bitHan = 1 << (18 + iota)
+	bitHiragana
+	bitKatakana
+	bitHangul
+	bitBopomofo
+)
+
+// singleScript reports whether s is written in one script, TR39's
+// "highly restrictive" level: Japanese (Han, Hiragana, Katakana), Korean
+// (Han, Hangul) and Chinese with Bopomofo count as one. A letter of a
+// script not in the table is told apart by its name.
+func singleScript(s string) bool {
+	var seen uint32
+	other := ""
+	for _, r := range s {
+		if unicode.In(r, unicode.Common, unicode.Inherited) {
+			continue
+		}
+		bit := scriptBit(r)
+		if bit == 0 {
+			name := scriptName(r)
+			if other != "" && other != name {
+				return false
+			}
+			other, bit = name, 1<<31
+		}
+		seen |= bit
+	}
+	switch seen &^ (bitHan | bitHiragana | bitKatakana | bitHangul | bitBopomofo) {
+	case 0:
+		cjk := seen & (bitHan | bitHiragana | bitKatakana | bitHangul | bitBopomofo)
+		return cjk&^(bitHan|bitHiragana|bitKatakana) == 0 || cjk&^(bitHan|bitHangul) == 0 || cjk&^(bitHan|bitBopomofo) == 0
+	default:
+		return seen&(seen-1) == 0 // exactly one non-CJK script and nothing else
+	}
+}
+
+// BodyControl returns the first control character in a message body that
+// the contract refuses: every C0 control but newline and tab, DEL, and the
+// C1 controls. Terminal escapes (ESC) and carriage returns are among them.
+func BodyControl(body string) (rune, bool) {
+	for _, r := range body {
+		if (r < 0x20 && r != '\n' && r != '\t') || (r >= 0x7f && r <= 0x9f) {
+			return r, true
+		}
+	}
+	return 0, false
 }

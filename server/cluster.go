@@ -39,7 +39,8 @@ type node struct {
 	mu        sync.Mutex
 	since     time.Time                   // when the bus connection was last made; zero while down
 	peers     map[string]time.Time        // node id → when it was last heard
-	dir       map[string]dirEntry         // folded nick → where it is online
+	dir       map[string]dirEntry         // nick key → where it is online
+	users     *userIndex                  // dir's nicks, sorted, for who
 	owner     map[string]ownerEntry       // room → its owner
 	pending   map[pendingKey][]pendingSay // says forwarded to owners, oldest first
 	mine      map[string]uint64           // folded nick → revision of this node's claim
@@ -93,7 +94,7 @@ func newNode(h *hub) *node {
 		h: h, id: cfg.NodeID, hb: cfg.NodeHeartbeat,
 		subj: subjects{cfg.ClusterName}, log: cfg.Logger.With("node", cfg.NodeID),
 		inbox: make(chan *nats.Msg, 1<<16),
-		peers: map[string]time.Time{}, dir: map[string]dirEntry{},
+		peers: map[string]time.Time{}, dir: map[string]dirEntry{}, users: newUserIndex(),
 		owner: map[string]ownerEntry{}, pending: map[pendingKey][]pendingSay{},
 		mine: map[string]uint64{}, joining: map[string]bool{},
 	}

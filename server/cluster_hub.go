@@ -111,7 +111,7 @@ func (h *hub) clusterLogin(s *session, nick, key, ref string) error {
 			case s.closed || s.closing:
 				n.releaseNick(key)
 			default:
-				s.nick, s.key = nick, key
+				s.nick, s.key, s.order = nick, key, codec.SortKey(nick)
 				h.nicks.claim(key, s) // reserve kept it free here
 				h.finishLogin(s, ref)
 			}
@@ -148,17 +148,45 @@ func (n *node) online() int {
 	return len(n.dir)
 }
 
-// usersAfter lists the cluster's users whose key sorts after afterKey.
-func (n *node) usersAfter(afterKey string) ([]nickEntry, int) {
+// usersAfter returns one page of the cluster's users whose key sorts
+// after afterKey, whether more follow, and the count of all of them.
+func (n *node) usersAfter(afterKey string, limit int) ([]nickEntry, bool, int) {
+	return n.users.page(afterKey, limit)
+}
+
+// setDirLocked and dropDirLocked change the directory and its sorted
+// index together. n.mu held.
+func (n *node) setDirLocked(key string, d dirEntry) {
+	if old, ok := n.dir[key]; ok && old.Nick != d.Nick {
+		n.users.remove(codec.SortKey(old.Nick))
+	}
+	n.dir[key] = d
+	n.users.add(codec.SortKey(d.Nick), d.Nick)
+}
+
+func (n *node) dropDirLocked(key string) {
+	if old, ok := n.dir[key]; ok {
+		n.users.remove(codec.SortKey(old.Nick))
+	}
+	delete(n.dir, key)
+}
+
+// claimRevision is the revision of this node's claim on a nick, 0 if none.
+func (n *node) claimRevision(key string) uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var out []nickEntry
-	for k, d := range n.dir {
-		if k > afterKey {
-			out = append(out, nickEntry{k, d.Nick})
-		}
+	return n.mine[key]
+}
+
+// releaseNickRevision releases a held nick's claim at the end of its hold,
+// unless the nick was claimed again since (its revision changed).
+func (n *node) releaseNickRevision(key string, rev uint64) {
+	n.mu.Lock()
+	same := rev != 0 && n.mine[key] == rev
+	n.mu.Unlock()
+	if same {
+		n.releaseNick(key)
 	}
-	return out, len(n.dir)
 }
 
 // clusterSay sends a room message: sequenced here if this node owns the
@@ -342,23 +370,22 @@ func (r *room) isReady() bool {
 }
 
 // remoteDM sends a direct message to a user who is not on this node.
-func (h *hub) remoteDM(s *session, req *codec.Request) error {
+func (h *hub) remoteDM(s *session, req *codec.Request, toKey string) error {
 	n := h.cluster
 	h.hold(s)
 	again := *req
 	nick, ts := s.nick, h.wallMillis()
 	n.goRun(func() {
-		toKey := foldNick(again.To)
 		var err error
 		switch to, ok := n.lookupNick(toKey); {
 		case ok && to.Node == n.id:
-			err = fmt.Errorf("%w: %q is not online", codec.ErrNoSuchUser, again.To)
+			err = notOnline(codec.ErrNoSuchUser, again.To, "is not online")
 		case ok:
 			err = n.forwardDM(to, toKey, nick, again.Body, ts)
 		case !n.connected():
 			err = fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
 		default:
-			err = fmt.Errorf("%w: %q is not online", codec.ErrNoSuchUser, again.To)
+			err = notOnline(codec.ErrNoSuchUser, again.To, "is not online")
 		}
 		h.resume(s, func() {
 			switch {
@@ -389,8 +416,8 @@ func (h *hub) remoteWho(s *session, req *codec.Request, afterKey string) error {
 				members = append(members, local.localMembers()...)
 			}
 			for _, m := range members {
-				if m.Key > afterKey {
-					entries = append(entries, nickEntry{m.Key, m.Nick})
+				if k := codec.SortKey(m.Nick); k > afterKey {
+					entries = append(entries, nickEntry{k, m.Nick})
 				}
 			}
 			h.sendUsers(s, &again, entries, len(members))

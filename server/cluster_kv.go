@@ -71,10 +71,10 @@ func (n *node) applyNick(e jetstream.KeyValueEntry) {
 		return // a local update got here first
 	}
 	if isDelete(e) {
-		delete(n.dir, k)
+		n.dropDirLocked(k)
 		return
 	}
-	n.dir[k] = d
+	n.setDirLocked(k, d)
 }
 
 func (n *node) applyOwner(e jetstream.KeyValueEntry) {
@@ -126,7 +126,7 @@ func (n *node) claimNick(key, nick string) (uint64, error) {
 	}
 	n.mu.Lock()
 	if old, ok := n.dir[key]; !ok || old.rev < rev {
-		n.dir[key] = dirEntry{Node: n.id, Nick: nick, rev: rev}
+		n.setDirLocked(key, dirEntry{Node: n.id, Nick: nick, rev: rev})
 	}
 	n.mine[key] = rev
 	n.mu.Unlock()
@@ -158,7 +158,7 @@ func (n *node) releaseNick(key string) {
 	rev, ok := n.mine[key]
 	delete(n.mine, key)
 	if d, in := n.dir[key]; in && d.rev == rev {
-		delete(n.dir, key)
+		n.dropDirLocked(key)
 	}
 	n.mu.Unlock()
 	if !ok {

@@ -134,7 +134,7 @@ func (n *node) bury(id string) {
 	for k, d := range n.dir {
 		if d.Node == id {
 			claims = append(claims, claim{n.nicks, hexKey(k), d.rev})
-			delete(n.dir, k)
+			n.dropDirLocked(k)
 		}
 	}
 	for name, o := range n.owner {
@@ -200,7 +200,7 @@ func (n *node) reclaimNick(ctx context.Context, k string) {
 	n.mu.Lock()
 	if _, ok := n.mine[k]; ok {
 		n.mine[k] = rev
-		n.dir[k] = dirEntry{Node: n.id, Nick: s.nick, rev: rev}
+		n.setDirLocked(k, dirEntry{Node: n.id, Nick: s.nick, rev: rev})
 	}
 	n.mu.Unlock()
 }

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"parley/codec"
 )
 
@@ -28,15 +30,34 @@ type Config struct {
 	// with reason login_timeout. Default 10s.
 	LoginTimeout time.Duration
 	// MaxConns is the most connections served at once; one more gets bye
-	// server_full. Default 0: no limit beyond the operating system's.
+	// server_full. Default: derived from the process's open-file limit at
+	// New, less a reserve for the listener, files and the cluster link
+	// (DefaultMaxConns); negative means no limit but the operating system's.
 	MaxConns int
 	// MaxFrame is the largest frame body accepted, in bytes. Default 65536.
 	MaxFrame int
 	// MaxBody is the largest message body, in bytes. Default 4096.
 	MaxBody int
-	// MaxOutbound is how many bytes may wait to be sent to one client before
-	// it is closed as a slow consumer. Default 4 MiB.
+	// MaxOutbound is how much memory the bytes waiting to be sent to one
+	// client may hold (buffer capacity, not frame bytes) before it is closed
+	// as a slow consumer. Default 4 MiB.
 	MaxOutbound int
+	// MaxOutboundTotal is the memory all clients' waiting bytes may hold
+	// together. Past it, each event loop closes its largest queues as slow
+	// consumers until the total is under it again. Default 1 GiB; negative
+	// means no server-wide limit.
+	MaxOutboundTotal int64
+	// WriteDeadline closes, as a slow consumer, a client that has not taken
+	// the bytes queued for it within this long, whatever it answers to
+	// pings. Default 10s.
+	WriteDeadline time.Duration
+	// MaxLoginFrame is the largest frame accepted before login. Default
+	// 4096 bytes.
+	MaxLoginFrame int
+	// FrameTimeout closes a connection that started a frame and has not
+	// completed it within this long (bye login_timeout before login, bye
+	// timeout after). Default 10s.
+	FrameTimeout time.Duration
 	// PresenceLimit is the room size above which joins and leaves are
 	// counted into presence frames instead of sent one by one. Default 500;
 	// negative means never.
@@ -58,15 +79,42 @@ type Config struct {
 	// exceeding RateLimit this long (a flood ends after a second without a
 	// dropped frame). Default 5s.
 	FloodGrace time.Duration
-	// MaxConnsPerIP is the most connections from one IP address; one more
-	// gets bye server_full. Default 0: no limit.
+	// MaxConnsPerIP is the most connections from one IP address (one /64
+	// for IPv6); one more gets bye server_full. Default 0: no limit, since
+	// many users can share one address behind a NAT.
 	MaxConnsPerIP int
+	// ConnRatePerIP is how many new connections per second one IP address
+	// (one /64 for IPv6) may open, with bursts of twice as many; one more
+	// gets bye server_full. Default 10; negative turns it off.
+	ConnRatePerIP float64
 	// SocketSendBuffer fixes the kernel send buffer of each connection, in
-	// bytes, turning off its autotuning. With MaxOutbound it bounds what a
-	// client that never reads can cost. Default 0: the kernel's default.
+	// bytes, turning off its autotuning (Linux doubles the value for its
+	// bookkeeping). With MaxOutbound it bounds what a client that never
+	// reads can cost. Default 64 KiB; negative leaves the kernel's
+	// autotuning on.
 	SocketSendBuffer int
-	// Logger receives one line per connection opened, login and close.
-	// Default: discard.
+	// NickHold keeps the nick of a session that ended without quit
+	// reserved this long; only a login that presents the session's resume
+	// token (given in welcome) takes it back meanwhile. Default 30s;
+	// negative turns holds off.
+	NickHold time.Duration
+	// DMRate and DMBurst limit the direct messages one session sends to
+	// one user: DMRate per second on average, DMBurst at once. Default 5
+	// and 10; a negative DMRate turns the limit off.
+	DMRate  float64
+	DMBurst int
+	// JoinRate and JoinBurst limit the joins and leaves of one session,
+	// each of which costs a frame to every member of the room. Default 1
+	// per second and bursts of 64 (a client rejoining every room after a
+	// reconnect); a negative JoinRate turns the limit off.
+	JoinRate  float64
+	JoinBurst int
+	// StatsInterval is how often the server logs one info line of
+	// connection counters (opened, logins, closes by reason, refusals);
+	// the lines per connection are at debug level. Default 1m; negative
+	// turns the line off.
+	StatsInterval time.Duration
+	// Logger receives the server's log. Default: discard.
 	Logger *slog.Logger
 
 	// NATS is the URL of the NATS server (with JetStream) that joins this
@@ -93,6 +141,18 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultLoginTimeout     = 10 * time.Second
 	DefaultMaxOutbound      = 4 << 20
+	DefaultMaxOutboundTotal = 1 << 30
+	DefaultWriteDeadline    = 10 * time.Second
+	DefaultMaxLoginFrame    = 4096
+	DefaultFrameTimeout     = 10 * time.Second
+	DefaultConnRatePerIP    = 10
+	DefaultSocketSendBuffer = 64 << 10
+	DefaultNickHold         = 30 * time.Second
+	DefaultDMRate           = 5
+	DefaultDMBurst          = 10
+	DefaultJoinRate         = 1
+	DefaultJoinBurst        = 64
+	DefaultStatsInterval    = time.Minute
 	DefaultPresenceLimit    = 500
 	DefaultPresenceInterval = time.Second
 	DefaultRateLimit        = 50
@@ -112,6 +172,19 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxFrame, codec.DefaultMaxFrame)
 	setDefault(&c.MaxBody, codec.DefaultMaxBody)
 	setDefault(&c.MaxOutbound, DefaultMaxOutbound)
+	setDefault(&c.MaxOutboundTotal, DefaultMaxOutboundTotal)
+	setDefault(&c.WriteDeadline, DefaultWriteDeadline)
+	setDefault(&c.MaxLoginFrame, min(DefaultMaxLoginFrame, c.MaxFrame))
+	setDefault(&c.FrameTimeout, DefaultFrameTimeout)
+	setDefault(&c.ConnRatePerIP, DefaultConnRatePerIP)
+	setDefault(&c.SocketSendBuffer, DefaultSocketSendBuffer)
+	setDefault(&c.NickHold, DefaultNickHold)
+	setDefault(&c.DMRate, DefaultDMRate)
+	setDefault(&c.DMBurst, DefaultDMBurst)
+	setDefault(&c.JoinRate, DefaultJoinRate)
+	setDefault(&c.JoinBurst, DefaultJoinBurst)
+	setDefault(&c.StatsInterval, DefaultStatsInterval)
+	setDefault(&c.MaxConns, DefaultMaxConns())
 	setDefault(&c.PresenceLimit, DefaultPresenceLimit)
 	setDefault(&c.PresenceInterval, DefaultPresenceInterval)
 	setDefault(&c.MaxRooms, codec.DefaultMaxRooms)
@@ -139,10 +212,25 @@ func setDefault[T comparable](v *T, def T) {
 // length, and at least once a second.
 func (c Config) tickInterval() time.Duration {
 	d := time.Second
-	for _, t := range []time.Duration{c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval} {
+	for _, t := range []time.Duration{c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval,
+		c.WriteDeadline / 4, c.FrameTimeout / 4, c.NickHold / 4} {
 		if t > 0 && t < d {
 			d = t
 		}
 	}
 	return max(d, 5*time.Millisecond)
+}
+
+// DefaultMaxConns is MaxConns's default: the soft open-file limit of the
+// process less a reserve of a quarter of it, at most 512 and at least 16
+// descriptors, for the listener, the event loops' pollers, log and data
+// files and the cluster link. With 20,000 descriptors that is 19,488
+// connections. It is 0 (no limit) when the limit cannot be read.
+func DefaultMaxConns() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return 0
+	}
+	n := int(min(lim.Cur, 1<<24))
+	return max(n-min(max(n/4, 16), 512), 1)
 }

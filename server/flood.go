@@ -1,9 +1,6 @@
 package server
 
 import (
-	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -49,69 +46,42 @@ func (h *hub) admit(s *session) bool {
 	return false
 }
 
-// ipCounter counts connections per IP address. Safe from any goroutine.
-type ipCounter struct {
-	mu sync.Mutex
-	m  map[string]int
+// newJoinLimiter returns the budget of joins and leaves of one session,
+// or nil when it is off.
+func (h *hub) newJoinLimiter() *rate.Limiter {
+	if h.cfg.JoinRate < 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(h.cfg.JoinRate), h.cfg.JoinBurst)
 }
 
-// add counts a connection from ip unless ip has max already (max 0: no
-// limit); it reports whether it did.
-func (c *ipCounter) add(ip string, max int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if max > 0 && c.m[ip] >= max {
-		return false
+// maxDMLimits bounds the per-recipient limiters one session keeps; past
+// it they start over, which the frame rate limit still bounds.
+const maxDMLimits = 64
+
+// allowDM takes one direct message from s to the user with key out of
+// that pair's budget. Loop goroutine of s.
+func (h *hub) allowDM(s *session, key string) bool {
+	if h.cfg.DMRate < 0 {
+		return true
 	}
-	if c.m == nil {
-		c.m = make(map[string]int)
+	l := s.dmLimits[key]
+	if l == nil {
+		if s.dmLimits == nil || len(s.dmLimits) >= maxDMLimits {
+			s.dmLimits = make(map[string]*rate.Limiter)
+		}
+		l = rate.NewLimiter(rate.Limit(h.cfg.DMRate), h.cfg.DMBurst)
+		s.dmLimits[key] = l
 	}
-	c.m[ip]++
-	return true
+	return l.Allow()
 }
 
-func (c *ipCounter) remove(ip string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m[ip]--; c.m[ip] <= 0 {
-		delete(c.m, ip)
-	}
-}
+// whoCost is how many frames of flood budget one who costs: it reads a
+// whole page of a table.
+const whoCost = 10
 
-// hostOf returns the IP of a "host:port" remote address.
-func hostOf(remote string) string {
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return host
-	}
-	return remote
-}
-
-// closeCounts counts closed connections by reason. Safe from any goroutine.
-type closeCounts struct {
-	mu sync.Mutex
-	m  map[codec.Reason]*atomic.Int64
-}
-
-func (c *closeCounts) add(r codec.Reason) {
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = make(map[codec.Reason]*atomic.Int64)
-	}
-	n := c.m[r]
-	if n == nil {
-		n = new(atomic.Int64)
-		c.m[r] = n
-	}
-	c.mu.Unlock()
-	n.Add(1)
-}
-
-func (c *closeCounts) snapshot() map[codec.Reason]int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[codec.Reason]int64, len(c.m))
-	for r, n := range c.m {
-		out[r] = n.Load()
-	}
-	return out
+// chargeWho takes the extra cost of a who from s's flood budget (the
+// frame itself was charged on arrival).
+func (h *hub) chargeWho(s *session) bool {
+	return s.limiter == nil || s.limiter.AllowN(time.Now(), whoCost-1)
 }

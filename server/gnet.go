@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -15,8 +16,9 @@ import (
 // OnBoot and OnTick runs on the event loop that owns the connection.
 type gnetHandler struct {
 	gnet.BuiltinEventEngine
-	srv *Server
-	hub *hub
+	srv      *Server
+	hub      *hub
+	tickOnce sync.Once
 }
 
 // gnetLoop is a gnet event loop as a Loop.
@@ -35,7 +37,7 @@ func (g gnetConn) Flush()                 { _ = g.c.Flush() }
 func (g gnetConn) Close()                 { _ = g.c.Close() }
 
 func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
-	e.srv.booted(eng)
+	e.srv.setEngine(eng)
 	return gnet.None
 }
 
@@ -68,15 +70,17 @@ func (e *gnetHandler) readFrames(c gnet.Conn, s *session) {
 	for !s.closing && !s.closed {
 		buffered := c.InboundBuffered()
 		if buffered < codec.HeaderSize {
+			e.hub.partial(s, buffered > 0)
 			return
 		}
 		hdr, _ := c.Peek(codec.HeaderSize)
-		size, err := codec.ParseHeader(hdr, e.hub.cfg.MaxFrame)
+		size, err := codec.ParseHeader(hdr, e.hub.maxFrame(s))
 		if err != nil {
 			e.hub.protocolError(s, err)
 			break
 		}
 		if buffered < codec.HeaderSize+size {
+			e.hub.partial(s, true)
 			return
 		}
 		frame, _ := c.Peek(codec.HeaderSize + size)
@@ -89,16 +93,20 @@ func (e *gnetHandler) readFrames(c gnet.Conn, s *session) {
 
 // OnClose runs before gnet closes the socket (gnet #621): the hub forgets
 // the session here, and nothing writes to it afterwards.
-func (e *gnetHandler) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (e *gnetHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if s, _ := c.Context().(*session); s != nil {
-		e.hub.closed(s)
+		e.hub.closed(s, err)
 	}
 	return gnet.None
 }
 
-// OnTick runs on gnet's ticker goroutine, not on a loop: the hub only
-// schedules work on the loops from here.
+// OnTick first runs on a goroutine gnet starts once every loop is
+// registered and running (OnBoot runs before): from then on the engine
+// takes connections.
 func (e *gnetHandler) OnTick() (time.Duration, gnet.Action) {
+	e.tickOnce.Do(func() { close(e.srv.booted) })
+	// Later ticks run on the same goroutine, not on a loop: the hub only
+	// schedules work on the loops from here.
 	e.hub.tick()
 	if e.hub.draining.Load() {
 		return drainTick, gnet.None // close drained connections promptly

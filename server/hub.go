@@ -1,9 +1,12 @@
 package server
 
 import (
+	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,6 +38,12 @@ type hub struct {
 	perIP   ipCounter
 	closes  closeCounts
 	refused atomic.Int64
+	stats   connStats
+	warn    *rateLog
+	outMem  atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
+	queues  atomic.Int64 // sessions with unsent bytes
+	holds   nickHolds
+	who     *userIndex
 
 	presenceMu  sync.Mutex
 	presenceDue []*room
@@ -56,6 +65,9 @@ func newHub(cfg Config) *hub {
 		nicks:    newNickIndex(),
 		rooms:    newRoomTable(),
 		idle:     make(chan struct{}),
+		warn:     newRateLog(cfg.Logger),
+		holds:    newNickHolds(),
+		who:      newUserIndex(),
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		h.loops = append(h.loops, &loop{hub: h, index: i})
@@ -107,39 +119,54 @@ func (h *hub) boundLoops() []*loop {
 	return out
 }
 
-// open admits a new connection, or returns the bye frame to refuse it with.
-func (h *hub) open(l *loop, conn Conn, remote string) (*session, []byte) {
-	if h.draining.Load() {
-		return nil, byeFrames[codec.ReasonShutdown]
-	}
-	ip := hostOf(remote)
-	n := h.conns.Add(1)
-	if h.cfg.MaxConns > 0 && n > int64(h.cfg.MaxConns) {
+// reserve counts a new connection from ip against the connection limits
+// before it reaches a loop. It returns the limit it is over, or "" when it
+// was counted; unreserve takes a counted connection back. Safe from any
+// goroutine.
+func (h *hub) reserve(ip string) string {
+	if n := h.conns.Add(1); h.cfg.MaxConns > 0 && n > int64(h.cfg.MaxConns) {
 		h.connClosed()
-		return nil, h.refuse(remote, "max-conns")
+		return "max-conns"
 	}
 	if !h.perIP.add(ip, h.cfg.MaxConnsPerIP) {
 		h.connClosed()
-		return nil, h.refuse(remote, "max-conns-per-ip")
+		return "max-conns-per-ip"
+	}
+	h.stats.opened.Add(1)
+	return ""
+}
+
+func (h *hub) unreserve(ip string) {
+	h.perIP.remove(ip)
+	h.connClosed()
+}
+
+// open makes a session of a connection that reserve counted, or returns
+// the bye to close it with when the server is shutting down.
+func (h *hub) open(l *loop, conn Conn, remote string) (*session, []byte) {
+	ip := ipKey(remote)
+	if h.draining.Load() {
+		h.unreserve(ip)
+		return nil, byeFrames[codec.ReasonShutdown]
 	}
 	now := h.mono()
-	s := &session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter()}
+	s := &session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter(), joins: h.newJoinLimiter()}
 	l.addSession(s)
-	h.log.Info("connection opened", s.logAttrs()...)
+	h.log.Debug("connection opened", s.logAttrs()...)
 	return s, nil
 }
 
 // refuse counts and logs a refused connection and returns its bye.
 func (h *hub) refuse(remote, limit string) []byte {
 	h.refused.Add(1)
-	h.log.Warn("connection refused", "remote", remote, "reason", codec.ReasonServerFull, "limit", limit)
+	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", codec.ReasonServerFull, "limit", limit)
 	return byeFrames[codec.ReasonServerFull]
 }
 
 // closed removes a session whose connection the transport closed: from its
 // rooms (telling the members why), the nick index and the session table.
 // After closed returns nothing writes to the connection again.
-func (h *hub) closed(s *session) {
+func (h *hub) closed(s *session, cause error) {
 	if s.closed {
 		return
 	}
@@ -148,25 +175,49 @@ func (h *hub) closed(s *session) {
 	l.enter()
 	defer l.leave()
 	l.removeSession(s)
+	l.forget(s)
 	reason := s.reason
 	if reason == "" {
 		reason = codec.ReasonDisconnect
 	}
 	if s.loggedIn {
-		for _, r := range s.rooms {
-			h.leave(s, r, leftReason(reason))
-		}
-		h.nicks.release(s.key, s)
-		if h.cluster != nil {
-			h.cluster.releaseNick(s.key)
-		}
-		h.sessions.remove(s)
-		h.online.Add(-1)
+		h.logout(s, reason)
 	}
-	h.log.Info("connection closed", append(s.logAttrs(), "reason", reason)...)
+	h.log.Debug("connection closed", append(s.logAttrs(), "reason", reason, "cause", closeCause(cause))...)
 	h.closes.add(reason)
 	h.perIP.remove(s.ip)
 	h.connClosed()
+}
+
+// logout takes a logged-in session out of its rooms and the nick tables.
+// Unless it quit, its nick stays held for NickHold, for its resume token.
+func (h *hub) logout(s *session, reason codec.Reason) {
+	for _, r := range s.rooms {
+		h.leave(s, r, leftReason(reason))
+	}
+	h.nicks.release(s.key, s)
+	h.who.remove(s.order)
+	if reason != codec.ReasonQuit && h.cfg.NickHold > 0 {
+		h.holdNick(s)
+	} else if h.cluster != nil {
+		h.cluster.releaseNick(s.key)
+	}
+	h.sessions.remove(s)
+	h.online.Add(-1)
+}
+
+// closeCause words the transport's error for the debug log: an EOF, a
+// reset, or a read or write error.
+func closeCause(err error) string {
+	switch {
+	case err == nil:
+		return "closed by the server"
+	case errors.Is(err, io.EOF):
+		return "eof"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	}
+	return err.Error()
 }
 
 func (h *hub) connClosed() {
@@ -195,12 +246,12 @@ func (h *hub) closeSession(s *session, reason codec.Reason) {
 	s.loop.push(item{kind: itemBye, to: s, frame: byeFrames[reason]})
 }
 
-// slowConsumer closes s at once: its outbound bytes passed the limit.
-// Loop goroutine of s.
-func (h *hub) slowConsumer(s *session) {
+// slowConsumer closes s at once: its outbound queue passed a limit, the
+// cause. Loop goroutine of s.
+func (h *hub) slowConsumer(s *session, cause string) {
 	s.closing, s.closeAfterFlush = true, true
 	s.reason = codec.ReasonSlowConsumer
-	h.log.Warn("slow consumer", append(s.logAttrs(), "buffered", s.conn.Buffered())...)
+	h.warn.warn("slow-consumer", "slow consumer", append(s.logAttrs(), "cause", cause, "queued_bytes", s.out.mem, "buffered", s.conn.Buffered())...)
 	s.conn.Writev([][]byte{byeFrames[codec.ReasonSlowConsumer]})
 	if !s.closed {
 		s.conn.Close()
@@ -215,6 +266,8 @@ func (h *hub) tick() {
 		_ = l.exec.Execute(func() { l.sweep(now) })
 	}
 	h.flushPresence(now)
+	h.expireHolds(now)
+	h.logStats(time.Now())
 }
 
 // shutdown refuses new connections and sends every session bye shutdown.

@@ -181,15 +181,21 @@ func (l *loop) writePending(s *session) {
 	// client that keeps up is never mistaken for a slow consumer.
 	if s.conn.Buffered() > 0 {
 		s.conn.Flush()
+	}
+	l.refresh(s)
+	if s.conn.Buffered() > 0 {
 		// If the socket still refuses bytes, all of this batch would be
-		// buffered: when that passes the limit the client is a slow
-		// consumer now, and the batch need not be copied at all.
-		if b := s.conn.Buffered(); !s.closed && b > 0 && b+pendingBytes(s.pending) > l.hub.cfg.MaxOutbound {
-			l.hub.slowConsumer(s)
+		// queued: when that passes the limit the client is a slow consumer
+		// now, and the batch need not be copied at all.
+		if !s.closed && s.conn.Buffered() > 0 && s.out.mem+sliceMem(pendingBytes(s.pending)) > int64(l.hub.cfg.MaxOutbound) {
+			l.hub.slowConsumer(s, "max outbound")
 			return
 		}
 	}
-	if s.conn.Buffered() > 0 && len(s.pending) > 1 && !s.closed {
+	if s.closed {
+		return
+	}
+	if s.conn.Buffered() > 0 && len(s.pending) > 1 {
 		// The socket is full, so gnet will keep all of the batch: as one
 		// slice it takes one pooled buffer (rounded up to a power of two)
 		// instead of one per frame. gnet copies it; the scratch is reused.
@@ -198,7 +204,7 @@ func (l *loop) writePending(s *session) {
 			l.batch = append(l.batch, f...)
 		}
 		l.iov = append(l.iov[:0], l.batch)
-		s.conn.Writev(l.iov)
+		l.writev(s)
 		clear(l.iov)
 		l.afterWrite(s)
 		return
@@ -207,22 +213,42 @@ func (l *loop) writePending(s *session) {
 		n := min(len(p), iovMax)
 		// Writev may trim the slices it is given; hand it a scratch copy.
 		l.iov = append(l.iov[:0], p[:n]...)
-		s.conn.Writev(l.iov)
+		l.writev(s)
 		p = p[n:]
 	}
 	clear(l.iov)
 	l.afterWrite(s)
 }
 
+// writev hands l.iov to s's transport and accounts for what it queued.
+func (l *loop) writev(s *session) {
+	before := s.conn.Buffered()
+	total := pendingBytes(l.iov)
+	s.conn.Writev(l.iov)
+	if s.closed {
+		return
+	}
+	// Writev trims the slices it sends; the queued tail is what is left
+	// of them, as many bytes as Buffered grew by.
+	left := s.conn.Buffered() - before
+	s.out.written += int64(total)
+	if left > 0 {
+		l.queued(s, left)
+	}
+}
+
 // afterWrite closes s after its bye, or as a slow consumer once its
-// buffered bytes pass the limit.
+// queued memory passes the limit, and sheds the largest queues when the
+// server is over its outbound budget.
 func (l *loop) afterWrite(s *session) {
 	switch {
 	case s.closed:
 	case s.closeAfterFlush:
 		l.closeOrLinger(s)
-	case s.conn.Buffered() > l.hub.cfg.MaxOutbound:
-		l.hub.slowConsumer(s)
+	case s.out.mem > int64(l.hub.cfg.MaxOutbound):
+		l.hub.slowConsumer(s, "max outbound")
+	case s.out.mem > 0 && l.hub.overTotal():
+		l.shed()
 	}
 }
 
@@ -283,6 +309,8 @@ func (l *loop) sweep(now int64) {
 				l.closeOrLinger(s)
 			}
 		case s.closing || s.closed:
+		case s.partialSince != 0 && now-s.partialSince > int64(cfg.FrameTimeout):
+			l.hub.closeSession(s, timeoutReason(s))
 		case !s.loggedIn && now-s.openedAt > int64(cfg.LoginTimeout):
 			l.hub.closeSession(s, codec.ReasonLoginTimeout)
 		case s.loggedIn && now-s.lastSeen > int64(cfg.IdleTimeout):
@@ -291,6 +319,20 @@ func (l *loop) sweep(now int64) {
 			s.lastPing = now
 			l.push(item{kind: itemOne, to: s, frame: pingFrame})
 		}
+		if !s.closed && !s.closeAfterFlush && len(s.out.chunks) > 0 {
+			l.checkDeadline(s, now)
+		}
+	}
+	if l.hub.overTotal() {
+		l.shed()
 	}
 	l.leave()
+}
+
+// timeoutReason is the bye for a connection that timed out.
+func timeoutReason(s *session) codec.Reason {
+	if s.loggedIn {
+		return codec.ReasonTimeout
+	}
+	return codec.ReasonLoginTimeout
 }

@@ -20,6 +20,7 @@ type room struct {
 	perLoop []int               // members on each loop: which loops a broadcast visits
 	dead    bool                // emptied and leaving the room table
 
+	counted              bool  // over the presence limit: changes are counted
 	presJoined, presLeft int   // changes counted since the last presence frame
 	presDirty            bool  // a presence frame is due
 	presLast             int64 // when the last presence frame went out
@@ -83,11 +84,22 @@ func (r *room) removeLocal(index int, s *session) {
 	r.local[index] = list[:last]
 }
 
-// individual reports whether a change from before to after members is
-// announced one by one rather than counted into presence.
-func (h *hub) individual(before, after int) bool {
+// individualLocked reports whether a change of r to after members is
+// announced one by one rather than counted into presence. A room that
+// passed the presence limit goes on counting until it is a tenth below
+// it, so a room at the limit cannot be toggled between the two at the
+// price of a frame to every member each time. r.mu held.
+func (h *hub) individualLocked(r *room, after int) bool {
 	limit := h.cfg.PresenceLimit
-	return limit < 0 || (before <= limit && after <= limit)
+	switch {
+	case limit < 0:
+		return true
+	case after > limit:
+		r.counted = true
+	case r.counted && after <= limit-max(limit/10, 1):
+		r.counted = false
+	}
+	return !r.counted
 }
 
 // enterRoom adds s to r and announces it. Loop goroutine of s; r.mu held.
@@ -112,7 +124,7 @@ func (h *hub) announceLocked(r *room, before int, joined bool, frame func() []by
 		after = before + 1
 	}
 	switch {
-	case h.individual(before, after):
+	case h.individualLocked(r, after):
 		r.publishLocked(h, frame(), except)
 	case joined:
 		r.presJoined++
@@ -256,13 +268,13 @@ func (r *room) membersAfter(afterKey string) ([]nickEntry, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]nickEntry, 0, len(r.members))
-	for k, s := range r.members {
-		if k > afterKey {
-			out = append(out, nickEntry{k, s.nick})
+	for _, s := range r.members {
+		if s.order > afterKey {
+			out = append(out, nickEntry{s.order, s.nick})
 		}
 	}
-	for k, m := range r.remote {
-		if k > afterKey {
+	for _, m := range r.remote {
+		if k := codec.SortKey(m.Nick); k > afterKey {
 			out = append(out, nickEntry{k, m.Nick})
 		}
 	}

@@ -13,11 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"parley/codec"
 )
@@ -26,20 +27,23 @@ import (
 // after its context is cancelled.
 const ShutdownGrace = 4 * time.Second
 
-// ErrServerClosed is returned by Serve when it is called twice.
-var ErrServerClosed = errors.New("server: Serve called more than once")
+// ErrServeTwice is returned by Serve when it is called a second time.
+var ErrServeTwice = errors.New("server: Serve called more than once")
 
 // Server is a Parley chat server.
 type Server struct {
-	cfg   Config
-	hub   *hub
-	ready chan struct{} // closed once the listener is bound
-	done  chan struct{} // closed when Serve returns
+	cfg    Config
+	hub    *hub
+	ready  chan struct{} // closed once the listener is bound and the loops run
+	booted chan struct{} // closed by the first OnTick: the loops run
+	done   chan struct{} // closed when Serve returns
 
-	mu      sync.Mutex
-	eng     gnet.Engine
-	addr    net.Addr
-	serving bool
+	mu       sync.Mutex
+	eng      gnet.Engine
+	ln       net.Listener
+	addr     net.Addr
+	serving  bool
+	stopping bool // Shutdown was called: the engine stopping is expected
 }
 
 // New returns a server for cfg. Fields left zero take their defaults.
@@ -48,15 +52,15 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, hub: newHub(cfg), ready: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Server{cfg: cfg, hub: newHub(cfg), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 func (c Config) validate() error {
 	switch {
-	case c.Heartbeat < 0, c.IdleTimeout < 0, c.LoginTimeout < 0, c.PresenceInterval < 0:
+	case c.Heartbeat < 0, c.IdleTimeout < 0, c.LoginTimeout < 0, c.PresenceInterval < 0, c.WriteDeadline < 0, c.FrameTimeout < 0:
 		return errors.New("server: durations must not be negative")
-	case c.MaxConns < 0, c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.MaxRooms < 0, c.Loops < 0,
-		c.RateBurst < 0, c.MaxConnsPerIP < 0, c.SocketSendBuffer < 0, c.FloodGrace < 0:
+	case c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.MaxRooms < 0, c.Loops < 0, c.MaxLoginFrame < 0,
+		c.RateBurst < 0, c.MaxConnsPerIP < 0, c.FloodGrace < 0, c.DMBurst < 0, c.JoinBurst < 0:
 		return errors.New("server: limits must not be negative")
 	case c.NodeHeartbeat < 0:
 		return errors.New("server: node heartbeat must not be negative")
@@ -64,35 +68,38 @@ func (c Config) validate() error {
 		return errors.New("server: node id and cluster name are letters, digits, '_' and '-'")
 	case c.MaxBody > c.MaxFrame-256:
 		return fmt.Errorf("server: max body %d does not fit in max frame %d with room for the other fields", c.MaxBody, c.MaxFrame)
+	case c.MaxLoginFrame > c.MaxFrame:
+		return fmt.Errorf("server: max login frame %d is over max frame %d", c.MaxLoginFrame, c.MaxFrame)
 	}
 	return nil
 }
 
 // Serve listens and serves until ctx is cancelled or Shutdown is called.
 // On cancellation it shuts down gracefully, giving sessions ShutdownGrace to
-// receive bye shutdown. It returns nil after a clean stop, or the error
-// that kept the server from listening.
+// receive bye shutdown. It returns nil after a clean stop, the error that
+// kept the server from listening, or an error when the event loops or the
+// listener failed on their own.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	if s.serving {
 		s.mu.Unlock()
-		return ErrServerClosed
+		return ErrServeTwice
 	}
 	s.serving = true
 	s.mu.Unlock()
 	defer close(s.done)
 
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	s.mu.Lock()
+	s.ln, s.addr = ln, ln.Addr()
+	s.mu.Unlock()
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() {
-		select {
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
-			defer cancel()
-			_ = s.Shutdown(sctx)
-		case <-stop:
-		}
-	}()
+	go s.shutdownOn(ctx, stop)
 	if n := s.hub.cluster; n != nil {
 		if err := n.start(); err != nil {
 			return err
@@ -100,45 +107,99 @@ func (s *Server) Serve(ctx context.Context) error {
 		// After the engine stops: the sessions' leaves and releases are out.
 		defer n.stop()
 	}
-	handler := &gnetHandler{srv: s, hub: s.hub}
-	opts := []gnet.Option{
+	return s.run(ln)
+}
+
+// shutdownOn shuts the server down gracefully when ctx ends.
+func (s *Server) shutdownOn(ctx context.Context, stop <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+	case <-stop:
+	}
+}
+
+// run starts the event loops and the acceptor and waits for both to end.
+func (s *Server) run(ln net.Listener) error {
+	engineAddr, cleanup, err := engineSocket()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	engErr := make(chan error, 1)
+	go func() { engErr <- gnet.Run(&gnetHandler{srv: s, hub: s.hub}, engineAddr, s.gnetOptions()...) }()
+	select {
+	case <-s.booted:
+	case err := <-engErr:
+		return fmt.Errorf("server: start event loops: %w", err)
+	}
+	cleanup() // nothing is ever to connect to the engine's own socket
+	acc := &acceptor{h: s.hub, ln: ln, eng: s.engine(), rate: newIPRates(s.cfg.ConnRatePerIP), warn: s.hub.warn}
+	accErr := make(chan error, 1)
+	go func() { accErr <- acc.run() }()
+	close(s.ready)
+	select {
+	case err = <-accErr:
+		if err != nil {
+			err = fmt.Errorf("server: accept: %w", err)
+			s.hub.log.Error("listener failed; stopping", "err", err.Error())
+			go func() { _ = s.engine().Stop(context.Background()) }()
+		}
+		engStopped := <-engErr
+		if err == nil && !s.isStopping() {
+			err = fmt.Errorf("server: event loops stopped on their own: %v", engStopped)
+		}
+	case engStopped := <-engErr:
+		_ = ln.Close()
+		<-accErr
+		if !s.isStopping() {
+			err = fmt.Errorf("server: event loops stopped on their own: %v", engStopped)
+		}
+	}
+	return err
+}
+
+func (s *Server) gnetOptions() []gnet.Option {
+	return []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithTicker(true),
-		// A restarted server must bind its port while old connections
-		// linger in TIME_WAIT.
-		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
 	}
-	if s.cfg.SocketSendBuffer > 0 {
-		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer))
-	}
-	return gnet.Run(handler, "tcp://"+s.cfg.Addr, opts...)
 }
 
-// booted records the engine and the bound address; OnBoot calls it.
-func (s *Server) booted(eng gnet.Engine) {
-	var addr net.Addr
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			addr = sockaddrToTCP(sa)
-		}
-		_ = unix.Close(fd)
+// engineSocket is a Unix socket in a fresh private directory for gnet's
+// engine, which needs a listener of its own; connections come from the
+// acceptor instead. The socket's name is removed once the engine is up,
+// so nothing can connect to it.
+func engineSocket() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "parley-")
+	if err != nil {
+		return "", nil, fmt.Errorf("server: engine socket: %w", err)
 	}
+	var once sync.Once
+	return "unix://" + filepath.Join(dir, "engine.sock"), func() { once.Do(func() { _ = os.RemoveAll(dir) }) }, nil
+}
+
+// setEngine records the engine; OnBoot calls it.
+func (s *Server) setEngine(eng gnet.Engine) {
 	s.mu.Lock()
-	s.eng, s.addr = eng, addr
+	s.eng = eng
 	s.mu.Unlock()
-	close(s.ready)
 }
 
-func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
-	return nil
+func (s *Server) engine() gnet.Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eng
+}
+
+func (s *Server) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
 }
 
 // Ready is closed once the server listens; Addr is valid from then on.
@@ -167,13 +228,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.mu.Lock()
+	s.stopping = true
+	eng, ln := s.eng, s.ln
+	s.mu.Unlock()
+	_ = ln.Close() // accept no more
 	select {
 	case <-s.hub.shutdown():
 	case <-ctx.Done():
 	}
-	s.mu.Lock()
-	eng := s.eng
-	s.mu.Unlock()
 	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
 	// for Serve to return is faster.
 	go func() { _ = eng.Stop(context.Background()) }()
@@ -197,6 +260,11 @@ type Stats struct {
 	Closes map[codec.Reason]int64
 	// Refused counts connections refused with server_full.
 	Refused int64
+	// OutboundBytes is the memory every session's unsent bytes hold now,
+	// as the slow-consumer limits count it (Config.MaxOutboundTotal).
+	OutboundBytes int64
+	// HeldNicks counts nicks held for their dropped sessions (Config.NickHold).
+	HeldNicks int
 	// Cluster is the node's view of its cluster; nil on a single node.
 	Cluster *ClusterStats
 }
@@ -209,13 +277,15 @@ func (s *Server) Stats() Stats {
 		cluster = h.cluster.stats()
 	}
 	return Stats{
-		Cluster:  cluster,
-		Conns:    int(h.conns.Load()),
-		Sessions: h.sessions.len(),
-		Nicks:    h.nicks.len(),
-		Rooms:    h.rooms.len(),
-		Online:   int(h.online.Load()),
-		Closes:   h.closes.snapshot(),
-		Refused:  h.refused.Load(),
+		Cluster:       cluster,
+		Conns:         int(h.conns.Load()),
+		Sessions:      h.sessions.len(),
+		Nicks:         h.nicks.len(),
+		Rooms:         h.rooms.len(),
+		Online:        int(h.online.Load()),
+		Closes:        h.closes.snapshot(),
+		Refused:       h.refused.Load(),
+		OutboundBytes: h.outMem.Load(),
+		HeldNicks:     h.holds.len(),
 	}
 }

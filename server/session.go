@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync/atomic"
+
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
@@ -19,8 +21,10 @@ type session struct {
 
 	// Set once at login, before the session enters any shared table;
 	// immutable afterwards.
-	nick string
-	key  string // the folded nick: the identity for uniqueness
+	nick   string
+	key    string // the nick's identity key (codec.Name.Key)
+	order  string // the nick's sort key in who listings (codec.SortKey)
+	resume string // the token that takes the nick back after a drop
 
 	loggedIn bool
 	openedAt int64 // monotonic nanoseconds
@@ -32,6 +36,7 @@ type session struct {
 	slots map[*room]int    // its index in each room's local member list
 
 	pending         [][]byte // frames queued since the last flush
+	out             outq     // what the transport holds unsent
 	dirty           bool
 	closing         bool  // a bye is queued or the close has started: read no more
 	closeAfterFlush bool  // close once pending frames are written
@@ -42,10 +47,15 @@ type session struct {
 	waiting bool     // a request is out on the cluster bus: hold further frames
 	backlog [][]byte // frames that arrived while waiting, in order
 
-	limiter      *rate.Limiter // flood control; nil when off
-	floodSince   int64         // when the current flood began, 0 if none
-	lastDrop     int64         // when a frame was last dropped
-	lastLimitErr int64         // when rate_limited was last sent
+	partialSince int64 // when an incomplete frame began waiting, 0 if none
+
+	limiter      *rate.Limiter            // flood control; nil when off
+	joins        *rate.Limiter            // joins and leaves; nil when off
+	dmLimits     map[string]*rate.Limiter // direct messages per recipient key
+	queuedMem    atomic.Int64             // out.mem, read by senders of direct messages on other loops
+	floodSince   int64                    // when the current flood began, 0 if none
+	lastDrop     int64                    // when a frame was last dropped
+	lastLimitErr int64                    // when rate_limited was last sent
 }
 
 // queue appends a frame for the next flush. Loop goroutine only.

@@ -6,8 +6,6 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
-	"golang.org/x/text/cases"
-	"golang.org/x/text/unicode/norm"
 )
 
 // numShards is the size of every sharded table: a power of two, so a hash
@@ -79,7 +77,7 @@ func (t sessionTable) remove(s *session) {
 	t.with(s.id, func(m map[uuid.UUID]*session) { delete(m, s.id) })
 }
 
-// nickIndex maps folded nicks to sessions, sharded by a hash of the nick.
+// nickIndex maps nick keys (codec.Name.Key) to sessions, sharded by a hash of the nick.
 type nickIndex struct {
 	*shardMap[string, *session]
 }
@@ -108,21 +106,8 @@ func (x nickIndex) release(key string, s *session) {
 	})
 }
 
-// after returns the users whose key sorts after afterKey, copied under each
-// shard's lock; the caller sorts and pages them.
-func (x nickIndex) after(afterKey string) []nickEntry {
-	var out []nickEntry
-	x.each(func(m map[string]*session) {
-		for k, s := range m {
-			if k > afterKey {
-				out = append(out, nickEntry{k, s.nick})
-			}
-		}
-	})
-	return out
-}
-
-// nickEntry is a user in a who listing: its folded key and display nick.
+// nickEntry is a user in a who listing: its sort key (codec.SortKey) and
+// display nick.
 type nickEntry struct{ key, nick string }
 
 // whoPage sorts entries by key and cuts one page: at most limit nicks and at
@@ -140,12 +125,6 @@ func whoPage(entries []nickEntry, limit, budget int) (nicks []string, more bool)
 		nicks = append(nicks, e.nick)
 	}
 	return nicks, false
-}
-
-// foldNick returns the identity key of a nick: Unicode NFC, then full case
-// folding, so nicks that differ only in case or in composition are one.
-func foldNick(nick string) string {
-	return cases.Fold().String(norm.NFC.String(nick))
 }
 
 // roomTable finds rooms by name, sharded by a hash of the name.

@@ -257,3 +257,21 @@ func TestTUIWideCharactersAndResize(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatNeverPrintsControlCharacters: whatever a server sends, line
+// mode prints no control character a terminal would act on.
+func TestFormatNeverPrintsControlCharacters(t *testing.T) {
+	ev := client.Event{Event: codec.Event{Type: codec.TypeMsg, From: "e\x1b[2Jvil", Room: "lobby", Body: "red \x1b[31malert\x07\r\nline two\u202e\u0085"}}
+	line, ok := Format(ev)
+	if !ok {
+		t.Fatal("no line")
+	}
+	for _, r := range line {
+		if unsafeRune(r) {
+			t.Fatalf("line %q holds %U", line, r)
+		}
+	}
+	if !strings.Contains(line, "line two") || !strings.Contains(line, "↵") {
+		t.Fatalf("line %q lost the text or the newline mark", line)
+	}
+}

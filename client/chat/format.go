@@ -8,6 +8,10 @@ import (
 	"parley/codec"
 )
 
+// lineModeNewline stands for a newline of a multi-line message in line
+// mode, which prints one line per event.
+const lineModeNewline = " ↵ "
+
 // Format returns the one-line form of an event used by line mode, and
 // false for events that show nothing (pong, ack). The format is stable:
 //
@@ -17,7 +21,11 @@ import (
 //	* bob left lobby (timeout)
 //	* lobby: 10000 members (+12 joined, -3 left)
 //	! nick_taken: ...
+//
+// Control characters never reach the terminal (see printable), and the
+// newlines of a multi-line message show as ↵.
 func Format(ev client.Event) (string, bool) {
+	ev = sanitize(ev, lineModeNewline)
 	switch ev.Type {
 	case codec.TypeMsg:
 		if ev.Room == "" {

@@ -208,6 +208,7 @@ func (m *Model) historyMove(d int) {
 
 // event shows one client event and updates the status it carries.
 func (m *Model) event(ev client.Event) tea.Cmd {
+	ev = sanitize(ev, "\n")
 	switch ev.Type {
 	case codec.TypeMsg:
 		if ev.Room == "" {

@@ -8,10 +8,24 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
+	raiseFileLimit()
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: a server
+// or a load generator holds one descriptor per connection, and the usual
+// soft limit of 1024 would cap it far below what the machine allows.
+func raiseFileLimit() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
 }
 
 // run executes the command line and returns the exit status: 0 for

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +21,9 @@ func newServeCmd() *cobra.Command {
 	maxFrame := byteSize(codec.DefaultMaxFrame)
 	maxBody := byteSize(codec.DefaultMaxBody)
 	maxOutbound := byteSize(server.DefaultMaxOutbound)
-	var sendBuffer byteSize
+	maxOutboundTotal := byteSize(server.DefaultMaxOutboundTotal)
+	maxLoginFrame := byteSize(server.DefaultMaxLoginFrame)
+	sendBuffer := byteSize(server.DefaultSocketSendBuffer)
 	var logLevel, logFormat string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -44,10 +47,9 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 			}
 			cfg.Logger = logger
 			cfg.MaxFrame, cfg.MaxBody, cfg.MaxOutbound = int(maxFrame), int(maxBody), int(maxOutbound)
+			cfg.MaxOutboundTotal, cfg.MaxLoginFrame = int64(maxOutboundTotal), int(maxLoginFrame)
 			cfg.SocketSendBuffer = int(sendBuffer)
-			if cfg.RateLimit == 0 {
-				cfg.RateLimit = -1 // the flag's 0 is "off"; Config's zero is the default
-			}
+			offWhenZero(&cfg)
 			return runServer(cfg, logger)
 		},
 	}
@@ -57,16 +59,27 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", server.DefaultHeartbeat, "interval between pings to each session")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a session that sent nothing for this long (bye timeout)")
 	f.DurationVar(&cfg.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in after this long (bye login_timeout)")
-	f.IntVar(&cfg.MaxConns, "max-conns", 0, "most connections at once, 0 for no limit; over it: bye server_full")
+	f.IntVar(&cfg.MaxConns, "max-conns", server.DefaultMaxConns(), "most connections at once, 0 for no limit; over it: bye server_full (default: the open-file limit less a reserve of a quarter of it, at most 512)")
 	f.Var(&maxFrame, "max-frame", "largest frame accepted")
 	f.Var(&maxBody, "max-body", "largest message body")
-	f.Var(&maxOutbound, "max-outbound", "bytes queued for one client before it is closed as a slow consumer")
+	f.Var(&maxOutbound, "max-outbound", "memory the bytes queued for one client may hold before it is closed as a slow consumer")
+	f.Var(&maxOutboundTotal, "max-outbound-total", "memory all clients' queued bytes may hold; past it the largest queues are closed as slow consumers, 0 for no limit")
+	f.DurationVar(&cfg.WriteDeadline, "write-deadline", server.DefaultWriteDeadline, "close, as a slow consumer, a client that has not taken the bytes queued for it within this long")
+	f.Var(&maxLoginFrame, "max-login-frame", "largest frame accepted before login")
+	f.DurationVar(&cfg.FrameTimeout, "frame-timeout", server.DefaultFrameTimeout, "close a connection whose started frame is not complete within this long")
 	f.IntVar(&cfg.PresenceLimit, "presence-limit", server.DefaultPresenceLimit, "room size above which joins and leaves are sent as presence counts; negative for never")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", server.DefaultRateLimit, "flood control: frames per second per connection, 0 for off; over it: error rate_limited")
 	f.IntVar(&cfg.RateBurst, "rate-burst", server.DefaultRateBurst, "frames a connection may send at once above --rate-limit")
 	f.DurationVar(&cfg.FloodGrace, "flood-grace", server.DefaultFloodGrace, "close a connection that keeps exceeding --rate-limit this long (bye flood)")
-	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address, 0 for no limit; over it: bye server_full")
+	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (a /64 for IPv6), 0 for no limit; over it: bye server_full")
+	f.Float64Var(&cfg.ConnRatePerIP, "max-conn-rate-per-ip", server.DefaultConnRatePerIP, "new connections per second from one IP address (a /64 for IPv6), bursts of twice that, 0 for no limit; over it: bye server_full")
 	f.Var(&sendBuffer, "socket-send-buffer", "fixed kernel send buffer per connection, 0 for the kernel's autotuning; bounds what a client that never reads costs")
+	f.DurationVar(&cfg.NickHold, "nick-hold", server.DefaultNickHold, "keep the nick of a session that dropped without quit for its resume token this long, 0 for off")
+	f.Float64Var(&cfg.DMRate, "dm-rate", server.DefaultDMRate, "direct messages per second one session may send to one user, 0 for no limit; over it: error rate_limited")
+	f.IntVar(&cfg.DMBurst, "dm-burst", server.DefaultDMBurst, "direct messages one session may send to one user at once above --dm-rate")
+	f.Float64Var(&cfg.JoinRate, "join-rate", server.DefaultJoinRate, "joins and leaves per second per session, 0 for no limit; over it: error rate_limited")
+	f.IntVar(&cfg.JoinBurst, "join-burst", server.DefaultJoinBurst, "joins and leaves a session may make at once above --join-rate")
+	f.DurationVar(&cfg.StatsInterval, "stats-interval", server.DefaultStatsInterval, "interval of the info log line of connection counters, 0 for off")
 	f.StringVar(&cfg.NATS, "nats", "", "NATS server URL (JetStream enabled) to join a cluster, e.g. nats://127.0.0.1:4222; empty for a single node")
 	f.StringVar(&cfg.NodeID, "node-id", "", "this node's name in the cluster, unique among running nodes (letters, digits, _ and -); empty for a random one")
 	f.StringVar(&cfg.ClusterName, "cluster-name", server.DefaultClusterName, "prefix of the cluster's NATS subjects, buckets and stream, so clusters can share a NATS server")
@@ -111,8 +124,36 @@ func runServer(cfg server.Config, logger *slog.Logger) error {
 		}
 	}()
 	if err := srv.Serve(ctx); err != nil {
+		logger.Error("stopped", "err", err.Error())
 		return exitError{code: 1, msg: "serve: " + err.Error()}
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// offWhenZero maps the flags whose 0 means "off" or "no limit" to
+// Config, where zero means the default and negative means off.
+func offWhenZero(cfg *server.Config) {
+	off := func(v *float64) {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	off(&cfg.RateLimit)
+	off(&cfg.ConnRatePerIP)
+	off(&cfg.DMRate)
+	off(&cfg.JoinRate)
+	for _, v := range []*int{&cfg.MaxConns, &cfg.SocketSendBuffer} {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	for _, v := range []*time.Duration{&cfg.NickHold, &cfg.StatsInterval} {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	if cfg.MaxOutboundTotal == 0 {
+		cfg.MaxOutboundTotal = -1
+	}
 }

@@ -28,7 +28,7 @@ func (b *byteSize) Set(s string) error {
 	if err != nil || n < 0 {
 		return fmt.Errorf("%q is not a size: use bytes, or a number with KiB, MiB or GiB", s)
 	}
-	if n > (1<<31-1)/mult {
+	if n > (1<<40)/mult {
 		return fmt.Errorf("size too large")
 	}
 	*b = byteSize(n * mult)

@@ -32,7 +32,9 @@ func startServerProcess(t *testing.T, bin string, args ...string) *serverProcess
 	t.Helper()
 	addr := servertest.FixedAddr(t) // the child binds it after this check
 	p := &serverProcess{addr: addr, exited: make(chan error, 1), log: &syncBuffer{}}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--log-level", "warn"}, args...)...)
+	// Every test client dials from 127.0.0.1, faster than one address may
+	// by default.
+	p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--log-level", "warn", "--max-conn-rate-per-ip", "0"}, args...)...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,8 @@ import (
 const Wait = 10 * time.Second
 
 // Start runs a server for cfg on 127.0.0.1 (port 0 unless cfg.Addr names
-// one) with two event loops unless cfg says otherwise, waits until it
+// one) with two event loops and no per-address connection rate unless cfg
+// says otherwise, waits until it
 // listens, and shuts it down when the test ends. Stop it earlier with
 // Stop; stopping twice is harmless.
 func Start(tb testing.TB, cfg server.Config) *server.Server {
@@ -25,6 +26,11 @@ func Start(tb testing.TB, cfg server.Config) *server.Server {
 	}
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
+	}
+	// Test clients all dial from 127.0.0.1, faster than one address may
+	// by default.
+	if cfg.ConnRatePerIP == 0 {
+		cfg.ConnRatePerIP = -1
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

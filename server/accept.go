@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// acceptor accepts the server's TCP connections on its own goroutine and
+// hands each admitted one to a gnet event loop. gnet's own acceptor stops
+// the whole engine on the first accept error it does not expect, such as
+// EMFILE when descriptors run out; this one backs off and retries, and
+// refuses connections over the limits before they reach a loop, so a
+// refused connection holds a descriptor only while its bye is written.
+type acceptor struct {
+	h    *hub
+	ln   net.Listener
+	eng  gnet.Engine
+	rate *ipRates
+	warn *rateLog
+}
+
+// Accept back-off after a temporary error, as nats-server does.
+const (
+	acceptMinSleep = 10 * time.Millisecond
+	acceptMaxSleep = time.Second
+)
+
+// run accepts until the listener is closed; it returns nil then, or the
+// error that made accepting impossible.
+func (a *acceptor) run() error {
+	sleep := acceptMinSleep
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			if !temporary(err) {
+				return err
+			}
+			a.warn.warn("accept", "accept failed; retrying", "err", err.Error(), "retry_in", sleep.String())
+			time.Sleep(sleep)
+			sleep = min(2*sleep, acceptMaxSleep)
+			continue
+		}
+		sleep = acceptMinSleep
+		a.admit(c.(*net.TCPConn))
+	}
+}
+
+// temporary reports whether an accept error will pass: descriptors or
+// buffers running out, or a connection reset while it waited.
+func temporary(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO:
+		return true
+	}
+	return false
+}
+
+// admit refuses c with a bye if a limit says so, or hands it to a loop.
+// The registration is waited for, so at most one accepted connection is in
+// flight (two descriptors while gnet duplicates it).
+func (a *acceptor) admit(c *net.TCPConn) {
+	remote := c.RemoteAddr().String()
+	ip := ipKey(remote)
+	limit := ""
+	if !a.rate.allow(ip) {
+		limit = "conn-rate-per-ip"
+	}
+	if limit == "" {
+		limit = a.h.reserve(ip)
+	}
+	if limit != "" {
+		a.refuse(c, remote, limit)
+		return
+	}
+	if n := a.h.cfg.SocketSendBuffer; n > 0 {
+		_ = c.SetWriteBuffer(n)
+	}
+	ch, err := a.eng.Register(gnet.NewNetConnContext(context.Background(), c))
+	if err == nil {
+		err = (<-ch).Err
+	} else {
+		c.Close()
+	}
+	if err != nil {
+		a.h.unreserve(ip)
+		a.warn.warn("register", "connection dropped: it could not be handed to an event loop", "remote", remote, "err", err.Error())
+	}
+}
+
+// refuse writes bye to a connection over a limit and closes it. The
+// socket is new, so the small frame fits its buffer at once; the deadline
+// only guards against the impossible.
+func (a *acceptor) refuse(c *net.TCPConn, remote, limit string) {
+	bye := a.h.refuse(remote, limit)
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = c.Write(bye)
+	_ = c.Close()
+}
