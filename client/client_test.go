@@ -202,6 +202,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 		if err != nil || time.Now().After(deadline) {
 			t.Fatalf("go after reconnect: %v %v", nicks, err)
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := amy.Say(ctxT(t), "go", "back"); err != nil {
 		t.Fatal(err)
@@ -244,32 +245,27 @@ func TestNoReconnectAfterShutdownByDefault(t *testing.T) {
 	}
 }
 
-// TestNeverSpinsWhenServerIsGone: with the server gone the reconnect waits
-// grow, so the attempts in a second stay few.
+// TestNeverSpinsWhenServerIsGone: with the server gone each reconnect
+// attempt waits a delay drawn from its doubling window, and the next
+// attempt comes no sooner than that delay.
 func TestNeverSpinsWhenServerIsGone(t *testing.T) {
 	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
 	proxy := newProxy(t, srv.Addr().String())
 	amy := dial(t, proxy.addr, "amy", Options{Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	proxy.close()
-	attempts := 0
-	timeout := time.After(time.Second)
-	var last time.Duration
-	for {
-		select {
-		case ev := <-amy.Events():
-			if ev.Type == EventReconnecting {
-				attempts++
-				last = ev.Delay
-			}
-		case <-timeout:
-			if attempts < 3 || attempts > 12 {
-				t.Fatalf("%d reconnect attempts in a second", attempts)
-			}
-			if last < 100*time.Millisecond {
-				t.Fatalf("backoff did not grow: last delay %v", last)
-			}
-			return
+	var prev time.Time
+	var prevDelay time.Duration
+	for attempt := 1; attempt <= 7; attempt++ {
+		ev := next(t, amy, EventReconnecting)
+		now := time.Now()
+		ceil := min(10*time.Millisecond<<(attempt-1), 200*time.Millisecond)
+		if ev.Attempt != attempt || ev.Delay < ceil/2 || ev.Delay > ceil {
+			t.Fatalf("attempt %d (event says %d): delay %v outside [%v, %v]", attempt, ev.Attempt, ev.Delay, ceil/2, ceil)
 		}
+		if !prev.IsZero() && now.Sub(prev) < prevDelay {
+			t.Fatalf("attempt %d came %v after the one before, which announced a delay of %v", attempt, now.Sub(prev), prevDelay)
+		}
+		prev, prevDelay = now, ev.Delay
 	}
 }
 

@@ -100,6 +100,17 @@ func (c Code) Fatal() bool {
 	return c == CodeBadFrame || c == CodeFrameTooLarge || c == CodeInternal
 }
 
+// NotOnline words the error about a nick's presence, the same everywhere:
+// `sentinel: "nick" is not online` (no_such_user) or `... is online
+// already` (nick_taken).
+func NotOnline(sentinel *Error, nick string) error {
+	what := "is not online"
+	if sentinel == ErrNickTaken {
+		what = "is online already"
+	}
+	return fmt.Errorf("%w: %q %s", sentinel, nick, what)
+}
+
 // errorf wraps a sentinel with detail for people.
 func errorf(sentinel *Error, format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)

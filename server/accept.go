@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"parley/server/hub"
 )
 
 // acceptor accepts the server's TCP connections on its own goroutine and
@@ -17,11 +19,11 @@ import (
 // refuses connections over the limits before they reach a loop, so a
 // refused connection holds a descriptor only while its bye is written.
 type acceptor struct {
-	h    *hub
-	ln   net.Listener
-	eng  gnet.Engine
-	rate *ipRates
-	warn *rateLog
+	h          *hub.Hub
+	ln         net.Listener
+	eng        gnet.Engine
+	rate       *ipRates
+	sendBuffer int // SO_SNDBUF for each connection; 0 or less: the kernel's
 }
 
 // Accept back-off after a temporary error, as nats-server does.
@@ -43,7 +45,7 @@ func (a *acceptor) run() error {
 			if !temporary(err) {
 				return err
 			}
-			a.warn.warn("accept", "accept failed; retrying", "err", err.Error(), "retry_in", sleep.String())
+			a.h.WarnLimited("accept", "accept failed; retrying", "err", err.Error(), "retry_in", sleep.String())
 			time.Sleep(sleep)
 			sleep = min(2*sleep, acceptMaxSleep)
 			continue
@@ -73,20 +75,20 @@ func temporary(err error) bool {
 // flight (two descriptors while gnet duplicates it).
 func (a *acceptor) admit(c *net.TCPConn) {
 	remote := c.RemoteAddr().String()
-	ip := ipKey(remote)
+	ip := hub.IPKey(remote)
 	limit := ""
 	if !a.rate.allow(ip) {
 		limit = "conn-rate-per-ip"
 	}
 	if limit == "" {
-		limit = a.h.reserve(ip)
+		limit = a.h.Reserve(ip)
 	}
 	if limit != "" {
 		a.refuse(c, remote, limit)
 		return
 	}
-	if n := a.h.cfg.SocketSendBuffer; n > 0 {
-		_ = c.SetWriteBuffer(n)
+	if a.sendBuffer > 0 {
+		_ = c.SetWriteBuffer(a.sendBuffer)
 	}
 	ch, err := a.eng.Register(gnet.NewNetConnContext(context.Background(), c))
 	if err == nil {
@@ -95,8 +97,8 @@ func (a *acceptor) admit(c *net.TCPConn) {
 		c.Close()
 	}
 	if err != nil {
-		a.h.unreserve(ip)
-		a.warn.warn("register", "connection dropped: it could not be handed to an event loop", "remote", remote, "err", err.Error())
+		a.h.Unreserve(ip)
+		a.h.WarnLimited("register", "connection dropped: it could not be handed to an event loop", "remote", remote, "err", err.Error())
 	}
 }
 
@@ -104,7 +106,7 @@ func (a *acceptor) admit(c *net.TCPConn) {
 // socket is new, so the small frame fits its buffer at once; the deadline
 // only guards against the impossible.
 func (a *acceptor) refuse(c *net.TCPConn, remote, limit string) {
-	bye := a.h.refuse(remote, limit)
+	bye := a.h.Refuse(remote, limit)
 	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = c.Write(bye)
 	_ = c.Close()

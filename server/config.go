@@ -8,6 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"parley/server/hub"
+	"parley/server/natsbroker"
+
 	"parley/codec"
 )
 
@@ -132,6 +135,11 @@ type Config struct {
 	// silent for 3 heartbeats is dead: its users leave every room with
 	// reason disconnect and its nicks are released. Default 1s.
 	NodeHeartbeat time.Duration
+
+	// beforeHandle is the hub's test hook (hub.Config.BeforeHandle).
+	beforeHandle func(nick string, req *codec.Request)
+	// busQueueLen sets natsbroker.Config.QueueLen, for tests.
+	busQueueLen int
 }
 
 // Defaults of Config.
@@ -193,7 +201,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.FloodGrace, DefaultFloodGrace)
 	setDefault(&c.ClusterName, DefaultClusterName)
 	setDefault(&c.NodeHeartbeat, DefaultNodeHeartbeat)
-	setDefault(&c.NodeID, randomNodeID())
+	setDefault(&c.NodeID, natsbroker.RandomNodeID())
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -207,18 +215,17 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// tickInterval is how often the server sweeps for timeouts and flushes
-// presence: often enough that a timeout fires within about a quarter of its
-// length, and at least once a second.
-func (c Config) tickInterval() time.Duration {
-	d := time.Second
-	for _, t := range []time.Duration{c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval,
-		c.WriteDeadline / 4, c.FrameTimeout / 4, c.NickHold / 4} {
-		if t > 0 && t < d {
-			d = t
-		}
+// hubConfig is the part of c the hub uses; c has its defaults.
+func (c Config) hubConfig() hub.Config {
+	return hub.Config{
+		Loops: c.Loops, Heartbeat: c.Heartbeat, IdleTimeout: c.IdleTimeout, LoginTimeout: c.LoginTimeout,
+		MaxConns: max(c.MaxConns, 0), MaxFrame: c.MaxFrame, MaxLoginFrame: c.MaxLoginFrame, FrameTimeout: c.FrameTimeout,
+		MaxBody: c.MaxBody, MaxOutbound: c.MaxOutbound, MaxOutboundTotal: c.MaxOutboundTotal, WriteDeadline: c.WriteDeadline,
+		PresenceLimit: c.PresenceLimit, PresenceInterval: c.PresenceInterval, MaxRooms: c.MaxRooms,
+		RateLimit: c.RateLimit, RateBurst: c.RateBurst, FloodGrace: c.FloodGrace, MaxConnsPerIP: c.MaxConnsPerIP,
+		NickHold: c.NickHold, DMRate: c.DMRate, DMBurst: c.DMBurst, JoinRate: c.JoinRate, JoinBurst: c.JoinBurst,
+		StatsInterval: c.StatsInterval, Logger: c.Logger, BeforeHandle: c.beforeHandle,
 	}
-	return max(d, 5*time.Millisecond)
 }
 
 // DefaultMaxConns is MaxConns's default: the soft open-file limit of the

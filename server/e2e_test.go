@@ -134,47 +134,19 @@ func TestWhoListsAndPages(t *testing.T) {
 	}
 	a := clients[0]
 	a.send(&codec.Who{Ref: "w"})
-	u := waitType(a, codec.TypeUsers)
+	u := a.until("users", isUsers)
 	if u.Count != 5 || strings.Join(u.Nicks, ",") != "u0,u1,u2,u3,u4" || u.More || u.Ref != "w" {
 		t.Fatalf("users = %+v", u)
 	}
 	a.send(&codec.Who{Room: codec.Lobby, After: "U2"})
-	u = waitType(a, codec.TypeUsers)
+	u = a.until("users", isUsers)
 	if u.Count != 5 || strings.Join(u.Nicks, ",") != "u3,u4" || u.Room != codec.Lobby {
 		t.Fatalf("users after u2 = %+v", u)
 	}
 	a.send(&codec.Who{Room: "empty"})
-	if u = waitType(a, codec.TypeUsers); u.Count != 0 || len(u.Nicks) != 0 {
+	if u = a.until("users", isUsers); u.Count != 0 || len(u.Nicks) != 0 {
 		t.Fatalf("users of a missing room = %+v", u)
 	}
 }
 
-func TestWhoPagesLargeRooms(t *testing.T) {
-	entries := make([]nickEntry, 1200)
-	for i := range entries {
-		n := fmt.Sprintf("%04d%s", i, strings.Repeat("名", 28))
-		entries[i] = nickEntry{n, n}
-	}
-	nicks, more := whoPage(entries, codec.WhoPage, codec.DefaultMaxFrame-1024)
-	if !more || len(nicks) == 0 || len(nicks) > codec.WhoPage {
-		t.Fatalf("page of %d, more=%v", len(nicks), more)
-	}
-	frame := codec.MustEncode(&codec.Users{Count: 1200, Nicks: nicks, More: more})
-	if len(frame)-codec.HeaderSize > codec.DefaultMaxFrame {
-		t.Fatalf("users frame of %d bytes is over the frame limit", len(frame))
-	}
-}
-
-// waitType skips joined notices and returns the next frame of type typ.
-func waitType(c *tclient, typ string) codec.Event {
-	c.t.Helper()
-	for {
-		ev := c.next()
-		if ev.Type == typ {
-			return ev
-		}
-		if ev.Type != codec.TypeJoined {
-			c.t.Fatalf("got %+v while waiting for %s", ev, typ)
-		}
-	}
-}
+func isUsers(ev codec.Event) bool { return ev.Type == codec.TypeUsers }

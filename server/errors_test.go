@@ -117,13 +117,11 @@ func TestFatalFrameErrors(t *testing.T) {
 // TestPanicClosesOnlyThatSession injects a panic into one session's
 // request handling.
 func TestPanicClosesOnlyThatSession(t *testing.T) {
-	srv := startServerWith(t, Config{}, func(srv *Server) {
-		srv.hub.beforeHandle = func(s *session, req *codec.Request) {
-			if req.Body == "boom" {
-				panic("injected")
-			}
+	srv := startServer(t, Config{beforeHandle: func(_ string, req *codec.Request) {
+		if req.Body == "boom" {
+			panic("injected")
 		}
-	})
+	}})
 	a, b := loggedIn(t, srv, "a"), loggedIn(t, srv, "b")
 	a.expect(codec.TypeJoined)
 	b.send(&codec.Say{Body: "boom"})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"parley/codec"
+	"parley/server/hub"
 )
 
 // gnetHandler adapts gnet's event callbacks to the hub. Every callback but
@@ -17,7 +17,7 @@ import (
 type gnetHandler struct {
 	gnet.BuiltinEventEngine
 	srv      *Server
-	hub      *hub
+	hub      *hub.Hub
 	tickOnce sync.Once
 }
 
@@ -42,9 +42,8 @@ func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	l := e.hub.bind(gnetLoop{c.EventLoop()})
 	// RemoteAddr is only valid inside the callback: keep a copy (gnet #714).
-	s, refusal := e.hub.open(l, gnetConn{c}, c.RemoteAddr().String())
+	s, refusal := e.hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c}, c.RemoteAddr().String())
 	if s == nil {
 		return refusal, gnet.Close
 	}
@@ -53,49 +52,20 @@ func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 }
 
 func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
-	s, _ := c.Context().(*session)
+	s, _ := c.Context().(*hub.Session)
 	if s == nil {
 		_, _ = c.Discard(c.InboundBuffered())
 		return gnet.None
 	}
-	s.loop.enter()
-	defer s.loop.leave()
-	e.readFrames(c, s)
+	e.hub.Traffic(s, c)
 	return gnet.None
-}
-
-// readFrames handles every complete frame buffered on c. A peeked frame
-// points into gnet's buffers: it is decoded before Discard and never kept.
-func (e *gnetHandler) readFrames(c gnet.Conn, s *session) {
-	for !s.closing && !s.closed {
-		buffered := c.InboundBuffered()
-		if buffered < codec.HeaderSize {
-			e.hub.partial(s, buffered > 0)
-			return
-		}
-		hdr, _ := c.Peek(codec.HeaderSize)
-		size, err := codec.ParseHeader(hdr, e.hub.maxFrame(s))
-		if err != nil {
-			e.hub.protocolError(s, err)
-			break
-		}
-		if buffered < codec.HeaderSize+size {
-			e.hub.partial(s, true)
-			return
-		}
-		frame, _ := c.Peek(codec.HeaderSize + size)
-		e.hub.handleFrame(s, frame[codec.HeaderSize:])
-		_, _ = c.Discard(codec.HeaderSize + size)
-	}
-	// The session is closing: what else it sent is not read.
-	_, _ = c.Discard(c.InboundBuffered())
 }
 
 // OnClose runs before gnet closes the socket (gnet #621): the hub forgets
 // the session here, and nothing writes to it afterwards.
 func (e *gnetHandler) OnClose(c gnet.Conn, err error) gnet.Action {
-	if s, _ := c.Context().(*session); s != nil {
-		e.hub.closed(s, err)
+	if s, _ := c.Context().(*hub.Session); s != nil {
+		e.hub.Closed(s, err)
 	}
 	return gnet.None
 }
@@ -107,11 +77,11 @@ func (e *gnetHandler) OnTick() (time.Duration, gnet.Action) {
 	e.tickOnce.Do(func() { close(e.srv.booted) })
 	// Later ticks run on the same goroutine, not on a loop: the hub only
 	// schedules work on the loops from here.
-	e.hub.tick()
-	if e.hub.draining.Load() {
+	e.hub.Tick()
+	if e.hub.Draining() {
 		return drainTick, gnet.None // close drained connections promptly
 	}
-	return e.hub.cfg.tickInterval(), gnet.None
+	return e.srv.tickInterval, gnet.None
 }
 
 // drainTick is the sweep interval while shutting down.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -55,9 +56,6 @@ func startServerWith(t testing.TB, cfg Config, prepare func(*Server)) *Server {
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v (stats %+v)", err, srv.Stats())
-			for _, l := range srv.hub.loops {
-				t.Logf("loop %d sessions=%d items=%d scheduled=%v active=%v depth=%d", l.index, len(l.sessions), len(l.items), l.scheduled, l.active, l.depth)
-			}
 		}
 	})
 	return srv
@@ -125,30 +123,71 @@ func (c *tclient) sendRaw(b []byte) {
 	}
 }
 
-// next returns the next frame other than ping.
-func (c *tclient) next() codec.Event {
-	c.t.Helper()
+// wait returns the first frame other than ping for which match holds,
+// skipping the others: the one "read until" of these tests. It fails with
+// an error when the connection closes first or the deadline passes; the
+// frames it skipped are in the error.
+func (c *tclient) wait(match func(codec.Event) bool) (codec.Event, error) {
+	deadline := time.After(waitFor)
+	var skipped []string
 	for {
 		select {
 		case ev := <-c.events:
 			if ev.Type == codec.TypePing {
 				continue
 			}
-			return ev
+			if match(ev) {
+				return ev, nil
+			}
+			if len(skipped) < 20 {
+				skipped = append(skipped, fmt.Sprintf("%+v", ev))
+			}
 		case <-c.done:
 			select {
 			case ev := <-c.events:
-				if ev.Type == codec.TypePing {
-					continue
+				if ev.Type != codec.TypePing && match(ev) {
+					return ev, nil
 				}
-				return ev
+				continue
 			default:
 			}
-			c.t.Fatalf("connection closed while waiting for a frame: %v", c.err)
-		case <-time.After(waitFor):
-			c.t.Fatal("no frame within the deadline")
+			return codec.Event{}, fmt.Errorf("connection closed: %v (skipped %v)", c.err, skipped)
+		case <-deadline:
+			return codec.Event{}, fmt.Errorf("no answer within the deadline (skipped %v)", skipped)
 		}
 	}
+}
+
+// until is wait that fails the test, saying what it waited for.
+func (c *tclient) until(what string, match func(codec.Event) bool) codec.Event {
+	c.t.Helper()
+	ev, err := c.wait(match)
+	if err != nil {
+		c.t.Fatalf("waiting for %s: %v", what, err)
+	}
+	return ev
+}
+
+func (c *tclient) untilAck(ref string) codec.Event {
+	c.t.Helper()
+	return c.until("ack "+ref, func(ev codec.Event) bool {
+		if ev.Type == codec.TypeError && ev.Ref == ref {
+			c.t.Fatalf("request %s failed: %s %s", ref, ev.Code, ev.Message)
+		}
+		return ev.Type == codec.TypeAck && ev.Ref == ref
+	})
+}
+
+func (c *tclient) joinRoom(room string) {
+	c.t.Helper()
+	c.send(&codec.Join{Room: room, Ref: "join-" + room})
+	c.untilAck("join-" + room)
+}
+
+// next returns the next frame other than ping.
+func (c *tclient) next() codec.Event {
+	c.t.Helper()
+	return c.until("a frame", func(codec.Event) bool { return true })
 }
 
 // expect returns the next frame and fails unless it has type typ.

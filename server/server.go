@@ -1,11 +1,14 @@
-// Package server is the Parley chat server: sessions, rooms, direct
-// messages, heartbeat and fan-out over gnet event loops. It implements
-// docs/PROTOCOL.md.
+// Package server is the Parley chat server: it listens on TCP, accepts
+// connections on its own goroutine and hands them to gnet event loops,
+// which the hub (parley/server/hub) drives through its transport
+// interfaces. It implements docs/PROTOCOL.md; docs/ARCHITECTURE.md has the
+// whole picture.
 //
 // A Server is created with New and run with Serve. All exported methods of
 // Server are safe to call from any goroutine. With Config.NATS set, the
-// server is one node of a cluster that shares rooms, direct messages,
-// presence and nicks through NATS (docs/CLUSTER.md).
+// hub's broker is natsbroker's, and the server is one node of a cluster that
+// shares rooms, direct messages, presence and nicks through NATS
+// (docs/CLUSTER.md); otherwise it is broker.Local's, a single node.
 package server
 
 import (
@@ -20,7 +23,9 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"parley/codec"
+	"parley/server/broker"
+	"parley/server/hub"
+	"parley/server/natsbroker"
 )
 
 // ShutdownGrace is how long Serve gives its sessions to receive bye shutdown
@@ -33,10 +38,12 @@ var ErrServeTwice = errors.New("server: Serve called more than once")
 // Server is a Parley chat server.
 type Server struct {
 	cfg    Config
-	hub    *hub
+	hub    *hub.Hub
 	ready  chan struct{} // closed once the listener is bound and the loops run
 	booted chan struct{} // closed by the first OnTick: the loops run
 	done   chan struct{} // closed when Serve returns
+
+	tickInterval time.Duration // how often the hub's Tick runs
 
 	mu       sync.Mutex
 	eng      gnet.Engine
@@ -52,7 +59,15 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, hub: newHub(cfg), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}, nil
+	var b broker.Broker = broker.NewLocal()
+	if cfg.NATS != "" {
+		b = natsbroker.New(natsbroker.Config{
+			URL: cfg.NATS, NodeID: cfg.NodeID, ClusterName: cfg.ClusterName,
+			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen,
+		})
+	}
+	h := hub.New(cfg.hubConfig(), b)
+	return &Server{cfg: cfg, hub: h, tickInterval: cfg.hubConfig().TickInterval(), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 func (c Config) validate() error {
@@ -64,7 +79,7 @@ func (c Config) validate() error {
 		return errors.New("server: limits must not be negative")
 	case c.NodeHeartbeat < 0:
 		return errors.New("server: node heartbeat must not be negative")
-	case !validToken(c.NodeID), !validToken(c.ClusterName):
+	case !natsbroker.ValidName(c.NodeID), !natsbroker.ValidName(c.ClusterName):
 		return errors.New("server: node id and cluster name are letters, digits, '_' and '-'")
 	case c.MaxBody > c.MaxFrame-256:
 		return fmt.Errorf("server: max body %d does not fit in max frame %d with room for the other fields", c.MaxBody, c.MaxFrame)
@@ -100,13 +115,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.shutdownOn(ctx, stop)
-	if n := s.hub.cluster; n != nil {
-		if err := n.start(); err != nil {
-			return err
-		}
-		// After the engine stops: the sessions' leaves and releases are out.
-		defer n.stop()
+	if err := s.hub.Start(); err != nil {
+		return err
 	}
+	// After the engine stops: the sessions' leaves and releases are out.
+	defer s.hub.Stop()
 	return s.run(ln)
 }
 
@@ -136,7 +149,7 @@ func (s *Server) run(ln net.Listener) error {
 		return fmt.Errorf("server: start event loops: %w", err)
 	}
 	cleanup() // nothing is ever to connect to the engine's own socket
-	acc := &acceptor{h: s.hub, ln: ln, eng: s.engine(), rate: newIPRates(s.cfg.ConnRatePerIP), warn: s.hub.warn}
+	acc := &acceptor{h: s.hub, ln: ln, eng: s.engine(), rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer}
 	accErr := make(chan error, 1)
 	go func() { accErr <- acc.run() }()
 	close(s.ready)
@@ -144,7 +157,7 @@ func (s *Server) run(ln net.Listener) error {
 	case err = <-accErr:
 		if err != nil {
 			err = fmt.Errorf("server: accept: %w", err)
-			s.hub.log.Error("listener failed; stopping", "err", err.Error())
+			s.cfg.Logger.Error("listener failed; stopping", "err", err.Error())
 			go func() { _ = s.engine().Stop(context.Background()) }()
 		}
 		engStopped := <-engErr
@@ -234,7 +247,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	_ = ln.Close() // accept no more
 	select {
-	case <-s.hub.shutdown():
+	case <-s.hub.Shutdown():
 	case <-ctx.Done():
 	}
 	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
@@ -249,43 +262,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Stats is a snapshot of the server's tables and counters.
-type Stats struct {
-	Conns    int // open connections
-	Sessions int // logged-in sessions in the session table
-	Nicks    int // entries in the nick index
-	Rooms    int // live rooms, the lobby included
-	Online   int // logged-in users
-	// Closes counts the connections closed since the start, by reason
-	// (disconnect for those the peer dropped).
-	Closes map[codec.Reason]int64
-	// Refused counts connections refused with server_full.
-	Refused int64
-	// OutboundBytes is the memory every session's unsent bytes hold now,
-	// as the slow-consumer limits count it (Config.MaxOutboundTotal).
-	OutboundBytes int64
-	// HeldNicks counts nicks held for their dropped sessions (Config.NickHold).
-	HeldNicks int
-	// Cluster is the node's view of its cluster; nil on a single node.
-	Cluster *ClusterStats
-}
+type Stats = hub.Stats
+
+// ClusterStats is a node's view of its cluster.
+type ClusterStats = broker.Stats
 
 // Stats returns a snapshot of the server's tables.
-func (s *Server) Stats() Stats {
-	h := s.hub
-	var cluster *ClusterStats
-	if h.cluster != nil {
-		cluster = h.cluster.stats()
-	}
-	return Stats{
-		Cluster:       cluster,
-		Conns:         int(h.conns.Load()),
-		Sessions:      h.sessions.len(),
-		Nicks:         h.nicks.len(),
-		Rooms:         h.rooms.len(),
-		Online:        int(h.online.Load()),
-		Closes:        h.closes.snapshot(),
-		Refused:       h.refused.Load(),
-		OutboundBytes: h.outMem.Load(),
-		HeldNicks:     h.holds.len(),
-	}
-}
+func (s *Server) Stats() Stats { return s.hub.Stats() }

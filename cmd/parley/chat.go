@@ -21,8 +21,8 @@ import (
 )
 
 type chatFlags struct {
-	addr, nick, room  string
-	plain, json, once bool
+	addr, nick, room         string
+	plain, json, noReconnect bool
 }
 
 func newChatCmd() *cobra.Command {
@@ -52,7 +52,7 @@ It reconnects after a lost connection or a server restart unless
 	fl.StringVar(&f.room, "room", codec.Lobby, "room to talk in first")
 	fl.BoolVar(&f.plain, "plain", false, "line mode even on a terminal")
 	fl.BoolVar(&f.json, "json", false, "line mode printing every server frame as one JSON line")
-	fl.BoolVar(&f.once, "no-reconnect", false, "exit when the connection is lost instead of reconnecting")
+	fl.BoolVar(&f.noReconnect, "no-reconnect", false, "exit when the connection is lost instead of reconnecting")
 	return cmd
 }
 
@@ -96,7 +96,7 @@ func login(ctx context.Context, f chatFlags, lines *bufio.Reader, errw io.Writer
 			}
 		}
 		c, err := client.Dial(ctx, f.addr, client.Options{
-			Nick: nick, Reconnect: !f.once, ReconnectOnShutdown: !f.once, Raw: f.json,
+			Nick: nick, Reconnect: !f.noReconnect, ReconnectOnShutdown: !f.noReconnect, Raw: f.json,
 		})
 		if err == nil {
 			return c, nil

@@ -1,4 +1,4 @@
-package server
+package hub
 
 import (
 	"log/slog"
@@ -100,7 +100,7 @@ type statsSnapshot struct {
 // logStats writes the info line of connection counters when it is due:
 // what changed since the last line, and what is open now. Ticker
 // goroutine only.
-func (h *hub) logStats(now time.Time) {
+func (h *Hub) logStats(now time.Time) {
 	if h.cfg.StatsInterval <= 0 || now.Sub(h.stats.lastAt) < h.cfg.StatsInterval {
 		return
 	}

@@ -1,4 +1,4 @@
-package server
+package natsbroker
 
 import (
 	"context"
@@ -10,18 +10,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
 // watch starts the replicas of the nicks and owners buckets and waits until
 // both hold the buckets' current contents.
-func (n *node) watch() error {
+func (n *Broker) watch() error {
 	for _, b := range []struct {
 		kv    jetstream.KeyValue
 		apply func(jetstream.KeyValueEntry)
 	}{{n.nicks, n.applyNick}, {n.owners, n.applyOwner}} {
 		w, err := b.kv.WatchAll(n.ctx)
 		if err != nil {
-			return fmt.Errorf("server: watch %s: %w", b.kv.Bucket(), err)
+			return fmt.Errorf("natsbroker: watch %s: %w", b.kv.Bucket(), err)
 		}
 		loaded := make(chan struct{})
 		n.goLoop(func() { n.follow(w, b.apply, loaded) })
@@ -35,7 +36,7 @@ func (n *node) watch() error {
 
 // follow applies a watcher's entries until the node stops; a nil entry marks
 // the end of the initial values.
-func (n *node) follow(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry), loaded chan struct{}) {
+func (n *Broker) follow(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry), loaded chan struct{}) {
 	defer func() { _ = w.Stop() }()
 	for {
 		select {
@@ -58,7 +59,7 @@ func isDelete(e jetstream.KeyValueEntry) bool {
 	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
 }
 
-func (n *node) applyNick(e jetstream.KeyValueEntry) {
+func (n *Broker) applyNick(e jetstream.KeyValueEntry) {
 	k := unkey(e.Key())
 	var d dirEntry
 	if !isDelete(e) && sonic.Unmarshal(e.Value(), &d) != nil {
@@ -77,7 +78,7 @@ func (n *node) applyNick(e jetstream.KeyValueEntry) {
 	n.setDirLocked(k, d)
 }
 
-func (n *node) applyOwner(e jetstream.KeyValueEntry) {
+func (n *Broker) applyOwner(e jetstream.KeyValueEntry) {
 	name := unkey(e.Key())
 	n.mu.Lock()
 	if old, ok := n.owner[name]; ok && old.rev > e.Revision() {
@@ -95,21 +96,62 @@ func (n *node) applyOwner(e jetstream.KeyValueEntry) {
 	}
 }
 
-// disown stops sequencing a room another node now owns.
-func (n *node) disown(name string) {
-	if r := n.h.rooms.get(name); r != nil {
-		r.mu.Lock()
-		r.owned = false
-		r.mu.Unlock()
+// disown stops sequencing a room another node now owns (or nobody): the
+// hub may then let the room go, and its subscription with it.
+func (n *Broker) disown(name string) {
+	n.mu.Lock()
+	was := n.owned[name]
+	delete(n.owned, name)
+	n.mu.Unlock()
+	if was {
+		n.h.Disown(name)
 	}
 }
 
-// claimNick makes key this node's in the nicks bucket and returns the
-// entry's revision. A claim held by a dead node, or left by this node's
-// earlier self, is taken over.
-func (n *node) claimNick(key, nick string) (uint64, error) {
+// owns reports whether this node sequences room.
+func (n *Broker) owns(room string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.owned[room]
+}
+
+// ClaimNick claims a nick for a local login.
+func (n *Broker) ClaimNick(key, nick string, done func(error)) {
+	n.goRun(func() {
+		done(n.claimNick(key, nick))
+	})
+}
+
+// ReleaseNick gives up this node's claim on a nick, unless the hub holds
+// it for a resume: then the claim stays until ReleaseNick(key, false).
+func (n *Broker) ReleaseNick(key string, hold bool) {
+	if !hold {
+		n.releaseNick(key)
+	}
+}
+
+// Users pages the replica of the nicks bucket.
+func (n *Broker) Users(afterKey string, limit int) ([]broker.User, bool, int) {
+	return n.users.Page(afterKey, limit)
+}
+
+// setDirLocked and dropDirLocked change the directory and its sorted
+// index together. n.mu held.
+func (n *Broker) setDirLocked(key string, d dirEntry) {
+	n.dir[key] = d
+	n.users.Add(key, d.Nick)
+}
+
+func (n *Broker) dropDirLocked(key string) {
+	delete(n.dir, key)
+	n.users.Remove(key)
+}
+
+// claimNick makes key this node's in the nicks bucket. A claim held by a
+// dead node, or left by this node's earlier self, is taken over.
+func (n *Broker) claimNick(key, nick string) error {
 	if !n.connected() {
-		return 0, fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
+		return fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
@@ -122,7 +164,7 @@ func (n *node) claimNick(key, nick string) (uint64, error) {
 		if codec.CodeOf(err) == "" {
 			err = fmt.Errorf("%w: nick claim: %v", codec.ErrUnavailable, err)
 		}
-		return 0, err
+		return err
 	}
 	n.mu.Lock()
 	if old, ok := n.dir[key]; !ok || old.rev < rev {
@@ -130,10 +172,10 @@ func (n *node) claimNick(key, nick string) (uint64, error) {
 	}
 	n.mine[key] = rev
 	n.mu.Unlock()
-	return rev, nil
+	return nil
 }
 
-func (n *node) takeOverNick(ctx context.Context, key, nick string, val []byte) (uint64, error) {
+func (n *Broker) takeOverNick(ctx context.Context, key, nick string, val []byte) (uint64, error) {
 	e, err := n.nicks.Get(ctx, hexKey(key))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return n.nicks.Create(ctx, hexKey(key), val)
@@ -146,14 +188,14 @@ func (n *node) takeOverNick(ctx context.Context, key, nick string, val []byte) (
 	// The local nick index already refused a nick online here, so a claim
 	// naming this node is a leftover whose release has not landed yet.
 	if held.Node != n.id && n.alive(held.Node) {
-		return 0, fmt.Errorf("%w: %q is online already", codec.ErrNickTaken, nick)
+		return 0, codec.NotOnline(codec.ErrNickTaken, nick)
 	}
 	return n.nicks.Update(ctx, hexKey(key), val, e.Revision())
 }
 
 // releaseNick deletes the claim of a session that ended, unless someone
 // claimed the nick since.
-func (n *node) releaseNick(key string) {
+func (n *Broker) releaseNick(key string) {
 	n.mu.Lock()
 	rev, ok := n.mine[key]
 	delete(n.mine, key)
@@ -176,7 +218,7 @@ func (n *node) releaseNick(key string) {
 
 // lookupNick finds where a nick is online: in the replica, or when the
 // replica does not know it yet, in the bucket itself.
-func (n *node) lookupNick(key string) (dirEntry, bool) {
+func (n *Broker) lookupNick(key string) (dirEntry, bool) {
 	n.mu.Lock()
 	d, ok := n.dir[key]
 	n.mu.Unlock()
@@ -193,7 +235,7 @@ func (n *node) lookupNick(key string) (dirEntry, bool) {
 }
 
 // ownerOf returns the live owner of a room from the replica, if any.
-func (n *node) ownerOf(name string) (string, bool) {
+func (n *Broker) ownerOf(name string) (string, bool) {
 	n.mu.Lock()
 	o, ok := n.owner[name]
 	n.mu.Unlock()
@@ -207,7 +249,7 @@ func (n *node) ownerOf(name string) (string, bool) {
 // it; it returns the owner. A new owner continues the room's sequence from
 // the last message in the stream, or from the last seq this node saw if
 // that is later. Racing claims are settled by the bucket's revisions.
-func (n *node) claimRoom(name string) (string, error) {
+func (n *Broker) claimRoom(name string) (string, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
 	// The last seq is read before the claim, so the room is sequenced as
@@ -228,13 +270,14 @@ func (n *node) claimRoom(name string) (string, error) {
 			n.noteOwner(name, owner, rev)
 			return owner, nil
 		}
-		return n.id, n.becomeOwner(name, rev, last)
+		n.becomeOwner(name, rev, last)
+		return n.id, nil
 	}
 }
 
 // tryClaimRoom reads the room's owner and takes the room if it has none or
 // a dead one.
-func (n *node) tryClaimRoom(ctx context.Context, name string) (string, uint64, error) {
+func (n *Broker) tryClaimRoom(ctx context.Context, name string) (string, uint64, error) {
 	k := hexKey(name)
 	e, err := n.owners.Get(ctx, k)
 	switch {
@@ -250,18 +293,18 @@ func (n *node) tryClaimRoom(ctx context.Context, name string) (string, uint64, e
 	return n.id, rev, err
 }
 
-// becomeOwner starts sequencing a room this node just claimed.
-func (n *node) becomeOwner(name string, rev, last uint64) error {
-	r := n.h.rooms.acquire(name, n.h.newRoom)
-	r.seq = max(r.seq, last)
-	r.owned = true
-	r.mu.Unlock()
+// becomeOwner starts sequencing a room this node just claimed: the hub
+// keeps the room and continues its seq after last.
+func (n *Broker) becomeOwner(name string, rev, last uint64) {
+	n.h.Own(name, last)
+	n.mu.Lock()
+	n.owned[name] = true
+	n.mu.Unlock()
 	n.noteOwner(name, n.id, rev)
 	n.log.Info("room owned", "room", name, "seq", last)
-	return nil
 }
 
-func (n *node) noteOwner(name, id string, rev uint64) {
+func (n *Broker) noteOwner(name, id string, rev uint64) {
 	n.mu.Lock()
 	if o, ok := n.owner[name]; !ok || o.rev <= rev {
 		n.owner[name] = ownerEntry{node: id, rev: rev}
@@ -270,7 +313,7 @@ func (n *node) noteOwner(name, id string, rev uint64) {
 }
 
 // lastSeq reads the seq of a room's last message from the stream.
-func (n *node) lastSeq(ctx context.Context, name string) (uint64, error) {
+func (n *Broker) lastSeq(ctx context.Context, name string) (uint64, error) {
 	m, err := n.seqs.GetLastMsgForSubject(ctx, n.subj.roomMsg(name))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
@@ -286,13 +329,13 @@ func (n *node) lastSeq(ctx context.Context, name string) (uint64, error) {
 
 // purgeOwnKeys deletes claims left by an earlier run under this node id:
 // nothing of that run is online any more.
-func (n *node) purgeOwnKeys() error {
+func (n *Broker) purgeOwnKeys() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*opTimeout)
 	defer cancel()
 	for _, kv := range []jetstream.KeyValue{n.nicks, n.owners} {
 		lister, err := kv.ListKeys(ctx)
 		if err != nil {
-			return fmt.Errorf("server: list %s: %w", kv.Bucket(), err)
+			return fmt.Errorf("natsbroker: list %s: %w", kv.Bucket(), err)
 		}
 		for k := range lister.Keys() {
 			e, err := kv.Get(ctx, k)

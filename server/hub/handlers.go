@@ -1,4 +1,4 @@
-package server
+package hub
 
 import (
 	"errors"
@@ -6,10 +6,11 @@ import (
 	"strings"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
 // maxFrame is the largest frame s may send now: small until it logs in.
-func (h *hub) maxFrame(s *session) int {
+func (h *Hub) maxFrame(s *Session) int {
 	if s.loggedIn {
 		return h.cfg.MaxFrame
 	}
@@ -18,7 +19,7 @@ func (h *hub) maxFrame(s *session) int {
 
 // partial notes whether s has an incomplete frame waiting; one that waits
 // longer than FrameTimeout closes the connection (the sweep checks).
-func (h *hub) partial(s *session, waiting bool) {
+func (h *Hub) partial(s *Session, waiting bool) {
 	switch {
 	case !waiting:
 		s.partialSince = 0
@@ -29,7 +30,7 @@ func (h *hub) partial(s *session, waiting bool) {
 
 // handleFrame decodes and answers one frame body from s. Loop goroutine of
 // s. body is only valid during the call.
-func (h *hub) handleFrame(s *session, body []byte) {
+func (h *Hub) handleFrame(s *Session, body []byte) {
 	s.lastSeen = h.mono()
 	s.partialSince = 0
 	if !h.admit(s) {
@@ -43,7 +44,7 @@ func (h *hub) handleFrame(s *session, body []byte) {
 }
 
 // handleBody decodes and answers a frame that passed flood control.
-func (h *hub) handleBody(s *session, body []byte) {
+func (h *Hub) handleBody(s *Session, body []byte) {
 	var req codec.Request
 	if err := codec.DecodeRequest(body, &req); err != nil {
 		if codec.CodeOf(err).Fatal() {
@@ -58,15 +59,15 @@ func (h *hub) handleBody(s *session, body []byte) {
 		return
 	}
 	defer h.recoverPanic(s)
-	if h.beforeHandle != nil {
-		h.beforeHandle(s, &req)
+	if h.cfg.BeforeHandle != nil {
+		h.cfg.BeforeHandle(s.nick, &req)
 	}
 	if err := h.dispatch(s, &req); err != nil && !errors.Is(err, errHeld) {
 		h.replyError(s, err, req.Ref)
 	}
 }
 
-func (h *hub) dispatch(s *session, req *codec.Request) error {
+func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 	switch req.Type {
 	case codec.TypePing:
 		s.send(pongFrame)
@@ -97,7 +98,7 @@ func (h *hub) dispatch(s *session, req *codec.Request) error {
 	return fmt.Errorf("%w: %q", codec.ErrUnknownType, req.Type)
 }
 
-func (h *hub) handleLogin(s *session, req *codec.Request) error {
+func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
 	if s.loggedIn {
 		return codec.ErrAlreadyLoggedIn
 	}
@@ -111,43 +112,51 @@ func (h *hub) handleLogin(s *session, req *codec.Request) error {
 	if h.holds.blocks(name.Key, req.Resume, h.mono()) {
 		return fmt.Errorf("%w: %q is held for its last session for up to %s", codec.ErrNickTaken, name.Display, h.cfg.NickHold)
 	}
-	if h.cluster != nil {
-		return h.clusterLogin(s, name.Display, name.Key, req.Ref)
+	if h.nicks.get(name.Key) != nil || !h.claiming.add(name.Key) {
+		return codec.NotOnline(codec.ErrNickTaken, name.Display)
 	}
-	// nick and key are set before the claim publishes s to other goroutines.
-	s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
-	if !h.nicks.claim(s.key, s) {
-		s.nick, s.key = "", ""
-		return notOnline(codec.ErrNickTaken, name.Display, "is online already")
-	}
-	h.finishLogin(s, req.Ref)
-	return nil
+	ref := req.Ref
+	return h.call(s, func(done func(func())) {
+		h.broker.ClaimNick(name.Key, name.Display, func(err error) {
+			done(func() { h.claimed(s, name, ref, err) })
+		})
+	})
 }
 
-// notOnline words the error about a nick's presence, the same everywhere.
-func notOnline(sentinel *codec.Error, nick, what string) error {
-	return fmt.Errorf("%w: %q %s", sentinel, nick, what)
+// claimed finishes a login once the broker has claimed the nick (or
+// failed to). Loop goroutine of s.
+func (h *Hub) claimed(s *Session, name codec.Name, ref string, err error) {
+	defer h.claiming.remove(name.Key)
+	switch {
+	case err != nil:
+		if !s.closed && !s.closing {
+			h.replyError(s, err, ref)
+		}
+	case s.closed || s.closing:
+		h.broker.ReleaseNick(name.Key, false)
+	default:
+		// nick and key are set before the claim publishes s to other goroutines.
+		s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
+		h.nicks.claim(s.key, s) // claiming kept it free here
+		h.finishLogin(s, ref)
+	}
 }
 
 // finishLogin logs in s, which holds its nick: welcome, then the lobby.
-func (h *hub) finishLogin(s *session, ref string) {
+func (h *Hub) finishLogin(s *Session, ref string) {
 	s.loggedIn = true
 	s.lastPing = s.lastSeen
 	s.rooms = make(map[string]*room)
 	s.resume = newResumeToken()
-	h.sessions.add(s)
-	h.who.add(s.order, s.nick)
-	online := int(h.online.Add(1) - 1)
-	if h.cluster != nil {
-		online = max(h.cluster.online()-1, 0)
-	}
+	h.online.Add(1)
+	_, _, online := h.broker.Users("", 0)
 	h.stats.logins.Add(1)
-	s.send(codec.MustEncode(&codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: online, Resume: s.resume, Ref: ref}))
+	s.send(codec.MustEncode(&codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: max(online-1, 0), Resume: s.resume, Ref: ref}))
 	h.enterLobby(s)
 	h.log.Debug("login", s.logAttrs()...)
 }
 
-func (h *hub) handleSay(s *session, req *codec.Request) error {
+func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 	r, err := h.memberRoom(s, req.Room)
 	if err != nil {
 		return err
@@ -155,17 +164,23 @@ func (h *hub) handleSay(s *session, req *codec.Request) error {
 	if err := h.checkBody(req.Body); err != nil {
 		return err
 	}
-	if h.cluster != nil {
-		return h.clusterSay(s, r, req)
+	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, TS: h.wallMillis()}
+	seq, pending, err := h.broker.Say(m, s, req.Ref)
+	switch {
+	case errors.Is(err, broker.ErrUnsequenced):
+		h.sayUnsequenced(s, r, req.Body)
+	case err != nil:
+		return unavailable(err)
+	case pending:
+		return nil // the broker answers through s.SayDone
 	}
-	seq := h.say(s, r, req.Body)
 	h.ack(s, req.Ref, seq)
 	return nil
 }
 
 // memberRoom returns the room called name (the lobby if empty) that s is
 // in. A name spelled as the room is displayed is found without parsing.
-func (h *hub) memberRoom(s *session, name string) (*room, error) {
+func (h *Hub) memberRoom(s *Session, name string) (*room, error) {
 	if name == "" {
 		name = codec.Lobby
 	}
@@ -182,7 +197,7 @@ func (h *hub) memberRoom(s *session, name string) (*room, error) {
 	return nil, fmt.Errorf("%w: not in room %q", codec.ErrNotInRoom, n.Display)
 }
 
-func (h *hub) handleDM(s *session, req *codec.Request) error {
+func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	if req.To == "" {
 		return fmt.Errorf("%w: to is required", codec.ErrBadRequest)
 	}
@@ -197,26 +212,23 @@ func (h *hub) handleDM(s *session, req *codec.Request) error {
 		return fmt.Errorf("%w: too many direct messages to %q", codec.ErrRateLimited, to.Display)
 	}
 	target := h.nicks.get(to.Key)
-	if target == nil && h.cluster != nil {
-		return h.remoteDM(s, req, to.Key)
-	}
 	if target == nil {
-		return notOnline(codec.ErrNoSuchUser, to.Display, "is not online")
+		ref, body := req.Ref, req.Body
+		return h.call(s, func(done func(func())) {
+			h.broker.SendDM(to.Key, to.Display, s.nick, body, h.wallMillis(), func(err error) {
+				done(func() { h.answer(s, ref, err) })
+			})
+		})
 	}
 	if target.queuedMem.Load() > int64(h.cfg.MaxOutbound/4) {
 		return fmt.Errorf("%w: %q is not keeping up with its messages; try again later", codec.ErrRateLimited, target.nick)
 	}
-	target.send(h.dmFrame(s.nick, target.nick, req.Body))
+	target.send(dmFrame(s.nick, target.nick, req.Body, h.wallMillis()))
 	h.ack(s, req.Ref, 0)
 	return nil
 }
 
-// dmFrame encodes a direct message.
-func (h *hub) dmFrame(from, to, body string) []byte {
-	return codec.MustEncode(&codec.Msg{From: from, To: to, Body: body, TS: h.wallMillis()})
-}
-
-func (h *hub) handleJoin(s *session, req *codec.Request) error {
+func (h *Hub) handleJoin(s *Session, req *codec.Request) error {
 	name, err := h.requireRoom(req.Room)
 	if err != nil {
 		return err
@@ -224,18 +236,10 @@ func (h *hub) handleJoin(s *session, req *codec.Request) error {
 	if _, in := s.rooms[name]; !in && !h.allowJoin(s) {
 		return fmt.Errorf("%w: joining and leaving rooms too fast", codec.ErrRateLimited)
 	}
-	err = h.join(s, name)
-	if errors.Is(err, errNotReady) {
-		return h.await(s, req, func() error { return h.cluster.establish(name) })
-	}
-	if err != nil {
-		return err
-	}
-	h.ack(s, req.Ref, 0)
-	return nil
+	return h.join(s, name, req.Ref)
 }
 
-func (h *hub) handleLeave(s *session, req *codec.Request) error {
+func (h *Hub) handleLeave(s *Session, req *codec.Request) error {
 	if req.Room == "" {
 		return fmt.Errorf("%w: room is required", codec.ErrBadRequest)
 	}
@@ -252,11 +256,11 @@ func (h *hub) handleLeave(s *session, req *codec.Request) error {
 }
 
 // allowJoin takes a join or a leave out of s's budget for them.
-func (h *hub) allowJoin(s *session) bool {
+func (h *Hub) allowJoin(s *Session) bool {
 	return s.joins == nil || s.joins.Allow()
 }
 
-func (h *hub) handleWho(s *session, req *codec.Request) error {
+func (h *Hub) handleWho(s *Session, req *codec.Request) error {
 	if !h.chargeWho(s) {
 		return fmt.Errorf("%w: who costs %d frames of the rate limit", codec.ErrRateLimited, whoCost)
 	}
@@ -270,7 +274,8 @@ func (h *hub) handleWho(s *session, req *codec.Request) error {
 		afterKey = codec.SortKey(after.Display)
 	}
 	if req.Room == "" {
-		return h.whoOnline(s, req, afterKey)
+		h.whoOnline(s, req, afterKey)
+		return nil
 	}
 	room, err := codec.ParseRoom(req.Room)
 	if err != nil {
@@ -278,37 +283,58 @@ func (h *hub) handleWho(s *session, req *codec.Request) error {
 	}
 	req.Room = room.Display
 	r := h.rooms.get(room.Display)
-	if h.cluster != nil && (r == nil || !r.isReady()) {
-		return h.remoteWho(s, req, afterKey)
+	if r == nil || !r.isFollowed() {
+		return h.whoElsewhere(s, req, afterKey)
 	}
-	var entries []nickEntry
-	var count int
-	if r != nil {
-		entries, count = r.membersAfter(afterKey)
-	}
+	entries, count := r.membersAfter(afterKey)
 	h.sendUsers(s, req, entries, count)
 	return nil
 }
 
-// whoOnline answers who without a room from the sorted index of users.
-func (h *hub) whoOnline(s *session, req *codec.Request, afterKey string) error {
-	index := h.who.page
-	if h.cluster != nil {
-		index = h.cluster.usersAfter
+// whoOnline answers who without a room from the broker's sorted directory.
+func (h *Hub) whoOnline(s *Session, req *codec.Request, afterKey string) {
+	users, more, count := h.broker.Users(afterKey, codec.WhoPage)
+	entries := make([]nickEntry, len(users))
+	for i, u := range users {
+		entries[i] = nickEntry{codec.SortKey(u.Nick), u.Nick}
 	}
-	entries, more, count := index(afterKey, codec.WhoPage)
 	nicks, cut := whoPage(entries, codec.WhoPage, h.cfg.MaxFrame-1024)
 	s.send(codec.MustEncode(&codec.Users{Count: count, Nicks: nicks, More: more || cut, Ref: req.Ref}))
-	return nil
 }
 
-func (h *hub) sendUsers(s *session, req *codec.Request, entries []nickEntry, count int) {
+// whoElsewhere lists a room this node does not follow: its members on
+// other nodes, from the broker, and any here.
+func (h *Hub) whoElsewhere(s *Session, req *codec.Request, afterKey string) error {
+	again := *req
+	return h.call(s, func(done func(func())) {
+		h.broker.Members(again.Room, func(members []broker.User) {
+			done(func() { h.sendMembers(s, &again, afterKey, members) })
+		})
+	})
+}
+
+// sendMembers answers who with members elsewhere and any here.
+func (h *Hub) sendMembers(s *Session, req *codec.Request, afterKey string, members []broker.User) {
+	if s.closing || s.closed {
+		return
+	}
+	members = append(members, handler{h}.LocalMembers(req.Room)...)
+	var entries []nickEntry
+	for _, m := range members {
+		if k := codec.SortKey(m.Nick); k > afterKey {
+			entries = append(entries, nickEntry{k, m.Nick})
+		}
+	}
+	h.sendUsers(s, req, entries, len(members))
+}
+
+func (h *Hub) sendUsers(s *Session, req *codec.Request, entries []nickEntry, count int) {
 	nicks, more := whoPage(entries, codec.WhoPage, h.cfg.MaxFrame-1024)
 	s.send(codec.MustEncode(&codec.Users{Room: req.Room, Count: count, Nicks: nicks, More: more, Ref: req.Ref}))
 }
 
 // requireRoom checks a room name and returns its display form.
-func (h *hub) requireRoom(name string) (string, error) {
+func (h *Hub) requireRoom(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%w: room is required", codec.ErrBadRequest)
 	}
@@ -316,7 +342,7 @@ func (h *hub) requireRoom(name string) (string, error) {
 	return n.Display, err
 }
 
-func (h *hub) checkBody(body string) error {
+func (h *Hub) checkBody(body string) error {
 	switch {
 	case body == "":
 		return fmt.Errorf("%w: body is required", codec.ErrBadRequest)
@@ -330,14 +356,14 @@ func (h *hub) checkBody(body string) error {
 }
 
 // ack answers a request that carried ref.
-func (h *hub) ack(s *session, ref string, seq uint64) {
+func (h *Hub) ack(s *Session, ref string, seq uint64) {
 	if ref != "" {
 		s.send(codec.MustEncode(&codec.Ack{Ref: ref, Seq: seq}))
 	}
 }
 
 // replyError sends err to s as an error frame.
-func (h *hub) replyError(s *session, err error, ref string) {
+func (h *Hub) replyError(s *Session, err error, ref string) {
 	s.send(errorFrame(err, ref))
 }
 
@@ -363,14 +389,14 @@ func validRef(ref string) string {
 
 // protocolError answers a framing error and closes the session: the byte
 // stream can no longer be trusted.
-func (h *hub) protocolError(s *session, err error) {
+func (h *Hub) protocolError(s *Session, err error) {
 	h.replyError(s, err, "")
 	h.closeSession(s, codec.ReasonProtocolError)
 }
 
 // recoverPanic turns a panic while handling one frame into the end of that
 // session alone.
-func (h *hub) recoverPanic(s *session) {
+func (h *Hub) recoverPanic(s *Session) {
 	v := recover()
 	if v == nil {
 		return

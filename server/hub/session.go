@@ -1,4 +1,4 @@
-package server
+package hub
 
 import (
 	"sync/atomic"
@@ -12,7 +12,7 @@ import (
 // session is one client connection and, after login, one user. Its fields
 // are owned by its loop's goroutine, except the ones marked immutable,
 // which other goroutines may read once the session is in the hub's tables.
-type session struct {
+type Session struct {
 	id     uuid.UUID // immutable
 	conn   Conn      // immutable
 	loop   *loop     // immutable
@@ -59,7 +59,7 @@ type session struct {
 }
 
 // queue appends a frame for the next flush. Loop goroutine only.
-func (s *session) queue(frame []byte) {
+func (s *Session) queue(frame []byte) {
 	if s.closed || s.closeAfterFlush {
 		return
 	}
@@ -72,11 +72,11 @@ func (s *session) queue(frame []byte) {
 
 // send queues a reply or notice for this session through its loop's outbox,
 // in order with everything else queued for the loop.
-func (s *session) send(frame []byte) {
+func (s *Session) send(frame []byte) {
 	s.loop.push(item{kind: itemOne, to: s, frame: frame})
 }
 
-func (s *session) logAttrs() []any {
+func (s *Session) logAttrs() []any {
 	attrs := []any{"session", s.id.String(), "remote", s.remote}
 	if s.nick != "" {
 		attrs = append(attrs, "nick", s.nick)

@@ -1,4 +1,4 @@
-package server
+package hub
 
 import (
 	"math/bits"
@@ -36,7 +36,7 @@ func sliceMem(n int) int64 {
 
 // queued accounts for the left bytes a write could not send: the tail of
 // the slices in l.iov, which gnet queues one pooled buffer each.
-func (l *loop) queued(s *session, left int) {
+func (l *loop) queued(s *Session, left int) {
 	var mem int64
 	for i := len(l.iov) - 1; i >= 0 && left > 0; i-- {
 		part := min(len(l.iov[i]), left)
@@ -48,7 +48,7 @@ func (l *loop) queued(s *session, left int) {
 }
 
 // refresh forgets the chunks the socket has taken since the last look.
-func (l *loop) refresh(s *session) {
+func (l *loop) refresh(s *Session) {
 	if len(s.out.chunks) == 0 {
 		return
 	}
@@ -73,7 +73,7 @@ func (l *loop) refresh(s *session) {
 }
 
 // addMem changes a session's accounted memory and the server's total.
-func (l *loop) addMem(s *session, d int64) {
+func (l *loop) addMem(s *Session, d int64) {
 	if d == 0 {
 		return
 	}
@@ -90,14 +90,14 @@ func (l *loop) addMem(s *session, d int64) {
 }
 
 // forget drops a closed session's accounting: gnet frees its buffers.
-func (l *loop) forget(s *session) {
+func (l *loop) forget(s *Session) {
 	l.addMem(s, -s.out.mem)
 	s.out.chunks = nil
 }
 
 // overTotal reports whether all sessions together hold more than the
 // server-wide outbound budget.
-func (h *hub) overTotal() bool {
+func (h *Hub) overTotal() bool {
 	return h.cfg.MaxOutboundTotal > 0 && h.outMem.Load() > h.cfg.MaxOutboundTotal
 }
 
@@ -108,7 +108,7 @@ func (h *hub) overTotal() bool {
 // all small sheds none of them while another loop holds the large ones.
 func (l *loop) shed() {
 	share := l.hub.cfg.MaxOutboundTotal / max(l.hub.queues.Load(), 1)
-	var big []*session
+	var big []*Session
 	for _, s := range l.sessions {
 		if s.out.mem > share && !s.closed && !s.closeAfterFlush {
 			big = append(big, s)
@@ -129,7 +129,7 @@ func (l *loop) shed() {
 // waited longer than the write deadline. The check is a mark: the bytes
 // written when it began must all be sent before the deadline, and once
 // they are, a new mark starts. Sweep only.
-func (l *loop) checkDeadline(s *session, now int64) {
+func (l *loop) checkDeadline(s *Session, now int64) {
 	if s.conn.Buffered() == 0 {
 		s.out.markSince = 0
 		l.refresh(s)

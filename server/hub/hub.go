@@ -1,4 +1,10 @@
-package server
+// Package hub is Parley's chat logic: sessions, nicks, rooms, presence,
+// direct messages, flood control and fan-out through one outbox per event
+// loop. It implements docs/PROTOCOL.md on top of two boundaries: the
+// transport interfaces (Conn, Loop, Inbound), which parley/server
+// implements with gnet, and a broker.Broker, which is broker.Local on a
+// single node and natsbroker's in a cluster. It imports no network code.
+package hub
 
 import (
 	"errors"
@@ -12,20 +18,22 @@ import (
 	"github.com/google/uuid"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
-// hub holds the sessions, the nick index and the rooms, and implements the
-// protocol on top of the Conn and Loop interfaces. Methods named for a
-// transport event (open, closed, handleFrame, frameError) run on the loop
-// goroutine of the connection they concern.
-type hub struct {
-	cfg   Config
-	log   *slog.Logger
-	start time.Time
-	loops []*loop
+// Hub holds the sessions, the nick index and the rooms, and implements the
+// protocol on top of the Conn and Loop interfaces and a broker. Exported
+// methods say which goroutine may call them: the transport events (Open,
+// Traffic, Closed) run on the loop goroutine of their connection.
+type Hub struct {
+	cfg    Config
+	log    *slog.Logger
+	start  time.Time
+	loops  []*loop
+	broker broker.Broker
 
-	sessions sessionTable
 	nicks    nickIndex
+	claiming claimSet // nick keys of logins waiting for the broker
 	rooms    roomTable
 	lobby    *room
 
@@ -43,53 +51,76 @@ type hub struct {
 	outMem  atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
 	queues  atomic.Int64 // sessions with unsent bytes
 	holds   nickHolds
-	who     *userIndex
 
 	presenceMu  sync.Mutex
 	presenceDue []*room
 
 	bindMu sync.Mutex // guards loop.exec while loops are discovered
-
-	cluster *node // nil on a single node
-
-	// beforeHandle, when set by tests, runs before each request is handled.
-	beforeHandle func(*session, *codec.Request)
 }
 
-func newHub(cfg Config) *hub {
-	h := &hub{
+// New returns a hub for cfg (defaults applied) on broker b. Call Start
+// before the transport delivers connections.
+func New(cfg Config, b broker.Broker) *Hub {
+	h := &Hub{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		start:    time.Now(),
-		sessions: newSessionTable(),
+		broker:   b,
 		nicks:    newNickIndex(),
+		claiming: claimSet{m: map[string]bool{}},
 		rooms:    newRoomTable(),
 		idle:     make(chan struct{}),
 		warn:     newRateLog(cfg.Logger),
 		holds:    newNickHolds(),
-		who:      newUserIndex(),
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		h.loops = append(h.loops, &loop{hub: h, index: i})
 	}
 	h.lobby = h.rooms.acquire(codec.Lobby, h.newRoom)
 	h.lobby.mu.Unlock()
-	if cfg.NATS != "" {
-		h.cluster = newNode(h)
-	}
 	return h
 }
 
-func (h *hub) newRoom(name string) *room { return newRoom(name, len(h.loops)) }
+// Start starts the broker and follows the lobby, which every node follows
+// from the start. Call it once, before any connection.
+func (h *Hub) Start() error {
+	if err := h.broker.Start(handler{h}); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	h.broker.Follow(codec.Lobby, func(remote []broker.User, err error) {
+		if err == nil {
+			h.followed(h.lobby, remote)
+		}
+		done <- err
+	})
+	if err := <-done; err != nil {
+		h.broker.Stop()
+		return err
+	}
+	return nil
+}
+
+// Stop stops the broker; call it once the sessions are gone.
+func (h *Hub) Stop() { h.broker.Stop() }
+
+// Broker returns the hub's broker.
+func (h *Hub) Broker() broker.Broker { return h.broker }
+
+// WarnLimited writes a warning at most once per 10 s for each kind, with
+// the count of those it left out. Safe from any goroutine.
+func (h *Hub) WarnLimited(kind, msg string, attrs ...any) { h.warn.warn(kind, msg, attrs...) }
+
+func (h *Hub) newRoom(name string) *room { return newRoom(name, len(h.loops)) }
 
 // mono is monotonic time since the hub started, in nanoseconds.
-func (h *hub) mono() int64 { return int64(time.Since(h.start)) }
+func (h *Hub) mono() int64 { return int64(time.Since(h.start)) }
 
-func (h *hub) wallMillis() int64 { return time.Now().UnixMilli() }
+func (h *Hub) wallMillis() int64 { return time.Now().UnixMilli() }
 
 // bind returns the hub's loop for a transport loop, assigning the next free
 // slot the first time the transport loop is seen. Safe from any goroutine.
-func (h *hub) bind(exec Loop) *loop {
+func (h *Hub) bind(exec Loop) *loop {
 	h.bindMu.Lock()
 	defer h.bindMu.Unlock()
 	for _, l := range h.loops {
@@ -103,11 +134,11 @@ func (h *hub) bind(exec Loop) *loop {
 			return l
 		}
 	}
-	panic("server: more transport loops than Config.Loops")
+	panic("hub: more transport loops than Config.Loops")
 }
 
 // boundLoops returns the loops seen so far. Safe from any goroutine.
-func (h *hub) boundLoops() []*loop {
+func (h *Hub) boundLoops() []*loop {
 	h.bindMu.Lock()
 	defer h.bindMu.Unlock()
 	var out []*loop
@@ -119,11 +150,11 @@ func (h *hub) boundLoops() []*loop {
 	return out
 }
 
-// reserve counts a new connection from ip against the connection limits
-// before it reaches a loop. It returns the limit it is over, or "" when it
-// was counted; unreserve takes a counted connection back. Safe from any
-// goroutine.
-func (h *hub) reserve(ip string) string {
+// Reserve counts a new connection from ip (see IPKey) against the
+// connection limits before it reaches a loop. It returns the limit it is
+// over, or "" when it was counted; Unreserve takes a counted connection
+// back. Safe from any goroutine.
+func (h *Hub) Reserve(ip string) string {
 	if n := h.conns.Add(1); h.cfg.MaxConns > 0 && n > int64(h.cfg.MaxConns) {
 		h.connClosed()
 		return "max-conns"
@@ -136,37 +167,42 @@ func (h *hub) reserve(ip string) string {
 	return ""
 }
 
-func (h *hub) unreserve(ip string) {
+// Unreserve takes back a connection Reserve counted that never opened.
+func (h *Hub) Unreserve(ip string) {
 	h.perIP.remove(ip)
 	h.connClosed()
 }
 
-// open makes a session of a connection that reserve counted, or returns
-// the bye to close it with when the server is shutting down.
-func (h *hub) open(l *loop, conn Conn, remote string) (*session, []byte) {
-	ip := ipKey(remote)
+// Open makes a session of a connection that Reserve counted, on the
+// transport loop exec, or returns the bye to close it with when the hub
+// is shutting down. Loop goroutine of the connection.
+func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
+	ip := IPKey(remote)
 	if h.draining.Load() {
-		h.unreserve(ip)
+		h.Unreserve(ip)
 		return nil, byeFrames[codec.ReasonShutdown]
 	}
+	l := h.bind(exec)
 	now := h.mono()
-	s := &session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter(), joins: h.newJoinLimiter()}
+	s := &Session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter(), joins: h.newJoinLimiter()}
 	l.addSession(s)
 	h.log.Debug("connection opened", s.logAttrs()...)
 	return s, nil
 }
 
-// refuse counts and logs a refused connection and returns its bye.
-func (h *hub) refuse(remote, limit string) []byte {
+// Refuse counts and logs a connection refused over limit and returns the
+// bye to send it. Safe from any goroutine.
+func (h *Hub) Refuse(remote, limit string) []byte {
 	h.refused.Add(1)
 	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", codec.ReasonServerFull, "limit", limit)
 	return byeFrames[codec.ReasonServerFull]
 }
 
-// closed removes a session whose connection the transport closed: from its
-// rooms (telling the members why), the nick index and the session table.
-// After closed returns nothing writes to the connection again.
-func (h *hub) closed(s *session, cause error) {
+// Closed removes a session whose connection the transport closed, for the
+// cause the transport gives (nil when the hub closed it): from its rooms,
+// telling the members why, and from the nick index. After Closed returns
+// nothing writes to the connection again. Loop goroutine of s.
+func (h *Hub) Closed(s *Session, cause error) {
 	if s.closed {
 		return
 	}
@@ -191,18 +227,16 @@ func (h *hub) closed(s *session, cause error) {
 
 // logout takes a logged-in session out of its rooms and the nick tables.
 // Unless it quit, its nick stays held for NickHold, for its resume token.
-func (h *hub) logout(s *session, reason codec.Reason) {
+func (h *Hub) logout(s *Session, reason codec.Reason) {
 	for _, r := range s.rooms {
 		h.leave(s, r, leftReason(reason))
 	}
 	h.nicks.release(s.key, s)
-	h.who.remove(s.order)
-	if reason != codec.ReasonQuit && h.cfg.NickHold > 0 {
+	hold := reason != codec.ReasonQuit && h.cfg.NickHold > 0
+	if hold {
 		h.holdNick(s)
-	} else if h.cluster != nil {
-		h.cluster.releaseNick(s.key)
 	}
-	h.sessions.remove(s)
+	h.broker.ReleaseNick(s.key, hold)
 	h.online.Add(-1)
 }
 
@@ -220,7 +254,7 @@ func closeCause(err error) string {
 	return err.Error()
 }
 
-func (h *hub) connClosed() {
+func (h *Hub) connClosed() {
 	if h.conns.Add(-1) == 0 && h.draining.Load() {
 		h.idleOnce.Do(func() { close(h.idle) })
 	}
@@ -237,7 +271,7 @@ func leftReason(r codec.Reason) codec.Reason {
 
 // closeSession sends bye with reason, then closes the connection once the
 // frames queued before the bye are written. Loop goroutine of s.
-func (h *hub) closeSession(s *session, reason codec.Reason) {
+func (h *Hub) closeSession(s *Session, reason codec.Reason) {
 	if s.closing || s.closed {
 		return
 	}
@@ -248,7 +282,7 @@ func (h *hub) closeSession(s *session, reason codec.Reason) {
 
 // slowConsumer closes s at once: its outbound queue passed a limit, the
 // cause. Loop goroutine of s.
-func (h *hub) slowConsumer(s *session, cause string) {
+func (h *Hub) slowConsumer(s *Session, cause string) {
 	s.closing, s.closeAfterFlush = true, true
 	s.reason = codec.ReasonSlowConsumer
 	h.warn.warn("slow-consumer", "slow consumer", append(s.logAttrs(), "cause", cause, "queued_bytes", s.out.mem, "buffered", s.conn.Buffered())...)
@@ -258,9 +292,11 @@ func (h *hub) slowConsumer(s *session, cause string) {
 	}
 }
 
-// tick runs the heartbeat sweep on every loop and sends due presence
-// frames. Safe from any goroutine.
-func (h *hub) tick() {
+// Tick runs the heartbeat sweep on every loop, sends due presence frames,
+// ends due nick holds and writes the counters line when due. The transport
+// calls it every Config.TickInterval (faster while Draining). Safe from any
+// goroutine.
+func (h *Hub) Tick() {
 	now := h.mono()
 	for _, l := range h.boundLoops() {
 		_ = l.exec.Execute(func() { l.sweep(now) })
@@ -270,10 +306,13 @@ func (h *hub) tick() {
 	h.logStats(time.Now())
 }
 
-// shutdown refuses new connections and sends every session bye shutdown.
+// Draining reports whether Shutdown has begun.
+func (h *Hub) Draining() bool { return h.draining.Load() }
+
+// Shutdown refuses new connections and sends every session bye shutdown.
 // The returned channel closes when no connection is left. Safe from any
 // goroutine.
-func (h *hub) shutdown() <-chan struct{} {
+func (h *Hub) Shutdown() <-chan struct{} {
 	if h.draining.Swap(true) {
 		return h.idle
 	}

@@ -1,4 +1,4 @@
-package server
+package hub
 
 import (
 	"time"
@@ -14,7 +14,7 @@ const floodEnd = time.Second
 
 // newLimiter returns the flood control of one connection, or nil when it
 // is off.
-func (h *hub) newLimiter() *rate.Limiter {
+func (h *Hub) newLimiter() *rate.Limiter {
 	if h.cfg.RateLimit < 0 {
 		return nil
 	}
@@ -25,7 +25,7 @@ func (h *hub) newLimiter() *rate.Limiter {
 // frame may be handled. A dropped frame is answered with rate_limited at
 // most once a second; a flood that outlasts FloodGrace closes the session
 // with bye flood. Loop goroutine of s.
-func (h *hub) admit(s *session) bool {
+func (h *Hub) admit(s *Session) bool {
 	if s.limiter == nil || s.limiter.Allow() {
 		return true
 	}
@@ -48,7 +48,7 @@ func (h *hub) admit(s *session) bool {
 
 // newJoinLimiter returns the budget of joins and leaves of one session,
 // or nil when it is off.
-func (h *hub) newJoinLimiter() *rate.Limiter {
+func (h *Hub) newJoinLimiter() *rate.Limiter {
 	if h.cfg.JoinRate < 0 {
 		return nil
 	}
@@ -61,7 +61,7 @@ const maxDMLimits = 64
 
 // allowDM takes one direct message from s to the user with key out of
 // that pair's budget. Loop goroutine of s.
-func (h *hub) allowDM(s *session, key string) bool {
+func (h *Hub) allowDM(s *Session, key string) bool {
 	if h.cfg.DMRate < 0 {
 		return true
 	}
@@ -82,6 +82,6 @@ const whoCost = 10
 
 // chargeWho takes the extra cost of a who from s's flood budget (the
 // frame itself was charged on arrival).
-func (h *hub) chargeWho(s *session) bool {
+func (h *Hub) chargeWho(s *Session) bool {
 	return s.limiter == nil || s.limiter.AllowN(time.Now(), whoCost-1)
 }

@@ -1,11 +1,14 @@
-package server
+package hub
 
 import (
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
 // fakeLoop queues Executed functions until run is called.
@@ -21,7 +24,8 @@ func (f *fakeLoop) Execute(fn func()) error {
 	return nil
 }
 
-func (f *fakeLoop) run() {
+// run runs what was queued; it reports whether there was anything.
+func (f *fakeLoop) run() bool {
 	f.mu.Lock()
 	fns := f.fns
 	f.fns = nil
@@ -29,6 +33,7 @@ func (f *fakeLoop) run() {
 	for _, fn := range fns {
 		fn()
 	}
+	return len(fns) > 0
 }
 
 // fakeConn counts what it is given.
@@ -45,48 +50,72 @@ func (c *fakeConn) Close()                 { c.closed = true }
 // fanoutRig is a hub with members logged in over fake connections on two
 // fake loops, all in room "bench".
 type fanoutRig struct {
-	h      *hub
+	h      *Hub
 	loops  []*fakeLoop
-	sender *session
-	room   *room
+	sender *Session
+	say    codec.Request
 	conns  []*fakeConn
 }
 
 func newFanoutRig(tb testing.TB, members int) *fanoutRig {
-	h := newHub(Config{Loops: 2, PresenceLimit: -1}.withDefaults())
+	h := New(testConfig(), broker.NewLocal())
+	if err := h.Start(); err != nil {
+		tb.Fatal(err)
+	}
 	rig := &fanoutRig{h: h, loops: []*fakeLoop{{}, {}}}
+	rig.say = codec.Request{Type: codec.TypeSay, Room: "bench", Body: "hello everyone, this is a typical chat message"}
 	for i := 0; i <= members; i++ {
-		l := h.bind(rig.loops[i%2])
 		conn := &fakeConn{}
-		s, refusal := h.open(l, conn, "fake")
+		h.Reserve("fake")
+		s, refusal := h.Open(rig.loops[i%2], conn, "fake")
 		if refusal != nil {
 			tb.Fatal("refused")
 		}
-		l.enter()
+		s.loop.enter()
 		h.handleFrame(s, codec.MustEncode(&codec.Login{Nick: fmt.Sprint("m", i)})[codec.HeaderSize:])
+		s.loop.leave()
+		rig.settle() // the login completes on the loop
+		s.loop.enter()
 		h.handleFrame(s, codec.MustEncode(&codec.Join{Room: "bench"})[codec.HeaderSize:])
-		l.leave()
+		s.loop.leave()
+		rig.settle()
 		if i == 0 {
 			rig.sender = s
 		} else {
 			rig.conns = append(rig.conns, conn)
 		}
 	}
-	rig.settle()
-	rig.room = rig.sender.rooms["bench"]
 	return rig
+}
+
+// testConfig is a hub configuration with the server's defaults, flood
+// control and presence counts off.
+func testConfig() Config {
+	return Config{
+		Loops: 2, Heartbeat: 10 * time.Second, IdleTimeout: 30 * time.Second, LoginTimeout: 10 * time.Second,
+		MaxFrame: codec.DefaultMaxFrame, MaxLoginFrame: 4096, FrameTimeout: 10 * time.Second, MaxBody: codec.DefaultMaxBody,
+		MaxOutbound: 4 << 20, MaxOutboundTotal: 1 << 30, WriteDeadline: 10 * time.Second, PresenceLimit: -1,
+		PresenceInterval: time.Second, MaxRooms: codec.DefaultMaxRooms, RateLimit: -1, FloodGrace: 5 * time.Second,
+		NickHold: 30 * time.Second, DMRate: -1, JoinRate: -1, Logger: slog.New(slog.DiscardHandler),
+	}
 }
 
 // settle runs the loops until nothing is queued.
 func (r *fanoutRig) settle() {
-	for _, l := range r.loops {
-		l.run()
+	for busy := true; busy; {
+		busy = false
+		for _, l := range r.loops {
+			busy = l.run() || busy
+		}
 	}
 }
 
-// broadcast sends one room message and delivers it.
+// broadcast sends one room message through the say handler, as a frame
+// decoded already, and delivers it.
 func (r *fanoutRig) broadcast() {
-	r.h.say(r.sender, r.room, "hello everyone, this is a typical chat message")
+	if err := r.h.handleSay(r.sender, &r.say); err != nil {
+		panic(err)
+	}
 	r.settle()
 }
 
@@ -112,7 +141,9 @@ func TestFanoutCoalescesWrites(t *testing.T) {
 	rig := newFanoutRig(t, 10)
 	writes := rig.conns[0].writes
 	for i := 0; i < 50; i++ {
-		rig.h.say(rig.sender, rig.room, "queued")
+		if err := rig.h.handleSay(rig.sender, &rig.say); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rig.settle()
 	if got := rig.conns[0].writes - writes; got != 1 {

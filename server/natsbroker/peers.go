@@ -1,4 +1,4 @@
-package server
+package natsbroker
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 // heartbeat tells the other nodes this one is alive every n.hb, and buries
 // the nodes that went silent.
-func (n *node) heartbeat() {
+func (n *Broker) heartbeat() {
 	t := time.NewTicker(n.hb)
 	defer t.Stop()
 	for {
@@ -29,7 +29,7 @@ func (n *node) heartbeat() {
 
 // heard records a heartbeat from another node, or buries a node that says
 // it is leaving. Dispatcher goroutine.
-func (n *node) heard(m *busMsg) {
+func (n *Broker) heard(m *busMsg) {
 	if m.Node == n.id {
 		return
 	}
@@ -43,19 +43,19 @@ func (n *node) heard(m *busMsg) {
 }
 
 // alive reports whether node id is alive as far as this node can tell.
-func (n *node) alive(id string) bool {
+func (n *Broker) alive(id string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.aliveLocked(id, time.Now())
 }
 
-// aliveLocked: a node is alive until it has been silent for deadAfter
+// aliveLocked: a node is alive until it has been silent for DeadAfter
 // heartbeats while this node was connected. Silence is counted from the
 // later of its last heartbeat and this node's last (re)connection, so a
 // node that just connected, or just came back from an outage, gives every
 // node a full bound to be heard. While the bus is down nobody is declared
 // dead. n.mu held.
-func (n *node) aliveLocked(id string, now time.Time) bool {
+func (n *Broker) aliveLocked(id string, now time.Time) bool {
 	if id == n.id {
 		return true
 	}
@@ -66,12 +66,12 @@ func (n *node) aliveLocked(id string, now time.Time) bool {
 	if last.Before(n.since) {
 		last = n.since
 	}
-	return now.Sub(last) <= deadAfter*n.hb
+	return now.Sub(last) <= DeadAfter*n.hb
 }
 
 // livePeersLocked returns the other nodes that are alive: those heard from,
 // and those named by a user in the directory. n.mu held.
-func (n *node) livePeersLocked() []string {
+func (n *Broker) livePeersLocked() []string {
 	now := time.Now()
 	seen := map[string]bool{n.id: true}
 	var out []string
@@ -94,7 +94,7 @@ func (n *node) livePeersLocked() []string {
 
 // buryDead buries every node that is no longer alive and still has users,
 // rooms or a heartbeat record here.
-func (n *node) buryDead() {
+func (n *Broker) buryDead() {
 	now := time.Now()
 	dead := map[string]bool{}
 	n.mu.Lock()
@@ -122,7 +122,7 @@ func (n *node) buryDead() {
 // bury forgets a dead node: its users leave every room here with reason
 // disconnect, and its nick and room claims are deleted from the buckets
 // (every survivor tries; the deletes are conditional, so one wins).
-func (n *node) bury(id string) {
+func (n *Broker) bury(id string) {
 	type claim struct {
 		kv  jetstream.KeyValue
 		key string
@@ -144,7 +144,7 @@ func (n *node) bury(id string) {
 		}
 	}
 	n.mu.Unlock()
-	left := n.h.dropRemoteMembers(id)
+	left := n.h.NodeDown(id)
 	if len(claims) == 0 && left == 0 {
 		return
 	}
@@ -161,7 +161,7 @@ func (n *node) bury(id string) {
 // reassert runs after the bus comes back: it restores this node's nick
 // claims if a survivor deleted them during the outage, and tells every
 // room's other nodes who is here, so their replicas heal.
-func (n *node) reassert() {
+func (n *Broker) reassert() {
 	ctx, cancel := context.WithTimeout(n.ctx, 4*opTimeout)
 	defer cancel()
 	n.mu.Lock()
@@ -173,13 +173,13 @@ func (n *node) reassert() {
 	for k := range mine {
 		n.reclaimNick(ctx, k)
 	}
-	for _, r := range n.h.rooms.all() {
-		n.publish(n.subj.roomPres(r.name), &busMsg{Node: n.id, Sync: true, Members: r.localMembers()})
+	for _, room := range n.h.LocalRooms() {
+		n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Sync: true, Members: n.h.LocalMembers(room)})
 	}
 }
 
 // reclaimNick re-creates a nick claim of this node that has vanished.
-func (n *node) reclaimNick(ctx context.Context, k string) {
+func (n *Broker) reclaimNick(ctx context.Context, k string) {
 	e, err := n.nicks.Get(ctx, hexKey(k))
 	if err == nil {
 		var d dirEntry
@@ -188,11 +188,11 @@ func (n *node) reclaimNick(ctx context.Context, k string) {
 		}
 		return
 	}
-	s := n.h.nicks.get(k)
-	if s == nil {
+	nick, ok := n.h.LocalNick(k)
+	if !ok {
 		return
 	}
-	val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: s.nick})
+	val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: nick})
 	rev, err := n.nicks.Create(ctx, hexKey(k), val)
 	if err != nil {
 		return
@@ -200,7 +200,7 @@ func (n *node) reclaimNick(ctx context.Context, k string) {
 	n.mu.Lock()
 	if _, ok := n.mine[k]; ok {
 		n.mine[k] = rev
-		n.setDirLocked(k, dirEntry{Node: n.id, Nick: s.nick, rev: rev})
+		n.setDirLocked(k, dirEntry{Node: n.id, Nick: nick, rev: rev})
 	}
 	n.mu.Unlock()
 }

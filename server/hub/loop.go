@@ -1,4 +1,4 @@
-package server
+package hub
 
 import (
 	"sync"
@@ -26,15 +26,15 @@ type item struct {
 	kind   itemKind
 	frame  []byte
 	room   *room
-	to     *session // itemOne, itemBye, itemAdd, itemRemove
-	except *session // itemRoom: the sender
+	to     *Session // itemOne, itemBye, itemAdd, itemRemove
+	except *Session // itemRoom: the sender
 }
 
 // loop is the hub's state for one event loop: its sessions, its share of
 // each room's members, and an outbox that other goroutines fill. Fields
 // below mu are owned by the loop goroutine.
 type loop struct {
-	hub   *hub
+	hub   *Hub
 	index int
 	exec  Loop
 
@@ -44,8 +44,8 @@ type loop struct {
 	scheduled bool // an Execute(drain) is pending
 
 	spare    []item
-	sessions []*session
-	dirty    []*session // sessions with frames pending since the last flush
+	sessions []*Session
+	dirty    []*Session // sessions with frames pending since the last flush
 	iov      [][]byte
 	batch    []byte // scratch: a blocked client's frames as one slice
 	depth    int    // nesting of enter/leave: a write may close a connection inside a drain
@@ -174,7 +174,7 @@ func (l *loop) flush() {
 	l.dirty = l.dirty[:0]
 }
 
-func (l *loop) writePending(s *session) {
+func (l *loop) writePending(s *Session) {
 	// gnet appends to a non-empty outbound buffer without trying the
 	// socket, and drains it only on the loop's next writable event. Under
 	// load that can be a while: hand the socket what it takes first, so a
@@ -221,7 +221,7 @@ func (l *loop) writePending(s *session) {
 }
 
 // writev hands l.iov to s's transport and accounts for what it queued.
-func (l *loop) writev(s *session) {
+func (l *loop) writev(s *Session) {
 	before := s.conn.Buffered()
 	total := pendingBytes(l.iov)
 	s.conn.Writev(l.iov)
@@ -240,7 +240,7 @@ func (l *loop) writev(s *session) {
 // afterWrite closes s after its bye, or as a slow consumer once its
 // queued memory passes the limit, and sheds the largest queues when the
 // server is over its outbound budget.
-func (l *loop) afterWrite(s *session) {
+func (l *loop) afterWrite(s *Session) {
 	switch {
 	case s.closed:
 	case s.closeAfterFlush:
@@ -259,7 +259,7 @@ const byeLinger = 2 * time.Second
 
 // closeOrLinger closes s once its buffered bytes, bye included, are all
 // with the socket; until then the sweep checks again. Loop goroutine only.
-func (l *loop) closeOrLinger(s *session) {
+func (l *loop) closeOrLinger(s *Session) {
 	if s.conn.Buffered() == 0 || s.reason == codec.ReasonSlowConsumer {
 		s.lingerUntil = 0
 		s.conn.Close()
@@ -280,12 +280,12 @@ func pendingBytes(frames [][]byte) int {
 
 // addSession and removeSession keep the loop's session list, which the
 // heartbeat sweep walks. Loop goroutine only.
-func (l *loop) addSession(s *session) {
+func (l *loop) addSession(s *Session) {
 	s.loopPos = len(l.sessions)
 	l.sessions = append(l.sessions, s)
 }
 
-func (l *loop) removeSession(s *session) {
+func (l *loop) removeSession(s *Session) {
 	last := len(l.sessions) - 1
 	moved := l.sessions[last]
 	l.sessions[s.loopPos] = moved
@@ -330,7 +330,7 @@ func (l *loop) sweep(now int64) {
 }
 
 // timeoutReason is the bye for a connection that timed out.
-func timeoutReason(s *session) codec.Reason {
+func timeoutReason(s *Session) codec.Reason {
 	if s.loggedIn {
 		return codec.ReasonTimeout
 	}

@@ -1,15 +1,15 @@
-package server
+package hub
 
 // The hub (sessions, rooms, fan-out) talks to the network only through Conn
 // and Loop, so it can be tested without sockets and another transport can
-// plug in. gnet.go adapts gnet to these interfaces.
+// plug in. parley/server's gnet.go adapts gnet to these interfaces.
 
 // Conn is one client connection as the hub sees it.
 type Conn interface {
 	// Writev sends frames in order. It is called only on the connection's
 	// loop goroutine. Bytes the socket does not take at once are buffered by
 	// the transport. A write error closes the connection; the transport may
-	// then call hub.closed from inside Writev.
+	// then call Hub.Closed from inside Writev.
 	Writev(frames [][]byte)
 	// Buffered returns the bytes written but not yet taken by the socket.
 	// Loop goroutine only.
@@ -19,7 +19,7 @@ type Conn interface {
 	Flush()
 	// Close closes the connection after sending what is buffered, as far as
 	// the socket takes it without blocking. Safe from any goroutine; the
-	// transport reports the close later, on the loop, with hub.closed.
+	// transport reports the close later, on the loop, with Hub.Closed.
 	Close()
 }
 

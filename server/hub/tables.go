@@ -1,11 +1,9 @@
-package server
+package hub
 
 import (
 	"hash/maphash"
 	"sort"
 	"sync"
-
-	"github.com/google/uuid"
 )
 
 // numShards is the size of every sharded table: a power of two, so a hash
@@ -59,37 +57,19 @@ func (sm *shardMap[K, V]) each(fn func(m map[K]V)) {
 	}
 }
 
-// sessionTable holds the logged-in sessions, sharded by session UUID (its
-// random bytes are a hash already).
-type sessionTable struct {
-	*shardMap[uuid.UUID, *session]
-}
-
-func newSessionTable() sessionTable {
-	return sessionTable{newShardMap[uuid.UUID, *session](func(id uuid.UUID) uint64 { return uint64(id[15]) })}
-}
-
-func (t sessionTable) add(s *session) {
-	t.with(s.id, func(m map[uuid.UUID]*session) { m[s.id] = s })
-}
-
-func (t sessionTable) remove(s *session) {
-	t.with(s.id, func(m map[uuid.UUID]*session) { delete(m, s.id) })
-}
-
 // nickIndex maps nick keys (codec.Name.Key) to sessions, sharded by a hash of the nick.
 type nickIndex struct {
-	*shardMap[string, *session]
+	*shardMap[string, *Session]
 }
 
 func newNickIndex() nickIndex {
 	seed := maphash.MakeSeed()
-	return nickIndex{newShardMap[string, *session](func(k string) uint64 { return maphash.String(seed, k) })}
+	return nickIndex{newShardMap[string, *Session](func(k string) uint64 { return maphash.String(seed, k) })}
 }
 
 // claim records s as the holder of key unless another session holds it.
-func (x nickIndex) claim(key string, s *session) (ok bool) {
-	x.with(key, func(m map[string]*session) {
+func (x nickIndex) claim(key string, s *Session) (ok bool) {
+	x.with(key, func(m map[string]*Session) {
 		if _, taken := m[key]; !taken {
 			m[key], ok = s, true
 		}
@@ -98,8 +78,8 @@ func (x nickIndex) claim(key string, s *session) (ok bool) {
 }
 
 // release drops key if s still holds it.
-func (x nickIndex) release(key string, s *session) {
-	x.with(key, func(m map[string]*session) {
+func (x nickIndex) release(key string, s *Session) {
+	x.with(key, func(m map[string]*Session) {
 		if m[key] == s {
 			delete(m, key)
 		}

@@ -1,0 +1,154 @@
+// Package broker is the boundary between a Parley hub and the other nodes
+// of its cluster. A hub always has a Broker: Local, in this package, for a
+// single node, which completes every call inline and routes everything
+// here; natsbroker's, for a cluster on NATS. The hub never asks which one
+// it has. The hub implements Handler, through which a broker hands it the
+// other nodes' traffic.
+//
+// Calls that need the other nodes take a done callback. A broker calls it
+// exactly once: inline, before the method returns (Local always does), or
+// later on a goroutine of its own. A broker never calls into the hub while
+// holding a lock of its own, and never blocks a caller that holds a room
+// lock: those methods (Published, Joined, Left) only enqueue.
+package broker
+
+import (
+	"errors"
+
+	"parley/codec"
+)
+
+// User is someone online: in the directory, or a member of a room.
+type User struct {
+	Key  string `json:"key"`            // identity key (codec.Name.Key)
+	Nick string `json:"nick"`           // display nick
+	Node string `json:"node,omitempty"` // the node it is on, when another
+}
+
+// Message is a room message to sequence.
+type Message struct {
+	Room string // the room's display name, which is its identity
+	Key  string // the sender's identity key
+	Nick string // the sender's display nick
+	Body string
+	TS   int64 // server time, Unix milliseconds
+}
+
+// Replier receives the answer to a say that another node sequences. The
+// hub's sessions implement it. SayDone is safe from any goroutine.
+type Replier interface {
+	SayDone(ref string, seq uint64, err error)
+}
+
+// ErrUnsequenced is Say's answer when the room's sequence cannot be
+// reached (the cluster link is down): the hub delivers the message to its
+// own members only, without a seq.
+var ErrUnsequenced = errors.New("broker: the room cannot be sequenced now")
+
+// ErrNotOwner is Handler.Sequence's answer when this node does not hold
+// the room (a forwarded say that arrived after the room moved).
+var ErrNotOwner = errors.New("broker: this node does not sequence the room")
+
+// Broker connects a hub to the other nodes. Every method is safe from any
+// goroutine unless it says otherwise.
+type Broker interface {
+	// Start connects and starts the broker's goroutines; h receives the
+	// other nodes' traffic from then on. It is called once, before any
+	// other method.
+	Start(h Handler) error
+	// Stop says goodbye to the other nodes and stops the broker's
+	// goroutines; it is called once, after the hub's sessions are gone.
+	Stop()
+	// Stats describes the cluster; nil for a single node.
+	Stats() *Stats
+
+	// ClaimNick claims key for a local login; done reports nick_taken or
+	// unavailable. The hub has checked that no local session holds key.
+	ClaimNick(key, nick string, done func(error))
+	// ReleaseNick tells that the user with key went offline. With hold, the
+	// hub keeps the nick for the session's resume token a while: a cluster
+	// broker keeps its claim until ReleaseNick(key, false) at the hold's
+	// end, so no other node hands the nick out meanwhile. It never blocks.
+	ReleaseNick(key string, hold bool)
+	// Users returns one page of the users online everywhere whose sort key
+	// (codec.SortKey) follows afterKey, whether more follow, and how many
+	// are online in all.
+	Users(afterKey string, limit int) (page []User, more bool, count int)
+
+	// Follow makes this node receive room's traffic, and returns through
+	// done the room's members on other nodes. The hub calls it before the
+	// room's first local member joins.
+	Follow(room string, done func(remote []User, err error))
+	// Unfollow stops room's traffic: the room has no local member and is
+	// not owned here. It never blocks.
+	Unfollow(room string)
+	// Say routes a local session's room message. Sequenced here, it
+	// returns the seq (the broker called Handler.Sequence before
+	// returning). Forwarded, it returns pending and calls r.SayDone later,
+	// after the message has come back to the local members. It returns
+	// ErrUnsequenced when the sequence cannot be reached, or an error to
+	// answer with. Loop goroutine of the sender, no lock held.
+	Say(m Message, r Replier, ref string) (seq uint64, pending bool, err error)
+	// Published hands over a message this node just sequenced, encoded
+	// once, for the other nodes. The room's lock is held, which orders the
+	// room's messages: it must not block.
+	Published(room string, seq uint64, key string, frame []byte)
+	// Joined and Left announce a local member's arrival and departure to
+	// the other nodes. The room's lock is held: they must not block.
+	Joined(room string, u User)
+	Left(room, key, nick string, reason codec.Reason)
+
+	// SendDM delivers a direct message to a user who is not on this node;
+	// done reports no_such_user or unavailable.
+	SendDM(toKey, toNick, from, body string, ts int64, done func(error))
+	// Members returns through done a room's members on the other nodes,
+	// for a room this node does not follow.
+	Members(room string, done func([]User))
+}
+
+// Handler is the hub, as a broker sees it. Every method is safe from any
+// goroutine; the broker holds none of its locks while calling.
+type Handler interface {
+	// Sequence gives m the next seq of its room, delivers it to the local
+	// members but the sender and hands it to Broker.Published, all under
+	// the room's lock. It returns ErrNotOwner if the room is not owned
+	// here (see Own).
+	Sequence(m Message) (uint64, error)
+	// Own tells the hub that this node sequences room from now on,
+	// continuing after last: the hub keeps the room and its seq with or
+	// without local members until Disown.
+	Own(room string, last uint64)
+	// Disown: this node no longer sequences room. The hub drops the room
+	// once it has no local member, and then calls Unfollow.
+	Disown(room string)
+	// Deliver hands a message another node sequenced to the local members
+	// but its sender (key). A seq at or below the last one delivered is
+	// dropped; Deliver reports whether the frame was delivered.
+	Deliver(room string, seq uint64, key string, frame []byte) bool
+	// RemoteJoined and RemoteLeft apply presence from another node, and
+	// NodeDown the death of a node: each of its members leaves every room
+	// with reason disconnect. NodeDown returns how many memberships ended.
+	RemoteJoined(room string, u User)
+	RemoteLeft(room, key string, reason codec.Reason)
+	NodeDown(node string) int
+	// DeliverDM hands a direct message from another node to the local user
+	// with toKey; it returns codec.ErrNoSuchUser if there is none.
+	DeliverDM(toKey, from, body string, ts int64) error
+	// LocalMembers lists a room's members on this node.
+	LocalMembers(room string) []User
+	// LocalRooms lists the rooms with members on this node.
+	LocalRooms() []string
+	// LocalNick returns the display nick of the local user with key.
+	LocalNick(key string) (string, bool)
+}
+
+// Stats describes a node's view of its cluster.
+type Stats struct {
+	Node      string // this node's id
+	Connected bool   // the bus is up; false means degraded: local users only
+	Peers     int    // other nodes heard within the dead-node bound
+	Users     int    // users online in the whole cluster, as this node knows
+	// Dropped counts bus messages dropped because the queue to the bus
+	// was full (docs/CLUSTER.md).
+	Dropped int64
+}

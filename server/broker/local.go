@@ -1,0 +1,68 @@
+package broker
+
+import "parley/codec"
+
+// Local is the broker of a single node: there are no other nodes, so
+// every room is sequenced here, every nick is claimed here and every call
+// completes inline. It keeps the sorted directory of the users online.
+// The zero value is not ready: use NewLocal. Safe from any goroutine.
+type Local struct {
+	h     Handler
+	users *Directory
+}
+
+// NewLocal returns the broker of a single node.
+func NewLocal() *Local { return &Local{users: NewDirectory()} }
+
+// Start records the hub.
+func (l *Local) Start(h Handler) error {
+	l.h = h
+	return nil
+}
+
+// Stop does nothing: there is nobody to tell.
+func (l *Local) Stop() {}
+
+// Stats is nil: a single node has no cluster.
+func (l *Local) Stats() *Stats { return nil }
+
+// ClaimNick always succeeds: the hub checked that no local session holds
+// the nick, and there is no other node.
+func (l *Local) ClaimNick(key, nick string, done func(error)) {
+	l.users.Add(key, nick)
+	done(nil)
+}
+
+// ReleaseNick forgets the user; a hold needs nothing here, since the hub
+// keeps it and there is no other node.
+func (l *Local) ReleaseNick(key string, _ bool) { l.users.Remove(key) }
+
+// Users pages the directory.
+func (l *Local) Users(afterKey string, limit int) ([]User, bool, int) {
+	return l.users.Page(afterKey, limit)
+}
+
+// Follow succeeds at once: no other node has members.
+func (l *Local) Follow(_ string, done func([]User, error)) { done(nil, nil) }
+
+// Unfollow has nothing to stop.
+func (l *Local) Unfollow(string) {}
+
+// Say sequences here.
+func (l *Local) Say(m Message, _ Replier, _ string) (uint64, bool, error) {
+	seq, err := l.h.Sequence(m)
+	return seq, false, err
+}
+
+// Published, Joined and Left have nobody to tell.
+func (l *Local) Published(string, uint64, string, []byte)  {}
+func (l *Local) Joined(string, User)                       {}
+func (l *Local) Left(string, string, string, codec.Reason) {}
+
+// SendDM fails: a user not on this node is not online.
+func (l *Local) SendDM(_, toNick, _, _ string, _ int64, done func(error)) {
+	done(codec.NotOnline(codec.ErrNoSuchUser, toNick))
+}
+
+// Members has no other node to ask.
+func (l *Local) Members(_ string, done func([]User)) { done(nil) }

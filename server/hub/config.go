@@ -1,0 +1,58 @@
+package hub
+
+import (
+	"log/slog"
+	"time"
+
+	"parley/codec"
+)
+
+// Config is what the hub needs of the server's configuration, with every
+// default already applied: parley/server.Config documents each field and
+// its default, and fills this in.
+type Config struct {
+	Loops            int
+	Heartbeat        time.Duration
+	IdleTimeout      time.Duration
+	LoginTimeout     time.Duration
+	MaxConns         int // 0: no limit
+	MaxFrame         int
+	MaxLoginFrame    int
+	FrameTimeout     time.Duration
+	MaxBody          int
+	MaxOutbound      int
+	MaxOutboundTotal int64 // 0 or negative: no limit
+	WriteDeadline    time.Duration
+	PresenceLimit    int // negative: never count
+	PresenceInterval time.Duration
+	MaxRooms         int
+	RateLimit        float64 // negative: off
+	RateBurst        int
+	FloodGrace       time.Duration
+	MaxConnsPerIP    int           // 0: no limit
+	NickHold         time.Duration // 0 or negative: off
+	DMRate           float64       // negative: off
+	DMBurst          int
+	JoinRate         float64 // negative: off
+	JoinBurst        int
+	StatsInterval    time.Duration // 0 or negative: off
+	Logger           *slog.Logger
+
+	// BeforeHandle, when set, runs on the session's loop before each
+	// request is handled. It exists for tests (one makes a request panic).
+	BeforeHandle func(nick string, req *codec.Request)
+}
+
+// TickInterval is how often the transport should call Tick: often enough
+// that a timeout fires within about a quarter of its length, and at least
+// once a second.
+func (c Config) TickInterval() time.Duration {
+	d := time.Second
+	for _, t := range []time.Duration{c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval,
+		c.WriteDeadline / 4, c.FrameTimeout / 4, c.NickHold / 4} {
+		if t > 0 && t < d {
+			d = t
+		}
+	}
+	return max(d, 5*time.Millisecond)
+}

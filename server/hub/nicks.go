@@ -1,0 +1,113 @@
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"hash/maphash"
+	"sync"
+)
+
+// nickHold keeps the nick of a session that dropped without quit for its
+// resume token.
+type nickHold struct {
+	token string
+	until int64 // monotonic nanoseconds
+}
+
+// nickHolds are the held nicks by identity key. Safe from any goroutine.
+type nickHolds struct {
+	*shardMap[string, nickHold]
+}
+
+func newNickHolds() nickHolds {
+	seed := maphash.MakeSeed()
+	return nickHolds{newShardMap[string, nickHold](func(k string) uint64 { return maphash.String(seed, k) })}
+}
+
+// blocks reports whether a hold keeps a login with token from taking key
+// now. A matching token consumes the hold; an expired one is dropped.
+func (x nickHolds) blocks(key, token string, now int64) (blocked bool) {
+	x.with(key, func(m map[string]nickHold) {
+		hold, ok := m[key]
+		switch {
+		case !ok:
+		case now >= hold.until || (token != "" && token == hold.token):
+			delete(m, key)
+		default:
+			blocked = true
+		}
+	})
+	return blocked
+}
+
+// expired removes and returns the holds that ended by now.
+func (x nickHolds) expired(now int64) map[string]nickHold {
+	var out map[string]nickHold
+	x.each(func(m map[string]nickHold) {
+		for k, hold := range m {
+			if now >= hold.until {
+				if out == nil {
+					out = make(map[string]nickHold)
+				}
+				out[k] = hold
+				delete(m, k)
+			}
+		}
+	})
+	return out
+}
+
+// holdNick reserves a dropped session's nick for its resume token.
+func (h *Hub) holdNick(s *Session) {
+	hold := nickHold{token: s.resume, until: h.mono() + int64(h.cfg.NickHold)}
+	h.holds.with(s.key, func(m map[string]nickHold) { m[s.key] = hold })
+}
+
+// expireHolds ends the holds that are due, and releases their nicks for
+// good unless a login took them back. Safe from any goroutine.
+func (h *Hub) expireHolds(now int64) {
+	for key := range h.holds.expired(now) {
+		if h.nicks.get(key) == nil && !h.claiming.has(key) {
+			h.broker.ReleaseNick(key, false)
+		}
+	}
+}
+
+// newResumeToken returns 128 random bits, base64url: a session's proof,
+// on its next login, that it is the one whose nick is held.
+func newResumeToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// claimSet is the nick keys of logins waiting for the broker's claim, so
+// that two local logins never claim one nick at once. Safe from any
+// goroutine.
+type claimSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+// add marks key as being claimed; it fails if it is already.
+func (c *claimSet) add(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[key] {
+		return false
+	}
+	c.m[key] = true
+	return true
+}
+
+func (c *claimSet) remove(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+func (c *claimSet) has(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}

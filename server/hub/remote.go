@@ -1,0 +1,188 @@
+package hub
+
+import (
+	"parley/codec"
+	"parley/server/broker"
+)
+
+// handler is the hub as its broker sees it (broker.Handler): the other
+// nodes' traffic, applied here. Kept apart from Hub's own methods so that
+// the hub's API for transports stays small.
+type handler struct{ h *Hub }
+
+var _ broker.Handler = handler{}
+
+// Sequence numbers a room message, delivers it to the local members but
+// its sender and hands it to the broker, under the room's lock.
+func (x handler) Sequence(m broker.Message) (uint64, error) {
+	r := x.h.rooms.get(m.Room)
+	if r == nil {
+		return 0, broker.ErrNotOwner
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead {
+		return 0, broker.ErrNotOwner
+	}
+	return x.h.sequenceLocked(r, m, r.members[m.Key]), nil
+}
+
+// Own keeps the room, with its seq continued after last, while this node
+// sequences it.
+func (x handler) Own(name string, last uint64) {
+	r := x.h.rooms.acquire(name, x.h.newRoom)
+	defer r.mu.Unlock()
+	r.seq = max(r.seq, last)
+	r.owned = true
+}
+
+// Disown lets the room go once no local member needs it.
+func (x handler) Disown(name string) {
+	r := x.h.rooms.get(name)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.owned = false
+	dead := x.h.mayDieLocked(r)
+	r.mu.Unlock()
+	if dead {
+		x.h.dropRoom(r)
+	}
+}
+
+// Deliver hands a message from another node to the local members. A seq
+// at or below the last one delivered is a replay or a deposed owner's
+// and is dropped, so members never see a seq twice or out of order.
+func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool {
+	r := x.h.rooms.get(name)
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if seq <= r.seq {
+		return false
+	}
+	r.seq = seq
+	r.publishLocked(x.h, frame, r.members[key])
+	return true
+}
+
+// RemoteJoined announces a member on another node, once.
+func (x handler) RemoteJoined(name string, u broker.User) {
+	r := x.h.rooms.get(name)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x.h.remoteJoinLocked(r, u)
+}
+
+// RemoteLeft announces that a member on another node left.
+func (x handler) RemoteLeft(name, key string, reason codec.Reason) {
+	r := x.h.rooms.get(name)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x.h.remoteLeaveLocked(r, key, reason)
+}
+
+// NodeDown makes a dead node's users leave every room here.
+func (x handler) NodeDown(node string) int {
+	dropped := 0
+	for _, r := range x.h.rooms.all() {
+		r.mu.Lock()
+		for k, m := range r.remote {
+			if m.Node == node {
+				x.h.remoteLeaveLocked(r, k, codec.ReasonDisconnect)
+				dropped++
+			}
+		}
+		r.mu.Unlock()
+	}
+	return dropped
+}
+
+// DeliverDM hands a direct message from another node to a local user.
+func (x handler) DeliverDM(toKey, from, body string, ts int64) error {
+	to := x.h.nicks.get(toKey)
+	if to == nil {
+		return codec.ErrNoSuchUser
+	}
+	to.send(dmFrame(from, to.nick, body, ts))
+	return nil
+}
+
+// LocalMembers lists a room's members here.
+func (x handler) LocalMembers(name string) []broker.User {
+	r := x.h.rooms.get(name)
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]broker.User, 0, len(r.members))
+	for k, s := range r.members {
+		out = append(out, broker.User{Key: k, Nick: s.nick})
+	}
+	return out
+}
+
+// LocalRooms lists the rooms with members here.
+func (x handler) LocalRooms() []string {
+	var out []string
+	for _, r := range x.h.rooms.all() {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+// LocalNick is the display nick of a local user.
+func (x handler) LocalNick(key string) (string, bool) {
+	if s := x.h.nicks.get(key); s != nil {
+		return s.nick, true
+	}
+	return "", false
+}
+
+func (h *Hub) remoteJoinLocked(r *room, u broker.User) {
+	if _, in := r.remote[u.Key]; in {
+		return
+	}
+	before := r.count()
+	r.addRemote(u)
+	h.announceLocked(r, before, true, func() []byte { return joinedFrame(u.Nick, r.name) }, nil)
+}
+
+func (h *Hub) remoteLeaveLocked(r *room, key string, reason codec.Reason) {
+	u, in := r.remote[key]
+	if !in {
+		return
+	}
+	before := r.count()
+	delete(r.remote, key)
+	h.announceLocked(r, before, false, func() []byte { return leftFrame(u.Nick, r.name, reason) }, nil)
+}
+
+// addRemote records a member on another node. r.mu held.
+func (r *room) addRemote(u broker.User) {
+	if r.remote == nil {
+		r.remote = make(map[string]broker.User)
+	}
+	r.remote[u.Key] = u
+}
+
+// all returns every room in the table.
+func (t roomTable) all() []*room {
+	var out []*room
+	t.each(func(m map[string]*room) {
+		for _, r := range m {
+			out = append(out, r)
+		}
+	})
+	return out
+}

@@ -1,0 +1,45 @@
+package hub
+
+import (
+	"parley/codec"
+	"parley/server/broker"
+)
+
+// Stats is a snapshot of a hub's tables and counters.
+type Stats struct {
+	Conns  int // open connections
+	Nicks  int // entries in the nick index
+	Rooms  int // live rooms, the lobby included
+	Online int // logged-in sessions here
+	// Closes counts the connections closed since the start, by reason
+	// (disconnect for those the peer dropped).
+	Closes map[codec.Reason]int64
+	// Refused counts connections refused with server_full.
+	Refused int64
+	// OutboundBytes is the memory every session's unsent bytes hold now,
+	// as the slow-consumer limits count it.
+	OutboundBytes int64
+	// HeldNicks counts nicks held for their dropped sessions.
+	HeldNicks int
+	// Cluster is the broker's view of its cluster; nil on a single node.
+	Cluster *broker.Stats
+}
+
+// Stats returns a snapshot of the hub. Safe from any goroutine.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Conns:         int(h.conns.Load()),
+		Nicks:         h.nicks.len(),
+		Rooms:         h.rooms.len(),
+		Online:        int(h.online.Load()),
+		Closes:        h.closes.snapshot(),
+		Refused:       h.refused.Load(),
+		OutboundBytes: h.outMem.Load(),
+		HeldNicks:     h.holds.len(),
+		Cluster:       h.broker.Stats(),
+	}
+}
+
+// HasRoom reports whether the hub keeps a room called name, for tests and
+// diagnostics. Safe from any goroutine.
+func (h *Hub) HasRoom(name string) bool { return h.rooms.get(name) != nil }

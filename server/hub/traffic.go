@@ -1,0 +1,42 @@
+package hub
+
+import "parley/codec"
+
+// Inbound is a connection's received bytes as the transport buffers them;
+// a gnet.Conn is one. Loop goroutine of the connection only.
+type Inbound interface {
+	InboundBuffered() int
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+}
+
+// Traffic handles every complete frame buffered for s. A peeked frame
+// points into the transport's buffers: it is decoded before Discard and
+// never kept. Loop goroutine of s.
+func (h *Hub) Traffic(s *Session, in Inbound) {
+	l := s.loop
+	l.enter()
+	defer l.leave()
+	for !s.closing && !s.closed {
+		buffered := in.InboundBuffered()
+		if buffered < codec.HeaderSize {
+			h.partial(s, buffered > 0)
+			return
+		}
+		hdr, _ := in.Peek(codec.HeaderSize)
+		size, err := codec.ParseHeader(hdr, h.maxFrame(s))
+		if err != nil {
+			h.protocolError(s, err)
+			break
+		}
+		if buffered < codec.HeaderSize+size {
+			h.partial(s, true)
+			return
+		}
+		frame, _ := in.Peek(codec.HeaderSize + size)
+		h.handleFrame(s, frame[codec.HeaderSize:])
+		_, _ = in.Discard(codec.HeaderSize + size)
+	}
+	// The session is closing: what else it sent is not read.
+	_, _ = in.Discard(in.InboundBuffered())
+}

@@ -1,0 +1,384 @@
+package natsbroker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/nats-io/nats.go"
+
+	"parley/codec"
+	"parley/server/broker"
+)
+
+// busMsg is every message between nodes except room messages, which travel
+// as already-encoded frames (see Published).
+type busMsg struct {
+	Node    string        `json:"node,omitempty"`
+	Room    string        `json:"room,omitempty"`
+	Key     string        `json:"key,omitempty"`  // nick key of the sender, joiner or leaver
+	Nick    string        `json:"nick,omitempty"` // its display form
+	To      string        `json:"to,omitempty"`   // dm: nick key of the recipient
+	Body    string        `json:"body,omitempty"`
+	TS      int64         `json:"ts,omitempty"`
+	Join    bool          `json:"join,omitempty"` // presence: joined; otherwise left
+	Reason  codec.Reason  `json:"reason,omitempty"`
+	Sync    bool          `json:"sync,omitempty"` // presence: Members are all of Node's members
+	Members []broker.User `json:"members,omitempty"`
+	Leaving bool          `json:"leaving,omitempty"` // heartbeat: the node is stopping
+	Code    codec.Code    `json:"code,omitempty"`    // reply: the request failed
+}
+
+// replyNotOwner is the code an owner answers a say it no longer sequences.
+const replyNotOwner codec.Code = "not_owner"
+
+// outMsg is one message waiting for the bus.
+type outMsg struct {
+	subject, reply string
+	data           []byte
+}
+
+// enqueue hands a message to the writer goroutine. It never blocks: when
+// the queue is full the message is dropped, counted and (at most once per
+// 10 s) logged. Callers may hold a room lock.
+func (n *Broker) enqueue(m outMsg) bool {
+	select {
+	case n.out <- m:
+		return true
+	default:
+		n.dropped.Add(1)
+		n.mu.Lock()
+		due := time.Since(n.lastWarn) >= 10*time.Second
+		if due {
+			n.lastWarn = time.Now()
+		}
+		n.mu.Unlock()
+		if due {
+			n.log.Warn("cluster bus queue full: dropping messages for the bus", "queue", cap(n.out), "dropped", n.dropped.Load())
+		}
+		return false
+	}
+}
+
+// backedUp reports whether the queue to the bus is nearly full: a say is
+// then refused before it is sequenced, so that no sequenced message is
+// dropped (the margin covers says already past the check).
+func (n *Broker) backedUp() bool { return len(n.out) > cap(n.out)*9/10 }
+
+// writer writes the queued messages to NATS, in order. nats.go may block
+// here while its link is slow; nothing else waits for it.
+func (n *Broker) writer() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case m := <-n.out:
+			n.write(m)
+		}
+	}
+}
+
+func (n *Broker) write(m outMsg) {
+	if m.reply != "" {
+		_ = n.nc.PublishRequest(m.subject, m.reply, m.data)
+	} else {
+		_ = n.nc.Publish(m.subject, m.data)
+	}
+}
+
+// drainOut writes what is queued, for a stop.
+func (n *Broker) drainOut() {
+	for {
+		select {
+		case m := <-n.out:
+			n.write(m)
+		default:
+			return
+		}
+	}
+}
+
+// publish queues m for subject; while the bus is down NATS drops it.
+// Callers may hold a room lock.
+func (n *Broker) publish(subject string, m *busMsg) {
+	data, err := sonic.Marshal(m)
+	if err == nil {
+		n.enqueue(outMsg{subject: subject, data: data})
+	}
+}
+
+// request sends m to subject and waits for the answer. A request nobody
+// listens to yet (a node still resubscribing after an outage) was not
+// handled, so it is sent again a few times before it fails.
+func (n *Broker) request(subject string, m *busMsg) (*busMsg, error) {
+	data, err := sonic.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := n.nc.Request(subject, data, opTimeout)
+	for try := 1; errors.Is(err, nats.ErrNoResponders) && try <= 5; try++ {
+		select {
+		case <-time.After(time.Duration(try) * 50 * time.Millisecond):
+		case <-n.ctx.Done():
+			return nil, fmt.Errorf("%w: the node is stopping", codec.ErrUnavailable)
+		}
+		msg, err = n.nc.Request(subject, data, opTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", codec.ErrUnavailable, err)
+	}
+	var reply busMsg
+	if err := sonic.Unmarshal(msg.Data, &reply); err != nil {
+		return nil, fmt.Errorf("%w: bad reply: %v", codec.ErrUnavailable, err)
+	}
+	return &reply, nil
+}
+
+func (n *Broker) respond(m *nats.Msg, reply *busMsg) {
+	if m.Reply != "" {
+		n.publish(m.Reply, reply)
+	}
+}
+
+// Published queues a sequenced room message for the other nodes: 8 bytes
+// of seq, the sender's nick key after one length byte, then the frame as
+// members receive it, so the other nodes write it out without encoding it
+// again. The room's lock is held: it only enqueues.
+func (n *Broker) Published(room string, seq uint64, key string, frame []byte) {
+	data := make([]byte, 9, 9+len(key)+len(frame))
+	binary.BigEndian.PutUint64(data, seq)
+	data[8] = byte(len(key))
+	data = append(append(data, key...), frame...)
+	n.enqueue(outMsg{subject: n.subj.roomMsg(room), data: data})
+}
+
+func parseRoomMsg(data []byte) (seq uint64, key string, frame []byte, ok bool) {
+	if len(data) < 9 || len(data) < 9+int(data[8]) {
+		return 0, "", nil, false
+	}
+	end := 9 + int(data[8])
+	return binary.BigEndian.Uint64(data), string(data[9:end]), data[end:], true
+}
+
+// dispatch handles the node's bus traffic in the order it arrives.
+func (n *Broker) dispatch() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case m := <-n.inbox:
+			n.handle(m)
+		}
+	}
+}
+
+func (n *Broker) handle(m *nats.Msg) {
+	rest, _ := strings.CutPrefix(m.Subject, n.subj.cluster+".")
+	kind, arg, _ := strings.Cut(rest, ".")
+	switch {
+	case kind == "room":
+		hexName, what, _ := strings.Cut(arg, ".")
+		n.roomTraffic(unkey(hexName), what, m)
+		return
+	case strings.Contains(arg, ".said."):
+		n.sayRefused(arg, m)
+		return
+	}
+	var in busMsg
+	if sonic.Unmarshal(m.Data, &in) != nil {
+		return
+	}
+	switch {
+	case kind == "hb":
+		n.heard(&in)
+	case kind == "who":
+		n.respond(m, &busMsg{Node: n.id, Members: n.h.LocalMembers(in.Room)})
+	case strings.HasSuffix(arg, ".say"):
+		n.ownerSay(m, &in)
+	case strings.HasSuffix(arg, ".dm"):
+		n.deliverDM(m, &in)
+	}
+}
+
+func (n *Broker) roomTraffic(name, what string, m *nats.Msg) {
+	switch what {
+	case "msg":
+		seq, key, frame, ok := parseRoomMsg(m.Data)
+		if ok && n.h.Deliver(name, seq, key, frame) {
+			n.settle(pendingKey{key, name}, seq, nil)
+		}
+	case "pres":
+		var in busMsg
+		if sonic.Unmarshal(m.Data, &in) == nil && in.Node != n.id {
+			n.presence(name, &in)
+		}
+	}
+}
+
+// presence applies a join, a leave or a full member list from another
+// node. Dispatcher goroutine.
+func (n *Broker) presence(room string, in *busMsg) {
+	switch {
+	case in.Sync:
+		for _, u := range in.Members {
+			u.Node = in.Node
+			n.h.RemoteJoined(room, u)
+		}
+	case in.Join:
+		n.h.RemoteJoined(room, broker.User{Key: in.Key, Nick: in.Nick, Node: in.Node})
+	default:
+		n.h.RemoteLeft(room, in.Key, in.Reason)
+	}
+}
+
+// Joined and Left tell the other nodes of a local member's arrival and
+// departure. The room's lock is held: they only enqueue.
+func (n *Broker) Joined(room string, u broker.User) {
+	n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Key: u.Key, Nick: u.Nick, Join: true})
+}
+
+func (n *Broker) Left(room, key, nick string, reason codec.Reason) {
+	n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Key: key, Nick: nick, Reason: reason})
+}
+
+// ownerSay sequences a message sent on another node, if this node owns the
+// room. The message itself, back on the room's subject, is the answer; only
+// a refusal is answered directly.
+func (n *Broker) ownerSay(m *nats.Msg, in *busMsg) {
+	if !n.owns(in.Room) || !n.connected() || n.backedUp() {
+		n.respond(m, &busMsg{Node: n.id, Code: replyNotOwner})
+		return
+	}
+	if _, err := n.h.Sequence(broker.Message{Room: in.Room, Key: in.Key, Nick: in.Nick, Body: in.Body, TS: in.TS}); err != nil {
+		n.respond(m, &busMsg{Node: n.id, Code: replyNotOwner})
+	}
+}
+
+// deliverDM hands a direct message from another node to a local user.
+func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
+	if n.h.DeliverDM(in.To, in.Nick, in.Body, in.TS) != nil {
+		n.respond(m, &busMsg{Code: codec.CodeNoSuchUser})
+		return
+	}
+	n.respond(m, &busMsg{})
+}
+
+// forgetOwner drops a cached owner that did not answer as one.
+func (n *Broker) forgetOwner(room, owner string) {
+	n.mu.Lock()
+	if o, ok := n.owner[room]; ok && o.node == owner {
+		delete(n.owner, room)
+	}
+	n.mu.Unlock()
+}
+
+// forwardDM delivers a direct message to a user on another node.
+func (n *Broker) forwardDM(to dirEntry, toKey, from, body string, ts int64) error {
+	reply, err := n.request(n.subj.node(to.Node)+".dm", &busMsg{To: toKey, Nick: from, Body: body, TS: ts})
+	if err != nil {
+		return err
+	}
+	if reply.Code == codec.CodeNoSuchUser {
+		return codec.NotOnline(codec.ErrNoSuchUser, to.Nick)
+	}
+	return nil
+}
+
+// gather asks every other live node for its members of a room. It returns
+// what arrived within the timeout.
+func (n *Broker) gather(room string) []broker.User {
+	n.mu.Lock()
+	peers := len(n.livePeersLocked())
+	n.mu.Unlock()
+	if peers == 0 || !n.connected() {
+		return nil
+	}
+	inbox := n.nc.NewRespInbox()
+	sub, err := n.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	data, _ := sonic.Marshal(&busMsg{Room: room})
+	if n.nc.PublishRequest(n.subj.who(), inbox, data) != nil {
+		return nil
+	}
+	var out []broker.User
+	deadline := time.Now().Add(opTimeout / 2)
+	for got := 0; got < peers; got++ {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var in busMsg
+		if sonic.Unmarshal(m.Data, &in) == nil {
+			for _, mb := range in.Members {
+				mb.Node = in.Node
+				out = append(out, mb)
+			}
+		}
+	}
+	return out
+}
+
+// Follow subscribes this node to a room's traffic and learns its members
+// on other nodes; the hub holds the room's first joins until done, so a
+// member receives every message sequenced after its join is acknowledged.
+func (n *Broker) Follow(room string, done func([]broker.User, error)) {
+	n.goRun(func() {
+		sub, err := n.nc.ChanSubscribe(n.subj.room(room)+".*", n.inbox)
+		if err != nil {
+			done(nil, fmt.Errorf("%w: subscribe: %v", codec.ErrUnavailable, err))
+			return
+		}
+		n.mu.Lock()
+		old := n.subs[room]
+		n.subs[room] = sub
+		n.mu.Unlock()
+		if old != nil {
+			_ = old.Unsubscribe()
+		}
+		if n.connected() {
+			_ = n.nc.FlushTimeout(opTimeout) // the subscription is live on the server
+		}
+		done(n.gather(room), nil)
+	})
+}
+
+// Unfollow drops a room's subscription. The hub calls it when the room
+// died here, before anyone can follow it again; it never blocks.
+func (n *Broker) Unfollow(room string) {
+	n.mu.Lock()
+	sub := n.subs[room]
+	delete(n.subs, room)
+	n.mu.Unlock()
+	if sub != nil {
+		n.goRun(func() { _ = sub.Unsubscribe() })
+	}
+}
+
+// Members asks the other nodes for their members of a room.
+func (n *Broker) Members(room string, done func([]broker.User)) {
+	n.goRun(func() { done(n.gather(room)) })
+}
+
+// SendDM delivers a direct message to a user on another node.
+func (n *Broker) SendDM(toKey, toNick, from, body string, ts int64, done func(error)) {
+	n.goRun(func() {
+		var err error
+		switch to, ok := n.lookupNick(toKey); {
+		case ok && to.Node == n.id:
+			err = codec.NotOnline(codec.ErrNoSuchUser, toNick)
+		case ok:
+			err = n.forwardDM(to, toKey, from, body, ts)
+		case !n.connected():
+			err = fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
+		default:
+			err = codec.NotOnline(codec.ErrNoSuchUser, toNick)
+		}
+		done(err)
+	})
+}
