@@ -37,7 +37,7 @@ bench: build
 
 # Micro-benchmarks: codec encode/decode and fan-out allocations.
 microbench:
-	$(GO) test ./codec ./server -run '^$$' -bench . -benchmem
+	$(GO) test ./codec ./server/hub -run '^$$' -bench . -benchmem
 
 clean:
 	rm -rf bin bench-results
