@@ -17,7 +17,7 @@ type room struct {
 
 	mu      sync.Mutex
 	seq     uint64              // last sequence number given out
-	members map[string]*Session // by folded nick
+	members map[string]*Session // by nick key (codec.Name.Key)
 	perLoop []int               // members on each loop: which loops a broadcast visits
 	dead    bool                // emptied and leaving the room table
 
