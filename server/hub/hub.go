@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -240,18 +241,25 @@ func (h *Hub) logout(s *Session, reason codec.Reason) {
 	h.online.Add(-1)
 }
 
-// closeCause words the transport's error for the debug log: an EOF, a
-// reset, or a read or write error.
+// closeCause words the transport's error for the debug log: closed by
+// the server, an EOF, a reset, or another read or write error, with the
+// call that failed when the transport says (gnet wraps them in an
+// os.SyscallError named read, write or writev).
 func closeCause(err error) string {
+	var sys *os.SyscallError
+	op := ""
+	if errors.As(err, &sys) {
+		op = " in " + sys.Syscall
+	}
 	switch {
 	case err == nil:
 		return "closed by the server"
 	case errors.Is(err, io.EOF):
-		return "eof"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
+		return "eof" + op
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset" + op
 	}
-	return err.Error()
+	return "error" + op + ": " + err.Error()
 }
 
 func (h *Hub) connClosed() {

@@ -2,7 +2,10 @@ package hub
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"parley/codec"
@@ -21,5 +24,19 @@ func TestWhoPagesLargeRooms(t *testing.T) {
 	frame := codec.MustEncode(&codec.Users{Count: 1200, Nicks: nicks, More: more})
 	if len(frame)-codec.HeaderSize > codec.DefaultMaxFrame {
 		t.Fatalf("users frame of %d bytes is over the frame limit", len(frame))
+	}
+}
+
+func TestCloseCause(t *testing.T) {
+	for err, want := range map[error]string{
+		nil:    "closed by the server",
+		io.EOF: "eof",
+		os.NewSyscallError("read", syscall.ECONNRESET): "reset in read",
+		os.NewSyscallError("writev", syscall.EPIPE):    "reset in writev",
+		os.NewSyscallError("write", syscall.ETIMEDOUT): "error in write: write: connection timed out",
+	} {
+		if got := closeCause(err); got != want {
+			t.Errorf("closeCause(%v) = %q, want %q", err, got, want)
+		}
 	}
 }
