@@ -266,9 +266,20 @@ func (n *Broker) Stop() {
 	case <-time.After(opTimeout):
 	}
 	if n.connected() {
-		n.publish(n.subj.heartbeat(), &busMsg{Node: n.id, Leaving: true})
-		n.drainOut()
-		_ = n.nc.FlushTimeout(opTimeout)
+		// What is queued goes out, then the goodbye, unless the link is
+		// so slow that it takes longer than opTimeout: Kill then closes
+		// the connection, which ends a write stuck on it.
+		flushed := make(chan struct{})
+		go func() {
+			defer close(flushed)
+			n.publish(n.subj.heartbeat(), &busMsg{Node: n.id, Leaving: true})
+			n.drainOut()
+			_ = n.nc.FlushTimeout(opTimeout)
+		}()
+		select {
+		case <-flushed:
+		case <-time.After(opTimeout):
+		}
 	}
 	n.Kill()
 }

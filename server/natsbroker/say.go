@@ -77,7 +77,7 @@ func (n *Broker) claimThenSay(first queuedSay) {
 	n.claims[room] = []queuedSay{first}
 	n.mu.Unlock()
 	n.goRun(func() {
-		owner, err := n.claimRoom(room)
+		owner, err := n.claimWithin(room)
 		for done := 0; ; {
 			n.mu.Lock()
 			q := n.claims[room]
@@ -100,6 +100,29 @@ func (n *Broker) claimThenSay(first queuedSay) {
 			}
 		}
 	})
+}
+
+// claimWithin is claimRoom with a deadline: the bucket requests go to
+// NATS on the calling goroutine, and a stalled link can hold a write
+// there for much longer than their own timeouts. The says waiting for the
+// claim are then answered unavailable, unsequenced; the claim itself goes
+// on and takes effect if it lands.
+func (n *Broker) claimWithin(room string) (string, error) {
+	type result struct {
+		owner string
+		err   error
+	}
+	ch := make(chan result, 1)
+	n.goRun(func() {
+		owner, err := n.claimRoom(room)
+		ch <- result{owner, err}
+	})
+	select {
+	case r := <-ch:
+		return r.owner, r.err
+	case <-time.After(opTimeout):
+		return "", fmt.Errorf("%w: the cluster did not answer in time; send again", codec.ErrUnavailable)
+	}
 }
 
 // forwardSay sends a say to the room's owner.
