@@ -190,6 +190,7 @@ func TestPreLoginFrameLimits(t *testing.T) {
 func TestDMBackpressure(t *testing.T) {
 	srv := startServer(t, Config{RateLimit: -1, DMRate: -1, MaxOutbound: 512 << 10})
 	victim := neverReader(t, srv, "victim", "", 0)
+	eventually(t, "the victim's login", func() bool { return srv.Stats().Online == 1 })
 	var senders []*tclient
 	for i := 0; i < 20; i++ {
 		senders = append(senders, loggedIn(t, srv, fmt.Sprint("att", i)))
