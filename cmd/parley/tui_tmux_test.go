@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,7 +21,9 @@ func TestTUIInTmux(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	addr := startServer(t)
-	socket := "parley-test-" + filepath.Base(t.TempDir())
+	// A tmux server of this test process's own: t.TempDir's last element
+	// is the same ("001") in every process.
+	socket := fmt.Sprintf("parley-test-%d", os.Getpid())
 	tmux := func(args ...string) string {
 		out, err := exec.Command("tmux", append([]string{"-L", socket}, args...)...).CombinedOutput()
 		if err != nil {

@@ -156,6 +156,10 @@ func (l *loop) apply(it *item) {
 	}
 }
 
+// maxKeptPending is the largest pending slice a session keeps between
+// flushes; a larger one, grown by a burst, is given back.
+const maxKeptPending = 256
+
 // iovMax is the most buffers one writev takes (Linux IOV_MAX).
 const iovMax = 1024
 
@@ -170,6 +174,9 @@ func (l *loop) flush() {
 		}
 		clear(s.pending)
 		s.pending = s.pending[:0]
+		if cap(s.pending) > maxKeptPending {
+			s.pending = nil // a burst's slice is not kept for every session
+		}
 	}
 	l.dirty = l.dirty[:0]
 }
