@@ -220,12 +220,26 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 			})
 		})
 	}
-	if target.queuedMem.Load() > int64(h.cfg.MaxOutbound/4) {
+	if target.behind(h.cfg.MaxOutbound / 4) {
 		return fmt.Errorf("%w: %q is not keeping up with its messages; try again later", codec.ErrRateLimited, target.nick)
 	}
-	target.send(dmFrame(s.nick, target.nick, req.Body, h.wallMillis()))
+	h.deliverDM(target, dmFrame(s.nick, target.nick, req.Body, h.wallMillis()))
 	h.ack(s, req.Ref, 0)
 	return nil
+}
+
+// behind reports whether more than limit bytes wait for s: queued with
+// the transport, or direct messages on their way to its loop (counted
+// when sent, so that many senders at once cannot overtake the count).
+// Safe from any goroutine.
+func (s *Session) behind(limit int) bool {
+	return s.queuedMem.Load()+s.incoming.Load() > int64(limit)
+}
+
+// deliverDM queues a direct message for to. Safe from any goroutine.
+func (h *Hub) deliverDM(to *Session, frame []byte) {
+	to.incoming.Add(int64(len(frame)))
+	to.loop.push(item{kind: itemDM, to: to, frame: frame})
 }
 
 func (h *Hub) handleJoin(s *Session, req *codec.Request) error {

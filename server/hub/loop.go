@@ -13,6 +13,7 @@ type itemKind uint8
 const (
 	itemRoom   itemKind = iota // frame to the loop's members of room, except one
 	itemOne                    // frame to one session
+	itemDM                     // direct message to one session, counted in its incoming
 	itemBye                    // last frame to one session, then close it
 	itemAdd                    // add a session to the loop's members of room
 	itemRemove                 // remove a session from the loop's members of room
@@ -146,6 +147,9 @@ func (l *loop) apply(it *item) {
 		}
 	case itemOne:
 		it.to.queue(it.frame)
+	case itemDM:
+		it.to.incoming.Add(-int64(len(it.frame)))
+		it.to.queue(it.frame)
 	case itemBye:
 		it.to.queue(it.frame)
 		it.to.closeAfterFlush = true
@@ -217,14 +221,33 @@ func (l *loop) writePending(s *Session) {
 		return
 	}
 	for p := s.pending; len(p) > 0 && !s.closed; {
-		n := min(len(p), iovMax)
+		n := chunkLen(p)
 		// Writev may trim the slices it is given; hand it a scratch copy.
 		l.iov = append(l.iov[:0], p[:n]...)
 		l.writev(s)
 		p = p[n:]
+		if len(p) > 0 && s.out.mem > int64(l.hub.cfg.MaxOutbound) {
+			break // a burst bigger than the limit: the rest is not copied
+		}
 	}
 	clear(l.iov)
 	l.afterWrite(s)
+}
+
+// writeChunk bounds the bytes of one Writev, so that a burst larger than
+// the outbound limit is cut off after one chunk past it rather than
+// copied whole before the limit is checked.
+const writeChunk = 256 << 10
+
+// chunkLen is how many of frames go in one Writev: at most iovMax, and
+// at most writeChunk bytes unless one frame alone is more.
+func chunkLen(frames [][]byte) int {
+	n, bytes := 0, 0
+	for n < len(frames) && n < iovMax && (n == 0 || bytes+len(frames[n]) <= writeChunk) {
+		bytes += len(frames[n])
+		n++
+	}
+	return n
 }
 
 // writev hands l.iov to s's transport and accounts for what it queued.

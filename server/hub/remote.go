@@ -113,7 +113,7 @@ func (x handler) DeliverDM(toKey, from, body string, ts int64) error {
 	if to == nil {
 		return codec.ErrNoSuchUser
 	}
-	to.send(dmFrame(from, to.nick, body, ts))
+	x.h.deliverDM(to, dmFrame(from, to.nick, body, ts))
 	return nil
 }
 

@@ -53,6 +53,7 @@ type Session struct {
 	joins        *rate.Limiter            // joins and leaves; nil when off
 	dmLimits     map[string]*rate.Limiter // direct messages per recipient key
 	queuedMem    atomic.Int64             // out.mem, read by senders of direct messages on other loops
+	incoming     atomic.Int64             // bytes of direct messages on their way to the loop
 	floodSince   int64                    // when the current flood began, 0 if none
 	lastDrop     int64                    // when a frame was last dropped
 	lastLimitErr int64                    // when rate_limited was last sent

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bytedance/sonic"
 	"github.com/nats-io/nats.go/jetstream"
@@ -237,9 +238,14 @@ func (n *Broker) lookupNick(key string) (dirEntry, bool) {
 // ownerOf returns the live owner of a room from the replica, if any.
 func (n *Broker) ownerOf(name string) (string, bool) {
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ownerOfLocked(name)
+}
+
+// ownerOfLocked is ownerOf with n.mu held.
+func (n *Broker) ownerOfLocked(name string) (string, bool) {
 	o, ok := n.owner[name]
-	n.mu.Unlock()
-	if !ok || !n.alive(o.node) {
+	if !ok || !n.aliveLocked(o.node, time.Now()) {
 		return "", false
 	}
 	return o.node, true

@@ -49,33 +49,35 @@ func (n *Broker) Say(m broker.Message, r broker.Replier, ref string) (uint64, bo
 	if n.backedUp() {
 		return 0, false, fmt.Errorf("%w: the link to the cluster is backed up; send again", codec.ErrUnavailable)
 	}
+	// One critical section decides the route, so that of two says for a
+	// room without an owner (from two loops) one starts the claim and the
+	// other queues behind it.
 	n.mu.Lock()
 	if q, claiming := n.claims[m.Room]; claiming {
 		n.claims[m.Room] = append(q, queuedSay{m, r, ref})
 		n.mu.Unlock()
 		return 0, true, nil
 	}
-	owned := n.owned[m.Room]
-	n.mu.Unlock()
-	if owned {
+	if n.owned[m.Room] {
+		n.mu.Unlock()
 		seq, err := n.h.Sequence(m)
 		return seq, false, err
 	}
-	if owner, ok := n.ownerOf(m.Room); ok && owner != n.id {
+	if owner, ok := n.ownerOfLocked(m.Room); ok && owner != n.id {
+		n.mu.Unlock()
 		n.forwardSay(m, r, ref, owner)
 		return 0, true, nil
 	}
-	n.claimThenSay(queuedSay{m, r, ref})
+	n.claims[m.Room] = []queuedSay{{m, r, ref}}
+	n.mu.Unlock()
+	n.claimThenSay(m.Room)
 	return 0, true, nil
 }
 
-// claimThenSay claims the room of a say that found no live owner, then
-// routes it and every say that arrived for the room meanwhile, in order.
-func (n *Broker) claimThenSay(first queuedSay) {
-	room := first.m.Room
-	n.mu.Lock()
-	n.claims[room] = []queuedSay{first}
-	n.mu.Unlock()
+// claimThenSay claims a room whose say found no live owner, then routes
+// the says queued in n.claims[room] (that one and every one that arrived
+// meanwhile), in order.
+func (n *Broker) claimThenSay(room string) {
 	n.goRun(func() {
 		owner, err := n.claimWithin(room)
 		for done := 0; ; {
