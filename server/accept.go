@@ -76,6 +76,10 @@ func temporary(err error) bool {
 func (a *acceptor) admit(c *net.TCPConn) {
 	remote := c.RemoteAddr().String()
 	ip := hub.IPKey(remote)
+	if a.h.Draining() {
+		a.bye(c, hub.ByeShutdown)
+		return
+	}
 	limit := ""
 	if !a.rate.allow(ip) {
 		limit = "conn-rate-per-ip"
@@ -102,12 +106,16 @@ func (a *acceptor) admit(c *net.TCPConn) {
 	}
 }
 
-// refuse writes bye to a connection over a limit and closes it. The
-// socket is new, so the small frame fits its buffer at once; the deadline
-// only guards against the impossible.
+// refuse writes bye to a connection over a limit and closes it.
 func (a *acceptor) refuse(c *net.TCPConn, remote, limit string) {
-	bye := a.h.Refuse(remote, limit)
+	a.bye(c, a.h.Refuse(remote, limit))
+}
+
+// bye writes a bye frame to a new connection and closes it. The socket is
+// new, so the small frame fits its buffer at once; the deadline only
+// guards against the impossible.
+func (a *acceptor) bye(c *net.TCPConn, frame []byte) {
 	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = c.Write(bye)
+	_, _ = c.Write(frame)
 	_ = c.Close()
 }

@@ -229,10 +229,10 @@ func (s *Server) Addr() net.Addr {
 	return s.addr
 }
 
-// Shutdown stops accepting connections, sends every session bye shutdown,
-// waits until they are closed or ctx ends, then stops the event loops and
-// waits for Serve to return. Sessions still open when ctx ends are closed
-// without waiting further.
+// Shutdown sends every session bye shutdown, and every new connection
+// meanwhile, waits until the sessions are closed or ctx ends, then stops
+// listening and the event loops and waits for Serve to return. Sessions
+// still open when ctx ends are closed without waiting further.
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.ready:
@@ -245,11 +245,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping = true
 	eng, ln := s.eng, s.ln
 	s.mu.Unlock()
-	_ = ln.Close() // accept no more
+	// The listener stays open while the sessions drain, so that a
+	// connection already waiting in its backlog gets bye shutdown from
+	// the acceptor rather than a reset when the listener closes.
 	select {
 	case <-s.hub.Shutdown():
 	case <-ctx.Done():
 	}
+	_ = ln.Close()
 	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
 	// for Serve to return is faster.
 	go func() { _ = eng.Stop(context.Background()) }()

@@ -29,8 +29,10 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the chat server",
 		Long: `Run the Parley chat server. It speaks the protocol in docs/PROTOCOL.md on
-TCP, and stops gracefully on SIGINT or SIGTERM: it stops accepting, sends every
-session bye shutdown, and exits 0 within 5 seconds.
+TCP, and stops gracefully on SIGINT or SIGTERM: it sends every session, and
+every connection that arrives meanwhile, bye shutdown, stops listening, and
+exits 0 within 5 seconds. If its event loops or listener fail on their own
+it exits 1.
 
 With --nats the server joins a cluster: several nodes on one NATS server (with
 JetStream) behave as one chat server, with shared rooms, ordering, direct

@@ -339,6 +339,9 @@ func (h *Hub) Shutdown() <-chan struct{} {
 	return h.idle
 }
 
+// ByeShutdown is the frame that tells a client the server is stopping.
+var ByeShutdown = codec.MustEncode(&codec.Bye{Reason: codec.ReasonShutdown})
+
 // Frames that never change are encoded once.
 var (
 	pingFrame = codec.MustEncode(&codec.Ping{})
