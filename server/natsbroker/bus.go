@@ -71,6 +71,7 @@ func (n *Broker) backedUp() bool { return len(n.out) > cap(n.out)*9/10 }
 // writer writes the queued messages to NATS, in order. nats.go may block
 // here while its link is slow; nothing else waits for it.
 func (n *Broker) writer() {
+	defer close(n.writerDone)
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -89,7 +90,7 @@ func (n *Broker) write(m outMsg) {
 	}
 }
 
-// drainOut writes what is queued, for a stop.
+// drainOut writes what is queued, for Kill, once the writer has returned.
 func (n *Broker) drainOut() {
 	for {
 		select {
