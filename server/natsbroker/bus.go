@@ -249,13 +249,28 @@ func (n *Broker) Left(room, key, nick string, reason codec.Reason) {
 // room. The message itself, back on the room's subject, is the answer; only
 // a refusal is answered directly.
 func (n *Broker) ownerSay(m *nats.Msg, in *busMsg) {
-	if !n.owns(in.Room) || !n.connected() || n.backedUp() {
-		n.respond(m, &busMsg{Node: n.id, Code: replyNotOwner})
+	msg := broker.Message{Room: in.Room, Key: in.Key, Nick: in.Nick, Body: in.Body, TS: in.TS}
+	// Another node may learn of this node's claim from the bucket before
+	// the claim has finished here: the say waits behind it, in order.
+	n.mu.Lock()
+	if q, claiming := n.claims[in.Room]; claiming {
+		n.claims[in.Room] = append(q, queuedSay{m: msg, relay: m})
+		n.mu.Unlock()
 		return
 	}
-	if _, err := n.h.Sequence(broker.Message{Room: in.Room, Key: in.Key, Nick: in.Nick, Body: in.Body, TS: in.TS}); err != nil {
-		n.respond(m, &busMsg{Node: n.id, Code: replyNotOwner})
+	n.mu.Unlock()
+	if !n.owns(in.Room) || !n.connected() || n.backedUp() {
+		n.refuseSay(m)
+		return
 	}
+	if _, err := n.h.Sequence(msg); err != nil {
+		n.refuseSay(m)
+	}
+}
+
+// refuseSay answers a forwarded say that this node does not sequence.
+func (n *Broker) refuseSay(m *nats.Msg) {
+	n.respond(m, &busMsg{Node: n.id, Code: replyNotOwner})
 }
 
 // deliverDM hands a direct message from another node to a local user.

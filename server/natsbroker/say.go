@@ -32,9 +32,22 @@ type pendingSay struct {
 
 // queuedSay is a say waiting for its room's claim to settle.
 type queuedSay struct {
-	m   broker.Message
-	r   broker.Replier
-	ref string
+	m     broker.Message
+	r     broker.Replier
+	ref   string
+	relay *nats.Msg // a say another node forwarded here; r is nil then
+}
+
+// done answers a queued say: a local one through its Replier, a relayed
+// one with a refusal when it was not sequenced here (when it was, its
+// message on the room's subject is the answer).
+func (n *Broker) done(q queuedSay, seq uint64, err error) {
+	switch {
+	case q.relay == nil:
+		q.r.SayDone(q.ref, seq, err)
+	case err != nil:
+		n.refuseSay(q.relay)
+	}
 }
 
 // Say routes a room message: sequenced here if this node owns the room,
@@ -54,7 +67,7 @@ func (n *Broker) Say(m broker.Message, r broker.Replier, ref string) (uint64, bo
 	// other queues behind it.
 	n.mu.Lock()
 	if q, claiming := n.claims[m.Room]; claiming {
-		n.claims[m.Room] = append(q, queuedSay{m, r, ref})
+		n.claims[m.Room] = append(q, queuedSay{m: m, r: r, ref: ref})
 		n.mu.Unlock()
 		return 0, true, nil
 	}
@@ -68,7 +81,7 @@ func (n *Broker) Say(m broker.Message, r broker.Replier, ref string) (uint64, bo
 		n.forwardSay(m, r, ref, owner)
 		return 0, true, nil
 	}
-	n.claims[m.Room] = []queuedSay{{m, r, ref}}
+	n.claims[m.Room] = []queuedSay{{m: m, r: r, ref: ref}}
 	n.mu.Unlock()
 	n.claimThenSay(m.Room)
 	return 0, true, nil
@@ -93,10 +106,12 @@ func (n *Broker) claimThenSay(room string) {
 			done++
 			switch {
 			case err != nil:
-				next.r.SayDone(next.ref, 0, err)
+				n.done(next, 0, err)
 			case owner == n.id:
 				seq, err := n.h.Sequence(next.m)
-				next.r.SayDone(next.ref, seq, err)
+				n.done(next, seq, err)
+			case next.relay != nil:
+				n.refuseSay(next.relay) // the sender's node finds the owner again
 			default:
 				n.forwardSay(next.m, next.r, next.ref, owner)
 			}
