@@ -233,10 +233,7 @@ func (h *Hub) logout(s *Session, reason codec.Reason) {
 		h.leave(s, r, leftReason(reason))
 	}
 	h.nicks.release(s.key, s)
-	hold := reason != codec.ReasonQuit && h.cfg.NickHold > 0
-	if hold {
-		h.holdNick(s)
-	}
+	hold := reason != codec.ReasonQuit && h.cfg.NickHold > 0 && h.holdNick(s)
 	h.broker.ReleaseNick(s.key, hold)
 	h.online.Add(-1)
 }

@@ -57,10 +57,21 @@ func (x nickHolds) expired(now int64) map[string]nickHold {
 	return out
 }
 
-// holdNick reserves a dropped session's nick for its resume token.
-func (h *Hub) holdNick(s *Session) {
+// maxHolds bounds the nicks held at once (about 100 bytes each): past it
+// a dropped session's nick is released at once, so that a flood of
+// connections that log in and drop cannot grow the table without bound.
+const maxHolds = 1 << 17
+
+// holdNick reserves a dropped session's nick for its resume token, and
+// reports whether it did.
+func (h *Hub) holdNick(s *Session) bool {
+	if h.holds.len() >= maxHolds {
+		h.warn.warn("holds-full", "too many held nicks: releasing a dropped session's nick at once", "held", maxHolds)
+		return false
+	}
 	hold := nickHold{token: s.resume, until: h.mono() + int64(h.cfg.NickHold)}
 	h.holds.with(s.key, func(m map[string]nickHold) { m[s.key] = hold })
+	return true
 }
 
 // expireHolds ends the holds that are due, and releases their nicks for
