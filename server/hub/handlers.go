@@ -307,12 +307,8 @@ func (h *Hub) handleWho(s *Session, req *codec.Request) error {
 
 // whoOnline answers who without a room from the broker's sorted directory.
 func (h *Hub) whoOnline(s *Session, req *codec.Request, afterKey string) {
-	users, more, count := h.broker.Users(afterKey, codec.WhoPage)
-	entries := make([]nickEntry, len(users))
-	for i, u := range users {
-		entries[i] = nickEntry{codec.SortKey(u.Nick), u.Nick}
-	}
-	nicks, cut := whoPage(entries, codec.WhoPage, h.cfg.MaxFrame-1024)
+	users, more, count := h.broker.Users(afterKey, codec.WhoPage) // sorted already
+	nicks, cut := cutPage(len(users), func(i int) string { return users[i].Nick }, codec.WhoPage, h.cfg.MaxFrame-1024)
 	s.send(codec.MustEncode(&codec.Users{Count: count, Nicks: nicks, More: more || cut, Ref: req.Ref}))
 }
 

@@ -130,13 +130,13 @@ func (l *loop) shed() {
 // written when it began must all be sent before the deadline, and once
 // they are, a new mark starts. Sweep only.
 func (l *loop) checkDeadline(s *Session, now int64) {
-	if s.conn.Buffered() == 0 {
+	l.refresh(s)
+	buffered := s.conn.Buffered()
+	if buffered == 0 {
 		s.out.markSince = 0
-		l.refresh(s)
 		return
 	}
-	l.refresh(s)
-	sent := s.out.written - int64(s.conn.Buffered())
+	sent := s.out.written - int64(buffered)
 	switch {
 	case s.out.markSince == 0 || sent >= s.out.markAt:
 		s.out.markAt, s.out.markSince = s.out.written, now

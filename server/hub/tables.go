@@ -94,15 +94,21 @@ type nickEntry struct{ key, nick string }
 // most budget bytes of them, so the users frame stays under the frame size.
 func whoPage(entries []nickEntry, limit, budget int) (nicks []string, more bool) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].key < entries[j].key })
-	nicks = make([]string, 0, min(len(entries), limit))
-	for _, e := range entries {
+	return cutPage(len(entries), func(i int) string { return entries[i].nick }, limit, budget)
+}
+
+// cutPage takes the first of n sorted nicks, at most limit of them and at
+// most budget bytes, and reports whether it left any out.
+func cutPage(n int, nick func(int) string, limit, budget int) (nicks []string, more bool) {
+	nicks = make([]string, 0, min(n, limit))
+	for i := 0; i < n; i++ {
 		// Worst case JSON: quotes, a comma, and every byte escaped as \uXXXX.
-		cost := 6*len(e.nick) + 3
+		cost := 6*len(nick(i)) + 3
 		if len(nicks) == limit || cost > budget {
 			return nicks, true
 		}
 		budget -= cost
-		nicks = append(nicks, e.nick)
+		nicks = append(nicks, nick(i))
 	}
 	return nicks, false
 }
