@@ -52,7 +52,7 @@ func startNATS(t *testing.T) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = RunNATSServer(ctx, port) }()
+	go func() { defer close(done); _ = RunNATSServer(ctx, port, "") }()
 	t.Cleanup(func() { cancel(); <-done })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := waitListening(addr, waitFor); err != nil {

@@ -9,10 +9,13 @@ import (
 )
 
 // RunNATSServer runs a real NATS server (the pinned nats-server module) on
-// 127.0.0.1:port with its default limits until ctx ends. `parley bench`
-// starts it in a child process, so it is measured like a separate server.
-func RunNATSServer(ctx context.Context, port int) error {
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true, MaxConn: 1 << 20})
+// 127.0.0.1:port with its default limits until ctx ends; with storeDir
+// set, JetStream is on and stores there (what a Parley cluster needs).
+// `parley bench` starts it in a child process, so it is measured like a
+// separate server.
+func RunNATSServer(ctx context.Context, port int, storeDir string) error {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true, MaxConn: 1 << 20,
+		JetStream: storeDir != "", StoreDir: storeDir})
 	if err != nil {
 		return err
 	}

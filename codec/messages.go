@@ -16,6 +16,7 @@ const (
 	TypeJoined   = "joined"
 	TypeLeft     = "left"
 	TypePresence = "presence"
+	TypeGap      = "gap"
 	TypeUsers    = "users"
 	TypeAck      = "ack"
 	TypeError    = "error"
@@ -48,7 +49,11 @@ type Say struct {
 	Type string `json:"type"`
 	Room string `json:"room,omitempty"`
 	Body string `json:"body"`
-	Ref  string `json:"ref,omitempty"`
+	// ID is the client's idempotency key for the message (at most MaxRef
+	// bytes): every member receives it with the message, so a client can
+	// tell a retry that was stored twice.
+	ID  string `json:"id,omitempty"`
+	Ref string `json:"ref,omitempty"`
 }
 
 // DM sends Body to the user named To.
@@ -121,6 +126,7 @@ type Msg struct {
 	Body string `json:"body"`
 	TS   int64  `json:"ts"`
 	Seq  uint64 `json:"seq,omitempty"`
+	ID   string `json:"id,omitempty"` // the say's ID, when its sender gave one
 }
 
 // Joined tells the members of Room that Nick joined it.
@@ -145,6 +151,16 @@ type Presence struct {
 	Count  int    `json:"count"`
 	Joined int    `json:"joined"`
 	Left   int    `json:"left"`
+}
+
+// Gap tells the members of Room that the messages First to Last (their
+// seqs, inclusive) are lost to them: the cluster could not deliver them
+// and no longer has them.
+type Gap struct {
+	Type  string `json:"type"`
+	Room  string `json:"room"`
+	First uint64 `json:"first"`
+	Last  uint64 `json:"last"`
 }
 
 // Users answers Who with one page of sorted nicks.
@@ -192,6 +208,7 @@ func (*Msg) MessageType() string      { return TypeMsg }
 func (*Joined) MessageType() string   { return TypeJoined }
 func (*Left) MessageType() string     { return TypeLeft }
 func (*Presence) MessageType() string { return TypePresence }
+func (*Gap) MessageType() string      { return TypeGap }
 func (*Users) MessageType() string    { return TypeUsers }
 func (*Ack) MessageType() string      { return TypeAck }
 func (*ErrorMsg) MessageType() string { return TypeError }
@@ -211,6 +228,7 @@ func (m *Msg) stamp()      { m.Type = TypeMsg }
 func (m *Joined) stamp()   { m.Type = TypeJoined }
 func (m *Left) stamp()     { m.Type = TypeLeft }
 func (m *Presence) stamp() { m.Type = TypePresence }
+func (m *Gap) stamp()      { m.Type = TypeGap }
 func (m *Users) stamp()    { m.Type = TypeUsers }
 func (m *Ack) stamp()      { m.Type = TypeAck }
 func (m *ErrorMsg) stamp() { m.Type = TypeError }
@@ -229,6 +247,7 @@ type Request struct {
 	Body   string `json:"body"`
 	To     string `json:"to"`
 	After  string `json:"after"`
+	ID     string `json:"id"`
 }
 
 // Event is a decoded server-to-client frame: the union of the fields of
@@ -251,6 +270,8 @@ type Event struct {
 	Count   int      `json:"count"`
 	Joined  int      `json:"joined"`
 	Left    int      `json:"left"`
+	First   uint64   `json:"first"`
+	Last    uint64   `json:"last"`
 	Nicks   []string `json:"nicks"`
 	More    bool     `json:"more"`
 	Code    Code     `json:"code"`
@@ -263,6 +284,6 @@ var requestTypes = map[string]bool{
 }
 
 var eventTypes = map[string]bool{
-	TypeWelcome: true, TypeMsg: true, TypeJoined: true, TypeLeft: true, TypePresence: true,
+	TypeWelcome: true, TypeMsg: true, TypeJoined: true, TypeLeft: true, TypePresence: true, TypeGap: true,
 	TypeUsers: true, TypeAck: true, TypeError: true, TypePing: true, TypePong: true, TypeBye: true,
 }

@@ -18,17 +18,27 @@ import (
 type stallProxy struct {
 	ln     net.Listener
 	target string
+	both   bool // stall what NATS sends too, as a frozen node would
 	mu     sync.Mutex
 	gate   chan struct{} // closed while not stalled
 	conns  []net.Conn
 }
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
+	return startStallProxy(t, target, false)
+}
+
+// newFrozenProxy is a stallProxy that stalls both ways.
+func newFrozenProxy(t *testing.T, target string) *stallProxy {
+	return startStallProxy(t, target, true)
+}
+
+func startStallProxy(t *testing.T, target string, both bool) *stallProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &stallProxy{ln: ln, target: target, gate: make(chan struct{})}
+	p := &stallProxy{ln: ln, target: target, both: both, gate: make(chan struct{})}
 	close(p.gate)
 	t.Cleanup(p.close)
 	go p.accept()
@@ -53,21 +63,27 @@ func (p *stallProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, in, out)
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(in, out); in.Close() }()
+		if p.both {
+			go p.forward(out, in)
+		} else {
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
 		go p.forward(in, out)
 	}
 }
 
-// forward copies the node's bytes to NATS, waiting at the gate.
+// forward copies from in to out (the node's bytes to NATS, or with both
+// the other way too). Bytes read wait at the gate before they are
+// written, so nothing sent after stall returns gets through.
 func (p *stallProxy) forward(in, out net.Conn) {
 	buf := make([]byte, 4096)
 	for {
-		p.mu.Lock()
-		gate := p.gate
-		p.mu.Unlock()
-		<-gate
 		n, err := in.Read(buf)
 		if n > 0 {
+			p.mu.Lock()
+			gate := p.gate
+			p.mu.Unlock()
+			<-gate
 			if _, err := out.Write(buf[:n]); err != nil {
 				return
 			}
@@ -107,9 +123,10 @@ func (p *stallProxy) close() {
 
 // TestClusterStalledBusDoesNotBlockLoops: a node whose NATS link stops
 // reading keeps serving its sessions. Its event loops never wait for NATS:
-// says are acknowledged while the queue to the bus has room and refused
-// with unavailable once it is backed up, pings are answered throughout,
-// and after the link reads again the node sequences says again.
+// says queued while the queue to the bus has room fail with unavailable
+// when the log does not confirm them in time, the others at once when it
+// is backed up, pings are answered throughout, and after the link reads
+// again the node sequences says again.
 func TestClusterStalledBusDoesNotBlockLoops(t *testing.T) {
 	nats := natstest.Start(t)
 	proxy := newStallProxy(t, strings.TrimPrefix(nats.URL(), "nats://"))

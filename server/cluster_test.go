@@ -57,7 +57,8 @@ func TestClusterRoomOrder(t *testing.T) {
 		go func(c *tclient) {
 			defer wg.Done()
 			for j := range perSender {
-				_, _ = c.conn.Write(codec.MustEncode(&codec.Say{Room: "ops", Body: fmt.Sprintf("%s-%d", "m", j), Ref: fmt.Sprintf("s%d", j)}))
+				body := fmt.Sprintf("%s-%d", "m", j)
+				_, _ = c.conn.Write(codec.MustEncode(&codec.Say{Room: "ops", Body: body, ID: "id-" + body, Ref: fmt.Sprintf("s%d", j)}))
 			}
 		}(clients[i])
 	}
@@ -82,6 +83,9 @@ func TestClusterRoomOrder(t *testing.T) {
 			case codec.TypeMsg:
 				if ev.Seq <= last {
 					t.Fatalf("client %d: seq %d after %d", i, ev.Seq, last)
+				}
+				if ev.ID != "id-"+ev.Body {
+					t.Fatalf("client %d: message %q arrived with id %q", i, ev.Body, ev.ID)
 				}
 				last = ev.Seq
 				view[ev.Seq] = ev.From + ":s" + ev.Body[len("m-"):]

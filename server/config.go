@@ -140,6 +140,10 @@ type Config struct {
 	beforeHandle func(nick string, req *codec.Request)
 	// busQueueLen sets natsbroker.Config.QueueLen, for tests.
 	busQueueLen int
+	// busPingInterval sets natsbroker.Config.PingInterval, for tests.
+	busPingInterval time.Duration
+	// busLogLen sets natsbroker.Config.LogLen, for tests.
+	busLogLen int
 }
 
 // Defaults of Config.

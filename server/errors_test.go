@@ -43,6 +43,8 @@ func TestRecoverableErrors(t *testing.T) {
 		{"leave not in room", codec.MustEncode(&codec.Leave{Room: "elsewhere", Ref: "r"}), codec.CodeNotInRoom},
 		{"empty body", codec.MustEncode(&codec.Say{Ref: "r"}), codec.CodeBadRequest},
 		{"body too large", codec.MustEncode(&codec.Say{Body: "12345678901", Ref: "r"}), codec.CodeBodyTooLarge},
+		{"long say id", codec.MustEncode(&codec.Say{Body: "x", ID: strings.Repeat("i", 65), Ref: "r"}), codec.CodeBadRequest},
+		{"say id with a newline", codec.MustEncode(&codec.Say{Body: "x", ID: "a\nb", Ref: "r"}), codec.CodeBadRequest},
 		{"dm body too large", codec.MustEncode(&codec.DM{To: "amy", Body: "12345678901", Ref: "r"}), codec.CodeBodyTooLarge},
 		{"dm bad nick", codec.MustEncode(&codec.DM{To: "a b", Body: "x", Ref: "r"}), codec.CodeBadNick},
 		{"dm missing to", codec.MustEncode(&codec.DM{Body: "x", Ref: "r"}), codec.CodeBadRequest},
@@ -64,6 +66,27 @@ func TestRecoverableErrors(t *testing.T) {
 	}
 	c.send(&codec.Ping{})
 	c.expect(codec.TypePong)
+}
+
+// TestSayIDReachesMembers: a say's id travels with its message to every
+// member (so a client can tell a message sent twice), and an id of 64
+// bytes is accepted.
+func TestSayIDReachesMembers(t *testing.T) {
+	srv := startServer(t, Config{})
+	amy := loggedIn(t, srv, "amy")
+	bob := loggedIn(t, srv, "bob")
+	id := strings.Repeat("é", 32)
+	amy.send(&codec.Say{Body: "once", ID: id, Ref: "s"})
+	seq := amy.untilAck("s").Seq
+	got := bob.until("amy's message", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.Body == "once" })
+	if got.ID != id || got.Seq != seq {
+		t.Fatalf("bob got %+v, want id %q and seq %d", got, id, seq)
+	}
+	amy.send(&codec.Say{Body: "plain", Ref: "p"})
+	amy.untilAck("p")
+	if got := bob.until("the plain one", func(ev codec.Event) bool { return ev.Body == "plain" }); got.ID != "" {
+		t.Fatalf("a message without id arrived with id %q", got.ID)
+	}
 }
 
 func TestTooManyRooms(t *testing.T) {

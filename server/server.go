@@ -63,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.NATS != "" {
 		b = natsbroker.New(natsbroker.Config{
 			URL: cfg.NATS, NodeID: cfg.NodeID, ClusterName: cfg.ClusterName,
-			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen,
+			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen, PingInterval: cfg.busPingInterval, LogLen: cfg.busLogLen,
 		})
 	}
 	h := hub.New(cfg.hubConfig(), b)

@@ -134,11 +134,13 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 // Hidden commands: the child processes `parley bench` starts.
 func newBenchChildCmds() []*cobra.Command {
 	var port int
+	var storeDir string
 	natsCmd := &cobra.Command{Use: "bench-nats-server", Hidden: true, Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return bench.RunChildServer(func(ctx context.Context) error { return bench.RunNATSServer(ctx, port) })
+			return bench.RunChildServer(func(ctx context.Context) error { return bench.RunNATSServer(ctx, port, storeDir) })
 		}}
 	natsCmd.Flags().IntVar(&port, "port", 4222, "port")
+	natsCmd.Flags().StringVar(&storeDir, "jetstream-dir", "", "enable JetStream, storing in this directory")
 	var addr string
 	floorCmd := &cobra.Command{Use: "bench-floor", Hidden: true, Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {

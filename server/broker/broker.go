@@ -9,7 +9,7 @@
 // exactly once: inline, before the method returns (Local always does), or
 // later on a goroutine of its own. A broker never calls into the hub while
 // holding a lock of its own, and never blocks a caller that holds a room
-// lock: those methods (Published, Joined, Left) only enqueue.
+// lock: those methods (Append, Joined, Left) only enqueue.
 package broker
 
 import (
@@ -31,7 +31,11 @@ type Message struct {
 	Key  string // the sender's identity key
 	Nick string // the sender's display nick
 	Body string
-	TS   int64 // server time, Unix milliseconds
+	ID   string // the sender's idempotency key for the say, if any
+	TS   int64  // server time, Unix milliseconds
+	// Token is the broker's own name for the say, which the hub hands back
+	// unchanged in Append.
+	Token string
 }
 
 // Replier receives the answer to a say that another node sequences. The
@@ -76,23 +80,29 @@ type Broker interface {
 	Users(afterKey string, limit int) (page []User, more bool, count int)
 
 	// Follow makes this node receive room's traffic, and returns through
-	// done the room's members on other nodes. The hub calls it before the
-	// room's first local member joins.
-	Follow(room string, done func(remote []User, err error))
+	// done the room's members on other nodes and the last seq in the
+	// room's log (0 if none): the first one the members who join now may
+	// miss. The hub calls it before the room's first local member joins.
+	Follow(room string, done func(remote []User, last uint64, err error))
 	// Unfollow stops room's traffic: the room has no local member and is
 	// not owned here. It never blocks.
 	Unfollow(room string)
-	// Say routes a local session's room message. Sequenced here, it
-	// returns the seq (the broker called Handler.Sequence before
-	// returning). Forwarded, it returns pending and calls r.SayDone later,
-	// after the message has come back to the local members. It returns
-	// ErrUnsequenced when the sequence cannot be reached, or an error to
-	// answer with. Loop goroutine of the sender, no lock held.
+	// Say routes a local session's room message. Sequenced and stored
+	// here at once, it returns the seq (the broker called
+	// Handler.Sequence, and Append answered stored). Otherwise it returns
+	// pending and calls r.SayDone later, after the message has been stored
+	// and delivered to the local members. It returns ErrUnsequenced when
+	// the sequence cannot be reached, or an error to answer with. Loop
+	// goroutine of the sender, no lock held.
 	Say(m Message, r Replier, ref string) (seq uint64, pending bool, err error)
-	// Published hands over a message this node just sequenced, encoded
-	// once, for the other nodes. The room's lock is held, which orders the
-	// room's messages: it must not block.
-	Published(room string, seq uint64, key string, frame []byte)
+	// Append hands over a message this node just sequenced, encoded once,
+	// for the room's log. It reports whether the message is stored: then
+	// the hub delivers it to the local members at once (Local does this).
+	// Otherwise the broker stores it and then hands it back through
+	// Handler.Deliver, like any other node's message, or drops it if the
+	// store fails. The room's lock is held, which orders the room's
+	// messages: it must not block.
+	Append(m Message, seq uint64, frame []byte) (stored bool)
 	// Joined and Left announce a local member's arrival and departure to
 	// the other nodes. The room's lock is held: they must not block.
 	Joined(room string, u User)
@@ -109,21 +119,23 @@ type Broker interface {
 // Handler is the hub, as a broker sees it. Every method is safe from any
 // goroutine; the broker holds none of its locks while calling.
 type Handler interface {
-	// Sequence gives m the next seq of its room, delivers it to the local
-	// members but the sender and hands it to Broker.Published, all under
-	// the room's lock. It returns ErrNotOwner if the room is not owned
-	// here (see Own).
+	// Sequence gives m the next seq of its room and hands it to
+	// Broker.Append under the room's lock; if Append stored it, it
+	// delivers it to the local members but the sender. It returns
+	// ErrNotOwner if the room is not owned here (see Own).
 	Sequence(m Message) (uint64, error)
 	// Own tells the hub that this node sequences room from now on,
-	// continuing after last: the hub keeps the room and its seq with or
-	// without local members until Disown.
+	// continuing after last, the last seq in the room's log: the hub keeps
+	// the room and its seq with or without local members until Disown.
 	Own(room string, last uint64)
 	// Disown: this node no longer sequences room. The hub drops the room
 	// once it has no local member, and then calls Unfollow.
 	Disown(room string)
-	// Deliver hands a message another node sequenced to the local members
-	// but its sender (key). A seq at or below the last one delivered is
-	// dropped; Deliver reports whether the frame was delivered.
+	// Deliver hands a stored message to the local members but its sender
+	// (key), in the order of the room's log. A seq at or below the last one
+	// delivered is dropped; one beyond the next is preceded by a gap notice
+	// for the seqs the members will never get. Deliver reports whether the
+	// frame was delivered.
 	Deliver(room string, seq uint64, key string, frame []byte) bool
 	// RemoteJoined and RemoteLeft apply presence from another node, and
 	// NodeDown the death of a node: each of its members leaves every room
@@ -151,4 +163,7 @@ type Stats struct {
 	// Dropped counts bus messages dropped because the queue to the bus
 	// was full (docs/CLUSTER.md).
 	Dropped int64
+	// Fenced counts room messages the log refused because another node
+	// had claimed the room since this one did (docs/CLUSTER.md).
+	Fenced int64
 }

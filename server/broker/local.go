@@ -43,7 +43,7 @@ func (l *Local) Users(afterKey string, limit int) ([]User, bool, int) {
 }
 
 // Follow succeeds at once: no other node has members.
-func (l *Local) Follow(_ string, done func([]User, error)) { done(nil, nil) }
+func (l *Local) Follow(_ string, done func([]User, uint64, error)) { done(nil, 0, nil) }
 
 // Unfollow has nothing to stop.
 func (l *Local) Unfollow(string) {}
@@ -54,8 +54,11 @@ func (l *Local) Say(m Message, _ Replier, _ string) (uint64, bool, error) {
 	return seq, false, err
 }
 
-// Published, Joined and Left have nobody to tell.
-func (l *Local) Published(string, uint64, string, []byte)  {}
+// Append stores nothing: on a single node a message lives in its room's
+// memory, so it counts as stored at once.
+func (l *Local) Append(Message, uint64, []byte) bool { return true }
+
+// Joined and Left have nobody to tell.
 func (l *Local) Joined(string, User)                       {}
 func (l *Local) Left(string, string, string, codec.Reason) {}
 

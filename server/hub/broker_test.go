@@ -17,13 +17,14 @@ type fakeBroker struct {
 
 	mu         sync.Mutex
 	owned      map[string]bool
-	follows    map[string]func([]broker.User, error)
+	follows    map[string]func([]broker.User, uint64, error)
 	unfollowed []string
 	claims     map[string]func(error)
 	released   []string
 	dms        []func(error)
 	forwarded  []forwardedSay
 	published  []uint64
+	storeLater bool // Append answers not stored: the test delivers
 	joined     []string
 }
 
@@ -34,7 +35,7 @@ type forwardedSay struct {
 }
 
 func newFakeBroker() *fakeBroker {
-	return &fakeBroker{owned: map[string]bool{}, follows: map[string]func([]broker.User, error){}, claims: map[string]func(error){}}
+	return &fakeBroker{owned: map[string]bool{}, follows: map[string]func([]broker.User, uint64, error){}, claims: map[string]func(error){}}
 }
 
 func (f *fakeBroker) Start(h broker.Handler) error { f.h = h; return nil }
@@ -59,9 +60,9 @@ func (f *fakeBroker) ReleaseNick(key string, _ bool) {
 func (f *fakeBroker) Users(string, int) ([]broker.User, bool, int) { return nil, false, 0 }
 
 // Follow completes at once for the lobby and waits for the test otherwise.
-func (f *fakeBroker) Follow(room string, done func([]broker.User, error)) {
+func (f *fakeBroker) Follow(room string, done func([]broker.User, uint64, error)) {
 	if room == codec.Lobby {
-		done(nil, nil)
+		done(nil, 0, nil)
 		return
 	}
 	f.mu.Lock()
@@ -86,10 +87,11 @@ func (f *fakeBroker) Say(m broker.Message, r broker.Replier, ref string) (uint64
 	}
 	return 0, true, nil
 }
-func (f *fakeBroker) Published(_ string, seq uint64, _ string, _ []byte) {
+func (f *fakeBroker) Append(_ broker.Message, seq uint64, _ []byte) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.published = append(f.published, seq)
-	f.mu.Unlock()
+	return !f.storeLater
 }
 func (f *fakeBroker) Joined(room string, u broker.User) {
 	f.mu.Lock()
@@ -231,7 +233,7 @@ func TestHubFollowsBeforeFirstJoin(t *testing.T) {
 	if done == nil {
 		t.Fatal("no Follow for room r")
 	}
-	done([]broker.User{{Key: "zed", Nick: "zed", Node: "b"}}, nil)
+	done([]broker.User{{Key: "zed", Nick: "zed", Node: "b"}}, 0, nil)
 	r.settle()
 	if got := types(ca.take()); len(got) < 2 || got[0] != "ack:ja" || got[1] != "pong:" {
 		t.Fatalf("amy got %v, want the join's ack and then the held ping's pong", got)
@@ -285,6 +287,46 @@ func TestHubForwardedSays(t *testing.T) {
 	}
 }
 
+// TestHubStoredLaterAndGaps: a message the broker stores later reaches
+// the local members only when Deliver hands it back, so an unstored one is
+// never seen; a seq given out and never stored is given out again after
+// Own; and a seq past the next one is preceded by a gap notice.
+func TestHubStoredLaterAndGaps(t *testing.T) {
+	r := newBrokerRig(t)
+	a, ca := r.client(0, "amy")
+	_, cb := r.client(1, "ben")
+	ca.take()
+	cb.take()
+	r.b.storeLater = true
+	r.b.own(codec.Lobby, 4)
+	if seq, err := r.b.h.Sequence(broker.Message{Room: codec.Lobby, Key: a.key, Nick: "amy", Body: "lost"}); err != nil || seq != 5 {
+		t.Fatalf("Sequence = %d, %v; want 5", seq, err)
+	}
+	r.settle()
+	if got := cb.take(); len(got) != 0 {
+		t.Fatalf("ben got %v before the message was stored", types(got))
+	}
+	r.b.own(codec.Lobby, 4) // the store failed: the log still ends at 4
+	seq, _ := r.b.h.Sequence(broker.Message{Room: codec.Lobby, Key: a.key, Nick: "amy", Body: "kept", ID: "c-1"})
+	if seq != 5 {
+		t.Fatalf("seq %d after a failed store, want 5 again", seq)
+	}
+	frame := codec.MustEncode(&codec.Msg{From: "amy", Room: codec.Lobby, Body: "kept", Seq: 5, ID: "c-1"})
+	r.b.h.Deliver(codec.Lobby, 5, a.key, frame)
+	r.b.h.Deliver(codec.Lobby, 8, "zed", codec.MustEncode(&codec.Msg{From: "zed", Room: codec.Lobby, Body: "late", Seq: 8}))
+	r.settle()
+	got := cb.take()
+	if len(got) != 3 || got[0].Seq != 5 || got[0].ID != "c-1" || got[1].Type != codec.TypeGap || got[1].First != 6 || got[1].Last != 7 || got[2].Seq != 8 {
+		t.Fatalf("ben got %+v; want seq 5 (id c-1), a gap of 6-7, seq 8", got)
+	}
+	if got := ca.take(); len(got) != 2 || got[0].Type != codec.TypeGap || got[1].Seq != 8 {
+		t.Fatalf("amy got %+v; want the gap and seq 8, not her own message", got)
+	}
+	if r.h.Stats().Gaps != 1 {
+		t.Fatalf("Stats.Gaps = %d, want 1", r.h.Stats().Gaps)
+	}
+}
+
 // TestHubOwnership: a room owned here is sequenced here from the broker's
 // last seq on, outlives its local members, and goes when disowned.
 func TestHubOwnership(t *testing.T) {
@@ -292,7 +334,7 @@ func TestHubOwnership(t *testing.T) {
 	a, ca := r.client(0, "amy")
 	r.b.own("r", 41)
 	r.send(a, &codec.Join{Room: "r", Ref: "j"})
-	r.b.follows["r"](nil, nil)
+	r.b.follows["r"](nil, 0, nil)
 	r.settle()
 	r.send(a, &codec.Say{Room: "r", Body: "hi", Ref: "s"})
 	var ack codec.Event

@@ -88,7 +88,8 @@ func (r *rateLog) warn(kind, msg string, attrs ...any) {
 // connStats are the connection counters logged once per StatsInterval.
 type connStats struct {
 	opened, logins atomic.Int64
-	lastAt         time.Time // ticker goroutine only
+	gaps           atomic.Int64 // gap notices sent to rooms
+	lastAt         time.Time    // ticker goroutine only
 	last           statsSnapshot
 }
 

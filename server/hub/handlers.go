@@ -164,17 +164,32 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 	if err := h.checkBody(req.Body); err != nil {
 		return err
 	}
-	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, TS: h.wallMillis()}
+	if err := checkSayID(req.ID); err != nil {
+		return err
+	}
+	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, ID: req.ID, TS: h.wallMillis()}
 	seq, pending, err := h.broker.Say(m, s, req.Ref)
 	switch {
 	case errors.Is(err, broker.ErrUnsequenced):
-		h.sayUnsequenced(s, r, req.Body)
+		h.sayUnsequenced(s, r, m)
 	case err != nil:
 		return unavailable(err)
 	case pending:
 		return nil // the broker answers through s.SayDone
 	}
 	h.ack(s, req.Ref, seq)
+	return nil
+}
+
+// checkSayID refuses an idempotency key that is too long or holds control
+// characters: members receive it as it is.
+func checkSayID(id string) error {
+	if len(id) > codec.MaxRef {
+		return fmt.Errorf("%w: id is over %d bytes", codec.ErrBadRequest, codec.MaxRef)
+	}
+	if _, bad := codec.BodyControl(id); bad || strings.ContainsAny(id, "\n\t") {
+		return fmt.Errorf("%w: id holds a control character", codec.ErrBadRequest)
+	}
 	return nil
 }
 

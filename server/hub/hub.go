@@ -89,9 +89,9 @@ func (h *Hub) Start() error {
 		return err
 	}
 	done := make(chan error, 1)
-	h.broker.Follow(codec.Lobby, func(remote []broker.User, err error) {
+	h.broker.Follow(codec.Lobby, func(remote []broker.User, last uint64, err error) {
 		if err == nil {
-			h.followed(h.lobby, remote)
+			h.followed(h.lobby, remote, last)
 		}
 		done <- err
 	})

@@ -28,11 +28,12 @@ func (x handler) Sequence(m broker.Message) (uint64, error) {
 }
 
 // Own keeps the room, with its seq continued after last, while this node
-// sequences it.
+// sequences it. last is the log's: seqs given out here beyond it were
+// never stored, so nobody saw them and they are given out again.
 func (x handler) Own(name string, last uint64) {
 	r := x.h.rooms.acquire(name, x.h.newRoom)
 	defer r.mu.Unlock()
-	r.seq = max(r.seq, last)
+	r.issued = last
 	r.owned = true
 }
 
@@ -51,9 +52,10 @@ func (x handler) Disown(name string) {
 	}
 }
 
-// Deliver hands a message from another node to the local members. A seq
-// at or below the last one delivered is a replay or a deposed owner's
-// and is dropped, so members never see a seq twice or out of order.
+// Deliver hands a stored message to the local members. A seq at or below
+// the last one delivered is a replay and is dropped, so members never see
+// a seq twice or out of order; a seq past the next one is preceded by a
+// gap notice, so a hole is never silent.
 func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool {
 	r := x.h.rooms.get(name)
 	if r == nil {
@@ -63,6 +65,10 @@ func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool
 	defer r.mu.Unlock()
 	if seq <= r.seq {
 		return false
+	}
+	if r.seq > 0 && seq > r.seq+1 {
+		x.h.stats.gaps.Add(1)
+		r.publishLocked(x.h, codec.MustEncode(&codec.Gap{Room: r.name, First: r.seq + 1, Last: seq - 1}), nil)
 	}
 	r.seq = seq
 	r.publishLocked(x.h, frame, r.members[key])

@@ -16,7 +16,8 @@ type room struct {
 	name string
 
 	mu      sync.Mutex
-	seq     uint64              // last sequence number given out
+	seq     uint64              // last seq delivered to the local members
+	issued  uint64              // last seq given out here, as the room's sequencer; at least seq
 	members map[string]*Session // by nick key (codec.Name.Key)
 	perLoop []int               // members on each loop: which loops a broadcast visits
 	dead    bool                // emptied and leaving the room table
@@ -171,7 +172,7 @@ func (h *Hub) join(s *Session, name, ref string) error {
 		r.following = append(r.following, func() { done(func() { h.retryJoin(s, name, ref) }) })
 		r.mu.Unlock()
 		if first {
-			h.broker.Follow(name, func(remote []broker.User, err error) { h.followDone(r, remote, err) })
+			h.broker.Follow(name, func(remote []broker.User, last uint64, err error) { h.followDone(r, remote, last, err) })
 		}
 	})
 }
@@ -196,12 +197,12 @@ func (h *Hub) retryJoin(s *Session, name, ref string) {
 
 // followDone records the outcome of the broker's Follow and wakes the
 // joins that waited for it. Any goroutine.
-func (h *Hub) followDone(r *room, remote []broker.User, err error) {
+func (h *Hub) followDone(r *room, remote []broker.User, last uint64, err error) {
 	r.mu.Lock()
 	waiting := r.following
 	r.following = nil
 	if err == nil && !r.dead {
-		h.followedLocked(r, remote)
+		h.followedLocked(r, remote, last)
 	}
 	r.mu.Unlock()
 	for _, wake := range waiting {
@@ -209,15 +210,19 @@ func (h *Hub) followDone(r *room, remote []broker.User, err error) {
 	}
 }
 
-// followed marks the room followed, with its members elsewhere.
-func (h *Hub) followed(r *room, remote []broker.User) {
+// followed marks the room followed, with its members elsewhere and the
+// last seq in its log.
+func (h *Hub) followed(r *room, remote []broker.User, last uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h.followedLocked(r, remote)
+	h.followedLocked(r, remote, last)
 }
 
-func (h *Hub) followedLocked(r *room, remote []broker.User) {
+// followedLocked: members who join now start after last, so a later seq
+// beyond the next is a gap they are told of. r.mu held.
+func (h *Hub) followedLocked(r *room, remote []broker.User, last uint64) {
 	r.followed = true
+	r.seq = max(r.seq, last)
 	for _, u := range remote {
 		r.addRemote(u)
 	}
@@ -287,23 +292,27 @@ func (h *Hub) leaveLocked(s *Session, r *room, reason codec.Reason) bool {
 }
 
 // sequenceLocked gives a message the next seq of r, encodes it once and
-// queues it for the local members except one, and hands it to the broker
-// under the lock, so that the other nodes get the room's messages in seq
-// order. r.mu held.
+// hands it to the broker under the lock, so that the room's log gets its
+// messages in seq order. Stored at once (a single node), it is queued for
+// the local members except one; otherwise it comes back through Deliver
+// once stored. r.mu held.
 func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 {
-	r.seq++
-	frame := codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, Seq: r.seq})
-	r.publishLocked(h, frame, except)
-	h.broker.Published(r.name, r.seq, m.Key, frame)
-	return r.seq
+	r.issued = max(r.issued, r.seq) + 1
+	seq := r.issued
+	frame := codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, Seq: seq, ID: m.ID})
+	if h.broker.Append(m, seq, frame) {
+		r.seq = seq
+		r.publishLocked(h, frame, except)
+	}
+	return seq
 }
 
 // sayUnsequenced delivers a message to the local members only, without a
 // seq: the broker cannot reach the room's sequence. Loop goroutine of s.
-func (h *Hub) sayUnsequenced(s *Session, r *room, body string) {
+func (h *Hub) sayUnsequenced(s *Session, r *room, m broker.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.publishLocked(h, codec.MustEncode(&codec.Msg{From: s.nick, Room: r.name, Body: body, TS: h.wallMillis()}), s)
+	r.publishLocked(h, codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, ID: m.ID}), s)
 }
 
 // markPresence records that r owes its members a presence frame. r.mu held.

@@ -21,6 +21,9 @@ type Stats struct {
 	OutboundBytes int64
 	// HeldNicks counts nicks held for their dropped sessions.
 	HeldNicks int
+	// Gaps counts the gap notices sent since the start: room messages the
+	// cluster could not deliver here and no longer had (PROTOCOL.md).
+	Gaps int64
 	// Cluster is the broker's view of its cluster; nil on a single node.
 	Cluster *broker.Stats
 }
@@ -36,6 +39,7 @@ func (h *Hub) Stats() Stats {
 		Refused:       h.refused.Load(),
 		OutboundBytes: h.outMem.Load(),
 		HeldNicks:     h.holds.len(),
+		Gaps:          h.stats.gaps.Load(),
 		Cluster:       h.broker.Stats(),
 	}
 }

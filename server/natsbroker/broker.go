@@ -1,5 +1,6 @@
 // Package natsbroker is a hub's broker for a cluster of nodes on NATS with
-// JetStream (docs/CLUSTER.md): one owner node sequences each room, nicks
+// JetStream (docs/CLUSTER.md): one owner node sequences each room into the
+// room's log, a JetStream stream from which every node delivers; nicks
 // are claimed in a key-value bucket, and presence, direct messages and
 // forwarded says cross as NATS messages. It talks to the hub only through
 // parley/server/broker's interfaces.
@@ -9,8 +10,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +42,15 @@ type Config struct {
 	// QueueLen bounds the messages waiting for the bus (docs/CLUSTER.md).
 	// Default 65536.
 	QueueLen int
+	// PingInterval is how often the node pings NATS; 3 unanswered pings
+	// mean a dead link. Default the heartbeat, but at least a second, so
+	// that a busy machine is not taken for an outage.
+	PingInterval time.Duration
+	// LogLen is how many messages the log keeps per room. Default 1000.
+	LogLen int
+	// LogBytes caps the whole log, every room together; the oldest
+	// messages go first. Default 1 GiB.
+	LogBytes int64
 }
 
 // DefaultQueueLen is Config.QueueLen's default.
@@ -58,19 +70,22 @@ type Broker struct {
 	subj subjects
 	log  *slog.Logger
 
-	nc         *nats.Conn
-	js         jetstream.JetStream
-	nicks      jetstream.KeyValue // nick key → the node it is online on
-	owners     jetstream.KeyValue // room → the node that sequences it
-	seqs       jetstream.Stream   // the last message of every room
-	inbox      chan *nats.Msg     // room, node, heartbeat and who traffic, in bus order
-	out        chan outMsg        // messages for the bus, in the order they were produced
-	writerDone chan struct{}      // closed when the writer goroutine has returned
-	dropped    atomic.Int64       // messages dropped because out was full
-	ctx        context.Context
-	cancel     context.CancelFunc
-	daemons    sync.WaitGroup // the dispatcher, the writer, the heartbeat and the watchers
-	ops        sync.WaitGroup // requests on behalf of sessions
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	nicks       jetstream.KeyValue // nick key → the node it is online on
+	owners      jetstream.KeyValue // room → the node that sequences it
+	stream      jetstream.Stream   // the rooms' log (log.go)
+	inbox       chan *nats.Msg     // room, node, heartbeat and who traffic, in bus order
+	fetched     chan fetchResult   // catch-up steps for the dispatcher
+	out         chan outMsg        // messages for the bus, in the order they were produced
+	writerDone  chan struct{}      // closed when the writer goroutine has returned
+	dropped     atomic.Int64       // messages dropped because out was full
+	fenced      atomic.Int64       // appends the log refused: another node had claimed the room
+	reasserting atomic.Bool        // a reassert is waiting to run
+	ctx         context.Context
+	cancel      context.CancelFunc
+	daemons     sync.WaitGroup // the dispatcher, the writer, the heartbeat and the watchers
+	ops         sync.WaitGroup // requests on behalf of sessions
 
 	mu        sync.Mutex
 	since     time.Time                     // when the bus connection was last made; zero while down
@@ -79,10 +94,12 @@ type Broker struct {
 	dir       map[string]dirEntry           // nick key → where it is online
 	users     *broker.Directory             // dir's users, sorted, for who
 	owner     map[string]ownerEntry         // room → its owner
-	owned     map[string]bool               // rooms this node sequences
+	owned     map[string]uint64             // rooms this node sequences → its fencing record's stream sequence
 	claims    map[string][]queuedSay        // rooms being claimed: says waiting, in order
 	subs      map[string]*nats.Subscription // followed rooms' traffic
-	pending   map[pendingKey][]pendingSay   // says forwarded to owners, oldest first
+	cursors   map[string]*cursor            // followed rooms: where this node is in their log
+	pending   map[string]pendingSay         // this node's says waiting for their message, by token
+	says      uint64                        // the last say token's counter
 	mine      map[string]uint64             // nick key → revision of this node's claim
 	stopped   bool
 	quiescing bool // stop is waiting for the requests in flight
@@ -133,13 +150,23 @@ func New(cfg Config) *Broker {
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = DefaultQueueLen
 	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = max(cfg.Heartbeat, time.Second)
+	}
+	if cfg.LogLen <= 0 {
+		cfg.LogLen = DefaultLogLen
+	}
+	if cfg.LogBytes <= 0 {
+		cfg.LogBytes = DefaultLogBytes
+	}
 	return &Broker{
 		cfg: cfg, id: cfg.NodeID, hb: cfg.Heartbeat,
 		subj: subjects{cfg.ClusterName}, log: cfg.Logger.With("node", cfg.NodeID),
-		inbox: make(chan *nats.Msg, 1<<16), out: make(chan outMsg, cfg.QueueLen), writerDone: make(chan struct{}),
+		inbox: make(chan *nats.Msg, 1<<16), fetched: make(chan fetchResult, 64),
+		out: make(chan outMsg, cfg.QueueLen), writerDone: make(chan struct{}),
 		peers: map[string]time.Time{}, dir: map[string]dirEntry{}, users: broker.NewDirectory(),
-		owner: map[string]ownerEntry{}, owned: map[string]bool{}, claims: map[string][]queuedSay{},
-		subs: map[string]*nats.Subscription{}, pending: map[pendingKey][]pendingSay{}, mine: map[string]uint64{},
+		owner: map[string]ownerEntry{}, owned: map[string]uint64{}, claims: map[string][]queuedSay{},
+		subs: map[string]*nats.Subscription{}, cursors: map[string]*cursor{}, pending: map[string]pendingSay{}, mine: map[string]uint64{},
 	}
 }
 
@@ -155,16 +182,12 @@ func (n *Broker) Start(h broker.Handler) error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail fast while down: never replay stale traffic
-		// A silent link to NATS (no FIN) is noticed after 3 unanswered pings;
-		// at least a second apart, so a busy machine is not taken for an
-		// outage.
-		nats.PingInterval(max(n.hb, time.Second)),
+		// A silent link to NATS (no FIN) is noticed after 3 unanswered pings.
+		nats.PingInterval(n.cfg.PingInterval),
 		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(n.disconnected),
 		nats.ReconnectHandler(n.reconnected),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			n.log.Warn("cluster bus error", "err", err)
-		}),
+		nats.ErrorHandler(n.busError),
 	)
 	if err != nil {
 		return fmt.Errorf("natsbroker: connect to NATS at %s: %w", n.cfg.URL, err)
@@ -198,11 +221,14 @@ func (n *Broker) Start(h broker.Handler) error {
 	return nil
 }
 
-// setup creates (or finds) the key-value buckets and the stream.
+// setup creates (or finds) the key-value buckets and the rooms' log.
 func (n *Broker) setup() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*opTimeout)
 	defer cancel()
-	js, err := jetstream.New(n.nc)
+	js, err := jetstream.New(n.nc,
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { n.storeFailed(m, err) }),
+		jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
+		jetstream.WithPublishAsyncTimeout(opTimeout))
 	if err != nil {
 		return fmt.Errorf("natsbroker: JetStream: %w", err)
 	}
@@ -213,18 +239,20 @@ func (n *Broker) setup() error {
 	if n.owners, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.subj.cluster + "_owners", Storage: jetstream.FileStorage}); err != nil {
 		return fmt.Errorf("natsbroker: owners bucket: %w", err)
 	}
-	n.seqs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              n.subj.cluster + "_seq",
-		Subjects:          []string{n.subj.roomMsgs()},
-		MaxMsgsPerSubject: 1, // only the last message of each room: its seq
-		Storage:           jetstream.FileStorage,
-		Discard:           jetstream.DiscardOld,
-	})
-	if err != nil {
-		return fmt.Errorf("natsbroker: seq stream: %w", err)
+	// The stream of earlier versions, which kept each room's last message
+	// on the subjects the log now republishes to, must not capture them.
+	if err := js.DeleteStream(ctx, n.subj.cluster+"_seq"); err == nil {
+		n.log.Warn("removed the stream of an earlier version", "stream", n.subj.cluster+"_seq")
+	}
+	if n.stream, err = js.CreateOrUpdateStream(ctx, n.logStream()); err != nil {
+		return fmt.Errorf("natsbroker: rooms' log stream: %w", err)
 	}
 	return nil
 }
+
+// asyncMaxPending bounds the log messages waiting for the stream's
+// answer; past it the writer waits (and the queue to the bus fills).
+const asyncMaxPending = 4096
 
 // goRun runs a request on behalf of a session; stop waits for it. Once
 // stop has begun waiting, nothing new starts.
@@ -318,14 +346,28 @@ func (n *Broker) Kill() {
 func (n *Broker) connected() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return !n.since.IsZero() && !n.stopped
+	return n.connectedLocked()
 }
 
+// connectedLocked is connected with n.mu held.
+func (n *Broker) connectedLocked() bool { return !n.since.IsZero() && !n.stopped }
+
+// disconnected: the messages in flight to the log are uncertain, so every
+// room this node owns is disowned; the next say claims it again, which
+// reads where its log really ends.
 func (n *Broker) disconnected(_ *nats.Conn, err error) {
 	n.mu.Lock()
 	n.since = time.Time{}
+	rooms := make([]string, 0, len(n.owned))
+	for room := range n.owned {
+		rooms = append(rooms, room)
+	}
+	clear(n.owned)
 	n.mu.Unlock()
 	n.log.Warn("cluster bus lost: serving local users only", "err", err)
+	for _, room := range rooms {
+		n.h.Disown(room)
+	}
 }
 
 func (n *Broker) reconnected(nc *nats.Conn) {
@@ -336,11 +378,32 @@ func (n *Broker) reconnected(nc *nats.Conn) {
 	n.goLoop(n.reassert)
 }
 
+// busError logs what nats.go reports; a room subscription that fell
+// behind has lost messages, so that room catches up from its log.
+func (n *Broker) busError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+		if room, ok := n.subj.roomOf(sub.Subject); ok {
+			n.resync(room)
+		}
+	}
+	n.log.Warn("cluster bus error", "err", err)
+}
+
 // Stats describes this node's view of the cluster.
 func (n *Broker) Stats() *broker.Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return &broker.Stats{Node: n.id, Connected: !n.since.IsZero(), Peers: len(n.livePeersLocked()), Users: len(n.dir), Dropped: n.dropped.Load()}
+	return &broker.Stats{Node: n.id, Connected: !n.since.IsZero(), Peers: len(n.livePeersLocked()), Users: len(n.dir),
+		Dropped: n.dropped.Load(), Fenced: n.fenced.Load()}
+}
+
+// Owns reports whether this node sequences room now, for tests and
+// diagnostics.
+func (n *Broker) Owns(room string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.owned[room]
+	return ok
 }
 
 // Subscriptions is the number of NATS subscriptions the broker holds, for
@@ -354,13 +417,23 @@ type subjects struct{ cluster string }
 func (s subjects) heartbeat() string     { return s.cluster + ".hb" }
 func (s subjects) who() string           { return s.cluster + ".who" }
 func (s subjects) node(id string) string { return s.cluster + ".node." + id }
-func (s subjects) roomMsgs() string      { return s.cluster + ".room.*.msg" }
 func (s subjects) room(name string) string {
 	return s.cluster + ".room." + hex.EncodeToString([]byte(name))
 }
-func (s subjects) roomMsg(name string) string { return s.room(name) + ".msg" }
-func (s subjects) roomPres(name string) string {
-	return s.room(name) + ".pres"
+func (s subjects) roomPres(name string) string { return s.room(name) + ".pres" }
+func (s subjects) logMsgs() string             { return s.cluster + ".log.*.msg" }
+func (s subjects) logOwns() string             { return s.cluster + ".log.*.own" }
+func (s subjects) logMsg(name string) string   { return s.cluster + ".log." + hexKey(name) + ".msg" }
+func (s subjects) logOwn(name string) string   { return s.cluster + ".log." + hexKey(name) + ".own" }
+
+// roomOf returns the room of a room subscription's subject.
+func (s subjects) roomOf(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, s.cluster+".room.")
+	if !ok {
+		return "", false
+	}
+	hexName, _, ok := strings.Cut(rest, ".")
+	return unkey(hexName), ok
 }
 
 // hexKey returns the bucket key of a room name or nick key.

@@ -1,7 +1,7 @@
 package natsbroker
 
 import (
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,8 +14,8 @@ import (
 	"parley/server/broker"
 )
 
-// busMsg is every message between nodes except room messages, which travel
-// as already-encoded frames (see Published).
+// busMsg is every message between nodes except room messages, which go
+// through the room's log (log.go).
 type busMsg struct {
 	Node    string        `json:"node,omitempty"`
 	Room    string        `json:"room,omitempty"`
@@ -23,6 +23,8 @@ type busMsg struct {
 	Nick    string        `json:"nick,omitempty"` // its display form
 	To      string        `json:"to,omitempty"`   // dm: nick key of the recipient
 	Body    string        `json:"body,omitempty"`
+	ID      string        `json:"id,omitempty"`    // say: the sender's idempotency key
+	Token   string        `json:"token,omitempty"` // say: the forwarding node's name for it
 	TS      int64         `json:"ts,omitempty"`
 	Join    bool          `json:"join,omitempty"` // presence: joined; otherwise left
 	Reason  codec.Reason  `json:"reason,omitempty"`
@@ -35,10 +37,14 @@ type busMsg struct {
 // replyNotOwner is the code an owner answers a say it no longer sequences.
 const replyNotOwner codec.Code = "not_owner"
 
-// outMsg is one message waiting for the bus.
+// outMsg is one message waiting for the bus: a plain NATS message, or a
+// message for the rooms' log (stored), with the count of reconnections
+// when it was queued (link).
 type outMsg struct {
 	subject, reply string
 	data           []byte
+	stored         *nats.Msg
+	link           uint64
 }
 
 // enqueue hands a message to the writer goroutine. It never blocks: when
@@ -83,9 +89,12 @@ func (n *Broker) writer() {
 }
 
 func (n *Broker) write(m outMsg) {
-	if m.reply != "" {
+	switch {
+	case m.stored != nil:
+		n.appendNow(m.stored, m.link)
+	case m.reply != "":
 		_ = n.nc.PublishRequest(m.subject, m.reply, m.data)
-	} else {
+	default:
 		_ = n.nc.Publish(m.subject, m.data)
 	}
 }
@@ -144,26 +153,6 @@ func (n *Broker) respond(m *nats.Msg, reply *busMsg) {
 	}
 }
 
-// Published queues a sequenced room message for the other nodes: 8 bytes
-// of seq, the sender's nick key after one length byte, then the frame as
-// members receive it, so the other nodes write it out without encoding it
-// again. The room's lock is held: it only enqueues.
-func (n *Broker) Published(room string, seq uint64, key string, frame []byte) {
-	data := make([]byte, 9, 9+len(key)+len(frame))
-	binary.BigEndian.PutUint64(data, seq)
-	data[8] = byte(len(key))
-	data = append(append(data, key...), frame...)
-	n.enqueue(outMsg{subject: n.subj.roomMsg(room), data: data})
-}
-
-func parseRoomMsg(data []byte) (seq uint64, key string, frame []byte, ok bool) {
-	if len(data) < 9 || len(data) < 9+int(data[8]) {
-		return 0, "", nil, false
-	}
-	end := 9 + int(data[8])
-	return binary.BigEndian.Uint64(data), string(data[9:end]), data[end:], true
-}
-
 // dispatch handles the node's bus traffic in the order it arrives.
 func (n *Broker) dispatch() {
 	for {
@@ -172,6 +161,8 @@ func (n *Broker) dispatch() {
 			return
 		case m := <-n.inbox:
 			n.handle(m)
+		case res := <-n.fetched:
+			n.caughtUp(res)
 		}
 	}
 }
@@ -207,9 +198,8 @@ func (n *Broker) handle(m *nats.Msg) {
 func (n *Broker) roomTraffic(name, what string, m *nats.Msg) {
 	switch what {
 	case "msg":
-		seq, key, frame, ok := parseRoomMsg(m.Data)
-		if ok && n.h.Deliver(name, seq, key, frame) {
-			n.settle(pendingKey{key, name}, seq, nil)
+		if lm, ok := republished(m); ok {
+			n.received(name, lm)
 		}
 	case "pres":
 		var in busMsg
@@ -245,27 +235,17 @@ func (n *Broker) Left(room, key, nick string, reason codec.Reason) {
 	n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Key: key, Nick: nick, Reason: reason})
 }
 
-// ownerSay sequences a message sent on another node, if this node owns the
-// room. The message itself, back on the room's subject, is the answer; only
-// a refusal is answered directly.
+// ownerSay sequences a message sent on another node, if this node owns
+// the room (or claims it: a say may arrive before the claim has finished
+// here, or after a failed store disowned the room). The message itself,
+// back from the log, is the answer; only a refusal is answered directly.
 func (n *Broker) ownerSay(m *nats.Msg, in *busMsg) {
-	msg := broker.Message{Room: in.Room, Key: in.Key, Nick: in.Nick, Body: in.Body, TS: in.TS}
-	// Another node may learn of this node's claim from the bucket before
-	// the claim has finished here: the say waits behind it, in order.
-	n.mu.Lock()
-	if q, claiming := n.claims[in.Room]; claiming {
-		n.claims[in.Room] = append(q, queuedSay{m: msg, relay: m})
-		n.mu.Unlock()
-		return
-	}
-	n.mu.Unlock()
-	if !n.owns(in.Room) || !n.connected() || n.backedUp() {
+	if !n.connected() || n.backedUp() {
 		n.refuseSay(m)
 		return
 	}
-	if _, err := n.h.Sequence(msg); err != nil {
-		n.refuseSay(m)
-	}
+	msg := broker.Message{Room: in.Room, Key: in.Key, Nick: in.Nick, Body: in.Body, ID: in.ID, TS: in.TS, Token: in.Token}
+	n.route(queuedSay{m: msg, relay: m})
 }
 
 // refuseSay answers a forwarded say that this node does not sequence.
@@ -280,15 +260,6 @@ func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
 		return
 	}
 	n.respond(m, &busMsg{})
-}
-
-// forgetOwner drops a cached owner that did not answer as one.
-func (n *Broker) forgetOwner(room, owner string) {
-	n.mu.Lock()
-	if o, ok := n.owner[room]; ok && o.node == owner {
-		delete(n.owner, room)
-	}
-	n.mu.Unlock()
 }
 
 // forwardDM delivers a direct message to a user on another node.
@@ -343,11 +314,16 @@ func (n *Broker) gather(room string) []broker.User {
 // Follow subscribes this node to a room's traffic and learns its members
 // on other nodes; the hub holds the room's first joins until done, so a
 // member receives every message sequenced after its join is acknowledged.
-func (n *Broker) Follow(room string, done func([]broker.User, error)) {
+func (n *Broker) Follow(room string, done func([]broker.User, uint64, error)) {
 	n.goRun(func() {
+		n.mu.Lock()
+		if n.cursors[room] == nil {
+			n.cursors[room] = &cursor{}
+		}
+		n.mu.Unlock()
 		sub, err := n.nc.ChanSubscribe(n.subj.room(room)+".*", n.inbox)
 		if err != nil {
-			done(nil, fmt.Errorf("%w: subscribe: %v", codec.ErrUnavailable, err))
+			done(nil, 0, fmt.Errorf("%w: subscribe: %v", codec.ErrUnavailable, err))
 			return
 		}
 		n.mu.Lock()
@@ -360,7 +336,16 @@ func (n *Broker) Follow(room string, done func([]broker.User, error)) {
 		if n.connected() {
 			_ = n.nc.FlushTimeout(opTimeout) // the subscription is live on the server
 		}
-		done(n.gather(room), nil)
+		// Members who join now start after the log's current end.
+		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+		sseq, last, err := n.tail(ctx, room)
+		cancel()
+		if err != nil {
+			done(nil, 0, fmt.Errorf("%w: read the room's log: %v", codec.ErrUnavailable, err))
+			return
+		}
+		n.startFollowing(room, sseq)
+		done(n.gather(room), last, nil)
 	})
 }
 
@@ -370,6 +355,7 @@ func (n *Broker) Unfollow(room string) {
 	n.mu.Lock()
 	sub := n.subs[room]
 	delete(n.subs, room)
+	delete(n.cursors, room)
 	n.mu.Unlock()
 	if sub != nil {
 		n.goRun(func() { _ = sub.Unsubscribe() })

@@ -2,7 +2,6 @@ package natsbroker
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -68,11 +67,22 @@ func (n *Broker) applyNick(e jetstream.KeyValueEntry) {
 	}
 	d.rev = e.Revision()
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	// Only another node deletes a claim this node still holds: one that
+	// took this node for dead (it was paused, or cut off, past the bound).
+	_, ours := n.mine[k]
+	buried := ours && isDelete(e)
+	n.applyNickLocked(k, d, isDelete(e))
+	n.mu.Unlock()
+	if buried {
+		n.reassertSoon()
+	}
+}
+
+func (n *Broker) applyNickLocked(k string, d dirEntry, deleted bool) {
 	if old, ok := n.dir[k]; ok && old.rev > d.rev {
 		return // a local update got here first
 	}
-	if isDelete(e) {
+	if deleted {
 		n.dropDirLocked(k)
 		return
 	}
@@ -101,19 +111,12 @@ func (n *Broker) applyOwner(e jetstream.KeyValueEntry) {
 // hub may then let the room go, and its subscription with it.
 func (n *Broker) disown(name string) {
 	n.mu.Lock()
-	was := n.owned[name]
+	_, was := n.owned[name]
 	delete(n.owned, name)
 	n.mu.Unlock()
 	if was {
 		n.h.Disown(name)
 	}
-}
-
-// owns reports whether this node sequences room.
-func (n *Broker) owns(room string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.owned[room]
 }
 
 // ClaimNick claims a nick for a local login.
@@ -235,14 +238,8 @@ func (n *Broker) lookupNick(key string) (dirEntry, bool) {
 	return d, n.alive(d.Node)
 }
 
-// ownerOf returns the live owner of a room from the replica, if any.
-func (n *Broker) ownerOf(name string) (string, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ownerOfLocked(name)
-}
-
-// ownerOfLocked is ownerOf with n.mu held.
+// ownerOfLocked returns the live owner of a room from the replica, if
+// any. n.mu held.
 func (n *Broker) ownerOfLocked(name string) (string, bool) {
 	o, ok := n.owner[name]
 	if !ok || !n.aliveLocked(o.node, time.Now()) {
@@ -252,19 +249,12 @@ func (n *Broker) ownerOfLocked(name string) (string, bool) {
 }
 
 // claimRoom makes this node the owner of room name unless a live node owns
-// it; it returns the owner. A new owner continues the room's sequence from
-// the last message in the stream, or from the last seq this node saw if
-// that is later. Racing claims are settled by the bucket's revisions.
+// it; it returns the owner. Racing claims are settled by the owners
+// bucket's revisions; the winner then fences the room's log (fence) and
+// continues the room's sequence from the log's last message.
 func (n *Broker) claimRoom(name string) (string, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
-	// The last seq is read before the claim, so the room is sequenced as
-	// soon as the claim lands: other nodes forward to it from then on. No
-	// message can slip in between: a room with a live owner is not claimed.
-	last, err := n.lastSeq(ctx, name)
-	if err != nil {
-		return "", err
-	}
 	for {
 		owner, rev, err := n.tryClaimRoom(ctx, name)
 		switch {
@@ -276,13 +266,69 @@ func (n *Broker) claimRoom(name string) (string, error) {
 			n.noteOwner(name, owner, rev)
 			return owner, nil
 		}
-		n.becomeOwner(name, rev, last)
+		fence, last, err := n.fence(ctx, name, rev)
+		if errors.Is(err, errDeposed) {
+			continue // a later claim fenced the room: read the bucket again
+		}
+		if err != nil {
+			return "", err
+		}
+		n.becomeOwner(name, rev, fence, last)
 		return n.id, nil
 	}
 }
 
+// errDeposed: a claim with a later revision has fenced the room.
+var errDeposed = errors.New("natsbroker: a later claim owns the room")
+
+// ownRecord is a fencing record in a room's log: the owners bucket
+// revision of the claim that wrote it.
+type ownRecord struct {
+	Node string `json:"node"`
+	Rev  uint64 `json:"rev"`
+}
+
+// fence writes this node's ownership record, for its claim at revision
+// rev, into the room's log, after the last record unless that one is a
+// later claim's; the stream sequence of the record is the fencing token
+// that every message this node appends expects to find there. Records are
+// written by compare-and-set, so of two claimers the later revision ends
+// up holding the fence. The log's last message is read after the record
+// is stored: everything an earlier owner stored is in by then, and
+// nothing it sends later is stored. It returns the token and the room's
+// last seq.
+func (n *Broker) fence(ctx context.Context, name string, rev uint64) (uint64, uint64, error) {
+	subject := n.subj.logOwn(name)
+	data, _ := sonic.Marshal(ownRecord{Node: n.id, Rev: rev})
+	for {
+		var expect uint64
+		raw, err := n.stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, 0, err
+		default:
+			var held ownRecord
+			if sonic.Unmarshal(raw.Data, &held) == nil && held.Rev > rev {
+				return 0, 0, errDeposed
+			}
+			expect = raw.Sequence
+		}
+		ack, err := n.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithRetryAttempts(0))
+		if wrongLast(err) {
+			continue // another claimer wrote a record: read it
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		_, last, err := n.tail(ctx, name)
+		return ack.Sequence, last, err
+	}
+}
+
 // tryClaimRoom reads the room's owner and takes the room if it has none or
-// a dead one.
+// a dead one. A room the bucket says this node owns is claimed again
+// (after a failed store or a lost link): a new revision, a new fence.
 func (n *Broker) tryClaimRoom(ctx context.Context, name string) (string, uint64, error) {
 	k := hexKey(name)
 	e, err := n.owners.Get(ctx, k)
@@ -299,15 +345,15 @@ func (n *Broker) tryClaimRoom(ctx context.Context, name string) (string, uint64,
 	return n.id, rev, err
 }
 
-// becomeOwner starts sequencing a room this node just claimed: the hub
-// keeps the room and continues its seq after last.
-func (n *Broker) becomeOwner(name string, rev, last uint64) {
+// becomeOwner starts sequencing a room this node just claimed and fenced:
+// the hub keeps the room and continues its seq after last.
+func (n *Broker) becomeOwner(name string, rev, fence, last uint64) {
 	n.h.Own(name, last)
 	n.mu.Lock()
-	n.owned[name] = true
+	n.owned[name] = fence
 	n.mu.Unlock()
 	n.noteOwner(name, n.id, rev)
-	n.log.Info("room owned", "room", name, "seq", last)
+	n.log.Info("room owned", "room", name, "seq", last, "fence", fence)
 }
 
 func (n *Broker) noteOwner(name, id string, rev uint64) {
@@ -316,21 +362,6 @@ func (n *Broker) noteOwner(name, id string, rev uint64) {
 		n.owner[name] = ownerEntry{node: id, rev: rev}
 	}
 	n.mu.Unlock()
-}
-
-// lastSeq reads the seq of a room's last message from the stream.
-func (n *Broker) lastSeq(ctx context.Context, name string) (uint64, error) {
-	m, err := n.seqs.GetLastMsgForSubject(ctx, n.subj.roomMsg(name))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if len(m.Data) < 8 {
-		return 0, nil
-	}
-	return binary.BigEndian.Uint64(m.Data), nil
 }
 
 // purgeOwnKeys deletes claims left by an earlier run under this node id:

@@ -129,6 +129,7 @@ func (n *Broker) bury(id string) {
 		rev uint64
 	}
 	var claims []claim
+	var rooms []string // rooms it owned: what it stored last may not have reached this node
 	n.mu.Lock()
 	delete(n.peers, id)
 	for k, d := range n.dir {
@@ -140,10 +141,14 @@ func (n *Broker) bury(id string) {
 	for name, o := range n.owner {
 		if o.node == id {
 			claims = append(claims, claim{n.owners, hexKey(name), o.rev})
+			rooms = append(rooms, name)
 			delete(n.owner, name)
 		}
 	}
 	n.mu.Unlock()
+	for _, room := range rooms {
+		n.resync(room)
+	}
 	left := n.h.NodeDown(id)
 	if len(claims) == 0 && left == 0 {
 		return
@@ -158,10 +163,16 @@ func (n *Broker) bury(id string) {
 	})
 }
 
-// reassert runs after the bus comes back: it restores this node's nick
-// claims if a survivor deleted them during the outage, and tells every
-// room's other nodes who is here, so their replicas heal.
+// reassert runs after the bus comes back: it catches every followed room
+// up with its log, restores this node's nick claims if a survivor deleted
+// them during the outage, and tells every room's other nodes who is here,
+// so their replicas heal.
 func (n *Broker) reassert() {
+	// nats.go has sent the subscriptions again; once the server has them,
+	// nothing stored from then on is missed, and the catch-up covers what
+	// was stored before.
+	_ = n.nc.FlushTimeout(opTimeout)
+	n.resyncAll()
 	ctx, cancel := context.WithTimeout(n.ctx, 4*opTimeout)
 	defer cancel()
 	n.mu.Lock()
@@ -175,6 +186,18 @@ func (n *Broker) reassert() {
 	}
 	for _, room := range n.h.LocalRooms() {
 		n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Sync: true, Members: n.h.LocalMembers(room)})
+	}
+}
+
+// reassertSoon runs reassert once, unless a run is already waiting: the
+// other nodes buried this one while it still serves its users.
+func (n *Broker) reassertSoon() {
+	if n.reasserting.CompareAndSwap(false, true) {
+		n.log.Warn("the other nodes took this node for dead: telling them again who is here")
+		n.goLoop(func() {
+			n.reasserting.Store(false)
+			n.reassert()
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,19 +15,18 @@ import (
 
 // A say on a node that does not own the room is forwarded to the owner
 // without holding the session: one session's says leave in order on one
-// connection, so the owner sequences them in order, and each is
-// acknowledged when its message comes back on the room's subject, after
-// every earlier message of the room. A say waits in a FIFO per sender and
-// room until then; the owner answers directly only to refuse.
+// connection, so the owner sequences them in order. Every say, forwarded
+// or sequenced here, is named by a token (this node's id and a counter)
+// that the owner stores with its message, and is acknowledged when that
+// message comes back from the log to this node, after every earlier
+// message of the room. The owner answers directly only to refuse.
 
-// pendingKey names one sender's says in flight to one room.
-type pendingKey struct{ key, room string }
-
-// pendingSay is one forwarded say waiting for its message.
+// pendingSay is one say waiting for its message to be stored.
 type pendingSay struct {
 	r     broker.Replier
 	ref   string
-	owner string
+	room  string
+	owner string // the node it was sent to; this one when sequenced here
 	sent  time.Time
 }
 
@@ -38,23 +38,22 @@ type queuedSay struct {
 	relay *nats.Msg // a say another node forwarded here; r is nil then
 }
 
-// done answers a queued say: a local one through its Replier, a relayed
-// one with a refusal when it was not sequenced here (when it was, its
-// message on the room's subject is the answer).
-func (n *Broker) done(q queuedSay, seq uint64, err error) {
-	switch {
-	case q.relay == nil:
-		q.r.SayDone(q.ref, seq, err)
-	case err != nil:
-		n.refuseSay(q.relay)
+// done answers a queued say that was not sequenced: a local one through
+// its Replier, a relayed one with a refusal.
+func (n *Broker) done(q queuedSay, err error) {
+	if q.relay == nil {
+		q.r.SayDone(q.ref, 0, err)
+		return
 	}
+	n.refuseSay(q.relay)
 }
 
 // Say routes a room message: sequenced here if this node owns the room,
 // forwarded to the owner otherwise, and claimed first when the room has
-// no live owner. While the bus is down it answers ErrUnsequenced; while
-// the queue to the bus is backed up it refuses with unavailable before the
-// message is sequenced. Loop goroutine of the sender.
+// no live owner. It is answered through r once stored. While the bus is
+// down it answers ErrUnsequenced; while the queue to the bus is backed up
+// it refuses with unavailable before the message is sequenced. Loop
+// goroutine of the sender.
 func (n *Broker) Say(m broker.Message, r broker.Replier, ref string) (uint64, bool, error) {
 	if !n.connected() {
 		return 0, false, broker.ErrUnsequenced
@@ -62,29 +61,65 @@ func (n *Broker) Say(m broker.Message, r broker.Replier, ref string) (uint64, bo
 	if n.backedUp() {
 		return 0, false, fmt.Errorf("%w: the link to the cluster is backed up; send again", codec.ErrUnavailable)
 	}
-	// One critical section decides the route, so that of two says for a
-	// room without an owner (from two loops) one starts the claim and the
-	// other queues behind it.
-	n.mu.Lock()
-	if q, claiming := n.claims[m.Room]; claiming {
-		n.claims[m.Room] = append(q, queuedSay{m: m, r: r, ref: ref})
-		n.mu.Unlock()
-		return 0, true, nil
-	}
-	if n.owned[m.Room] {
-		n.mu.Unlock()
-		seq, err := n.h.Sequence(m)
-		return seq, false, err
-	}
-	if owner, ok := n.ownerOfLocked(m.Room); ok && owner != n.id {
-		n.mu.Unlock()
-		n.forwardSay(m, r, ref, owner)
-		return 0, true, nil
-	}
-	n.claims[m.Room] = []queuedSay{{m: m, r: r, ref: ref}}
-	n.mu.Unlock()
-	n.claimThenSay(m.Room)
+	n.route(queuedSay{m: m, r: r, ref: ref})
 	return 0, true, nil
+}
+
+// route sends a say (local or relayed) on its way. One critical section
+// decides the route, so that of two says for a room without an owner
+// (from two loops, or a loop and the dispatcher) one starts the claim and
+// the other queues behind it.
+func (n *Broker) route(q queuedSay) {
+	n.mu.Lock()
+	if waiting, claiming := n.claims[q.m.Room]; claiming {
+		n.claims[q.m.Room] = append(waiting, q)
+		n.mu.Unlock()
+		return
+	}
+	if _, owned := n.owned[q.m.Room]; owned {
+		n.mu.Unlock()
+		n.sequenceHere(q)
+		return
+	}
+	owner, ok := n.ownerOfLocked(q.m.Room)
+	if ok && owner != n.id {
+		n.mu.Unlock()
+		if q.relay != nil {
+			n.refuseSay(q.relay) // the sender's node finds the owner again
+		} else {
+			n.forwardSay(q, owner)
+		}
+		return
+	}
+	n.claims[q.m.Room] = []queuedSay{q}
+	n.mu.Unlock()
+	n.claimThenSay(q.m.Room)
+}
+
+// sequenceHere sequences a say in a room this node owns. A local say
+// waits for its message to come back from the log; a relayed one's
+// message is its answer.
+func (n *Broker) sequenceHere(q queuedSay) {
+	if q.relay == nil {
+		q.m.Token = n.addPending(q, n.id)
+	}
+	if _, err := n.h.Sequence(q.m); err != nil {
+		if q.relay != nil {
+			n.refuseSay(q.relay)
+			return
+		}
+		n.settle(q.m.Token, 0, fmt.Errorf("%w: the room moved; send again", codec.ErrUnavailable))
+	}
+}
+
+// addPending records a local say on its way and returns its token.
+func (n *Broker) addPending(q queuedSay, owner string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.says++
+	token := n.id + "." + strconv.FormatUint(n.says, 36)
+	n.pending[token] = pendingSay{r: q.r, ref: q.ref, room: q.m.Room, owner: owner, sent: time.Now()}
+	return token
 }
 
 // claimThenSay claims a room whose say found no live owner, then routes
@@ -106,14 +141,13 @@ func (n *Broker) claimThenSay(room string) {
 			done++
 			switch {
 			case err != nil:
-				n.done(next, 0, err)
+				n.done(next, err)
 			case owner == n.id:
-				seq, err := n.h.Sequence(next.m)
-				n.done(next, seq, err)
+				n.sequenceHere(next)
 			case next.relay != nil:
 				n.refuseSay(next.relay) // the sender's node finds the owner again
 			default:
-				n.forwardSay(next.m, next.r, next.ref, owner)
+				n.forwardSay(next, owner)
 			}
 		}
 	})
@@ -143,23 +177,16 @@ func (n *Broker) claimWithin(room string) (string, error) {
 }
 
 // forwardSay sends a say to the room's owner.
-func (n *Broker) forwardSay(m broker.Message, r broker.Replier, ref, owner string) {
-	pk := pendingKey{m.Key, m.Room}
-	n.mu.Lock()
-	n.pending[pk] = append(n.pending[pk], pendingSay{r: r, ref: ref, owner: owner, sent: time.Now()})
-	n.mu.Unlock()
-	data, err := sonic.Marshal(&busMsg{Room: m.Room, Key: m.Key, Nick: m.Nick, Body: m.Body, TS: m.TS})
-	if err == nil && !n.enqueue(outMsg{subject: n.subj.node(owner) + ".say", reply: n.saidSubject(pk), data: data}) {
+func (n *Broker) forwardSay(q queuedSay, owner string) {
+	token := n.addPending(q, owner)
+	m := q.m
+	data, err := sonic.Marshal(&busMsg{Room: m.Room, Key: m.Key, Nick: m.Nick, Body: m.Body, ID: m.ID, TS: m.TS, Token: token})
+	if err == nil && !n.enqueue(outMsg{subject: n.subj.node(owner) + ".say", reply: n.subj.node(n.id) + ".said." + token, data: data}) {
 		err = fmt.Errorf("the link to the cluster is backed up")
 	}
 	if err != nil {
-		n.settle(pk, 0, fmt.Errorf("%w: %v", codec.ErrUnavailable, err))
+		n.settle(token, 0, fmt.Errorf("%w: %v", codec.ErrUnavailable, err))
 	}
-}
-
-// saidSubject is where an owner's refusal of a forwarded say comes back.
-func (n *Broker) saidSubject(pk pendingKey) string {
-	return n.subj.node(n.id) + ".said." + hexKey(pk.key) + "." + hexKey(pk.room)
 }
 
 // sayRefused handles a refusal: the owner no longer owns the room, or no
@@ -167,58 +194,52 @@ func (n *Broker) saidSubject(pk pendingKey) string {
 // fails with unavailable and the next one finds the room's owner again.
 // Dispatcher goroutine.
 func (n *Broker) sayRefused(arg string, m *nats.Msg) {
-	_, tail, _ := strings.Cut(arg, ".said.")
-	hexNick, hexRoom, _ := strings.Cut(tail, ".")
-	pk := pendingKey{unkey(hexNick), unkey(hexRoom)}
+	_, token, _ := strings.Cut(arg, ".said.")
 	why := "the room's node does not answer"
 	if m.Header.Get("Status") != "503" {
 		why = "the room moved to another node"
 	}
 	n.mu.Lock()
-	if q := n.pending[pk]; len(q) > 0 {
-		if o, ok := n.owner[pk.room]; ok && o.node == q[0].owner {
-			delete(n.owner, pk.room)
+	if p, ok := n.pending[token]; ok {
+		if o, known := n.owner[p.room]; known && o.node == p.owner {
+			delete(n.owner, p.room)
 		}
 	}
 	n.mu.Unlock()
-	n.settle(pk, 0, fmt.Errorf("%w: %s; send again", codec.ErrUnavailable, why))
+	n.settle(token, 0, fmt.Errorf("%w: %s; send again", codec.ErrUnavailable, why))
 }
 
-// settle completes the oldest say in flight of pk: acknowledged with seq,
-// or failed with err. Safe from any goroutine.
-func (n *Broker) settle(pk pendingKey, seq uint64, err error) {
-	n.mu.Lock()
-	q := n.pending[pk]
-	if len(q) == 0 {
-		n.mu.Unlock()
+// settle completes the say named token, if it is this node's and still
+// waiting: acknowledged with seq, or failed with err. Safe from any
+// goroutine.
+func (n *Broker) settle(token string, seq uint64, err error) {
+	if token == "" {
 		return
 	}
-	p := q[0]
-	if len(q) == 1 {
-		delete(n.pending, pk)
-	} else {
-		q[0] = pendingSay{}
-		n.pending[pk] = q[1:]
-	}
+	n.mu.Lock()
+	p, ok := n.pending[token]
+	delete(n.pending, token)
 	n.mu.Unlock()
-	p.r.SayDone(p.ref, seq, err)
+	if ok {
+		p.r.SayDone(p.ref, seq, err)
+	}
 }
 
 // expireSays fails the says whose message has not come back within
-// opTimeout: their owner died or the bus lost them.
+// opTimeout: their owner died, or the log did not store them, or the
+// message is on its way after a break in this node's link. A say that
+// expired may still have been stored (docs/CLUSTER.md).
 func (n *Broker) expireSays() {
 	old := time.Now().Add(-opTimeout)
-	var due []pendingKey
+	var due []string
 	n.mu.Lock()
-	for pk, q := range n.pending {
-		for _, p := range q {
-			if p.sent.Before(old) {
-				due = append(due, pk)
-			}
+	for token, p := range n.pending {
+		if p.sent.Before(old) {
+			due = append(due, token)
 		}
 	}
 	n.mu.Unlock()
-	for _, pk := range due {
-		n.settle(pk, 0, fmt.Errorf("%w: the room's node did not answer in time; send again", codec.ErrUnavailable))
+	for _, token := range due {
+		n.settle(token, 0, fmt.Errorf("%w: the message was not confirmed in time; it may have been stored", codec.ErrUnavailable))
 	}
 }

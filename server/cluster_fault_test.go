@@ -1,0 +1,632 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"parley/codec"
+	"parley/server/natstest"
+)
+
+// chatter is a member of a room on one node for the fault tests. It reads
+// every frame as it comes and records the room's sequenced messages (and
+// gap notices) in the order received, and the answer to each of its says.
+type chatter struct {
+	t    *testing.T
+	name string
+	room string
+	c    *tclient
+
+	mu     sync.Mutex
+	got    []codec.Event     // the room's msg frames with a seq, gap notices and acks with a seq, in order
+	acks   map[string]uint64 // ref → seq of an acknowledged say
+	failed map[string]string // ref → the error code of a refused say
+	sent   map[string]string // ref → body
+	seen   chan struct{}     // signalled on every frame recorded
+}
+
+// newChatter logs nick in on srv, joins room (unless it is the lobby) and
+// starts recording.
+func newChatter(t *testing.T, srv *Server, nick, room string) *chatter {
+	t.Helper()
+	c := loggedIn(t, srv, nick)
+	if room != codec.Lobby {
+		c.joinRoom(room)
+	}
+	ch := &chatter{t: t, name: nick, room: room, c: c, acks: map[string]uint64{}, failed: map[string]string{},
+		sent: map[string]string{}, seen: make(chan struct{}, 1)}
+	go ch.record()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(ch.describe())
+		}
+	})
+	return ch
+}
+
+// describe sums up what the chatter saw, for a failed test.
+func (ch *chatter) describe() string {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	codes := map[string]int{}
+	for _, code := range ch.failed {
+		codes[code]++
+	}
+	var last []string
+	for _, ev := range ch.got[max(0, len(ch.got)-5):] {
+		last = append(last, fmt.Sprintf("%s:%d", ev.Type, ev.Seq))
+	}
+	return fmt.Sprintf("%s: sent %d, acked %d, failed %v, received %d, last %v", ch.name, len(ch.sent), len(ch.acks), codes, len(ch.got), last)
+}
+
+func (ch *chatter) record() {
+	for {
+		var ev codec.Event
+		select {
+		case ev = <-ch.c.events:
+		case <-ch.c.done:
+			return
+		}
+		ch.mu.Lock()
+		switch {
+		case ev.Type == codec.TypeMsg && ev.Room == ch.room && ev.Seq > 0, ev.Type == codec.TypeGap:
+			ch.got = append(ch.got, ev)
+		case ev.Type == codec.TypeAck && ch.sent[ev.Ref] != "":
+			ch.acks[ev.Ref] = ev.Seq
+			if ev.Seq > 0 {
+				ch.got = append(ch.got, ev)
+			}
+		case ev.Type == codec.TypeError && ch.sent[ev.Ref] != "":
+			ch.failed[ev.Ref] = string(ev.Code)
+		}
+		ch.mu.Unlock()
+		select {
+		case ch.seen <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// say sends body with ref; the answer is recorded.
+func (ch *chatter) say(ref, body string) {
+	ch.mu.Lock()
+	ch.sent[ref] = body
+	ch.mu.Unlock()
+	_, _ = ch.c.conn.Write(codec.MustEncode(&codec.Say{Room: ch.room, Body: body, Ref: ref}))
+}
+
+// answered reports whether ref has its answer, and its seq if acked.
+func (ch *chatter) answered(ref string) (seq uint64, acked, done bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	seq, acked = ch.acks[ref]
+	_, failed := ch.failed[ref]
+	return seq, acked, acked || failed
+}
+
+// sayAcked says until one say is acknowledged with a seq (each refused one
+// is tried again) and returns the seq and the body.
+func (ch *chatter) sayAcked(prefix string) (uint64, string) {
+	ch.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for try := 0; time.Now().Before(deadline); try++ {
+		ref := fmt.Sprintf("%s-%d", prefix, try)
+		ch.say(ref, ref)
+		for {
+			seq, acked, done := ch.answered(ref)
+			if done && acked && seq > 0 {
+				return seq, ref
+			}
+			if done || time.Now().After(deadline) {
+				break
+			}
+			ch.wait()
+		}
+	}
+	ch.t.Fatalf("%s: no say acknowledged with a seq within the deadline", ch.name)
+	return 0, ""
+}
+
+// wait returns when a frame was recorded, or after a moment.
+func (ch *chatter) wait() {
+	select {
+	case <-ch.seen:
+	case <-time.After(10 * time.Millisecond):
+	}
+}
+
+// keepSaying says in the background, a few in flight at a time, until
+// stop is closed; done is closed when it has returned.
+func (ch *chatter) keepSaying(stop <-chan struct{}) (done chan struct{}) {
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-ch.c.done:
+				return
+			default:
+			}
+			ref := fmt.Sprintf("%s-steady-%d", ch.name, i)
+			ch.say(ref, ref)
+			if i >= 4 {
+				old := fmt.Sprintf("%s-steady-%d", ch.name, i-4)
+				for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); {
+					if _, _, done := ch.answered(old); done {
+						break
+					}
+					ch.wait()
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return done
+}
+
+// snapshot returns what the chatter recorded so far.
+func (ch *chatter) snapshot() (got []codec.Event, acks map[string]uint64, sent map[string]string) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	acks, sent = map[string]uint64{}, map[string]string{}
+	for k, v := range ch.acks {
+		acks[k] = v
+	}
+	for k, v := range ch.sent {
+		sent[k] = v
+	}
+	return append([]codec.Event(nil), ch.got...), acks, sent
+}
+
+// history checks what the chatters saw against the room's log: the log has
+// every seq once and every acknowledged say under its seq, no two
+// observations give one seq two bodies, and each chatter in whole saw the
+// room's seqs without a gap or a repeat, in order, from its first to the
+// log's last (whole chatters stayed connected to the end).
+func history(t *testing.T, logOf *Server, room string, all, whole []*chatter) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	stored, err := natsBroker(logOf).ReadLog(ctx, room, 1<<20)
+	if err != nil {
+		t.Fatalf("read the log: %v", err)
+	}
+	logged := map[uint64]string{}
+	var last uint64
+	for _, s := range stored {
+		var ev codec.Event
+		if err := codec.DecodeEvent(s.Frame[4:], &ev); err != nil {
+			t.Fatalf("log entry %d: %v", s.Seq, err)
+		}
+		if _, twice := logged[s.Seq]; twice {
+			t.Fatalf("the log has seq %d twice", s.Seq)
+		}
+		if s.Seq <= last {
+			t.Fatalf("the log has seq %d after %d", s.Seq, last)
+		}
+		logged[s.Seq], last = ev.Body, s.Seq
+	}
+	acked := 0
+	for _, ch := range all {
+		got, acks, sent := ch.snapshot()
+		for ref, seq := range acks {
+			if seq == 0 {
+				continue // unsequenced, while the bus was down
+			}
+			acked++
+			if logged[seq] != sent[ref] {
+				t.Fatalf("%s's say %q was acked with seq %d, which the log has as %q", ch.name, sent[ref], seq, logged[seq])
+			}
+		}
+		for _, ev := range got {
+			if ev.Type == codec.TypeMsg && logged[ev.Seq] != ev.Body {
+				t.Fatalf("%s received seq %d as %q, which the log has as %q", ch.name, ev.Seq, ev.Body, logged[ev.Seq])
+			}
+		}
+	}
+	for _, ch := range whole {
+		got, _, _ := ch.snapshot()
+		if len(got) == 0 {
+			t.Fatalf("%s received nothing", ch.name)
+		}
+		for i, ev := range got {
+			if ev.Type == codec.TypeGap {
+				t.Fatalf("%s got a gap notice %d-%d", ch.name, ev.First, ev.Last)
+			}
+			if i > 0 && ev.Seq != got[i-1].Seq+1 {
+				t.Fatalf("%s received seq %d after %d", ch.name, ev.Seq, got[i-1].Seq)
+			}
+		}
+		if end := got[len(got)-1].Seq; end != last {
+			t.Fatalf("%s's last seq is %d, the log's %d", ch.name, end, last)
+		}
+	}
+	t.Logf("log: %d messages up to seq %d; %d says acked", len(stored), last, acked)
+}
+
+// settled waits until every whole chatter has received the log's last seq.
+func settled(t *testing.T, logOf *Server, room string, whole []*chatter) {
+	t.Helper()
+	eventually(t, "every member has the log's last message", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		last, err := natsBroker(logOf).LastSeq(ctx, room)
+		if err != nil || last == 0 {
+			return false
+		}
+		for _, ch := range whole {
+			got, _, _ := ch.snapshot()
+			if len(got) == 0 || got[len(got)-1].Seq != last {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// testLogLen keeps the whole of a fault test's room in its log, so that
+// every acknowledged say can be found there.
+const testLogLen = 1 << 20
+
+// TestClusterOwnerDeathGivesNoSeqTwice kills a room's owner (its bus link
+// dropped without a word, then its server) right after it acknowledged a
+// say, 20 times, while two other nodes keep saying: no seq is ever given
+// to two messages, every acknowledged say is in the log under its seq, and
+// the members who stayed saw every seq once, in order.
+func TestClusterOwnerDeathGivesNoSeqTwice(t *testing.T) {
+	nats := natstest.Start(t)
+	cluster := fmt.Sprintf("t%d", time.Now().UnixNano())
+	next := 0
+	type node struct {
+		srv      *Server
+		speaker  *chatter
+		stop     chan struct{}
+		stopped  chan struct{}
+		listener *chatter
+	}
+	start := func() *node {
+		id := fmt.Sprintf("n%d", next)
+		next++
+		srv := startServer(t, Config{NATS: nats.URL(), NodeID: id, ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1, busLogLen: testLogLen})
+		nd := &node{srv: srv, stop: make(chan struct{})}
+		nd.speaker = newChatter(t, srv, "s"+id, codec.Lobby)
+		nd.listener = newChatter(t, srv, "l"+id, codec.Lobby)
+		return nd
+	}
+	// The witness never speaks and is never killed: its members saw it all.
+	witness := start()
+	nodes := []*node{start(), start()}
+	all := []*chatter{witness.speaker, witness.listener}
+	for _, nd := range nodes {
+		all = append(all, nd.speaker, nd.listener)
+	}
+	nodes[0].speaker.sayAcked("first") // nodes[0] owns the lobby
+	for _, nd := range nodes {
+		nd.stopped = nd.speaker.keepSaying(nd.stop)
+	}
+	for round := range 20 {
+		owner := -1
+		eventually(t, "a node owns the lobby", func() bool {
+			for i, nd := range nodes {
+				if natsBroker(nd.srv).Owns(codec.Lobby) {
+					owner = i
+					return true
+				}
+			}
+			return false
+		})
+		victim := nodes[owner]
+		close(victim.stop)
+		<-victim.stopped
+		victim.speaker.sayAcked(fmt.Sprintf("last-%d", round))
+		if round%2 == 1 { // at random moments: some right away, some a little later
+			time.Sleep(time.Duration(round%5) * time.Millisecond)
+		}
+		natsBroker(victim.srv).Kill()
+		stopNow(t, victim.srv)
+		fresh := start()
+		fresh.stopped = fresh.speaker.keepSaying(fresh.stop)
+		all = append(all, fresh.speaker, fresh.listener)
+		nodes[owner] = fresh
+	}
+	for _, nd := range nodes {
+		close(nd.stop)
+		<-nd.stopped
+	}
+	whole := []*chatter{witness.listener}
+	settled(t, witness.srv, codec.Lobby, whole)
+	history(t, witness.srv, codec.Lobby, all, whole)
+}
+
+// failureLog collects the nodes' logs of a test and prints them if the
+// test fails: a fault test's failure is read from what the nodes saw.
+func failureLog(t *testing.T) *slog.Logger {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("node logs:\n%s", buf.String())
+			mu.Unlock()
+		}
+	})
+	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// sequenced counts a chatter's says acknowledged with a seq.
+func sequenced(ch *chatter) int {
+	_, acks, _ := ch.snapshot()
+	n := 0
+	for _, seq := range acks {
+		if seq > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// holdProxy forwards TCP to a NATS server; while held it closes every
+// connection and refuses new ones, as a node whose network to NATS comes
+// back later than the others' would see.
+type holdProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	held   bool
+	conns  []net.Conn
+}
+
+func newHoldProxy(t *testing.T, target string) *holdProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.hold() })
+	go p.accept()
+	return p
+}
+
+func (p *holdProxy) url() string { return "nats://" + p.ln.Addr().String() }
+
+func (p *holdProxy) accept() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		held := p.held
+		p.mu.Unlock()
+		out, err := net.Dial("tcp", p.target)
+		if held || err != nil {
+			in.Close()
+			if out != nil {
+				out.Close()
+			}
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(in, out); in.Close() }()
+		go func() { _, _ = io.Copy(out, in); out.Close() }()
+	}
+}
+
+func (p *holdProxy) hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *holdProxy) release() {
+	p.mu.Lock()
+	p.held = false
+	p.mu.Unlock()
+}
+
+// TestClusterNATSRestartLosesNothing stops NATS while every node keeps
+// chatting, starts it again, and lets one node back only after the others
+// have sequenced messages without it: every member that stayed sees every
+// sequenced message exactly once, in order, the late node's by catching up
+// from the room's log before its live messages.
+func TestClusterNATSRestartLosesNothing(t *testing.T) {
+	nats := natstest.Start(t)
+	late := newHoldProxy(t, nats.URL()[len("nats://"):])
+	cluster := fmt.Sprintf("t%d", time.Now().UnixNano())
+	logger := failureLog(t)
+	var nodes []*Server
+	for i, url := range []string{nats.URL(), nats.URL(), late.url()} {
+		nodes = append(nodes, startServer(t, Config{NATS: url, NodeID: fmt.Sprintf("n%d", i), ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1, busLogLen: testLogLen, Logger: logger}))
+	}
+	for _, n := range nodes {
+		eventually(t, "nodes hear each other", func() bool { return n.Stats().Cluster.Peers == 2 })
+	}
+	var speakers, members []*chatter
+	for i, n := range nodes {
+		speakers = append(speakers, newChatter(t, n, fmt.Sprintf("s%d", i), "r"))
+		members = append(members, newChatter(t, n, fmt.Sprintf("m%d", i), "r"))
+	}
+	speakers[0].sayAcked("before")
+	stop := make(chan struct{})
+	var stopped []chan struct{}
+	for _, s := range speakers {
+		stopped = append(stopped, s.keepSaying(stop))
+	}
+	eventually(t, "messages sequenced before the outage", func() bool { got, _, _ := members[2].snapshot(); return len(got) >= 20 })
+
+	late.hold()
+	nats.Stop()
+	for _, n := range nodes {
+		eventually(t, "degraded", func() bool { return !n.Stats().Cluster.Connected })
+	}
+	nats.Start()
+	for _, n := range nodes[:2] {
+		eventually(t, "reconnected", func() bool { return n.Stats().Cluster.Connected })
+	}
+	// The others sequence messages while the late node is away.
+	before := sequenced(speakers[1])
+	eventually(t, "messages sequenced without the late node", func() bool { return sequenced(speakers[1]) >= before+20 })
+	if nodes[2].Stats().Cluster.Connected {
+		t.Fatal("the late node reconnected while held")
+	}
+	late.release()
+	eventually(t, "the late node reconnected", func() bool { return nodes[2].Stats().Cluster.Connected })
+	back := sequenced(speakers[2])
+	eventually(t, "the late node sequences again", func() bool { return sequenced(speakers[2]) >= back+5 })
+	close(stop)
+	for _, done := range stopped {
+		<-done
+	}
+	settled(t, nodes[0], "r", members)
+	history(t, nodes[0], "r", append(speakers, members...), members)
+}
+
+// TestClusterStaleOwnerIsFenced pauses a room's owner past the dead-node
+// bound (its NATS link stalled both ways, as a frozen process's would be)
+// while its members keep saying; another node takes the room over and
+// sequences messages. When the old owner wakes up, the log refuses what
+// it sequenced meanwhile: nothing of it is stored under a seq the new
+// owner used, or delivered to anyone, and its says fail with unavailable.
+func TestClusterStaleOwnerIsFenced(t *testing.T) {
+	nats := natstest.Start(t)
+	frozen := newFrozenProxy(t, nats.URL()[len("nats://"):])
+	cluster := fmt.Sprintf("t%d", time.Now().UnixNano())
+	// Pings far apart: the paused node must not notice the stall itself.
+	a := startServer(t, Config{NATS: frozen.url(), NodeID: "a", ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1, busPingInterval: time.Minute})
+	b := startServer(t, Config{NATS: nats.URL(), NodeID: "b", ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1})
+	eventually(t, "nodes hear each other", func() bool { return a.Stats().Cluster.Peers == 1 && b.Stats().Cluster.Peers == 1 })
+	onA := newChatter(t, a, "amy", "r")
+	onB := newChatter(t, b, "bob", "r")
+	watch := newChatter(t, b, "wes", "r")
+	for i := range 3 {
+		onA.sayAcked(fmt.Sprintf("early%d", i))
+	}
+	if !natsBroker(a).Owns("r") {
+		t.Fatal("a does not own the room it sequenced")
+	}
+
+	frozen.stall()
+	for i := range 3 {
+		onA.say(fmt.Sprintf("stale%d", i), fmt.Sprintf("stale%d", i))
+	}
+	eventually(t, "b buries a", func() bool { return b.Stats().Cluster.Peers == 0 })
+	var fresh []uint64
+	for i := range 3 {
+		seq, _ := onB.sayAcked(fmt.Sprintf("fresh%d", i))
+		fresh = append(fresh, seq)
+	}
+	if fresh[0] != 4 {
+		t.Fatalf("b's first seq %d, want 4: it continues the log", fresh[0])
+	}
+	frozen.resume()
+
+	for i := range 3 {
+		ref := fmt.Sprintf("stale%d", i)
+		eventually(t, "the stale say's answer", func() bool { _, _, done := onA.answered(ref); return done })
+		if seq, acked, _ := onA.answered(ref); acked {
+			t.Fatalf("a acknowledged %s with seq %d after it was deposed", ref, seq)
+		}
+	}
+	if f := a.Stats().Cluster.Fenced; f == 0 {
+		t.Fatal("the log refused nothing from the deposed owner: the fence was not tested")
+	}
+	// Woken, a learns that b buried it and claims its users' nicks again;
+	// it forwards its says to the new owner.
+	eventually(t, "b knows amy again", func() bool {
+		users, _, _ := natsBroker(b).Users("", 100)
+		for _, u := range users {
+			if u.Nick == "amy" {
+				return true
+			}
+		}
+		return false
+	})
+	onA.sayAcked("woken")
+	settled(t, b, "r", []*chatter{onB, watch, onA})
+	history(t, b, "r", []*chatter{onA, onB, watch}, []*chatter{watch})
+}
+
+// TestClusterGapWhenTheLogForgot: a node cut off while its room's log
+// moved on by more than the log keeps tells its members, once back, which
+// seqs they will never get (a gap notice), then delivers what the log still
+// has, in order: a hole is never silent.
+func TestClusterGapWhenTheLogForgot(t *testing.T) {
+	nats := natstest.Start(t)
+	cut := newHoldProxy(t, nats.URL()[len("nats://"):])
+	cluster := fmt.Sprintf("t%d", time.Now().UnixNano())
+	const keep = 5
+	logger := failureLog(t)
+	cfg := func(url, id string) Config {
+		return Config{NATS: url, NodeID: id, ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1, busLogLen: keep, Logger: logger}
+	}
+	a := startServer(t, cfg(nats.URL(), "a"))
+	b := startServer(t, cfg(cut.url(), "b"))
+	eventually(t, "nodes hear each other", func() bool { return a.Stats().Cluster.Peers == 1 && b.Stats().Cluster.Peers == 1 })
+	speaker := newChatter(t, a, "amy", "r")
+	member := newChatter(t, b, "bob", "r")
+	for i := range 3 {
+		speaker.sayAcked(fmt.Sprintf("before%d", i))
+	}
+	eventually(t, "bob has the first three", func() bool { got, _, _ := member.snapshot(); return len(got) == 3 })
+
+	cut.hold()
+	eventually(t, "b is cut off", func() bool { return !b.Stats().Cluster.Connected })
+	var last uint64
+	for i := range 20 {
+		last, _ = speaker.sayAcked(fmt.Sprintf("during%d", i))
+	}
+	cut.release()
+	eventually(t, "bob has the last message", func() bool {
+		got, _, _ := member.snapshot()
+		return len(got) > 0 && got[len(got)-1].Seq == last
+	})
+	got, _, _ := member.snapshot()
+	var want []string
+	for seq := uint64(1); seq <= 3; seq++ {
+		want = append(want, fmt.Sprintf("msg:%d", seq))
+	}
+	want = append(want, fmt.Sprintf("gap:%d-%d", 4, last-keep))
+	for seq := last - keep + 1; seq <= last; seq++ {
+		want = append(want, fmt.Sprintf("msg:%d", seq))
+	}
+	var have []string
+	for _, ev := range got {
+		if ev.Type == codec.TypeGap {
+			have = append(have, fmt.Sprintf("gap:%d-%d", ev.First, ev.Last))
+		} else {
+			have = append(have, fmt.Sprintf("%s:%d", ev.Type, ev.Seq))
+		}
+	}
+	if fmt.Sprint(have) != fmt.Sprint(want) {
+		t.Fatalf("bob got %v\nwant %v", have, want)
+	}
+	if b.Stats().Gaps != 1 {
+		t.Fatalf("b counted %d gaps, want 1", b.Stats().Gaps)
+	}
+}
