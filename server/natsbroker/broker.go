@@ -82,6 +82,7 @@ type Broker struct {
 	dropped     atomic.Int64       // messages dropped because out was full
 	fenced      atomic.Int64       // appends the log refused: another node had claimed the room
 	reasserting atomic.Bool        // a reassert is waiting to run
+	link        atomic.Uint64      // nats.go's reconnections as last observed (observeLink)
 	ctx         context.Context
 	cancel      context.CancelFunc
 	daemons     sync.WaitGroup // the dispatcher, the writer, the heartbeat and the watchers

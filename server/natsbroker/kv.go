@@ -300,6 +300,7 @@ type ownRecord struct {
 func (n *Broker) fence(ctx context.Context, name string, rev uint64) (uint64, uint64, error) {
 	subject := n.subj.logOwn(name)
 	data, _ := sonic.Marshal(ownRecord{Node: n.id, Rev: rev})
+	n.observeLink() // what was queued on an earlier link is not sent on this one
 	for {
 		var expect uint64
 		raw, err := n.stream.GetLastMsgForSubject(ctx, subject)

@@ -104,7 +104,7 @@ func (n *Broker) Append(m broker.Message, seq uint64, frame []byte) bool {
 	msg := &nats.Msg{Subject: n.subj.logMsg(m.Room), Data: e.encode(), Header: nats.Header{}}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fence, 10))
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, n.subj.logOwn(m.Room))
-	if !n.enqueue(outMsg{stored: msg, link: n.nc.Stats().Reconnects}) {
+	if !n.enqueue(outMsg{stored: msg, link: n.link.Load()}) {
 		n.goRun(func() { n.storeFailed(msg, errors.New("the queue to the bus is full")) })
 	}
 	return false
@@ -112,17 +112,37 @@ func (n *Broker) Append(m broker.Message, seq uint64, frame []byte) bool {
 
 // appendNow hands a queued log message to JetStream without waiting for
 // its acknowledgement: the stream's answers come back asynchronously, and
-// only failures are handled (storeFailed). A message queued before the
-// link to NATS was remade is dropped: what went out on the old link
-// before it is stored or lost, a prefix, and storing this one after a lost
-// one would leave a hole in the room's seqs. Writer goroutine.
+// only failures are handled (storeFailed). A message is dropped if it was
+// queued before the link to NATS was remade, or under a fence this node no
+// longer holds (a failure disowned the room since): what went out before
+// is stored or lost, a prefix, and storing this one after a lost one would
+// leave a hole in the room's seqs. Writer goroutine.
 func (n *Broker) appendNow(msg *nats.Msg, link uint64) {
-	if n.nc.Stats().Reconnects != link {
-		n.storeFailed(msg, errors.New("queued before the link to NATS was remade"))
+	room, _ := n.subj.logRoom(msg.Subject)
+	fence, _ := strconv.ParseUint(msg.Header.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
+	n.mu.Lock()
+	current := n.owned[room] == fence
+	n.mu.Unlock()
+	if !current || n.observeLink() != link {
+		n.storeFailed(msg, errors.New("queued before the room was disowned or the link to NATS remade"))
 		return
 	}
 	if _, err := n.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0)); err != nil {
 		n.storeFailed(msg, err)
+	}
+}
+
+// observeLink returns how many times nats.go has reconnected, and records
+// it in n.link, which Append reads without waiting. Never on an event loop
+// or under a room lock: it takes nats.go's connection lock, which a write
+// stalled on a slow link holds.
+func (n *Broker) observeLink() uint64 {
+	rc := n.nc.Stats().Reconnects
+	for {
+		seen := n.link.Load()
+		if rc <= seen || n.link.CompareAndSwap(seen, rc) {
+			return max(rc, seen)
+		}
 	}
 }
 
