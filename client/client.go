@@ -34,6 +34,7 @@ type Client struct {
 	pending  map[string]chan codec.Event // answers awaited, by ref
 	nextRef  uint64
 	rooms    map[string]bool // rooms to rejoin after a reconnect
+	marks    map[string]mark // where the client is in each room, to resume there
 	id       string
 	resume   string // the server's resume token for the current session
 	quitting bool
@@ -47,7 +48,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if opts.Nick == "" {
 		return nil, fmt.Errorf("%w: a nick is required", codec.ErrBadNick)
 	}
-	cn, err := dialConn(ctx, addr, opts.Nick, "", &opts)
+	cn, err := dialConn(ctx, addr, opts.Nick, "", nil, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +59,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		closing: make(chan struct{}),
 		pending: make(map[string]chan codec.Event),
 		rooms:   map[string]bool{codec.Lobby: true},
+		marks:   map[string]mark{},
 	}
 	c.install(cn)
 	c.emitWelcome(cn)
@@ -107,9 +109,10 @@ func (c *Client) DM(ctx context.Context, to, body string) error {
 
 // Join enters room, creating it if needed, and waits for the ack.
 func (c *Client) Join(ctx context.Context, room string) error {
-	_, err := c.call(ctx, func(ref string) codec.Message { return &codec.Join{Room: room, Ref: ref} })
+	ack, err := c.call(ctx, func(ref string) codec.Message { return &codec.Join{Room: room, Ref: ref} })
 	if err == nil {
 		c.setRoom(room, true)
+		c.entered(c.spelled(room), ack.Epoch, ack.Seq)
 	}
 	return err
 }
@@ -159,16 +162,23 @@ func (c *Client) Rooms() []string {
 	return out
 }
 
-func (c *Client) setRoom(room string, in bool) {
+// spelled is room as the server spells it: LOBBY is lobby.
+func (c *Client) spelled(room string) string {
 	if n, err := codec.ParseRoom(room); err == nil {
-		room = n.Display // the server's spelling: LOBBY is lobby
+		return n.Display
 	}
+	return room
+}
+
+func (c *Client) setRoom(room string, in bool) {
+	room = c.spelled(room)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if in {
 		c.rooms[room] = true
 	} else {
 		delete(c.rooms, room)
+		delete(c.marks, room)
 	}
 }
 
@@ -271,8 +281,10 @@ func (c *Client) answer(ev codec.Event) bool {
 	return ch != nil
 }
 
-// emitWelcome delivers the welcome of a new connection.
+// emitWelcome delivers the welcome of a new connection, and notes where
+// the client is in the lobby.
 func (c *Client) emitWelcome(cn *conn) {
+	c.entered(codec.Lobby, cn.welcome.Epoch, cn.welcome.Seq)
 	ev := Event{Event: cn.welcome}
 	if c.opts.Raw {
 		ev.Raw = cn.rawWelc

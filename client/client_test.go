@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sort"
@@ -360,4 +361,61 @@ func (p *proxy) cut() {
 func (p *proxy) close() {
 	p.ln.Close()
 	p.cut()
+}
+
+// TestReconnectResumes: a client cut off while another talks in the lobby
+// and in a room reconnects and resumes both: it receives every message of
+// each exactly once, in order, and a recovered event for each.
+func TestReconnectResumes(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{RateLimit: -1})
+	proxy := newProxy(t, srv.Addr().String())
+	amy := dial(t, proxy.addr, "amy", Options{Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	talker := dial(t, srv.Addr().String(), "talker", Options{})
+	ctx := context.Background()
+	for _, c := range []*Client{amy, talker} {
+		if err := c.Join(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say := func(n int) {
+		for i := 0; i < n; i++ {
+			for _, room := range []string{codec.Lobby, "r"} {
+				if _, err := talker.Say(ctx, room, fmt.Sprint(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	say(5)
+	seen := map[string][]uint64{}
+	for len(seen["r"]) < 5 || len(seen[codec.Lobby]) < 5 {
+		ev := next(t, amy, codec.TypeMsg)
+		seen[ev.Room] = append(seen[ev.Room], ev.Seq)
+	}
+	proxy.cut()
+	say(10) // while amy is away
+	recovered := map[string]bool{}
+	for len(recovered) < 2 || len(seen["r"]) < 15 || len(seen[codec.Lobby]) < 15 {
+		select {
+		case ev := <-amy.Events():
+			switch ev.Type {
+			case codec.TypeMsg:
+				seen[ev.Room] = append(seen[ev.Room], ev.Seq)
+			case codec.TypeRecover:
+				if !ev.Recovered {
+					t.Fatalf("%s not recovered", ev.Room)
+				}
+				recovered[ev.Room] = true
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("seen %v, recovered %v", seen, recovered)
+		}
+	}
+	for room, seqs := range seen {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Fatalf("%s: %v", room, seqs)
+			}
+		}
+	}
 }

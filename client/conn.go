@@ -23,9 +23,10 @@ type conn struct {
 }
 
 // dialConn connects, logs in as nick (with the resume token of the
-// session before, if any) and returns the connection with its welcome. A
-// refused login returns the server's *codec.Error.
-func dialConn(ctx context.Context, addr, nick, resume string, o *Options) (*conn, error) {
+// session before, and where it was in the lobby, if any) and returns the
+// connection with its welcome. A refused login returns the server's
+// *codec.Error.
+func dialConn(ctx context.Context, addr, nick, resume string, lobby *mark, o *Options) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -36,7 +37,7 @@ func dialConn(ctx context.Context, addr, nick, resume string, o *Options) (*conn
 	c := &conn{nc: nc, r: codec.NewReader(nc, o.MaxFrame), out: make(chan []byte, 256), done: make(chan struct{})}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
-	if err := c.login(nick, resume); err != nil {
+	if err := c.login(nick, resume, lobby); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -45,8 +46,12 @@ func dialConn(ctx context.Context, addr, nick, resume string, o *Options) (*conn
 }
 
 // login sends login and reads until welcome or a refusal.
-func (c *conn) login(nick, resume string) error {
-	if _, err := c.nc.Write(codec.MustEncode(&codec.Login{Nick: nick, Resume: resume, Ref: "login"})); err != nil {
+func (c *conn) login(nick, resume string, lobby *mark) error {
+	login := &codec.Login{Nick: nick, Resume: resume, Ref: "login"}
+	if lobby != nil {
+		login.Since, login.Epoch = &lobby.seq, lobby.epoch
+	}
+	if _, err := c.nc.Write(codec.MustEncode(login)); err != nil {
 		return err
 	}
 	for {

@@ -57,8 +57,11 @@ func (c *Client) read(cn *conn) (codec.Reason, error) {
 // and pongs are handled here, everything else becomes an event.
 func (c *Client) dispatch(ev codec.Event, raw []byte) {
 	answered := false
+	c.note(ev)
 	switch ev.Type {
-	case codec.TypeAck, codec.TypeError, codec.TypeUsers:
+	case codec.TypeAck:
+		answered = c.rejoined(ev) || c.answer(ev)
+	case codec.TypeError, codec.TypeUsers, codec.TypeHistory:
 		answered = c.answer(ev)
 	case codec.TypePing, codec.TypePong:
 		answered = true
@@ -130,7 +133,7 @@ func (c *Client) reconnect(cause error) *conn {
 		c.mu.Lock()
 		resume := c.resume
 		c.mu.Unlock()
-		cn, err := dialConn(ctx, c.addr, c.opts.Nick, resume, &c.opts)
+		cn, err := dialConn(ctx, c.addr, c.opts.Nick, resume, c.lobbyMark(), &c.opts)
 		cancel()
 		if err != nil {
 			c.opts.Logger.Debug("reconnect failed", "attempt", attempt, "err", err)
@@ -151,7 +154,7 @@ func (c *Client) rejoin(cn *conn) {
 	ctx := context.Background()
 	for _, room := range c.Rooms() {
 		if room != codec.Lobby {
-			_ = cn.send(ctx, codec.MustEncode(&codec.Join{Room: room}))
+			_ = cn.send(ctx, c.rejoinFrame(room))
 		}
 	}
 	c.mu.Lock()

@@ -1,5 +1,7 @@
 package codec
 
+import stdjson "encoding/json"
+
 // Message types of the wire contract.
 const (
 	TypeLogin    = "login"
@@ -8,6 +10,7 @@ const (
 	TypeJoin     = "join"
 	TypeLeave    = "leave"
 	TypeWho      = "who"
+	TypeHistory  = "history"
 	TypePing     = "ping"
 	TypePong     = "pong"
 	TypeQuit     = "quit"
@@ -17,6 +20,7 @@ const (
 	TypeLeft     = "left"
 	TypePresence = "presence"
 	TypeGap      = "gap"
+	TypeRecover  = "recovered"
 	TypeUsers    = "users"
 	TypeAck      = "ack"
 	TypeError    = "error"
@@ -41,7 +45,11 @@ type Login struct {
 	// Resume is the token of the session's previous connection (from its
 	// Welcome): it takes back a nick the server holds after a drop.
 	Resume string `json:"resume,omitempty"`
-	Ref    string `json:"ref,omitempty"`
+	// Since and Epoch resume the lobby: the last seq the client saw there
+	// and the lobby's epoch then. Since is nil for no resume.
+	Since *uint64 `json:"since,omitempty"`
+	Epoch string  `json:"epoch,omitempty"`
+	Ref   string  `json:"ref,omitempty"`
 }
 
 // Say sends Body to every other member of Room.
@@ -68,7 +76,23 @@ type DM struct {
 type Join struct {
 	Type string `json:"type"`
 	Room string `json:"room"`
-	Ref  string `json:"ref,omitempty"`
+	// Since and Epoch resume the room: the last seq the client saw there
+	// and the room's epoch then. Since is nil for no resume.
+	Since *uint64 `json:"since,omitempty"`
+	Epoch string  `json:"epoch,omitempty"`
+	Ref   string  `json:"ref,omitempty"`
+}
+
+// History asks for a page of Room's messages: with Before, the newest
+// Limit before it; with Since, the oldest Limit after it; with neither, the
+// newest Limit.
+type History struct {
+	Type   string  `json:"type"`
+	Room   string  `json:"room,omitempty"`
+	Since  *uint64 `json:"since,omitempty"`
+	Before *uint64 `json:"before,omitempty"`
+	Limit  *int    `json:"limit,omitempty"`
+	Ref    string  `json:"ref,omitempty"`
 }
 
 // Leave exits Room.
@@ -114,7 +138,11 @@ type Welcome struct {
 	// Resume is this session's resume token, for the next Login after a
 	// drop.
 	Resume string `json:"resume,omitempty"`
-	Ref    string `json:"ref,omitempty"`
+	// Epoch and Seq are the lobby's epoch and last seq when the session
+	// entered it.
+	Epoch string `json:"epoch,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+	Ref   string `json:"ref,omitempty"`
 }
 
 // Msg is a room message (Room set, Seq > 0) or a direct message (To set).
@@ -178,6 +206,27 @@ type Ack struct {
 	Type string `json:"type"`
 	Ref  string `json:"ref"`
 	Seq  uint64 `json:"seq,omitempty"`
+	// Epoch answers a join: the room's epoch, with Seq its last seq.
+	Epoch string `json:"epoch,omitempty"`
+}
+
+// Page answers History: the messages, oldest first, each as a msg frame's
+// JSON; More when the room has more in the direction asked.
+type Page struct {
+	Type  string               `json:"type"`
+	Room  string               `json:"room"`
+	Epoch string               `json:"epoch"`
+	Msgs  []stdjson.RawMessage `json:"msgs"`
+	More  bool                 `json:"more"`
+	Ref   string               `json:"ref,omitempty"`
+}
+
+// Recovered follows the replay of a resumed room: Recovered tells whether
+// every message after the client's seq was sent.
+type Recovered struct {
+	Type      string `json:"type"`
+	Room      string `json:"room"`
+	Recovered bool   `json:"recovered"`
 }
 
 // ErrorMsg tells that a request failed.
@@ -194,96 +243,111 @@ type Bye struct {
 	Reason Reason `json:"reason"`
 }
 
-func (*Login) MessageType() string    { return TypeLogin }
-func (*Say) MessageType() string      { return TypeSay }
-func (*DM) MessageType() string       { return TypeDM }
-func (*Join) MessageType() string     { return TypeJoin }
-func (*Leave) MessageType() string    { return TypeLeave }
-func (*Who) MessageType() string      { return TypeWho }
-func (*Ping) MessageType() string     { return TypePing }
-func (*Pong) MessageType() string     { return TypePong }
-func (*Quit) MessageType() string     { return TypeQuit }
-func (*Welcome) MessageType() string  { return TypeWelcome }
-func (*Msg) MessageType() string      { return TypeMsg }
-func (*Joined) MessageType() string   { return TypeJoined }
-func (*Left) MessageType() string     { return TypeLeft }
-func (*Presence) MessageType() string { return TypePresence }
-func (*Gap) MessageType() string      { return TypeGap }
-func (*Users) MessageType() string    { return TypeUsers }
-func (*Ack) MessageType() string      { return TypeAck }
-func (*ErrorMsg) MessageType() string { return TypeError }
-func (*Bye) MessageType() string      { return TypeBye }
+func (*Login) MessageType() string     { return TypeLogin }
+func (*Say) MessageType() string       { return TypeSay }
+func (*DM) MessageType() string        { return TypeDM }
+func (*Join) MessageType() string      { return TypeJoin }
+func (*Leave) MessageType() string     { return TypeLeave }
+func (*Who) MessageType() string       { return TypeWho }
+func (*Ping) MessageType() string      { return TypePing }
+func (*Pong) MessageType() string      { return TypePong }
+func (*Quit) MessageType() string      { return TypeQuit }
+func (*Welcome) MessageType() string   { return TypeWelcome }
+func (*Msg) MessageType() string       { return TypeMsg }
+func (*Joined) MessageType() string    { return TypeJoined }
+func (*Left) MessageType() string      { return TypeLeft }
+func (*Presence) MessageType() string  { return TypePresence }
+func (*Gap) MessageType() string       { return TypeGap }
+func (*History) MessageType() string   { return TypeHistory }
+func (*Page) MessageType() string      { return TypeHistory }
+func (*Recovered) MessageType() string { return TypeRecover }
+func (*Users) MessageType() string     { return TypeUsers }
+func (*Ack) MessageType() string       { return TypeAck }
+func (*ErrorMsg) MessageType() string  { return TypeError }
+func (*Bye) MessageType() string       { return TypeBye }
 
-func (m *Login) stamp()    { m.Type = TypeLogin }
-func (m *Say) stamp()      { m.Type = TypeSay }
-func (m *DM) stamp()       { m.Type = TypeDM }
-func (m *Join) stamp()     { m.Type = TypeJoin }
-func (m *Leave) stamp()    { m.Type = TypeLeave }
-func (m *Who) stamp()      { m.Type = TypeWho }
-func (m *Ping) stamp()     { m.Type = TypePing }
-func (m *Pong) stamp()     { m.Type = TypePong }
-func (m *Quit) stamp()     { m.Type = TypeQuit }
-func (m *Welcome) stamp()  { m.Type = TypeWelcome }
-func (m *Msg) stamp()      { m.Type = TypeMsg }
-func (m *Joined) stamp()   { m.Type = TypeJoined }
-func (m *Left) stamp()     { m.Type = TypeLeft }
-func (m *Presence) stamp() { m.Type = TypePresence }
-func (m *Gap) stamp()      { m.Type = TypeGap }
-func (m *Users) stamp()    { m.Type = TypeUsers }
-func (m *Ack) stamp()      { m.Type = TypeAck }
-func (m *ErrorMsg) stamp() { m.Type = TypeError }
-func (m *Bye) stamp()      { m.Type = TypeBye }
+func (m *Login) stamp()     { m.Type = TypeLogin }
+func (m *Say) stamp()       { m.Type = TypeSay }
+func (m *DM) stamp()        { m.Type = TypeDM }
+func (m *Join) stamp()      { m.Type = TypeJoin }
+func (m *Leave) stamp()     { m.Type = TypeLeave }
+func (m *Who) stamp()       { m.Type = TypeWho }
+func (m *Ping) stamp()      { m.Type = TypePing }
+func (m *Pong) stamp()      { m.Type = TypePong }
+func (m *Quit) stamp()      { m.Type = TypeQuit }
+func (m *Welcome) stamp()   { m.Type = TypeWelcome }
+func (m *Msg) stamp()       { m.Type = TypeMsg }
+func (m *Joined) stamp()    { m.Type = TypeJoined }
+func (m *Left) stamp()      { m.Type = TypeLeft }
+func (m *Presence) stamp()  { m.Type = TypePresence }
+func (m *Gap) stamp()       { m.Type = TypeGap }
+func (m *History) stamp()   { m.Type = TypeHistory }
+func (m *Page) stamp()      { m.Type = TypeHistory }
+func (m *Recovered) stamp() { m.Type = TypeRecover }
+func (m *Users) stamp()     { m.Type = TypeUsers }
+func (m *Ack) stamp()       { m.Type = TypeAck }
+func (m *ErrorMsg) stamp()  { m.Type = TypeError }
+func (m *Bye) stamp()       { m.Type = TypeBye }
 
 // Request is a decoded client-to-server frame: the union of the fields of
 // every request type. Which fields mean something depends on Type; fields a
 // type does not define are ignored.
 type Request struct {
-	Type   string `json:"type"`
-	Ref    string `json:"ref"`
-	Nick   string `json:"nick"`
-	Token  string `json:"token"`
-	Resume string `json:"resume"`
-	Room   string `json:"room"`
-	Body   string `json:"body"`
-	To     string `json:"to"`
-	After  string `json:"after"`
-	ID     string `json:"id"`
+	Type   string  `json:"type"`
+	Ref    string  `json:"ref"`
+	Nick   string  `json:"nick"`
+	Token  string  `json:"token"`
+	Resume string  `json:"resume"`
+	Room   string  `json:"room"`
+	Body   string  `json:"body"`
+	To     string  `json:"to"`
+	After  string  `json:"after"`
+	ID     string  `json:"id"`
+	Since  *uint64 `json:"since"`
+	Before *uint64 `json:"before"`
+	Limit  *int    `json:"limit"`
+	Epoch  string  `json:"epoch"`
 }
 
 // Event is a decoded server-to-client frame: the union of the fields of
 // every server message. Joined and Left are the counts of a presence frame
 // (the nick of a joined or left frame is in Nick).
 type Event struct {
-	Type    string   `json:"type"`
-	Ref     string   `json:"ref"`
-	ID      string   `json:"id"`
-	Nick    string   `json:"nick"`
-	Room    string   `json:"room"`
-	Online  int      `json:"online"`
-	Resume  string   `json:"resume"`
-	From    string   `json:"from"`
-	To      string   `json:"to"`
-	Body    string   `json:"body"`
-	TS      int64    `json:"ts"`
-	Seq     uint64   `json:"seq"`
-	Reason  Reason   `json:"reason"`
-	Count   int      `json:"count"`
-	Joined  int      `json:"joined"`
-	Left    int      `json:"left"`
-	First   uint64   `json:"first"`
-	Last    uint64   `json:"last"`
-	Nicks   []string `json:"nicks"`
-	More    bool     `json:"more"`
-	Code    Code     `json:"code"`
-	Message string   `json:"message"`
+	Type   string  `json:"type"`
+	Ref    string  `json:"ref"`
+	ID     string  `json:"id"`
+	Nick   string  `json:"nick"`
+	Room   string  `json:"room"`
+	Online int     `json:"online"`
+	Resume string  `json:"resume"`
+	From   string  `json:"from"`
+	To     string  `json:"to"`
+	Body   string  `json:"body"`
+	TS     int64   `json:"ts"`
+	Seq    uint64  `json:"seq"`
+	Reason Reason  `json:"reason"`
+	Count  int     `json:"count"`
+	Joined int     `json:"joined"`
+	Left   int     `json:"left"`
+	First  uint64  `json:"first"`
+	Last   uint64  `json:"last"`
+	Epoch  string  `json:"epoch"`
+	Msgs   []Event `json:"msgs"`
+	// Recovered is a recovered notice's answer.
+	Recovered bool     `json:"recovered"`
+	Nicks     []string `json:"nicks"`
+	More      bool     `json:"more"`
+	Code      Code     `json:"code"`
+	Message   string   `json:"message"`
 }
 
 var requestTypes = map[string]bool{
 	TypeLogin: true, TypeSay: true, TypeDM: true, TypeJoin: true, TypeLeave: true,
-	TypeWho: true, TypePing: true, TypePong: true, TypeQuit: true,
+	TypeWho: true, TypePing: true, TypePong: true, TypeQuit: true, TypeHistory: true,
 }
 
 var eventTypes = map[string]bool{
 	TypeWelcome: true, TypeMsg: true, TypeJoined: true, TypeLeft: true, TypePresence: true, TypeGap: true,
+	TypeHistory: true, TypeRecover: true,
 	TypeUsers: true, TypeAck: true, TypeError: true, TypePing: true, TypePong: true, TypeBye: true,
 }

@@ -196,7 +196,7 @@ func history(t *testing.T, logOf *Server, room string, all, whole []*chatter) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	stored, err := natsBroker(logOf).ReadLog(ctx, room, 1<<20)
+	stored, err := natsBroker(logOf).Dump(ctx, room, 1<<20)
 	if err != nil {
 		t.Fatalf("read the log: %v", err)
 	}

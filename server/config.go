@@ -96,6 +96,20 @@ type Config struct {
 	// reads can cost. Default 64 KiB; negative leaves the kernel's
 	// autotuning on.
 	SocketSendBuffer int
+	// HistoryLen is how many messages each room keeps for history and
+	// resume (docs/PROTOCOL.md); in a cluster, how many the room's log
+	// keeps. Default 1000; negative keeps none.
+	HistoryLen int
+	// HistoryAge forgets messages older than this on a single node.
+	// Default 24h; negative keeps them however old.
+	HistoryAge time.Duration
+	// HistoryBytes caps the memory of every room's history together on a
+	// single node, and the whole log in a cluster; past it a room's new
+	// message pushes out its oldest. Default 256 MiB.
+	HistoryBytes int64
+	// ReplayLimit is the most messages a resume replays; a client further
+	// behind is told recovered false. Default HistoryLen.
+	ReplayLimit int
 	// NickHold keeps the nick of a session that ended without quit
 	// reserved this long; only a login that presents the session's resume
 	// token (given in welcome) takes it back meanwhile. Default 30s;
@@ -160,6 +174,9 @@ const (
 	DefaultConnRatePerIP    = 10
 	DefaultSocketSendBuffer = 64 << 10
 	DefaultNickHold         = 30 * time.Second
+	DefaultHistoryLen       = 1000
+	DefaultHistoryAge       = 24 * time.Hour
+	DefaultHistoryBytes     = 256 << 20
 	DefaultDMRate           = 5
 	DefaultDMBurst          = 10
 	DefaultJoinRate         = 1
@@ -191,6 +208,10 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ConnRatePerIP, DefaultConnRatePerIP)
 	setDefault(&c.SocketSendBuffer, DefaultSocketSendBuffer)
 	setDefault(&c.NickHold, DefaultNickHold)
+	setDefault(&c.HistoryLen, DefaultHistoryLen)
+	setDefault(&c.HistoryAge, DefaultHistoryAge)
+	setDefault(&c.HistoryBytes, DefaultHistoryBytes)
+	setDefault(&c.ReplayLimit, max(c.HistoryLen, 1))
 	setDefault(&c.DMRate, DefaultDMRate)
 	setDefault(&c.DMBurst, DefaultDMBurst)
 	setDefault(&c.JoinRate, DefaultJoinRate)
@@ -227,7 +248,8 @@ func (c Config) hubConfig() hub.Config {
 		MaxBody: c.MaxBody, MaxOutbound: c.MaxOutbound, MaxOutboundTotal: c.MaxOutboundTotal, WriteDeadline: c.WriteDeadline,
 		PresenceLimit: c.PresenceLimit, PresenceInterval: c.PresenceInterval, MaxRooms: c.MaxRooms,
 		RateLimit: c.RateLimit, RateBurst: c.RateBurst, FloodGrace: c.FloodGrace, MaxConnsPerIP: c.MaxConnsPerIP,
-		NickHold: c.NickHold, DMRate: c.DMRate, DMBurst: c.DMBurst, JoinRate: c.JoinRate, JoinBurst: c.JoinBurst,
+		NickHold: c.NickHold, HistoryLen: max(c.HistoryLen, 0), HistoryAge: max(c.HistoryAge, 0), HistoryBytes: c.HistoryBytes,
+		ReplayLimit: c.ReplayLimit, DMRate: c.DMRate, DMBurst: c.DMBurst, JoinRate: c.JoinRate, JoinBurst: c.JoinBurst,
 		StatsInterval: c.StatsInterval, Logger: c.Logger, BeforeHandle: c.beforeHandle,
 	}
 }

@@ -99,9 +99,10 @@ func TestSlowConsumer(t *testing.T) {
 // every message of its room in seq order with no gap.
 func TestChurnSoak(t *testing.T) {
 	clients, length := pick(200, 2000), pick(2*time.Second, 60*time.Second)
-	// Half the clients drop without quit, and each leaves its nick held:
-	// a short hold lets the end state settle without them.
-	srv := startServer(t, Config{NickHold: time.Second})
+	// Half the clients drop without quit, and each leaves its nick held;
+	// each room keeps its history after its members left: a short hold and
+	// a short history let the end state settle without them.
+	srv := startServer(t, Config{NickHold: time.Second, HistoryAge: time.Second})
 	warmUp(t, srv)
 	baseFDs, baseGoroutines, baseHeap := countFDs(t), ownGoroutines(), liveHeap()
 	rooms := []string{"r0", "r1", "r2", "r3"}

@@ -12,6 +12,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.NATS != "" {
 		b = natsbroker.New(natsbroker.Config{
 			URL: cfg.NATS, NodeID: cfg.NodeID, ClusterName: cfg.ClusterName,
-			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen, PingInterval: cfg.busPingInterval, LogLen: cfg.busLogLen,
+			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen, PingInterval: cfg.busPingInterval, LogLen: cmp.Or(cfg.busLogLen, max(cfg.HistoryLen, 1)), LogBytes: cfg.HistoryBytes,
 		})
 	}
 	h := hub.New(cfg.hubConfig(), b)

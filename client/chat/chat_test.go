@@ -62,6 +62,8 @@ func TestFormat(t *testing.T) {
 		{codec.Event{Type: codec.TypeError, Code: codec.CodeNickTaken, Message: "taken"}, "! nick_taken: taken"},
 		{codec.Event{Type: codec.TypePresence, Room: "lobby", Count: 900, Joined: 3, Left: 1}, "* lobby: 900 members (+3 joined, -1 left)"},
 		{codec.Event{Type: codec.TypeWelcome, Nick: "amy", Room: "lobby", Online: 2}, "* welcome, amy: you are in lobby, 2 other users online"},
+		{codec.Event{Type: codec.TypeRecover, Room: "go"}, "! go: messages sent while you were away could not be recovered"},
+		{codec.Event{Type: codec.TypeGap, Room: "go", First: 4, Last: 9}, "! go: messages 4 to 9 were lost"},
 	}
 	for _, c := range cases {
 		got, ok := Format(client.Event{Event: c.ev})

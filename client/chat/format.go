@@ -21,6 +21,7 @@ const lineModeNewline = " ↵ "
 //	* bob left lobby (timeout)
 //	* lobby: 10000 members (+12 joined, -3 left)
 //	! nick_taken: ...
+//	! lobby: messages sent while you were away could not be recovered
 //
 // Control characters never reach the terminal (see printable), and the
 // newlines of a multi-line message show as ↵.
@@ -46,6 +47,13 @@ func Format(ev client.Event) (string, bool) {
 		return fmt.Sprintf("* the server said bye (%s)", ev.Reason), true
 	case codec.TypeUsers:
 		return fmt.Sprintf("* %s (%d): %v", ev.Room, ev.Count, ev.Nicks), true
+	case codec.TypeRecover:
+		if ev.Recovered {
+			return "", false // caught up: nothing to tell
+		}
+		return fmt.Sprintf("! %s: messages sent while you were away could not be recovered", ev.Room), true
+	case codec.TypeGap:
+		return fmt.Sprintf("! %s: messages %d to %d were lost", ev.Room, ev.First, ev.Last), true
 	case client.EventReconnecting:
 		return fmt.Sprintf("* connection lost (%v); reconnecting in %s (attempt %d)", ev.Err, ev.Delay.Round(10e6), ev.Attempt), true
 	case client.EventReconnected:

@@ -24,6 +24,7 @@ func newServeCmd() *cobra.Command {
 	maxOutboundTotal := byteSize(server.DefaultMaxOutboundTotal)
 	maxLoginFrame := byteSize(server.DefaultMaxLoginFrame)
 	sendBuffer := byteSize(server.DefaultSocketSendBuffer)
+	historyBytes := byteSize(server.DefaultHistoryBytes)
 	var logLevel, logFormat string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -51,6 +52,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 			cfg.MaxFrame, cfg.MaxBody, cfg.MaxOutbound = int(maxFrame), int(maxBody), int(maxOutbound)
 			cfg.MaxOutboundTotal, cfg.MaxLoginFrame = int64(maxOutboundTotal), int(maxLoginFrame)
 			cfg.SocketSendBuffer = int(sendBuffer)
+			cfg.HistoryBytes = int64(historyBytes)
 			offWhenZero(&cfg)
 			return runServer(cfg, logger)
 		},
@@ -76,6 +78,10 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (a /64 for IPv6), 0 for no limit; over it: bye server_full")
 	f.Float64Var(&cfg.ConnRatePerIP, "max-conn-rate-per-ip", server.DefaultConnRatePerIP, "new connections per second from one IP address (a /64 for IPv6), bursts of twice that, 0 for no limit; over it: bye server_full")
 	f.Var(&sendBuffer, "socket-send-buffer", "fixed kernel send buffer per connection, 0 for the kernel's autotuning; bounds what a client that never reads costs")
+	f.IntVar(&cfg.HistoryLen, "history", server.DefaultHistoryLen, "messages each room keeps for history and resume (in a cluster, in its log), 0 for none")
+	f.DurationVar(&cfg.HistoryAge, "history-age", server.DefaultHistoryAge, "single node: forget room messages older than this, 0 to keep them however old")
+	f.Var(&historyBytes, "history-bytes", "memory for every room's history together (in a cluster, the whole log); past it a room's new message pushes out its oldest")
+	f.IntVar(&cfg.ReplayLimit, "replay-limit", 0, "most messages a resume replays (0: --history)")
 	f.DurationVar(&cfg.NickHold, "nick-hold", server.DefaultNickHold, "keep the nick of a session that dropped without quit for its resume token this long, 0 for off")
 	f.Float64Var(&cfg.DMRate, "dm-rate", server.DefaultDMRate, "direct messages per second one session may send to one user, 0 for no limit; over it: error rate_limited")
 	f.IntVar(&cfg.DMBurst, "dm-burst", server.DefaultDMBurst, "direct messages one session may send to one user at once above --dm-rate")
@@ -145,12 +151,12 @@ func offWhenZero(cfg *server.Config) {
 	off(&cfg.ConnRatePerIP)
 	off(&cfg.DMRate)
 	off(&cfg.JoinRate)
-	for _, v := range []*int{&cfg.MaxConns, &cfg.SocketSendBuffer} {
+	for _, v := range []*int{&cfg.MaxConns, &cfg.SocketSendBuffer, &cfg.HistoryLen} {
 		if *v == 0 {
 			*v = -1
 		}
 	}
-	for _, v := range []*time.Duration{&cfg.NickHold, &cfg.StatsInterval} {
+	for _, v := range []*time.Duration{&cfg.NickHold, &cfg.StatsInterval, &cfg.HistoryAge} {
 		if *v == 0 {
 			*v = -1
 		}

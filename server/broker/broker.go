@@ -38,6 +38,12 @@ type Message struct {
 	Token string
 }
 
+// Logged is a room message as a broker's log keeps it.
+type Logged struct {
+	Seq   uint64
+	Frame []byte // the msg frame, length-prefixed, as members receive it
+}
+
 // Replier receives the answer to a say that another node sequences. The
 // hub's sessions implement it. SayDone is safe from any goroutine.
 type Replier interface {
@@ -114,6 +120,15 @@ type Broker interface {
 	// Members returns through done a room's members on the other nodes,
 	// for a room this node does not follow.
 	Members(room string, done func([]User))
+
+	// ReadLog returns through done up to limit of the messages in room's
+	// log with a seq after after, oldest first. Local has no log and
+	// returns none.
+	ReadLog(room string, after uint64, limit int, done func([]Logged, error))
+	// Epoch names room's sequence as the broker's log keeps it; it
+	// changes if that log starts again. It is empty when the broker keeps
+	// no log (Local): the hub's own history is then the room's only one.
+	Epoch(room string) string
 }
 
 // Handler is the hub, as a broker sees it. Every method is safe from any

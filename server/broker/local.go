@@ -69,3 +69,9 @@ func (l *Local) SendDM(_, toNick, _, _ string, _ int64, done func(error)) {
 
 // Members has no other node to ask.
 func (l *Local) Members(_ string, done func([]User)) { done(nil) }
+
+// Epoch is empty: a single node keeps no log besides the hub's history.
+func (l *Local) Epoch(string) string { return "" }
+
+// ReadLog has no log to read.
+func (l *Local) ReadLog(_ string, _ uint64, _ int, done func([]Logged, error)) { done(nil, nil) }

@@ -104,6 +104,10 @@ func (f *fakeBroker) SendDM(_, _, _, _ string, _ int64, done func(error)) {
 	f.dms = append(f.dms, done)
 	f.mu.Unlock()
 }
+func (f *fakeBroker) Epoch(string) string { return "fake" }
+func (f *fakeBroker) ReadLog(_ string, _ uint64, _ int, done func([]broker.Logged, error)) {
+	done(nil, nil)
+}
 func (f *fakeBroker) Members(_ string, done func([]broker.User)) {
 	done([]broker.User{{Key: "zed", Nick: "zed", Node: "b"}})
 }

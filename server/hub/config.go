@@ -36,6 +36,10 @@ type Config struct {
 	JoinRate         float64 // negative: off
 	JoinBurst        int
 	StatsInterval    time.Duration // 0 or negative: off
+	HistoryLen       int           // messages kept per room; 0: no history
+	HistoryAge       time.Duration // 0: no age limit
+	HistoryBytes     int64         // every room's history together
+	ReplayLimit      int           // the most messages a resume replays
 	Logger           *slog.Logger
 
 	// BeforeHandle, when set, runs on the session's loop before each

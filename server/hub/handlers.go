@@ -94,6 +94,8 @@ func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 		return h.handleLeave(s, req)
 	case codec.TypeWho:
 		return h.handleWho(s, req)
+	case codec.TypeHistory:
+		return h.handleHistory(s, req)
 	}
 	return fmt.Errorf("%w: %q", codec.ErrUnknownType, req.Type)
 }
@@ -115,17 +117,34 @@ func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
 	if h.nicks.get(name.Key) != nil || !h.claiming.add(name.Key) {
 		return codec.NotOnline(codec.ErrNickTaken, name.Display)
 	}
-	ref := req.Ref
+	ref, resume := req.Ref, resumeOf(req)
 	return h.call(s, func(done func(func())) {
 		h.broker.ClaimNick(name.Key, name.Display, func(err error) {
-			done(func() { h.claimed(s, name, ref, err) })
+			done(func() { h.claimed(s, name, ref, resume, err) })
 		})
 	})
 }
 
+// resume is where a client left a room: the last seq it saw and the
+// room's epoch then; and what was read from the cluster's log for it.
+type resume struct {
+	since uint64
+	epoch string
+	pre   []broker.Logged
+	read  bool // pre was read: do not read again
+}
+
+// resumeOf is the resume a login or join asks for, or nil.
+func resumeOf(req *codec.Request) *resume {
+	if req.Since == nil {
+		return nil
+	}
+	return &resume{since: *req.Since, epoch: req.Epoch}
+}
+
 // claimed finishes a login once the broker has claimed the nick (or
 // failed to). Loop goroutine of s.
-func (h *Hub) claimed(s *Session, name codec.Name, ref string, err error) {
+func (h *Hub) claimed(s *Session, name codec.Name, ref string, rs *resume, err error) {
 	defer h.claiming.remove(name.Key)
 	switch {
 	case err != nil:
@@ -138,12 +157,20 @@ func (h *Hub) claimed(s *Session, name codec.Name, ref string, err error) {
 		// nick and key are set before the claim publishes s to other goroutines.
 		s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
 		h.nicks.claim(s.key, s) // claiming kept it free here
-		h.finishLogin(s, ref)
+		h.lobby.mu.Lock()
+		read := h.needsLog(h.lobby, rs)
+		h.lobby.mu.Unlock()
+		if read {
+			_ = h.readForResume(s, codec.Lobby, rs, func() { h.finishLogin(s, ref, rs) })
+			return
+		}
+		h.finishLogin(s, ref, rs)
 	}
 }
 
-// finishLogin logs in s, which holds its nick: welcome, then the lobby.
-func (h *Hub) finishLogin(s *Session, ref string) {
+// finishLogin logs in s, which holds its nick: welcome, then the lobby
+// (and what s missed there, if it resumes).
+func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 	s.loggedIn = true
 	s.lastPing = s.lastSeen
 	s.rooms = make(map[string]*room)
@@ -151,8 +178,8 @@ func (h *Hub) finishLogin(s *Session, ref string) {
 	h.online.Add(1)
 	_, _, online := h.broker.Users("", 0)
 	h.stats.logins.Add(1)
-	s.send(codec.MustEncode(&codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: max(online-1, 0), Resume: s.resume, Ref: ref}))
-	h.enterLobby(s)
+	welcome := &codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: max(online-1, 0), Resume: s.resume, Ref: ref}
+	h.enterLobby(s, welcome, rs)
 	h.log.Debug("login", s.logAttrs()...)
 }
 
@@ -265,7 +292,7 @@ func (h *Hub) handleJoin(s *Session, req *codec.Request) error {
 	if _, in := s.rooms[name]; !in && !h.allowJoin(s) {
 		return fmt.Errorf("%w: joining and leaving rooms too fast", codec.ErrRateLimited)
 	}
-	return h.join(s, name, req.Ref)
+	return h.join(s, name, req.Ref, resumeOf(req))
 }
 
 func (h *Hub) handleLeave(s *Session, req *codec.Request) error {

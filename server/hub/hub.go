@@ -50,8 +50,12 @@ type Hub struct {
 	stats   connStats
 	warn    *rateLog
 	outMem  atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
-	queues  atomic.Int64 // sessions with unsent bytes
-	holds   nickHolds
+
+	histBytes atomic.Int64 // memory every room's history holds (history.go)
+	histSwept int64        // when expireHistory last ran; ticker goroutine only
+	brokerLog bool         // the broker keeps each room's log: a room need not outlive its members for its history
+	queues    atomic.Int64 // sessions with unsent bytes
+	holds     nickHolds
 
 	presenceMu  sync.Mutex
 	presenceDue []*room
@@ -88,6 +92,12 @@ func (h *Hub) Start() error {
 	if err := h.broker.Start(handler{h}); err != nil {
 		return err
 	}
+	if epoch := h.broker.Epoch(codec.Lobby); epoch != "" {
+		h.brokerLog = true
+		h.lobby.mu.Lock()
+		h.lobby.epoch = epoch
+		h.lobby.mu.Unlock()
+	}
 	done := make(chan error, 1)
 	h.broker.Follow(codec.Lobby, func(remote []broker.User, last uint64, err error) {
 		if err == nil {
@@ -112,7 +122,15 @@ func (h *Hub) Broker() broker.Broker { return h.broker }
 // the count of those it left out. Safe from any goroutine.
 func (h *Hub) WarnLimited(kind, msg string, attrs ...any) { h.warn.warn(kind, msg, attrs...) }
 
-func (h *Hub) newRoom(name string) *room { return newRoom(name, len(h.loops)) }
+// newRoom makes a room, whose epoch is the broker's log's, or a fresh one
+// when the broker keeps no log.
+func (h *Hub) newRoom(name string) *room {
+	r := newRoom(name, len(h.loops))
+	if r.epoch = h.broker.Epoch(name); r.epoch == "" {
+		r.epoch = newEpoch()
+	}
+	return r
+}
 
 // mono is monotonic time since the hub started, in nanoseconds.
 func (h *Hub) mono() int64 { return int64(time.Since(h.start)) }
@@ -308,6 +326,7 @@ func (h *Hub) Tick() {
 	}
 	h.flushPresence(now)
 	h.expireHolds(now)
+	h.expireHistory(now)
 	h.logStats(time.Now())
 }
 

@@ -72,6 +72,7 @@ func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool
 	}
 	r.seq = seq
 	r.publishLocked(x.h, frame, r.members[key])
+	x.h.rememberLocked(r, seq, frame)
 	return true
 }
 

@@ -18,6 +18,8 @@ type room struct {
 	mu      sync.Mutex
 	seq     uint64              // last seq delivered to the local members
 	issued  uint64              // last seq given out here, as the room's sequencer; at least seq
+	epoch   string              // names the room's sequence (docs/PROTOCOL.md)
+	hist    []histEntry         // its last messages, oldest first (history.go)
 	members map[string]*Session // by nick key (codec.Name.Key)
 	perLoop []int               // members on each loop: which loops a broadcast visits
 	dead    bool                // emptied and leaving the room table
@@ -152,7 +154,7 @@ func (h *Hub) announceLocked(r *room, before int, joined bool, frame func() []by
 // join puts s in the room called name, creating it if needed, and acks
 // ref. A room the broker does not follow yet is followed first: s is held
 // until then, and joins of other sessions meanwhile wait with it.
-func (h *Hub) join(s *Session, name, ref string) error {
+func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
 	if _, in := s.rooms[name]; in {
 		h.ack(s, ref, 0)
 		return nil
@@ -161,15 +163,24 @@ func (h *Hub) join(s *Session, name, ref string) error {
 		return codec.ErrTooManyRooms
 	}
 	r := h.rooms.acquire(name, h.newRoom)
+	if r.followed && h.needsLog(r, rs) {
+		r.mu.Unlock()
+		return h.readForResume(s, name, rs, func() { h.retryJoin(s, name, ref, rs) })
+	}
 	if r.followed {
 		h.enterRoomLocked(s, r)
+		if ref != "" {
+			s.send(codec.MustEncode(&codec.Ack{Ref: ref, Seq: r.seq, Epoch: r.epoch}))
+		}
+		if rs != nil {
+			h.resumeLocked(s, r, rs)
+		}
 		r.mu.Unlock()
-		h.ack(s, ref, 0)
 		return nil
 	}
 	return h.call(s, func(done func(func())) {
 		first := r.following == nil
-		r.following = append(r.following, func() { done(func() { h.retryJoin(s, name, ref) }) })
+		r.following = append(r.following, func() { done(func() { h.retryJoin(s, name, ref, rs) }) })
 		r.mu.Unlock()
 		if first {
 			h.broker.Follow(name, func(remote []broker.User, last uint64, err error) { h.followDone(r, remote, last, err) })
@@ -179,7 +190,7 @@ func (h *Hub) join(s *Session, name, ref string) error {
 
 // retryJoin joins again once the broker's Follow finished; if it failed,
 // the join fails with unavailable. Loop goroutine of s.
-func (h *Hub) retryJoin(s *Session, name, ref string) {
+func (h *Hub) retryJoin(s *Session, name, ref string, rs *resume) {
 	r := h.rooms.get(name)
 	if s.closing || s.closed || r == nil || !r.isFollowed() {
 		if r != nil {
@@ -190,7 +201,7 @@ func (h *Hub) retryJoin(s *Session, name, ref string) {
 		}
 		return
 	}
-	if err := h.join(s, name, ref); err != nil && !errors.Is(err, errHeld) {
+	if err := h.join(s, name, ref, rs); err != nil && !errors.Is(err, errHeld) {
 		h.replyError(s, err, ref)
 	}
 }
@@ -235,11 +246,18 @@ func (r *room) isFollowed() bool {
 	return r.followed
 }
 
-// enterLobby puts a session that just logged in into the lobby.
-func (h *Hub) enterLobby(s *Session) {
+// enterLobby puts a session that just logged in into the lobby, after
+// its welcome, which carries the lobby's epoch and last seq, and replays
+// what it missed there if it resumes.
+func (h *Hub) enterLobby(s *Session, welcome *codec.Welcome, rs *resume) {
 	h.lobby.mu.Lock()
 	defer h.lobby.mu.Unlock()
+	welcome.Epoch, welcome.Seq = h.lobby.epoch, h.lobby.seq
+	s.send(codec.MustEncode(welcome))
 	h.enterRoomLocked(s, h.lobby)
+	if rs != nil {
+		h.resumeLocked(s, h.lobby, rs)
+	}
 }
 
 // leave takes s out of r, tells the others why, and drops r when nothing
@@ -255,7 +273,11 @@ func (h *Hub) leave(s *Session, r *room, reason codec.Reason) {
 // member dies unless it is the lobby, the broker owns it here (it holds
 // the room's seq), or a follow is in progress. r.mu held.
 func (h *Hub) mayDieLocked(r *room) bool {
-	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned && r.following == nil
+	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned && r.following == nil &&
+		(len(r.hist) == 0 || h.brokerLog)
+	if r.dead {
+		h.forgetRoomLocked(r)
+	}
 	return r.dead
 }
 
@@ -303,6 +325,7 @@ func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 
 	if h.broker.Append(m, seq, frame) {
 		r.seq = seq
 		r.publishLocked(h, frame, except)
+		h.rememberLocked(r, seq, frame)
 	}
 	return seq
 }

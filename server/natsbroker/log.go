@@ -191,31 +191,84 @@ func (s subjects) logRoom(subject string) (string, bool) {
 	return unkey(hexName), ok
 }
 
-// Stored is one message of a room's log.
-type Stored struct {
-	Seq   uint64 // its seq in the room
-	Key   string // the sender's nick key
-	Frame []byte // the msg frame members receive
+// Dump returns up to limit of the messages a room's log still has, oldest
+// first, for tests and diagnostics. Safe from any goroutine.
+func (n *Broker) Dump(ctx context.Context, room string, limit int) ([]broker.Logged, error) {
+	return n.readAfter(ctx, room, 0, limit)
 }
 
-// ReadLog returns up to limit of the messages a room's log still has,
-// oldest first, for tests and diagnostics. Safe from any goroutine.
-func (n *Broker) ReadLog(ctx context.Context, room string, limit int) ([]Stored, error) {
-	var out []Stored
-	for from := uint64(1); len(out) < limit; {
+// ReadLog reads the messages of room's log after seq after, on a
+// goroutine of its own.
+func (n *Broker) ReadLog(room string, after uint64, limit int, done func([]broker.Logged, error)) {
+	n.goRun(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, 2*opTimeout)
+		defer cancel()
+		done(n.readAfter(ctx, room, after, limit))
+	})
+}
+
+// readAfter reads up to limit messages of room's log with a seq after
+// after: it finds the first one's stream sequence, then reads in batches.
+func (n *Broker) readAfter(ctx context.Context, room string, after uint64, limit int) ([]broker.Logged, error) {
+	from, err := n.streamSeqAfter(ctx, room, after)
+	if err != nil || from == 0 {
+		return nil, err
+	}
+	var out []broker.Logged
+	for len(out) < limit {
 		res := n.readLog(room, from)
 		if res.err != nil {
 			return out, res.err
 		}
 		for _, lm := range res.msgs {
-			out = append(out, Stored{Seq: lm.seq, Key: lm.key, Frame: lm.frame})
+			if lm.seq > after && len(out) < limit {
+				out = append(out, broker.Logged{Seq: lm.seq, Frame: lm.frame})
+			}
 			from = lm.sseq + 1
 		}
 		if res.end || ctx.Err() != nil {
 			return out, ctx.Err()
 		}
 	}
-	return out[:limit], nil
+	return out, nil
+}
+
+// streamSeqAfter returns the stream sequence of the first message in
+// room's log whose seq is after after, or 0 if there is none. Seqs grow
+// with stream sequences, so a binary search over the stream finds it in
+// a few reads.
+func (n *Broker) streamSeqAfter(ctx context.Context, room string, after uint64) (uint64, error) {
+	at := func(pos uint64) (uint64, uint64, error) { // the room's first message at pos or later
+		raw, err := n.stream.GetMsg(ctx, pos, jetstream.WithGetMsgSubject(n.subj.logMsg(room)))
+		if err != nil {
+			return 0, 0, err
+		}
+		e, _ := decodeEntry(raw.Data)
+		return raw.Sequence, e.seq, nil
+	}
+	lastS, lastSeq, err := n.tail(ctx, room)
+	if err != nil || lastSeq <= after {
+		return 0, err
+	}
+	lo, seq, err := at(1)
+	if err != nil || seq > after {
+		return lo, err
+	}
+	hi := lastS // at(lo) is at or before after, at(hi) past it
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		pos, seq, err := at(mid)
+		if err != nil {
+			return 0, err
+		}
+		if seq <= after {
+			lo = pos
+		} else {
+			hi = mid
+		}
+	}
+	pos, _, err := at(hi)
+	return pos, err
 }
 
 // LastSeq returns the seq of the last message in a room's log (0 if it has
@@ -223,4 +276,13 @@ func (n *Broker) ReadLog(ctx context.Context, room string, limit int) ([]Stored,
 func (n *Broker) LastSeq(ctx context.Context, room string) (uint64, error) {
 	_, seq, err := n.tail(ctx, room)
 	return seq, err
+}
+
+// Epoch names the rooms' log: the stream's creation time, which changes
+// only if the stream is made anew (and every room's sequence with it).
+func (n *Broker) Epoch(string) string {
+	if n.stream == nil {
+		return ""
+	}
+	return strconv.FormatInt(n.stream.CachedInfo().Created.UnixNano(), 36)
 }

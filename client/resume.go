@@ -1,0 +1,105 @@
+package client
+
+import (
+	"context"
+	"strings"
+
+	"parley/codec"
+)
+
+// The client remembers, per room, the room's epoch and the last seq it
+// received; after a reconnect it logs in and rejoins with them, so the
+// server replays what it missed before any live message and says with a
+// recovered event whether that was all of it (docs/PROTOCOL.md "History
+// and resume"). A recovered event with Recovered false means messages
+// were lost to this client: show it to the user.
+
+// mark is where the client is in a room.
+type mark struct {
+	epoch string
+	seq   uint64
+}
+
+// entered notes the epoch and last seq a welcome or a join's ack gave for
+// room. The same epoch keeps the client's own seq (a replay that follows
+// brings it up to date); another one starts the room afresh from seq.
+func (c *Client) entered(room, epoch string, seq uint64) {
+	if epoch == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.marks[room]; !ok || m.epoch != epoch {
+		c.marks[room] = mark{epoch: epoch, seq: seq}
+	}
+}
+
+// note moves the client's place in a room past a message or a gap it
+// received. Reader goroutine.
+func (c *Client) note(ev codec.Event) {
+	var seq uint64
+	switch {
+	case ev.Type == codec.TypeMsg && ev.Room != "" && ev.Seq > 0:
+		seq = ev.Seq
+	case ev.Type == codec.TypeGap:
+		seq = ev.Last
+	default:
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.marks[ev.Room]; ok && seq > m.seq {
+		m.seq = seq
+		c.marks[ev.Room] = m
+	}
+}
+
+// lobbyMark is where to resume the lobby, if the client was there.
+func (c *Client) lobbyMark() *mark {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.marks[codec.Lobby]; ok && c.rooms[codec.Lobby] {
+		return &m
+	}
+	return nil
+}
+
+// rejoinRef names the join a reconnect sends for room, so that its ack
+// updates the room's mark instead of reaching the application.
+const rejoinRef = "rejoin:"
+
+// rejoinFrame is the join that restores room after a reconnect, resuming
+// it where the client was.
+func (c *Client) rejoinFrame(room string) []byte {
+	j := &codec.Join{Room: room, Ref: rejoinRef + room}
+	c.mu.Lock()
+	if m, ok := c.marks[room]; ok {
+		j.Since, j.Epoch = &m.seq, m.epoch
+	}
+	c.mu.Unlock()
+	return codec.MustEncode(j)
+}
+
+// rejoined handles the ack of a rejoin: it reports whether ev was one.
+func (c *Client) rejoined(ev codec.Event) bool {
+	room, ok := strings.CutPrefix(ev.Ref, rejoinRef)
+	if !ok || ev.Type != codec.TypeAck {
+		return false
+	}
+	c.entered(room, ev.Epoch, ev.Seq)
+	return true
+}
+
+// History returns one page of room's history (docs/PROTOCOL.md): with
+// before > 0 the newest limit messages before that seq, else the newest
+// limit; and whether older ones remain.
+func (c *Client) History(ctx context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error) {
+	ev, err := c.call(ctx, func(ref string) codec.Message {
+		h := &codec.History{Room: room, Limit: &limit, Ref: ref}
+		if before > 0 {
+			h.Before = &before
+		}
+		return h
+	})
+	return ev.Msgs, ev.More, err
+}

@@ -1,0 +1,260 @@
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	stdjson "encoding/json"
+	"fmt"
+	"time"
+
+	"parley/codec"
+	"parley/server/broker"
+)
+
+// Every room remembers its last messages (docs/PROTOCOL.md "History and
+// resume"): the frames as members received them, at most HistoryLen per
+// room, none older than HistoryAge, HistoryBytes for all rooms together
+// (past it, a room's new message pushes out that room's oldest). The
+// history lives under the room's lock, beside its seq, so that a resume
+// replays it and joins the live stream in one critical section: nothing is
+// sent twice and nothing falls between.
+
+// histEntry is one remembered room message.
+type histEntry struct {
+	seq   uint64
+	frame []byte // the length-prefixed msg frame
+	at    int64  // when it was remembered, h.mono()
+}
+
+// histOverhead is what an entry costs besides its frame, as counted
+// against HistoryBytes.
+const histOverhead = 48
+
+// HistoryPage is the most messages one history answer carries.
+const HistoryPage = 100
+
+// defaultHistoryLimit is a history request's limit when it gives none.
+const defaultHistoryLimit = 50
+
+// newEpoch returns a fresh epoch: the room's sequence started anew here.
+func newEpoch() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// rememberLocked keeps a stored message in r's history. r.mu held.
+func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
+	if h.cfg.HistoryLen <= 0 {
+		return
+	}
+	r.hist = append(r.hist, histEntry{seq: seq, frame: frame, at: h.mono()})
+	h.histBytes.Add(int64(len(frame) + histOverhead))
+	for len(r.hist) > h.cfg.HistoryLen || len(r.hist) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
+		h.forgetOldestLocked(r)
+	}
+}
+
+func (h *Hub) forgetOldestLocked(r *room) {
+	h.histBytes.Add(-int64(len(r.hist[0].frame) + histOverhead))
+	r.hist[0] = histEntry{}
+	r.hist = r.hist[1:]
+	if len(r.hist) == 0 {
+		r.hist = nil // give the array back
+	}
+}
+
+// expireHistory forgets the messages older than HistoryAge and drops the
+// rooms that nothing keeps any more. At most once a second. Ticker
+// goroutine.
+func (h *Hub) expireHistory(now int64) {
+	if h.cfg.HistoryAge <= 0 || now-h.histSwept < int64(time.Second) {
+		return
+	}
+	h.histSwept = now
+	old := now - int64(h.cfg.HistoryAge)
+	for _, r := range h.rooms.all() {
+		r.mu.Lock()
+		for len(r.hist) > 0 && r.hist[0].at < old {
+			h.forgetOldestLocked(r)
+		}
+		dead := !r.dead && h.mayDieLocked(r)
+		r.mu.Unlock()
+		if dead {
+			h.dropRoom(r)
+		}
+	}
+}
+
+// forgetRoomLocked gives back the history of a room that dies. r.mu held.
+func (h *Hub) forgetRoomLocked(r *room) {
+	for len(r.hist) > 0 {
+		h.forgetOldestLocked(r)
+	}
+}
+
+// histFrom returns the index of the first entry after seq since.
+func (r *room) histFrom(since uint64) int {
+	if len(r.hist) == 0 || since < r.hist[0].seq {
+		return 0
+	}
+	i := int(since - r.hist[0].seq + 1) // seqs are consecutive unless a gap was delivered
+	if i > len(r.hist) {
+		i = len(r.hist)
+	}
+	for i > 0 && r.hist[i-1].seq > since {
+		i--
+	}
+	for i < len(r.hist) && r.hist[i].seq <= since {
+		i++
+	}
+	return i
+}
+
+// pageLocked returns the entries of a history request (after since,
+// before before, the oldest first when since is given, else the newest)
+// and whether more lie beyond them in that direction. r.mu held.
+func (r *room) pageLocked(since, before *uint64, limit int) ([]histEntry, bool) {
+	lo, hi := 0, len(r.hist)
+	if since != nil {
+		lo = r.histFrom(*since)
+	}
+	if before != nil {
+		hi = 0
+		if *before > 0 {
+			hi = r.histFrom(*before - 1)
+		}
+	}
+	hi = max(hi, lo)
+	if since != nil {
+		end := min(hi, lo+limit)
+		return r.hist[lo:end], end < hi || before == nil && end < len(r.hist)
+	}
+	from := max(lo, hi-limit)
+	return r.hist[from:hi], from > lo
+}
+
+// historyLimit checks a history request's limit.
+func historyLimit(limit *int) (int, error) {
+	switch {
+	case limit == nil:
+		return defaultHistoryLimit, nil
+	case *limit < 1 || *limit > HistoryPage:
+		return 0, fmt.Errorf("%w: limit is 1 to %d", codec.ErrBadRequest, HistoryPage)
+	}
+	return *limit, nil
+}
+
+func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
+	r, err := h.memberRoom(s, req.Room)
+	if err != nil {
+		return err
+	}
+	limit, err := historyLimit(req.Limit)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	lo, hi := wanted(req.Since, req.Before, limit, r.seq)
+	if lo > hi || !h.brokerLog || r.coversLocked(lo-1) {
+		entries, more := r.pageLocked(req.Since, req.Before, limit)
+		page := newPage(r, req.Ref, more)
+		for _, e := range entries {
+			page.Msgs = append(page.Msgs, e.frame[4:])
+		}
+		r.mu.Unlock()
+		s.send(codec.MustEncode(page))
+		return nil
+	}
+	page := newPage(r, req.Ref, false)
+	last := r.seq
+	r.mu.Unlock()
+	// Older than what this node delivered: the cluster's log has it.
+	return h.call(s, func(done func(func())) {
+		h.broker.ReadLog(r.name, lo-1, int(hi-lo+1), func(logged []broker.Logged, err error) {
+			done(func() {
+				if err != nil {
+					h.replyError(s, unavailable(err), req.Ref)
+					return
+				}
+				for _, l := range logged {
+					page.Msgs = append(page.Msgs, l.Frame[4:])
+				}
+				page.More = req.Since == nil && lo > 1 || req.Since != nil && (len(logged) == 0 || logged[len(logged)-1].Seq < last)
+				s.send(codec.MustEncode(page))
+			})
+		})
+	})
+}
+
+func newPage(r *room, ref string, more bool) *codec.Page {
+	return &codec.Page{Room: r.name, Epoch: r.epoch, More: more, Ref: ref, Msgs: []stdjson.RawMessage{}}
+}
+
+// wanted returns the seqs a history request asks for, from lo to hi
+// (empty if lo > hi), in a room whose last seq is last.
+func wanted(since, before *uint64, limit int, last uint64) (lo, hi uint64) {
+	hi = last
+	if before != nil {
+		hi = min(hi, max(*before, 1)-1)
+	}
+	if since != nil {
+		return *since + 1, min(hi, *since+uint64(limit))
+	}
+	return max(hi, uint64(limit)) - uint64(limit) + 1, hi
+}
+
+// coversLocked reports whether r's history holds every message after
+// seq since. r.mu held.
+func (r *room) coversLocked(since uint64) bool {
+	return since >= r.seq || len(r.hist) > 0 && r.hist[0].seq <= since+1
+}
+
+// resumeLocked sends s, which has just become a member of r, the messages
+// after rs.since if the room's epoch is still rs.epoch and they are all at
+// hand (at most ReplayLimit): those read from the cluster's log before (rs.pre),
+// then r's history. A recovered notice follows, saying whether it did.
+// r.mu held, so no live message comes between.
+func (h *Hub) resumeLocked(s *Session, r *room, rs *resume) {
+	since := rs.since
+	ok := rs.epoch == r.epoch && since <= r.seq && r.seq-since <= uint64(h.cfg.ReplayLimit)
+	var replay [][]byte
+	next := since + 1
+	for _, l := range rs.pre {
+		if ok && l.Seq == next {
+			replay, next = append(replay, l.Frame), next+1
+		}
+	}
+	for _, e := range r.hist[r.histFrom(next-1):] {
+		if e.seq == next {
+			replay, next = append(replay, e.frame), next+1
+		}
+	}
+	ok = ok && next == r.seq+1 // nothing missing up to the last
+	if ok {
+		for _, f := range replay {
+			s.send(f)
+		}
+	}
+	s.send(codec.MustEncode(&codec.Recovered{Room: r.name, Recovered: ok}))
+}
+
+// needsLog reports whether a resume in r must first read the cluster's
+// log: its epoch matches, but r's history starts after since. r.mu held.
+func (h *Hub) needsLog(r *room, rs *resume) bool {
+	return rs != nil && !rs.read && h.brokerLog && rs.epoch == r.epoch && rs.since <= r.seq &&
+		r.seq-rs.since <= uint64(h.cfg.ReplayLimit) && !r.coversLocked(rs.since)
+}
+
+// readForResume reads what a resume needs from the cluster's log, holding
+// s meanwhile, then runs then. Loop goroutine of s.
+func (h *Hub) readForResume(s *Session, room string, rs *resume, then func()) error {
+	return h.call(s, func(done func(func())) {
+		h.broker.ReadLog(room, rs.since, h.cfg.ReplayLimit, func(logged []broker.Logged, err error) {
+			done(func() {
+				rs.pre, rs.read = logged, true // a failed read replays nothing: recovered false
+				then()
+			})
+		})
+	})
+}
