@@ -107,6 +107,11 @@ type Config struct {
 	// single node, and the whole log in a cluster; past it a room's new
 	// message pushes out its oldest. Default 256 MiB.
 	HistoryBytes int64
+	// DataDir keeps the rooms' histories on disk (a bbolt file,
+	// history.db), so that a restarted server continues every room's seq
+	// and epoch and serves its history. Empty: in memory only. Single node
+	// only.
+	DataDir string
 	// ReplayLimit is the most messages a resume replays; a client further
 	// behind is told recovered false. Default HistoryLen.
 	ReplayLimit int

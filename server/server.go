@@ -27,6 +27,7 @@ import (
 	"parley/server/broker"
 	"parley/server/hub"
 	"parley/server/natsbroker"
+	"parley/server/store"
 )
 
 // ShutdownGrace is how long Serve gives its sessions to receive bye shutdown
@@ -40,6 +41,7 @@ var ErrServeTwice = errors.New("server: Serve called more than once")
 type Server struct {
 	cfg    Config
 	hub    *hub.Hub
+	store  *store.Store  // the history's file with DataDir; nil without
 	ready  chan struct{} // closed once the listener is bound and the loops run
 	booted chan struct{} // closed by the first OnTick: the loops run
 	done   chan struct{} // closed when Serve returns
@@ -67,8 +69,48 @@ func New(cfg Config) (*Server, error) {
 			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen, PingInterval: cfg.busPingInterval, LogLen: cmp.Or(cfg.busLogLen, max(cfg.HistoryLen, 1)), LogBytes: cfg.HistoryBytes,
 		})
 	}
-	h := hub.New(cfg.hubConfig(), b)
-	return &Server{cfg: cfg, hub: h, tickInterval: cfg.hubConfig().TickInterval(), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}, nil
+	hc := cfg.hubConfig()
+	var st *store.Store
+	if cfg.DataDir != "" {
+		var err error
+		if st, err = openStore(cfg); err != nil {
+			return nil, err
+		}
+		hc.Store = st
+	}
+	h := hub.New(hc, b)
+	return &Server{cfg: cfg, hub: h, store: st, tickInterval: hc.TickInterval(), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// openStore opens the history file in cfg.DataDir, creating the directory.
+func openStore(cfg Config) (*store.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	st, err := store.Open(store.Config{Path: filepath.Join(cfg.DataDir, "history.db"), Keep: max(cfg.HistoryLen, 1), Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	return st, nil
+}
+
+// restore gives the hub the rooms its store kept.
+func (s *Server) restore() error {
+	rooms, err := s.store.Load()
+	if err != nil {
+		return fmt.Errorf("server: read the data dir: %w", err)
+	}
+	for _, r := range rooms {
+		msgs := make([]hub.StoredMsg, len(r.Msgs))
+		for i, m := range r.Msgs {
+			msgs[i] = hub.StoredMsg{Seq: m.Seq, At: m.At, Frame: m.Frame}
+		}
+		s.hub.Restore(r.Name, r.Epoch, msgs, s.store.Unclean)
+	}
+	if s.store.Unclean {
+		s.cfg.Logger.Warn("the data dir was not closed cleanly: every room starts a new epoch, and resumes from before say recovered false", "rooms", len(rooms))
+	}
+	return nil
 }
 
 func (c Config) validate() error {
@@ -84,6 +126,8 @@ func (c Config) validate() error {
 		return errors.New("server: node id and cluster name are letters, digits, '_' and '-'")
 	case c.MaxBody > c.MaxFrame-256:
 		return fmt.Errorf("server: max body %d does not fit in max frame %d with room for the other fields", c.MaxBody, c.MaxFrame)
+	case c.DataDir != "" && c.NATS != "":
+		return errors.New("server: --data-dir is for a single node; a cluster keeps its history in its log on NATS")
 	case c.MaxLoginFrame > c.MaxFrame:
 		return fmt.Errorf("server: max login frame %d is over max frame %d", c.MaxLoginFrame, c.MaxFrame)
 	}
@@ -116,6 +160,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.shutdownOn(ctx, stop)
+	if s.store != nil {
+		defer s.store.Close() // after the hub: what the sessions said is queued
+		if err := s.restore(); err != nil {
+			return err
+		}
+	}
 	if err := s.hub.Start(); err != nil {
 		return err
 	}

@@ -81,6 +81,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.IntVar(&cfg.HistoryLen, "history", server.DefaultHistoryLen, "messages each room keeps for history and resume (in a cluster, in its log), 0 for none")
 	f.DurationVar(&cfg.HistoryAge, "history-age", server.DefaultHistoryAge, "single node: forget room messages older than this, 0 to keep them however old")
 	f.Var(&historyBytes, "history-bytes", "memory for every room's history together (in a cluster, the whole log); past it a room's new message pushes out its oldest")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "single node: keep the rooms' histories in this directory, so a restart continues them (empty: memory only)")
 	f.IntVar(&cfg.ReplayLimit, "replay-limit", 0, "most messages a resume replays (0: --history)")
 	f.DurationVar(&cfg.NickHold, "nick-hold", server.DefaultNickHold, "keep the nick of a session that dropped without quit for its resume token this long, 0 for off")
 	f.Float64Var(&cfg.DMRate, "dm-rate", server.DefaultDMRate, "direct messages per second one session may send to one user, 0 for no limit; over it: error rate_limited")

@@ -40,11 +40,20 @@ type Config struct {
 	HistoryAge       time.Duration // 0: no age limit
 	HistoryBytes     int64         // every room's history together
 	ReplayLimit      int           // the most messages a resume replays
+	Store            HistoryStore  // nil: history in memory only
 	Logger           *slog.Logger
 
 	// BeforeHandle, when set, runs on the session's loop before each
 	// request is handled. It exists for tests (one makes a request panic).
 	BeforeHandle func(nick string, req *codec.Request)
+}
+
+// HistoryStore keeps the rooms' histories beyond the process (a single
+// node's --data-dir, parley/server/store). Append and Forget are called
+// under a room's lock: they must not block.
+type HistoryStore interface {
+	Append(room, epoch string, seq uint64, at time.Time, frame []byte)
+	Forget(room string)
 }
 
 // TickInterval is how often the transport should call Tick: often enough

@@ -50,6 +50,9 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 	}
 	r.hist = append(r.hist, histEntry{seq: seq, frame: frame, at: h.mono()})
 	h.histBytes.Add(int64(len(frame) + histOverhead))
+	if h.cfg.Store != nil {
+		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame)
+	}
 	for len(r.hist) > h.cfg.HistoryLen || len(r.hist) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
 		h.forgetOldestLocked(r)
 	}
@@ -90,6 +93,43 @@ func (h *Hub) expireHistory(now int64) {
 func (h *Hub) forgetRoomLocked(r *room) {
 	for len(r.hist) > 0 {
 		h.forgetOldestLocked(r)
+	}
+	if h.cfg.Store != nil {
+		h.cfg.Store.Forget(r.name)
+	}
+}
+
+// StoredMsg is a room message a HistoryStore kept.
+type StoredMsg struct {
+	Seq   uint64
+	At    time.Time
+	Frame []byte
+}
+
+// Restore gives the hub a room's history from its store, before Start:
+// the room continues its seq and epoch, unless fresh asks for a new epoch
+// (the store was not closed cleanly, so seqs after its last message may
+// have been seen). Messages beyond HistoryLen or older than HistoryAge are
+// left out.
+func (h *Hub) Restore(name, epoch string, msgs []StoredMsg, fresh bool) {
+	r := h.rooms.acquire(name, h.newRoom)
+	defer r.mu.Unlock()
+	if !fresh {
+		r.epoch = epoch
+	}
+	r.followed = true
+	for _, m := range msgs {
+		age := time.Since(m.At)
+		if h.cfg.HistoryAge > 0 && age > h.cfg.HistoryAge || m.Seq <= r.seq {
+			continue
+		}
+		r.seq, r.issued = m.Seq, m.Seq
+		r.hist = append(r.hist, histEntry{seq: m.Seq, frame: m.Frame, at: h.mono() - int64(age)})
+		h.histBytes.Add(int64(len(m.Frame) + histOverhead))
+		for len(r.hist) > max(h.cfg.HistoryLen, 1) || len(r.hist) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
+			h.histBytes.Add(-int64(len(r.hist[0].frame) + histOverhead))
+			r.hist = r.hist[1:]
+		}
 	}
 }
 
@@ -163,7 +203,7 @@ func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
 			page.Msgs = append(page.Msgs, e.frame[4:])
 		}
 		r.mu.Unlock()
-		s.send(codec.MustEncode(page))
+		h.sendPage(s, page, req.Since != nil)
 		return nil
 	}
 	page := newPage(r, req.Ref, false)
@@ -181,10 +221,35 @@ func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
 					page.Msgs = append(page.Msgs, l.Frame[4:])
 				}
 				page.More = req.Since == nil && lo > 1 || req.Since != nil && (len(logged) == 0 || logged[len(logged)-1].Seq < last)
-				s.send(codec.MustEncode(page))
+				h.sendPage(s, page, req.Since != nil)
 			})
 		})
 	})
+}
+
+// sendPage sends a page that fits in one frame of MaxFrame bytes: the
+// messages beyond it, at the page's far end from the seq asked about
+// (the newest after since, else the oldest), are left for the next page,
+// and more says so.
+func (h *Hub) sendPage(s *Session, page *codec.Page, fromSince bool) {
+	budget := h.cfg.MaxFrame - 512 // the page's other fields
+	size := 0
+	for i := range page.Msgs {
+		j := i
+		if !fromSince {
+			j = len(page.Msgs) - 1 - i
+		}
+		if size += len(page.Msgs[j]) + 1; size > budget {
+			if fromSince {
+				page.Msgs = page.Msgs[:i]
+			} else {
+				page.Msgs = page.Msgs[j+1:]
+			}
+			page.More = true
+			break
+		}
+	}
+	s.send(codec.MustEncode(page))
 }
 
 func newPage(r *room, ref string, more bool) *codec.Page {

@@ -1,0 +1,316 @@
+// Package store keeps a single node's room histories on disk (--data-dir),
+// so that a restarted server continues every room's seq and serves its
+// history. It is one bbolt file: a bucket per room, holding its messages
+// under big-endian seq keys, so a room's log is appended at its end and
+// trimmed from its front, each in order; and a bucket of the rooms'
+// epochs. One writer goroutine commits what the hub appends in groups; the
+// hub never waits for the disk.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Config configures a Store. Zero values take the defaults.
+type Config struct {
+	// Path is the database file.
+	Path string
+	// Keep is how many messages it keeps per room. Default 1000.
+	Keep int
+	// QueueLen bounds the appends waiting for the writer; past it they are
+	// dropped (and counted): the disk is too slow. Default 65536.
+	QueueLen int
+	// Logger receives the store's warnings.
+	Logger *slog.Logger
+}
+
+// Msg is one stored room message.
+type Msg struct {
+	Seq   uint64
+	At    time.Time // when it was stored
+	Frame []byte    // the msg frame, length-prefixed, as members received it
+}
+
+// Room is a room as stored: its epoch and its messages, oldest first.
+type Room struct {
+	Name  string
+	Epoch string
+	Msgs  []Msg
+}
+
+// Store is a bbolt file of room histories. Append and Forget never block
+// and are safe from any goroutine; Load is for the start, Close for the
+// end.
+type Store struct {
+	cfg  Config
+	db   *bolt.DB
+	ops     chan op
+	done    chan struct{} // closed by Close
+	stopped chan struct{} // closed by the writer once it has drained
+	log     *slog.Logger
+
+	// Unclean is true if the file was not closed cleanly the last time:
+	// the last messages before a crash may be missing, so their seqs
+	// could be given again and the hub starts every room's epoch afresh.
+	Unclean bool
+
+	written, failed, dropped atomic.Int64
+	closeOnce                sync.Once
+	lastWarn                 time.Time // writer goroutine only
+}
+
+type op struct {
+	room, epoch string
+	seq         uint64
+	at          int64
+	frame       []byte
+	forget      bool
+}
+
+var (
+	epochsBucket = []byte("epochs")
+	metaBucket   = []byte("meta")
+	cleanKey     = []byte("clean")
+)
+
+// ErrClosed is Append's state after Close: nothing more is stored.
+var ErrClosed = errors.New("store: closed")
+
+// Open opens (or creates) the file and starts the writer.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Keep <= 0 {
+		cfg.Keep = 1000
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 1 << 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	s := &Store{cfg: cfg, db: db, ops: make(chan op, cfg.QueueLen), done: make(chan struct{}), stopped: make(chan struct{}), log: cfg.Logger}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(epochsBucket); err != nil {
+			return err
+		}
+		s.Unclean = meta.Get(cleanKey) == nil && tx.Bucket(epochsBucket).Stats().KeyN > 0
+		return meta.Delete(cleanKey) // until Close says otherwise
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %s is not writable: %w", cfg.Path, err)
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Load returns every stored room with its messages.
+func (s *Store) Load() ([]Room, error) {
+	var out []Room
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(epochsBucket).ForEach(func(name, epoch []byte) error {
+			r := Room{Name: string(name), Epoch: string(epoch)}
+			if b := tx.Bucket(name); b != nil {
+				err := b.ForEach(func(k, v []byte) error {
+					if len(k) == 8 && len(v) >= 8 {
+						r.Msgs = append(r.Msgs, Msg{Seq: binary.BigEndian.Uint64(k), At: time.Unix(0, int64(binary.BigEndian.Uint64(v))),
+							Frame: append([]byte(nil), v[8:]...)})
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Append queues a room message for the disk. It never blocks: when the
+// queue is full the message is dropped and counted. Safe under a room lock.
+func (s *Store) Append(room, epoch string, seq uint64, at time.Time, frame []byte) {
+	s.queue(op{room: room, epoch: epoch, seq: seq, at: at.UnixNano(), frame: frame})
+}
+
+// Forget queues the removal of a room that is gone.
+func (s *Store) Forget(room string) { s.queue(op{room: room, forget: true}) }
+
+func (s *Store) queue(o op) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	select {
+	case s.ops <- o:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+// Stats returns how many messages were written, how many failed to be
+// written (the disk refused them), and how many were dropped (the queue
+// was full).
+func (s *Store) Stats() (written, failed, dropped int64) {
+	return s.written.Load(), s.failed.Load(), s.dropped.Load()
+}
+
+// Close writes what is queued, marks the file clean and closes it. A file
+// that missed messages (the disk refused them, or the queue was full) is
+// not marked clean: the next start gives every room a new epoch, since
+// the seqs it lacks were seen.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.done)
+		<-s.stopped
+		if s.failed.Load() == 0 && s.dropped.Load() == 0 {
+			err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put(cleanKey, []byte{1}) })
+		}
+		if cerr := s.db.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// maxGroup bounds the appends one transaction commits.
+const maxGroup = 4096
+
+// writer commits the queued operations in groups, until Close.
+func (s *Store) writer() {
+	group := make([]op, 0, maxGroup)
+	for {
+		select {
+		case o := <-s.ops:
+			group = append(group[:0], o)
+		case <-s.done:
+			s.drain(group[:0])
+			close(s.stopped)
+			return
+		}
+		for len(group) < maxGroup {
+			select {
+			case o := <-s.ops:
+				group = append(group, o)
+				continue
+			default:
+			}
+			break
+		}
+		s.commit(group)
+	}
+}
+
+// drain commits whatever is still queued.
+func (s *Store) drain(group []op) {
+	for {
+		select {
+		case o := <-s.ops:
+			group = append(group, o)
+			if len(group) < maxGroup {
+				continue
+			}
+		default:
+		}
+		if len(group) == 0 {
+			return
+		}
+		s.commit(group)
+		group = group[:0]
+	}
+}
+
+// commit writes one group in one transaction. A failure (a full disk, a
+// file made read-only) loses the group, not the chat: it is counted and
+// logged at most once every 10 s, and the hub's memory keeps serving.
+func (s *Store) commit(group []op) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, o := range group {
+			if err := s.apply(tx, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.written.Add(int64(len(group)))
+		return
+	}
+	s.failed.Add(int64(len(group)))
+	if time.Since(s.lastWarn) >= 10*time.Second {
+		s.lastWarn = time.Now()
+		s.log.Error("history store: write failed; chat goes on, with history in memory only until the disk takes writes again",
+			"path", s.cfg.Path, "err", err, "failed", s.failed.Load())
+	}
+}
+
+// apply writes one operation: a forget drops the room; an append under a
+// new epoch starts the room afresh, then adds the message and trims the
+// room to Keep messages from its front.
+func (s *Store) apply(tx *bolt.Tx, o op) error {
+	epochs := tx.Bucket(epochsBucket)
+	name := []byte(o.room)
+	if o.forget {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		return epochs.Delete(name)
+	}
+	if string(epochs.Get(name)) != o.epoch {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		if err := epochs.Put(name, []byte(o.epoch)); err != nil {
+			return err
+		}
+	}
+	b, err := tx.CreateBucketIfNotExists(name)
+	if err != nil {
+		return err
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], o.seq)
+	v := make([]byte, 8, 8+len(o.frame))
+	binary.BigEndian.PutUint64(v, uint64(o.at))
+	if err := b.Put(k[:], append(v, o.frame...)); err != nil {
+		return err
+	}
+	if o.seq <= uint64(s.cfg.Keep) {
+		return nil
+	}
+	keepFrom := o.seq - uint64(s.cfg.Keep) + 1
+	var old [][]byte // deleting while a cursor walks can skip keys
+	c := b.Cursor()
+	for key, _ := c.First(); key != nil && binary.BigEndian.Uint64(key) < keepFrom; key, _ = c.Next() {
+		old = append(old, append([]byte(nil), key...))
+	}
+	for _, key := range old {
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
