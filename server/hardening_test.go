@@ -271,9 +271,10 @@ func TestHalfOpenPeers(t *testing.T) {
 }
 
 // TestSlowConsumersAtScale: 500 members never read while a room broadcast
-// runs. Each is closed as slow_consumer, the heap stays under a bound
-// derived from max-outbound, and every fast member receives every message
-// in order.
+// runs. Past half of max-outbound their room messages are dropped (for a
+// gap notice they never read), and the write deadline closes each as
+// slow_consumer; the heap stays under a bound derived from max-outbound,
+// and every fast member receives every message in order.
 func TestSlowConsumersAtScale(t *testing.T) {
 	const (
 		maxOutbound = 128 << 10
@@ -284,7 +285,7 @@ func TestSlowConsumersAtScale(t *testing.T) {
 	// The room passes the presence limit, as a real room this size would:
 	// 500 closes become presence counts, not a burst of 1000 left notices
 	// that a fast member's tiny max-outbound here could not hold.
-	srv := startServer(t, Config{MaxOutbound: maxOutbound, SocketSendBuffer: 64 << 10, RateLimit: -1})
+	srv := startServer(t, Config{MaxOutbound: maxOutbound, SocketSendBuffer: 64 << 10, RateLimit: -1, WriteDeadline: time.Second})
 	sender := loggedIn(t, srv, "sender")
 	sender.send(&codec.Join{Room: "big", Ref: "j"})
 	// Fast members read promptly with an ordinary receive window, so a

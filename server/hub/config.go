@@ -22,6 +22,7 @@ type Config struct {
 	MaxBody          int
 	MaxOutbound      int
 	MaxOutboundTotal int64 // 0 or negative: no limit
+	RoomBudget       int64 // unsent memory past which a member's room messages are dropped for a gap
 	WriteDeadline    time.Duration
 	PresenceLimit    int // negative: never count
 	PresenceInterval time.Duration

@@ -17,6 +17,7 @@ const (
 	itemBye                    // last frame to one session, then close it
 	itemAdd                    // add a session to the loop's members of room
 	itemRemove                 // remove a session from the loop's members of room
+	itemOwe                    // send a session the gap notice it is owed for room
 )
 
 // item is one unit of work queued for a loop. Room messages, membership
@@ -29,6 +30,7 @@ type item struct {
 	room   *room
 	to     *Session // itemOne, itemBye, itemAdd, itemRemove
 	except *Session // itemRoom: the sender
+	seq    uint64   // itemRoom: the message's seq, 0 for a notice
 }
 
 // loop is the hub's state for one event loop: its sessions, its share of
@@ -142,7 +144,7 @@ func (l *loop) apply(it *item) {
 	case itemRoom:
 		for _, s := range it.room.local[l.index] {
 			if s != it.except {
-				s.queue(it.frame)
+				l.queueRoom(s, it)
 			}
 		}
 	case itemOne:
@@ -157,6 +159,9 @@ func (l *loop) apply(it *item) {
 		it.room.addLocal(l.index, it.to)
 	case itemRemove:
 		it.room.removeLocal(l.index, it.to)
+		delete(it.to.skipped, it.room)
+	case itemOwe:
+		l.applyOwe(it.to, it.room)
 	}
 }
 
@@ -351,6 +356,9 @@ func (l *loop) sweep(now int64) {
 		}
 		if !s.closed && !s.closeAfterFlush && len(s.out.chunks) > 0 {
 			l.checkDeadline(s, now)
+		}
+		if !s.closed && !s.closeAfterFlush {
+			l.oweAll(s)
 		}
 	}
 	if l.hub.overTotal() {

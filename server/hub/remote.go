@@ -71,7 +71,7 @@ func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool
 		r.publishLocked(x.h, codec.MustEncode(&codec.Gap{Room: r.name, First: r.seq + 1, Last: seq - 1}), nil)
 	}
 	r.seq = seq
-	r.publishLocked(x.h, frame, r.members[key])
+	r.publishSeqLocked(x.h, frame, r.members[key], seq)
 	x.h.rememberLocked(r, seq, frame)
 	return true
 }

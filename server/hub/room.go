@@ -55,9 +55,16 @@ func newRoom(name string, loops int) *room {
 // per loop that has members. Callers hold r.mu, which orders the room's
 // frames identically on every loop.
 func (r *room) publishLocked(h *Hub, frame []byte, except *Session) {
+	r.publishSeqLocked(h, frame, except, 0)
+}
+
+// publishSeqLocked is publishLocked for a message with its seq: a member
+// that has fallen behind may have it dropped, and be told with a gap
+// (skip.go).
+func (r *room) publishSeqLocked(h *Hub, frame []byte, except *Session, seq uint64) {
 	for i, n := range r.perLoop {
 		if n > 0 {
-			h.loops[i].push(item{kind: itemRoom, room: r, frame: frame, except: except})
+			h.loops[i].push(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq})
 		}
 	}
 }
@@ -324,7 +331,7 @@ func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 
 	frame := codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, Seq: seq, ID: m.ID})
 	if h.broker.Append(m, seq, frame) {
 		r.seq = seq
-		r.publishLocked(h, frame, except)
+		r.publishSeqLocked(h, frame, except, seq)
 		h.rememberLocked(r, seq, frame)
 	}
 	return seq

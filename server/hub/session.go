@@ -35,8 +35,9 @@ type Session struct {
 	rooms map[string]*room // the rooms it is in, by name
 	slots map[*room]int    // its index in each room's local member list
 
-	pending         [][]byte // frames queued since the last flush
-	out             outq     // what the transport holds unsent
+	pending         [][]byte        // frames queued since the last flush
+	skipped         map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
+	out             outq            // what the transport holds unsent
 	dirty           bool
 	closing         bool  // a bye is queued or the close has started: read no more
 	closeAfterFlush bool  // close once pending frames are written
