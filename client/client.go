@@ -28,6 +28,7 @@ type Client struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the reader goroutine
+	fills     sync.WaitGroup // gap fills under way (resume.go)
 
 	mu       sync.Mutex
 	cur      *conn                       // nil while reconnecting

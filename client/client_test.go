@@ -419,3 +419,56 @@ func TestReconnectResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestFillsGaps: a client whose application stops reading falls behind in
+// a room; the server drops room messages for it and sends a gap, and the
+// client fills it from history: the application ends with every message
+// once, those of the gap marked Filled.
+func TestFillsGaps(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{RateLimit: -1, MaxOutbound: 256 << 10})
+	smallBuffer := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = nc.(*net.TCPConn).SetReadBuffer(256 << 10)
+		}
+		return nc, err
+	}
+	amy := dial(t, srv.Addr().String(), "amy", Options{EventBuffer: 1, Dial: smallBuffer})
+	talker := dial(t, srv.Addr().String(), "talker", Options{})
+	ctx := context.Background()
+	body := strings.Repeat("x", 2000)
+	const msgs = 600
+	for i := 0; i < msgs; i++ { // amy's application reads nothing meanwhile
+		if _, err := talker.Say(ctx, codec.Lobby, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]int{}
+	filled, gaps := 0, 0
+	for len(seen) < msgs {
+		select {
+		case ev := <-amy.Events():
+			switch {
+			case ev.Type == codec.TypeMsg && ev.Room == codec.Lobby:
+				seen[ev.Seq]++
+				if ev.Filled {
+					filled++
+				}
+			case ev.Type == codec.TypeGap:
+				gaps++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("seen %d of %d (gaps %d, filled %d)", len(seen), msgs, gaps, filled)
+		}
+	}
+	for seq, n := range seen {
+		if n != 1 {
+			t.Fatalf("seq %d seen %d times", seq, n)
+		}
+	}
+	if gaps == 0 || filled == 0 {
+		t.Fatalf("gaps %d, filled %d: the client never fell behind", gaps, filled)
+	}
+	t.Logf("%d gap(s), %d messages filled from history", gaps, filled)
+}

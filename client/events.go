@@ -27,6 +27,9 @@ type Event struct {
 	codec.Event
 	// Raw is the frame's JSON, with Options.Raw.
 	Raw []byte
+	// Filled marks a room message the client fetched from history to fill
+	// a gap; it arrives after the gap event, not in its place.
+	Filled bool
 	// Err, Attempt and Delay describe reconnecting and disconnected events.
 	Err     error
 	Attempt int

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"parley/codec"
@@ -39,6 +41,13 @@ type Options struct {
 	// Raw makes every server frame an event, the replies to calls (ack,
 	// error, users) included, each with its JSON in Event.Raw.
 	Raw bool
+	// NoFill leaves gap notices to the application. By default the client
+	// answers a gap (the server dropped room messages while this client
+	// was behind) by paging the missing messages from the room's history
+	// and delivering them as msg events with Filled set, after the gap.
+	NoFill bool
+	// Dial makes the connection to the server. Default: a TCP dial.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Logger receives connection-level diagnostics. Default: discard.
 	Logger *slog.Logger
 }

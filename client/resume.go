@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"strings"
+	"time"
 
 	"parley/codec"
 )
@@ -102,4 +103,30 @@ func (c *Client) History(ctx context.Context, room string, before uint64, limit 
 		return h
 	})
 	return ev.Msgs, ev.More, err
+}
+
+// fill pages the messages of a gap from the room's history and delivers
+// them as Filled events; those the history no longer has stay missing (the
+// gap event told). Its own goroutine: it waits for answers the reader
+// goroutine delivers.
+func (c *Client) fill(gap codec.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for since := gap.First - 1; since < gap.Last; {
+		from := since
+		ev, err := c.call(ctx, func(ref string) codec.Message {
+			limit := 100
+			return &codec.History{Room: gap.Room, Since: &from, Limit: &limit, Ref: ref}
+		})
+		if err != nil || len(ev.Msgs) == 0 {
+			return
+		}
+		for _, m := range ev.Msgs {
+			if m.Seq > gap.Last {
+				return
+			}
+			c.emit(Event{Event: m, Filled: true})
+			since = m.Seq
+		}
+	}
 }

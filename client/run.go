@@ -14,6 +14,7 @@ import (
 func (c *Client) run(cn *conn) {
 	defer c.wg.Done()
 	defer close(c.events)
+	defer c.fills.Wait() // a fill emits events: before they close
 	for {
 		bye, err := c.read(cn)
 		c.drop(cn)
@@ -68,6 +69,15 @@ func (c *Client) dispatch(ev codec.Event, raw []byte) {
 	}
 	if answered && !c.opts.Raw {
 		return
+	}
+	if ev.Type == codec.TypeGap && !c.opts.NoFill {
+		c.fills.Add(1)
+		defer func() { // after the gap event itself
+			go func() {
+				defer c.fills.Done()
+				c.fill(ev)
+			}()
+		}()
 	}
 	out := Event{Event: ev}
 	if c.opts.Raw {

@@ -251,7 +251,7 @@ func (c Config) hubConfig() hub.Config {
 		Loops: c.Loops, Heartbeat: c.Heartbeat, IdleTimeout: c.IdleTimeout, LoginTimeout: c.LoginTimeout,
 		MaxConns: max(c.MaxConns, 0), MaxFrame: c.MaxFrame, MaxLoginFrame: c.MaxLoginFrame, FrameTimeout: c.FrameTimeout,
 		MaxBody: c.MaxBody, MaxOutbound: c.MaxOutbound, MaxOutboundTotal: c.MaxOutboundTotal, WriteDeadline: c.WriteDeadline,
-		RoomBudget: int64(c.MaxOutbound) / 2,
+		RoomBudget:    int64(c.MaxOutbound) / 2,
 		PresenceLimit: c.PresenceLimit, PresenceInterval: c.PresenceInterval, MaxRooms: c.MaxRooms,
 		RateLimit: c.RateLimit, RateBurst: c.RateBurst, FloodGrace: c.FloodGrace, MaxConnsPerIP: c.MaxConnsPerIP,
 		NickHold: c.NickHold, HistoryLen: max(c.HistoryLen, 0), HistoryAge: max(c.HistoryAge, 0), HistoryBytes: c.HistoryBytes,

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +115,23 @@ func (f *fakeChatter) Who(_ context.Context, room string) ([]string, int, error)
 func (f *fakeChatter) Count(_ context.Context, room string) (int, error) { return 7, nil }
 func (f *fakeChatter) Quit(_ context.Context) error                      { f.record("quit"); return nil }
 
+// History serves seqs 1 to 120 of room "old", and nothing of the others.
+func (f *fakeChatter) History(_ context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error) {
+	f.record(fmt.Sprintf("history %s %d", room, before))
+	if room != "old" {
+		return nil, false, nil
+	}
+	if before == 0 {
+		before = 121
+	}
+	from := max(1, int(before)-limit)
+	var out []codec.Event
+	for seq := from; seq < int(before); seq++ {
+		out = append(out, codec.Event{Type: codec.TypeMsg, Room: room, From: "old", Body: fmt.Sprint("said ", seq), Seq: uint64(seq)})
+	}
+	return out, from > 1, nil
+}
+
 // drive feeds msg to the model and runs the commands it returns, feeding
 // their messages back, except the event pump (never started here).
 func drive(m *Model, msg tea.Msg) {
@@ -131,7 +149,7 @@ func runCmd(m *Model, cmd tea.Cmd) {
 		for _, c := range msg {
 			runCmd(m, c)
 		}
-	case resultMsg, countMsg, quitDoneMsg:
+	case resultMsg, countMsg, quitDoneMsg, historyMsg:
 		drive(m, msg)
 	default:
 		// the event pump and the cursor blink: not driven in these tests
@@ -195,7 +213,7 @@ func TestTUICommandsAndHistory(t *testing.T) {
 	f.mu.Lock()
 	calls := strings.Join(f.calls, "|")
 	f.mu.Unlock()
-	if calls != "say lobby hi all|join go|say go in go now|dm bob psst|join full" {
+	if calls != "say lobby hi all|join go|history go 0|say go in go now|dm bob psst|join full" {
 		t.Fatalf("calls = %s", calls)
 	}
 	view := m.View()
@@ -275,5 +293,40 @@ func TestFormatNeverPrintsControlCharacters(t *testing.T) {
 	}
 	if !strings.Contains(line, "line two") || !strings.Contains(line, "↵") {
 		t.Fatalf("line %q lost the text or the newline mark", line)
+	}
+}
+
+// TestTUILoadsHistory: joining a room shows its latest page of history;
+// PgUp at the top of the scrollback loads the page before the oldest shown,
+// until there is nothing older.
+func TestTUILoadsHistory(t *testing.T) {
+	m, f := newTestModel()
+	typeLine(m, "/join old")
+	if view := m.View(); !strings.Contains(view, "said 120") || !strings.Contains(view, "now:") {
+		t.Fatalf("no history after the join:\n%s", view)
+	}
+	for i := 0; i < 10 && !m.vp.AtTop(); i++ {
+		drive(m, tea.KeyMsg{Type: tea.KeyPgUp})
+	}
+	for range 3 {
+		drive(m, tea.KeyMsg{Type: tea.KeyPgUp})
+		for i := 0; i < 20 && !m.vp.AtTop(); i++ {
+			drive(m, tea.KeyMsg{Type: tea.KeyPgUp})
+		}
+	}
+	f.mu.Lock()
+	calls := strings.Join(f.calls, "|")
+	f.mu.Unlock()
+	if !strings.Contains(calls, "history old 0") || !strings.Contains(calls, "history old 71") || !strings.Contains(calls, "history old 21") {
+		t.Fatalf("calls = %s", calls)
+	}
+	if strings.Count(calls, "history old") != 3 {
+		t.Fatalf("asked again after the start of the history: %s", calls)
+	}
+	if m.oldest["old"] != 1 || !m.noOlder["old"] {
+		t.Fatalf("oldest %d, noOlder %v", m.oldest["old"], m.noOlder["old"])
+	}
+	if view := m.View(); !strings.Contains(view, "said 1") {
+		t.Fatalf("the top of the scrollback is not the oldest page:\n%s", view)
 	}
 }

@@ -21,6 +21,7 @@ type Chatter interface {
 	Leave(ctx context.Context, room string) error
 	Who(ctx context.Context, room string) ([]string, int, error)
 	Count(ctx context.Context, room string) (int, error)
+	History(ctx context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error)
 	Quit(ctx context.Context) error
 }
 

@@ -72,6 +72,7 @@ type entry struct {
 	room     string
 	nick     string
 	text     string
+	seq      uint64 // a room message's
 	rendered string // cached for width
 	width    int
 }
@@ -90,6 +91,9 @@ type Model struct {
 	input     textinput.Model
 	history   []string
 	histPos   int
+	oldest    map[string]uint64 // per room, the oldest seq shown: PgUp at the top loads before it
+	noOlder   map[string]bool   // rooms whose history has nothing older
+	loading   bool              // a history page is on its way
 	width     int
 	height    int
 	now       func() time.Time
@@ -105,6 +109,7 @@ func NewModel(ch Chatter, events <-chan client.Event, addr string) *Model {
 	return &Model{
 		ch: ch, events: events, addr: addr, room: codec.Lobby, state: "connected",
 		counts: map[string]int{}, input: in, vp: viewport.New(80, 20), now: time.Now,
+		oldest: map[string]uint64{}, noOlder: map[string]bool{},
 		width: 80, height: 24,
 	}
 }
@@ -138,6 +143,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case countMsg:
 		m.counts[msg.room] = msg.n
 		return m, nil
+	case historyMsg:
+		m.showHistory(msg)
+		return m, nil
 	case quitDoneMsg:
 		return m, tea.Quit
 	}
@@ -159,8 +167,13 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 		m.historyMove(1)
 		return nil
 	case tea.KeyPgUp, tea.KeyPgDown:
+		top := m.vp.AtTop()
 		var cmd tea.Cmd
 		m.vp, cmd = m.vp.Update(k)
+		if k.Type == tea.KeyPgUp && top && !m.loading && !m.noOlder[m.room] {
+			m.loading = true
+			return tea.Batch(cmd, m.historyCmd(m.room, m.oldest[m.room], true))
+		}
 		return cmd
 	}
 	var cmd tea.Cmd
@@ -214,7 +227,10 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 		if ev.Room == "" {
 			m.add(&entry{kind: entryDM, room: "dm", nick: ev.From, text: ev.Body})
 		} else {
-			m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body})
+			m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq})
+			if m.oldest[ev.Room] == 0 {
+				m.oldest[ev.Room] = ev.Seq
+			}
 		}
 	case codec.TypeJoined:
 		m.counts[ev.Room]++
@@ -260,6 +276,68 @@ func (m *Model) result(r Result) {
 	}
 }
 
+// historyPage is how many messages the screen asks for at a time.
+const historyPage = 50
+
+// historyMsg is a page of a room's history; older pages go above
+// everything shown.
+type historyMsg struct {
+	room  string
+	msgs  []codec.Event
+	more  bool
+	older bool
+	err   error
+}
+
+// historyCmd asks for the page of room's history before seq before (the
+// latest page if 0).
+func (m *Model) historyCmd(room string, before uint64, older bool) tea.Cmd {
+	ch := m.ch
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		msgs, more, err := ch.History(ctx, room, before, historyPage)
+		return historyMsg{room: room, msgs: msgs, more: more, older: older, err: err}
+	}
+}
+
+// showHistory puts a page on screen: a joined room's latest page after the
+// join, an older page at the top of the scrollback.
+func (m *Model) showHistory(h historyMsg) {
+	m.loading = false
+	if h.err != nil {
+		m.add(&entry{kind: entryError, text: FormatError(h.err)})
+		return
+	}
+	if !h.more {
+		m.noOlder[h.room] = true
+	}
+	if len(h.msgs) == 0 {
+		return
+	}
+	if old := m.oldest[h.room]; old == 0 || h.msgs[0].Seq < old {
+		m.oldest[h.room] = h.msgs[0].Seq
+	}
+	page := []*entry{{kind: entryNotice, text: fmt.Sprintf("* earlier in %s:", h.room), at: m.now()}}
+	for _, ev := range h.msgs {
+		ev = sanitize(client.Event{Event: ev}, "\n").Event
+		page = append(page, &entry{kind: entryRoom, room: h.room, nick: ev.From, text: ev.Body, seq: ev.Seq, at: time.UnixMilli(ev.TS)})
+	}
+	if !h.older {
+		page = append(page, &entry{kind: entryNotice, text: "* now:", at: m.now()})
+		m.entries = append(m.entries, page...)
+	} else {
+		m.entries = append(page, m.entries...)
+	}
+	if len(m.entries) > maxScrollback {
+		m.entries = m.entries[len(m.entries)-maxScrollback:]
+	}
+	m.refresh()
+	if h.older {
+		m.vp.GotoTop()
+	}
+}
+
 func (m *Model) notice(s string) { m.add(&entry{kind: entryNotice, text: "* " + s}) }
 
 func (m *Model) add(e *entry) {
@@ -291,9 +369,14 @@ func (m *Model) runCmd(cmd Command) tea.Cmd {
 		defer cancel()
 		res := Run(ctx, ch, room, cmd)
 		if res.Room != "" {
+			batch := tea.BatchMsg{func() tea.Msg { return resultMsg(res) }}
 			if n, err := ch.Count(ctx, res.Room); err == nil {
-				return tea.BatchMsg{func() tea.Msg { return resultMsg(res) }, func() tea.Msg { return countMsg{res.Room, n} }}
+				batch = append(batch, func() tea.Msg { return countMsg{res.Room, n} })
 			}
+			if cmd.Kind == CmdJoin {
+				batch = append(batch, m.historyCmd(res.Room, 0, false))
+			}
+			return batch
 		}
 		return resultMsg(res)
 	}

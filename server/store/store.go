@@ -50,8 +50,8 @@ type Room struct {
 // and are safe from any goroutine; Load is for the start, Close for the
 // end.
 type Store struct {
-	cfg  Config
-	db   *bolt.DB
+	cfg     Config
+	db      *bolt.DB
 	ops     chan op
 	done    chan struct{} // closed by Close
 	stopped chan struct{} // closed by the writer once it has drained
