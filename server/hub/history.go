@@ -49,7 +49,7 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 		return
 	}
 	r.hist = append(r.hist, histEntry{seq: seq, frame: frame, at: h.mono()})
-	h.histBytes.Add(int64(len(frame) + histOverhead))
+	h.histBytes.Add(int64(cap(frame) + histOverhead))
 	if h.cfg.Store != nil {
 		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame)
 	}
@@ -59,7 +59,7 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 }
 
 func (h *Hub) forgetOldestLocked(r *room) {
-	h.histBytes.Add(-int64(len(r.hist[0].frame) + histOverhead))
+	h.histBytes.Add(-int64(cap(r.hist[0].frame) + histOverhead))
 	r.hist[0] = histEntry{}
 	r.hist = r.hist[1:]
 	if len(r.hist) == 0 {
@@ -125,9 +125,9 @@ func (h *Hub) Restore(name, epoch string, msgs []StoredMsg, fresh bool) {
 		}
 		r.seq, r.issued = m.Seq, m.Seq
 		r.hist = append(r.hist, histEntry{seq: m.Seq, frame: m.Frame, at: h.mono() - int64(age)})
-		h.histBytes.Add(int64(len(m.Frame) + histOverhead))
+		h.histBytes.Add(int64(cap(m.Frame) + histOverhead))
 		for len(r.hist) > max(h.cfg.HistoryLen, 1) || len(r.hist) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
-			h.histBytes.Add(-int64(len(r.hist[0].frame) + histOverhead))
+			h.histBytes.Add(-int64(cap(r.hist[0].frame) + histOverhead))
 			r.hist = r.hist[1:]
 		}
 	}
