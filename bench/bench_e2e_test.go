@@ -205,3 +205,57 @@ func TestWriteJSONAndTable(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiversResume: Parley receivers whose connections drop mid-run
+// dial again and resume their room: every receiver ends with every
+// message once, those sent while it was away included, and the run counts
+// the resumes.
+func TestReceiversResume(t *testing.T) {
+	addr := startParley(t)
+	const conns, msgs = 10, 40
+	g, err := newFramedGroup(GroupConfig{Target: TargetParley, Addr: addr, Room: "lobby", Conns: conns, Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	if err := g.open(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openSender(TargetParley, addr, "lobby", 0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	from := time.Now()
+	g.setWindow(from, from.Add(time.Hour))
+	seen := map[uint64]bool{}
+	wait := func(upTo int) {
+		timeout := time.After(waitFor)
+		for len(seen) < upTo {
+			select {
+			case seq := <-g.completed():
+				seen[seq] = true
+			case <-timeout:
+				t.Fatalf("only %d of %d messages reached every receiver", len(seen), upTo)
+			}
+		}
+	}
+	for seq := uint64(1); seq <= msgs; seq++ {
+		if seq == msgs/2 {
+			wait(msgs/2 - 1)
+			g.mu.Lock()
+			for _, c := range g.conns {
+				_ = c.Close() // dropped, as a network would
+			}
+			g.mu.Unlock()
+		}
+		if err := s.send(time.Now().UnixNano(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(msgs)
+	r := g.collect()
+	if r.Received != conns*msgs || r.Resumed != conns || r.Unrecovered != 0 {
+		t.Fatalf("received %d (want %d), resumed %d (want %d), not recovered %d", r.Received, conns*msgs, r.Resumed, conns, r.Unrecovered)
+	}
+}

@@ -135,6 +135,7 @@ func (p *point) broadcast(rate float64) Result {
 	r := Result{
 		Target: p.target, Conns: p.conns, Rate: rate, Inflight: inflight,
 		Messages: measured.Load(), Received: total.Received, Closed: total.Closed, Reasons: total.Reasons,
+		Resumed: total.Resumed, Unrecovered: total.Unrecovered,
 		Latency: Summarize(hist), Histogram: hist.Export(), hist: hist,
 		ServerCPU: (srv1 - srv0).Seconds(), GenCPU: (gen1 - gen0).Seconds(), Wall: cfg.Duration.Seconds(),
 	}

@@ -232,6 +232,8 @@ func mergeReports(rs []GroupReport) (*hdrhistogram.Histogram, GroupReport) {
 		}
 		total.Received += r.Received
 		total.Closed += r.Closed
+		total.Resumed += r.Resumed
+		total.Unrecovered += r.Unrecovered
 		for k, v := range r.Reasons {
 			total.Reasons[k] += v
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -23,16 +24,27 @@ type framedGroup struct {
 	readyc chan struct{}
 	failed chan error
 
+	stopping atomic.Bool // close has begun: a connection that ends is not dialled again
+
 	mu    sync.Mutex
 	loops map[gnet.EventLoop]int // loop -> shard
 	conns []gnet.Conn
 }
 
-// rconn is a receiving connection's state, owned by its loop.
+// rconn is a receiving connection's state, owned by its loop. A Parley
+// receiver whose connection drops dials again and resumes its room where
+// it was (resume.go's way for the Go client): the messages it missed come
+// as deliveries, late, and the run counts the resume.
 type rconn struct {
 	nick     string
 	shard    int
 	loggedIn bool
+	resume   string // the session's resume token, from its welcome
+	epoch    string // the room's epoch
+	last     uint64 // the room's last seq received
+	resuming bool   // this connection resumes an earlier one
+	welcomed bool   // this connection's login was answered
+	tries    int    // dials of this resume so far
 }
 
 func newFramedGroup(cfg GroupConfig) (*framedGroup, error) {
@@ -111,10 +123,56 @@ func (g *framedGroup) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	g.mu.Unlock()
 	rc.shard = sh
-	if g.cfg.Target == TargetParley {
-		return loginFrames(rc.nick, g.cfg.Room), gnet.None
+	switch {
+	case g.cfg.Target != TargetParley:
+		return nil, gnet.None
+	case rc.resuming:
+		return resumeFrames(rc, g.cfg.Room), gnet.None
 	}
-	return nil, gnet.None
+	return loginFrames(rc.nick, g.cfg.Room), gnet.None
+}
+
+// resumeFrames logs a receiver in again with its resume token, resuming
+// its room after the last seq it received.
+func resumeFrames(rc *rconn, room string) []byte {
+	login := &codec.Login{Nick: rc.nick, Resume: rc.resume}
+	if room == codec.Lobby {
+		login.Since, login.Epoch = &rc.last, rc.epoch
+	}
+	b, _ := codec.Append(nil, login)
+	if room != codec.Lobby {
+		b, _ = codec.Append(b, &codec.Join{Room: room, Since: &rc.last, Epoch: rc.epoch, Ref: "j"})
+	}
+	return b
+}
+
+// OnClose dials a logged-in Parley receiver again, unless the run is over.
+func (g *framedGroup) OnClose(c gnet.Conn, _ error) gnet.Action {
+	rc, _ := c.Context().(*rconn)
+	if rc == nil || g.stopping.Load() || g.cfg.Target != TargetParley || !rc.loggedIn {
+		return gnet.None
+	}
+	next := *rc
+	next.resuming, next.welcomed = true, false
+	go g.redial(&next)
+	return gnet.None
+}
+
+// maxResumeDials bounds how often a receiver tries to come back; the
+// server may still hold its session for a moment after the drop.
+const maxResumeDials = 50
+
+func (g *framedGroup) redial(rc *rconn) {
+	for ; rc.tries < maxResumeDials && !g.stopping.Load(); rc.tries++ {
+		time.Sleep(time.Duration(20*(rc.tries+1)) * time.Millisecond)
+		c, err := g.cli.DialContext("tcp", g.cfg.Addr, rc)
+		if err == nil {
+			g.mu.Lock()
+			g.conns = append(g.conns, c)
+			g.mu.Unlock()
+			return
+		}
+	}
 }
 
 // OnTraffic parses every complete frame; for a message it reads the due
@@ -138,6 +196,9 @@ func (g *framedGroup) OnTraffic(c gnet.Conn) gnet.Action {
 
 func (g *framedGroup) frame(c gnet.Conn, rc *rconn, body []byte, now int64) {
 	if due, seq, ok := ParseFrame(body); ok {
+		if s := roomSeq(body); s > rc.last {
+			rc.last = s
+		}
 		g.sink.deliver(rc.shard, due, seq, now)
 		return
 	}
@@ -149,13 +210,28 @@ func (g *framedGroup) frame(c gnet.Conn, rc *rconn, body []byte, now int64) {
 	case codec.TypePing:
 		_, _ = c.Write(pongFrame)
 	case codec.TypeWelcome, codec.TypeAck:
+		if ev.Type == codec.TypeWelcome {
+			rc.resume, rc.welcomed, rc.tries = ev.Resume, true, 0
+		}
 		if ev.Type == codec.TypeAck || g.cfg.Room == codec.Lobby {
+			if !rc.resuming {
+				rc.epoch, rc.last = ev.Epoch, max(rc.last, ev.Seq)
+			}
 			if !rc.loggedIn && g.ready.Add(1) == int64(g.cfg.Conns) {
 				close(g.readyc)
 			}
 			rc.loggedIn = true
 		}
+	case codec.TypeRecover:
+		g.sink.resumed(ev.Recovered)
 	case codec.TypeError:
+		if rc.resuming && !rc.welcomed && ev.Code == codec.CodeNickTaken {
+			// The server has not seen the drop yet: OnClose dials again,
+			// a little later.
+			rc.tries++
+			_ = c.Close()
+			return
+		}
 		select {
 		case g.failed <- fmt.Errorf("receiver refused: %s: %s", ev.Code, ev.Message):
 		default:
@@ -172,6 +248,7 @@ func (g *framedGroup) completed() <-chan uint64     { return g.sink.completed }
 func (g *framedGroup) collect() GroupReport         { return g.sink.collect() }
 
 func (g *framedGroup) close() {
+	g.stopping.Store(true)
 	g.mu.Lock()
 	conns := g.conns
 	g.conns = nil
@@ -181,3 +258,21 @@ func (g *framedGroup) close() {
 	}
 	_ = g.cli.Stop()
 }
+
+// roomSeq reads a msg frame's room seq (the "seq" field, near its end).
+func roomSeq(body []byte) uint64 {
+	i := bytes.LastIndex(body, seqKey)
+	if i < 0 {
+		return 0
+	}
+	var n uint64
+	for _, c := range body[i+len(seqKey):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n
+}
+
+var seqKey = []byte(`"seq":`)

@@ -25,7 +25,8 @@ func WriteTable(w io.Writer, rs []Result) {
 	writeRatios(w, rs)
 	for _, r := range rs {
 		if r.Lost != 0 || r.Closed != 0 || r.SendError != "" {
-			fmt.Fprintf(w, "\n%s, %d conns, rate %s: %d deliveries lost, %d receivers closed %v", r.Target, r.Conns, rateCell(r), r.Lost, r.Closed, r.Reasons)
+			fmt.Fprintf(w, "\n%s, %d conns, rate %s: %d deliveries lost, %d receivers closed %v, %d resumed (%d not recovered)",
+				r.Target, r.Conns, rateCell(r), r.Lost, r.Closed, r.Reasons, r.Resumed, r.Unrecovered)
 			if r.SendError != "" {
 				fmt.Fprintf(w, ", send error: %s", r.SendError)
 			}

@@ -23,6 +23,8 @@ type Result struct {
 	Lost        int64                  `json:"lost"`
 	Closed      int64                  `json:"closed_receivers"`
 	Reasons     map[string]int64       `json:"close_reasons,omitempty"`
+	Resumed     int64                  `json:"resumed_receivers,omitempty"`     // dropped, came back, every message replayed
+	Unrecovered int64                  `json:"unrecovered_receivers,omitempty"` // dropped, came back, told some were lost
 	PerSec      float64                `json:"deliveries_per_sec"`
 	Latency     Percentiles            `json:"latency_ms"`
 	ConnectSecs float64                `json:"connect_seconds"`

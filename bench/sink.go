@@ -23,6 +23,8 @@ type sink struct {
 	completed chan uint64                  // seqs every receiver has got
 	closed    atomic.Int64                 // receivers closed by the server
 	reasons   sync.Map                     // bye reason -> *atomic.Int64
+	recovered atomic.Int64                 // resumes that got every message missed
+	lost      atomic.Int64                 // resumes the server could not fill
 }
 
 // window is the measured interval: messages due in [from, to).
@@ -85,6 +87,15 @@ func (s *sink) closedBy(reason string) {
 	v.(*atomic.Int64).Add(1)
 }
 
+// resumed records a receiver's resume after a drop.
+func (s *sink) resumed(recovered bool) {
+	if recovered {
+		s.recovered.Add(1)
+	} else {
+		s.lost.Add(1)
+	}
+}
+
 // collect merges the shards' figures.
 func (s *sink) collect() GroupReport {
 	var r GroupReport
@@ -97,6 +108,7 @@ func (s *sink) collect() GroupReport {
 	}
 	r.Hist = Merge(hs...).Export()
 	r.Closed = s.closed.Load()
+	r.Resumed, r.Unrecovered = s.recovered.Load(), s.lost.Load()
 	r.Reasons = map[string]int64{}
 	s.reasons.Range(func(k, v any) bool {
 		r.Reasons[k.(string)] = v.(*atomic.Int64).Load()
@@ -111,4 +123,8 @@ type GroupReport struct {
 	Received int64                  `json:"received"`
 	Closed   int64                  `json:"closed"`
 	Reasons  map[string]int64       `json:"reasons,omitempty"`
+	// Resumed and Unrecovered count receivers that dropped and came back:
+	// with every message they missed replayed, or told it was not.
+	Resumed     int64 `json:"resumed,omitempty"`
+	Unrecovered int64 `json:"unrecovered,omitempty"`
 }
