@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+
+	"parley/codec"
 	"parley/server"
 	"parley/server/servertest"
 )
@@ -257,5 +260,63 @@ func TestReceiversResume(t *testing.T) {
 	r := g.collect()
 	if r.Received != conns*msgs || r.Resumed != conns || r.Unrecovered != 0 {
 		t.Fatalf("received %d (want %d), resumed %d (want %d), not recovered %d", r.Received, conns*msgs, r.Resumed, conns, r.Unrecovered)
+	}
+}
+
+// writeConn is the one gnet.Conn method a receiver's frame handling uses
+// to answer the server (Write), over a real connection to it; the rest of
+// the interface is not used here.
+type writeConn struct {
+	gnet.Conn
+	nc net.Conn
+}
+
+func (w writeConn) Write(b []byte) (int, error) { return w.nc.Write(b) }
+
+// TestReceiverFillsGaps: a receiver told of a gap pages the missing
+// messages from the server's history and counts them as deliveries.
+func TestReceiverFillsGaps(t *testing.T) {
+	addr := startParley(t)
+	s, err := openSender(TargetParley, addr, "lobby", 0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	r := codec.NewReader(nc, 0)
+	next := func(typ string) []byte {
+		_ = nc.SetReadDeadline(time.Now().Add(waitFor))
+		for {
+			body, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev codec.Event
+			if codec.DecodeEvent(body, &ev) == nil && ev.Type == typ {
+				return append([]byte(nil), body...)
+			}
+		}
+	}
+	_, _ = nc.Write(codec.MustEncode(&codec.Login{Nick: "filler"}))
+	next(codec.TypeWelcome)
+	for seq := uint64(1); seq <= 10; seq++ {
+		if err := s.send(time.Now().UnixNano(), seq); err != nil {
+			t.Fatal(err)
+		}
+		next(codec.TypeMsg)
+	}
+	g := &framedGroup{cfg: GroupConfig{Target: TargetParley, Room: "lobby", Conns: 1}, sink: newSink(1, 1)}
+	from := time.Now().Add(-time.Hour)
+	g.sink.setWindow(from, from.Add(2*time.Hour))
+	rc := &rconn{nick: "filler", loggedIn: true}
+	c := writeConn{nc: nc}
+	g.frame(c, rc, codec.MustEncode(&codec.Gap{Room: "lobby", First: 3, Last: 8})[codec.HeaderSize:], time.Now().UnixNano())
+	g.frame(c, rc, next(codec.TypeHistory), time.Now().UnixNano())
+	if rep := g.sink.collect(); rep.Received != 6 || rc.last != 8 {
+		t.Fatalf("the fill delivered %d messages up to seq %d, want 6 up to 8", rep.Received, rc.last)
 	}
 }

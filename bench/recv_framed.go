@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,6 +197,10 @@ func (g *framedGroup) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 func (g *framedGroup) frame(c gnet.Conn, rc *rconn, body []byte, now int64) {
+	if bytes.HasPrefix(body, historyPrefix) {
+		g.filled(c, rc, body, now)
+		return
+	}
 	if due, seq, ok := ParseFrame(body); ok {
 		if s := roomSeq(body); s > rc.last {
 			rc.last = s
@@ -224,6 +230,10 @@ func (g *framedGroup) frame(c gnet.Conn, rc *rconn, body []byte, now int64) {
 		}
 	case codec.TypeRecover:
 		g.sink.resumed(ev.Recovered)
+	case codec.TypeGap:
+		// The server dropped room messages while this receiver was
+		// behind: they come from history, late.
+		_, _ = c.Write(fillRequest(ev.Room, ev.First-1, ev.Last))
 	case codec.TypeError:
 		if rc.resuming && !rc.welcomed && ev.Code == codec.CodeNickTaken {
 			// The server has not seen the drop yet: OnClose dials again,
@@ -276,3 +286,38 @@ func roomSeq(body []byte) uint64 {
 }
 
 var seqKey = []byte(`"seq":`)
+
+// A gap is filled by paging history; the page's ref carries the gap's last
+// seq, so the answer says how far to go.
+var historyPrefix = []byte(`{"type":"history"`)
+
+const fillRef = "fill:"
+
+func fillRequest(room string, since, last uint64) []byte {
+	limit := 100
+	return codec.MustEncode(&codec.History{Room: room, Since: &since, Limit: &limit, Ref: fillRef + strconv.FormatUint(last, 10)})
+}
+
+// filled records the messages of a history page that fills a gap, and asks
+// for the next page until the gap is filled.
+func (g *framedGroup) filled(c gnet.Conn, rc *rconn, body []byte, now int64) {
+	var ev codec.Event
+	if codec.DecodeEvent(body, &ev) != nil || !strings.HasPrefix(ev.Ref, fillRef) {
+		return
+	}
+	last, _ := strconv.ParseUint(ev.Ref[len(fillRef):], 10, 64)
+	seq := uint64(0)
+	for _, m := range ev.Msgs {
+		if m.Seq > last {
+			return
+		}
+		if due, bseq, ok := ParseBody([]byte(m.Body)); ok {
+			g.sink.deliver(rc.shard, due, bseq, now)
+		}
+		seq = m.Seq
+		rc.last = max(rc.last, m.Seq)
+	}
+	if seq > 0 && seq < last {
+		_, _ = c.Write(fillRequest(ev.Room, seq, last))
+	}
+}
