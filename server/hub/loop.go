@@ -182,7 +182,7 @@ func (l *loop) flush() {
 			l.writePending(s)
 		}
 		clear(s.pending)
-		s.pending = s.pending[:0]
+		s.pending, s.pendingBytes = s.pending[:0], 0
 		if cap(s.pending) > maxKeptPending {
 			s.pending = nil // a burst's slice is not kept for every session
 		}

@@ -36,6 +36,7 @@ type Session struct {
 	slots map[*room]int    // its index in each room's local member list
 
 	pending         [][]byte        // frames queued since the last flush
+	pendingBytes    int64           // their length
 	skipped         map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
 	out             outq            // what the transport holds unsent
 	dirty           bool
@@ -66,6 +67,7 @@ func (s *Session) queue(frame []byte) {
 		return
 	}
 	s.pending = append(s.pending, frame)
+	s.pendingBytes += int64(len(frame))
 	if !s.dirty {
 		s.dirty = true
 		s.loop.dirty = append(s.loop.dirty, s)

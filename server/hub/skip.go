@@ -17,7 +17,9 @@ type skip struct{ first, last uint64 }
 // queueRoom queues a room item's frame for member s, or drops it if s is
 // behind and it is a message with a seq.
 func (l *loop) queueRoom(s *Session, it *item) {
-	if it.seq > 0 && s.out.mem > l.hub.cfg.RoomBudget {
+	// What this drain queued counts too: the flush may leave all of it
+	// with the transport at once.
+	if it.seq > 0 && s.out.mem+s.pendingBytes > l.hub.cfg.RoomBudget {
 		s.skipRoom(it.room, it.seq)
 		return
 	}
