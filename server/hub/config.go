@@ -22,7 +22,7 @@ type Config struct {
 	MaxBody          int
 	MaxOutbound      int
 	MaxOutboundTotal int64 // 0 or negative: no limit
-	RoomBudget       int64 // unsent memory past which a member's room messages are dropped for a gap
+	RoomBudget       int64 // unsent memory past which a member's room messages are dropped for a gap; 0: never
 	WriteDeadline    time.Duration
 	PresenceLimit    int // negative: never count
 	PresenceInterval time.Duration

@@ -19,7 +19,7 @@ type skip struct{ first, last uint64 }
 func (l *loop) queueRoom(s *Session, it *item) {
 	// What this drain queued counts too: the flush may leave all of it
 	// with the transport at once.
-	if it.seq > 0 && s.out.mem+s.pendingBytes > l.hub.cfg.RoomBudget {
+	if budget := l.hub.cfg.RoomBudget; it.seq > 0 && budget > 0 && s.out.mem+s.pendingBytes > budget {
 		s.skipRoom(it.room, it.seq)
 		return
 	}
@@ -65,7 +65,7 @@ func (l *loop) oweAll(s *Session) {
 	if s.skipped == nil {
 		return
 	}
-	if l.refresh(s); s.out.mem > l.hub.cfg.RoomBudget {
+	if l.refresh(s); l.hub.cfg.RoomBudget > 0 && s.out.mem > l.hub.cfg.RoomBudget {
 		return
 	}
 	for r := range s.skipped {
