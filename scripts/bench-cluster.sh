@@ -33,15 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-	for _ in $(seq 200); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.05
-	done
-	echo "port $1 never opened" >&2
-	return 1
-}
+. scripts/ports.sh
 
 nats_port=$(free_port)
 "$nats_bin" bench-nats-server --port "$nats_port" --jetstream-dir "$work/js" &

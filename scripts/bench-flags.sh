@@ -19,15 +19,7 @@ go build -o bin/parley ./cmd/parley
 pid=
 cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-	for _ in $(seq 200); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.05
-	done
-	echo "port $1 never opened" >&2
-	return 1
-}
+. scripts/ports.sh
 
 for round in $(seq "$ROUNDS"); do
 	v=0

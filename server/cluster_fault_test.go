@@ -30,6 +30,7 @@ type chatter struct {
 	failed map[string]string // ref → the error code of a refused say
 	sent   map[string]string // ref → body
 	seen   chan struct{}     // signalled on every frame recorded
+	rounds int               // keepSaying calls so far
 }
 
 // newChatter logs nick in on srv, joins room (unless it is the lobby) and
@@ -146,6 +147,10 @@ func (ch *chatter) wait() {
 // stop is closed; done is closed when it has returned.
 func (ch *chatter) keepSaying(stop <-chan struct{}) (done chan struct{}) {
 	done = make(chan struct{})
+	ch.mu.Lock()
+	ch.rounds++
+	name := fmt.Sprintf("%s-steady%d", ch.name, ch.rounds) // refs unique across calls
+	ch.mu.Unlock()
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
@@ -156,10 +161,10 @@ func (ch *chatter) keepSaying(stop <-chan struct{}) (done chan struct{}) {
 				return
 			default:
 			}
-			ref := fmt.Sprintf("%s-steady-%d", ch.name, i)
+			ref := fmt.Sprintf("%s-%d", name, i)
 			ch.say(ref, ref)
 			if i >= 4 {
-				old := fmt.Sprintf("%s-steady-%d", ch.name, i-4)
+				old := fmt.Sprintf("%s-%d", name, i-4)
 				for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); {
 					if _, _, done := ch.answered(old); done {
 						break
@@ -452,9 +457,9 @@ func (p *holdProxy) release() {
 
 // TestClusterNATSRestartLosesNothing stops NATS while every node keeps
 // chatting, starts it again, and lets one node back only after the others
-// have sequenced messages without it: every member that stayed sees every
-// sequenced message exactly once, in order, the late node's by catching up
-// from the room's log before its live messages.
+// have sequenced messages without it and gone quiet: every member that
+// stayed sees every sequenced message exactly once, in order, the late
+// node's by reading the room's log when its link returns, then live ones.
 func TestClusterNATSRestartLosesNothing(t *testing.T) {
 	nats := natstest.Start(t)
 	late := newHoldProxy(t, nats.URL()[len("nats://"):])
@@ -495,14 +500,21 @@ func TestClusterNATSRestartLosesNothing(t *testing.T) {
 	if nodes[2].Stats().Cluster.Connected {
 		t.Fatal("the late node reconnected while held")
 	}
-	late.release()
-	eventually(t, "the late node reconnected", func() bool { return nodes[2].Stats().Cluster.Connected })
-	back := sequenced(speakers[2])
-	eventually(t, "the late node sequences again", func() bool { return sequenced(speakers[2]) >= back+5 })
+	// Quiet before the late node is back: no live message shows it what it
+	// missed, so it must read the log on its own when its link returns.
 	close(stop)
 	for _, done := range stopped {
 		<-done
 	}
+	late.release()
+	eventually(t, "the late node reconnected", func() bool { return nodes[2].Stats().Cluster.Connected })
+	settled(t, nodes[0], "r", members)
+	again := make(chan struct{})
+	back := sequenced(speakers[2])
+	done := speakers[2].keepSaying(again)
+	eventually(t, "the late node sequences again", func() bool { return sequenced(speakers[2]) >= back+5 })
+	close(again)
+	<-done
 	settled(t, nodes[0], "r", members)
 	history(t, nodes[0], "r", append(speakers, members...), members)
 }

@@ -38,13 +38,14 @@ type busMsg struct {
 const replyNotOwner codec.Code = "not_owner"
 
 // outMsg is one message waiting for the bus: a plain NATS message, or a
-// message for the rooms' log (stored), with the count of reconnections
-// when it was queued (link).
+// message for the rooms' log (stored), with its room, the fence it was
+// appended under and the count of reconnections when it was queued (link).
 type outMsg struct {
 	subject, reply string
 	data           []byte
 	stored         *nats.Msg
-	link           uint64
+	room           string
+	fence, link    uint64
 }
 
 // enqueue hands a message to the writer goroutine. It never blocks: when
@@ -91,7 +92,7 @@ func (n *Broker) writer() {
 func (n *Broker) write(m outMsg) {
 	switch {
 	case m.stored != nil:
-		n.appendNow(m.stored, m.link)
+		n.appendNow(m)
 	case m.reply != "":
 		_ = n.nc.PublishRequest(m.subject, m.reply, m.data)
 	default:

@@ -104,7 +104,7 @@ func (n *Broker) Append(m broker.Message, seq uint64, frame []byte) bool {
 	msg := &nats.Msg{Subject: n.subj.logMsg(m.Room), Data: e.encode(), Header: nats.Header{}}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fence, 10))
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, n.subj.logOwn(m.Room))
-	if !n.enqueue(outMsg{stored: msg, link: n.link.Load()}) {
+	if !n.enqueue(outMsg{stored: msg, room: m.Room, fence: fence, link: n.link.Load()}) {
 		n.goRun(func() { n.storeFailed(msg, errors.New("the queue to the bus is full")) })
 	}
 	return false
@@ -117,18 +117,16 @@ func (n *Broker) Append(m broker.Message, seq uint64, frame []byte) bool {
 // longer holds (a failure disowned the room since): what went out before
 // is stored or lost, a prefix, and storing this one after a lost one would
 // leave a hole in the room's seqs. Writer goroutine.
-func (n *Broker) appendNow(msg *nats.Msg, link uint64) {
-	room, _ := n.subj.logRoom(msg.Subject)
-	fence, _ := strconv.ParseUint(msg.Header.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
+func (n *Broker) appendNow(m outMsg) {
 	n.mu.Lock()
-	current := n.owned[room] == fence
+	current := n.owned[m.room] == m.fence
 	n.mu.Unlock()
-	if !current || n.observeLink() != link {
-		n.storeFailed(msg, errors.New("queued before the room was disowned or the link to NATS remade"))
+	if !current || n.observeLink() != m.link {
+		n.storeFailed(m.stored, errors.New("queued before the room was disowned or the link to NATS remade"))
 		return
 	}
-	if _, err := n.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0)); err != nil {
-		n.storeFailed(msg, err)
+	if _, err := n.js.PublishMsgAsync(m.stored, jetstream.WithRetryAttempts(0)); err != nil {
+		n.storeFailed(m.stored, err)
 	}
 }
 
