@@ -9,7 +9,6 @@ package store
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -80,9 +79,6 @@ var (
 	metaBucket   = []byte("meta")
 	cleanKey     = []byte("clean")
 )
-
-// ErrClosed is Append's state after Close: nothing more is stored.
-var ErrClosed = errors.New("store: closed")
 
 // Open opens (or creates) the file and starts the writer.
 func Open(cfg Config) (*Store, error) {
