@@ -38,6 +38,7 @@ type Client struct {
 	marks    map[string]mark // where the client is in each room, to resume there
 	id       string
 	resume   string // the server's resume token for the current session
+	nick     string // the current session's nick, from its welcome
 	quitting bool
 }
 
@@ -46,7 +47,7 @@ type Client struct {
 // the network error.
 func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	if opts.Nick == "" {
+	if opts.Nick == "" && opts.Token == nil {
 		return nil, fmt.Errorf("%w: a nick is required", codec.ErrBadNick)
 	}
 	cn, err := dialConn(ctx, addr, opts.Nick, "", nil, &opts)
@@ -74,9 +75,14 @@ func (c *Client) install(cn *conn) {
 	c.mu.Lock()
 	c.cur = cn
 	c.id = cn.welcome.ID
+	c.nick = cn.welcome.Nick
 	c.resume = cn.welcome.Resume
 	c.mu.Unlock()
 	cn.startWriter()
+	if cn.welcome.Expires > 0 && c.opts.Token != nil {
+		c.wg.Add(1)
+		go c.refresher(cn, cn.welcome.Expires)
+	}
 }
 
 // Events returns the channel of events: server frames other than answers
@@ -85,8 +91,13 @@ func (c *Client) install(cn *conn) {
 // the server.
 func (c *Client) Events() <-chan Event { return c.events }
 
-// Nick returns the nick the client logs in with.
-func (c *Client) Nick() string { return c.opts.Nick }
+// Nick returns the nick the server gave the current (or last) session:
+// Options.Nick, a guest's "~nick", or a token's name.
+func (c *Client) Nick() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nick
+}
 
 // ID returns the session UUID of the current (or last) connection.
 func (c *Client) ID() string {

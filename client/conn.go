@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -29,19 +30,21 @@ type conn struct {
 func dialConn(ctx context.Context, addr, nick, resume string, lobby *mark, o *Options) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
-	dial := o.Dial
-	if dial == nil {
-		var d net.Dialer
-		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	token := ""
+	if o.Token != nil {
+		var err error
+		if token, err = o.Token(ctx); err != nil {
+			return nil, fmt.Errorf("client: token: %w", err)
+		}
 	}
-	nc, err := dial(ctx, addr)
+	nc, err := o.dial()(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
 	c := &conn{nc: nc, r: codec.NewReader(nc, o.MaxFrame), out: make(chan []byte, 256), done: make(chan struct{})}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
-	if err := c.login(nick, resume, lobby); err != nil {
+	if err := c.login(nick, token, resume, lobby); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -49,9 +52,22 @@ func dialConn(ctx context.Context, addr, nick, resume string, lobby *mark, o *Op
 	return c, nil
 }
 
+// dial is Options.Dial, or a TCP dial (with TLS when Options.TLS is set).
+func (o *Options) dial() func(ctx context.Context, addr string) (net.Conn, error) {
+	if o.Dial != nil {
+		return o.Dial
+	}
+	if o.TLS != nil {
+		d := &tls.Dialer{Config: o.TLS}
+		return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	var d net.Dialer
+	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+}
+
 // login sends login and reads until welcome or a refusal.
-func (c *conn) login(nick, resume string, lobby *mark) error {
-	login := &codec.Login{Nick: nick, Resume: resume, Ref: "login"}
+func (c *conn) login(nick, token, resume string, lobby *mark) error {
+	login := &codec.Login{Nick: nick, Token: token, Resume: resume, Ref: "login"}
 	if lobby != nil {
 		login.Since, login.Epoch = &lobby.seq, lobby.epoch
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"time"
@@ -11,8 +12,19 @@ import (
 
 // Options configures a Client. Zero values mean the documented defaults.
 type Options struct {
-	// Nick is the nickname to log in with. Required.
+	// Nick is the nickname to log in with. Required unless Token is set:
+	// a token's login takes its nick from the token (Client.Nick says
+	// which).
 	Nick string
+	// Token, when set, gives the login token (docs/PROTOCOL.md "Tokens
+	// and accounts"). It is called before every connection and, while
+	// connected, before the session's token expires, to refresh it: so a
+	// token that is rotated under the client (a file a sidecar rewrites)
+	// is picked up. Default: log in by nick.
+	Token func(ctx context.Context) (string, error)
+	// TLS, when set, makes the default dial a TLS connection with this
+	// configuration (its ServerName defaults to the address's host).
+	TLS *tls.Config
 	// Reconnect makes the client reconnect after the connection drops for
 	// any reason other than quit or bye shutdown, with exponential backoff
 	// and jitter, logging in again with the same nick and rejoining its
@@ -46,7 +58,8 @@ type Options struct {
 	// was behind) by paging the missing messages from the room's history
 	// and delivering them as msg events with Filled set, after the gap.
 	NoFill bool
-	// Dial makes the connection to the server. Default: a TCP dial.
+	// Dial makes the connection to the server. Default: a TCP dial, with
+	// TLS when TLS is set.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Logger receives connection-level diagnostics. Default: discard.
 	Logger *slog.Logger

@@ -28,6 +28,9 @@ const (
 	CodeRateLimited     Code = "rate_limited"      // the frame was dropped by flood control
 	CodeInternal        Code = "internal_error"    // the server failed while handling the frame; the connection closes
 	CodeUnavailable     Code = "unavailable"       // a cluster node cannot reach the bus or the node it needs; retry later
+	CodeBadToken        Code = "bad_token"         // the token is missing where required, or not valid
+	CodeTokenExpired    Code = "token_expired"     // the token's exp has passed
+	CodeTooManySessions Code = "too_many_sessions" // the account has as many sessions as the server allows
 )
 
 // Error is a protocol error: a Code and a message for people. The exported
@@ -66,6 +69,9 @@ var (
 	ErrRateLimited     = &Error{CodeRateLimited, "rate limited"}
 	ErrInternal        = &Error{CodeInternal, "internal server error"}
 	ErrUnavailable     = &Error{CodeUnavailable, "cluster unavailable"}
+	ErrBadToken        = &Error{CodeBadToken, "the token is not valid"}
+	ErrTokenExpired    = &Error{CodeTokenExpired, "the token has expired"}
+	ErrTooManySessions = &Error{CodeTooManySessions, "too many sessions for this account"}
 )
 
 var sentinels = map[Code]*Error{}
@@ -75,7 +81,7 @@ func init() {
 		ErrBadFrame, ErrFrameTooLarge, ErrBadJSON, ErrUnknownType, ErrBadRequest,
 		ErrNotLoggedIn, ErrAlreadyLoggedIn, ErrBadNick, ErrNickTaken, ErrBadRoom,
 		ErrNotInRoom, ErrNoSuchUser, ErrBodyTooLarge, ErrTooManyRooms, ErrRateLimited,
-		ErrInternal, ErrUnavailable,
+		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions,
 	} {
 		sentinels[e.Code] = e
 	}
@@ -132,4 +138,5 @@ const (
 	ReasonServerFull    Reason = "server_full"    // bye: over the connection limit
 	ReasonInternalError Reason = "internal_error" // bye: the server failed on this session's frame
 	ReasonFlood         Reason = "flood"          // bye: the client kept exceeding the frame rate limit
+	ReasonTokenExpired  Reason = "token_expired"  // bye: the session's token expired and was not refreshed
 )

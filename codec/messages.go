@@ -11,6 +11,7 @@ const (
 	TypeLeave    = "leave"
 	TypeWho      = "who"
 	TypeHistory  = "history"
+	TypeRefresh  = "refresh"
 	TypePing     = "ping"
 	TypePong     = "pong"
 	TypeQuit     = "quit"
@@ -86,9 +87,11 @@ type Join struct {
 // History asks for a page of Room's messages: with Before, the newest
 // Limit before it; with Since, the oldest Limit after it; with neither, the
 // newest Limit.
+// DM asks for the account's direct messages instead of a room's.
 type History struct {
 	Type   string  `json:"type"`
 	Room   string  `json:"room,omitempty"`
+	DM     bool    `json:"dm,omitempty"`
 	Since  *uint64 `json:"since,omitempty"`
 	Before *uint64 `json:"before,omitempty"`
 	Limit  *int    `json:"limit,omitempty"`
@@ -142,7 +145,14 @@ type Welcome struct {
 	// entered it.
 	Epoch string `json:"epoch,omitempty"`
 	Seq   uint64 `json:"seq,omitempty"`
-	Ref   string `json:"ref,omitempty"`
+	// Expires is when the login's token expires, Unix milliseconds
+	// (logins with a token only): refresh before then.
+	Expires int64 `json:"expires,omitempty"`
+	// DMEpoch and DMSeq name the account's direct messages (logins with
+	// a token only): their epoch and last seq, for history with dm.
+	DMEpoch string `json:"dm_epoch,omitempty"`
+	DMSeq   uint64 `json:"dm_seq,omitempty"`
+	Ref     string `json:"ref,omitempty"`
 }
 
 // Msg is a room message (Room set, Seq > 0) or a direct message (To set).
@@ -201,20 +211,33 @@ type Users struct {
 	Ref   string   `json:"ref,omitempty"`
 }
 
-// Ack tells that the request carrying Ref succeeded; Seq is set for Say.
+// Ack tells that the request carrying Ref succeeded; Seq is set for Say
+// (and for a DM from an account: its seq in the account's DMs).
 type Ack struct {
 	Type string `json:"type"`
 	Ref  string `json:"ref"`
 	Seq  uint64 `json:"seq,omitempty"`
 	// Epoch answers a join: the room's epoch, with Seq its last seq.
 	Epoch string `json:"epoch,omitempty"`
+	// Expires answers a refresh: the new token's exp, Unix milliseconds.
+	Expires int64 `json:"expires,omitempty"`
+}
+
+// Refresh replaces the session's token with a new one for the same
+// account before the old one expires.
+type Refresh struct {
+	Type  string `json:"type"`
+	Token string `json:"token"`
+	Ref   string `json:"ref,omitempty"`
 }
 
 // Page answers History: the messages, oldest first, each as a msg frame's
 // JSON; More when the room has more in the direction asked.
 type Page struct {
-	Type  string               `json:"type"`
-	Room  string               `json:"room"`
+	Type string `json:"type"`
+	Room string `json:"room,omitempty"`
+	DM   bool   `json:"dm,omitempty"` // the account's direct messages, not a room's
+
 	Epoch string               `json:"epoch"`
 	Msgs  []stdjson.RawMessage `json:"msgs"`
 	More  bool                 `json:"more"`
@@ -259,6 +282,7 @@ func (*Left) MessageType() string      { return TypeLeft }
 func (*Presence) MessageType() string  { return TypePresence }
 func (*Gap) MessageType() string       { return TypeGap }
 func (*History) MessageType() string   { return TypeHistory }
+func (*Refresh) MessageType() string   { return TypeRefresh }
 func (*Page) MessageType() string      { return TypeHistory }
 func (*Recovered) MessageType() string { return TypeRecover }
 func (*Users) MessageType() string     { return TypeUsers }
@@ -282,6 +306,7 @@ func (m *Left) stamp()      { m.Type = TypeLeft }
 func (m *Presence) stamp()  { m.Type = TypePresence }
 func (m *Gap) stamp()       { m.Type = TypeGap }
 func (m *History) stamp()   { m.Type = TypeHistory }
+func (m *Refresh) stamp()   { m.Type = TypeRefresh }
 func (m *Page) stamp()      { m.Type = TypeHistory }
 func (m *Recovered) stamp() { m.Type = TypeRecover }
 func (m *Users) stamp()     { m.Type = TypeUsers }
@@ -307,6 +332,7 @@ type Request struct {
 	Before *uint64 `json:"before"`
 	Limit  *int    `json:"limit"`
 	Epoch  string  `json:"epoch"`
+	DM     bool    `json:"dm"`
 }
 
 // Event is a decoded server-to-client frame: the union of the fields of
@@ -332,7 +358,14 @@ type Event struct {
 	First  uint64  `json:"first"`
 	Last   uint64  `json:"last"`
 	Epoch  string  `json:"epoch"`
+	DM     bool    `json:"dm"`
 	Msgs   []Event `json:"msgs"`
+	// Expires is when the session's token expires (welcome, ack of a
+	// refresh), Unix milliseconds; DMEpoch and DMSeq name the account's
+	// direct messages at login (welcome).
+	Expires int64  `json:"expires"`
+	DMEpoch string `json:"dm_epoch"`
+	DMSeq   uint64 `json:"dm_seq"`
 	// Recovered is a recovered notice's answer.
 	Recovered bool     `json:"recovered"`
 	Nicks     []string `json:"nicks"`
@@ -343,7 +376,7 @@ type Event struct {
 
 var requestTypes = map[string]bool{
 	TypeLogin: true, TypeSay: true, TypeDM: true, TypeJoin: true, TypeLeave: true,
-	TypeWho: true, TypePing: true, TypePong: true, TypeQuit: true, TypeHistory: true,
+	TypeWho: true, TypePing: true, TypePong: true, TypeQuit: true, TypeHistory: true, TypeRefresh: true,
 }
 
 var eventTypes = map[string]bool{

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -37,15 +38,28 @@ type Name struct {
 	Key string
 }
 
+// GuestPrefix starts the nick of a guest on a server where accounts log
+// in with tokens (--auth optional): no account's nick can start with it,
+// so a guest never takes an account's nick.
+const GuestPrefix = "~"
+
 // ParseNick checks a nick against the naming rule (docs/PROTOCOL.md) and
-// returns its display form and identity key. Errors wrap ErrBadNick.
+// returns its display form and identity key. A guest's nick (GuestPrefix
+// and a name) parses too. Errors wrap ErrBadNick.
 func ParseNick(s string) (Name, error) {
-	n, err := parseName(s, DefaultMaxNick, precis.UsernameCasePreserved)
+	rest, guest := strings.CutPrefix(s, GuestPrefix)
+	n, err := parseName(rest, DefaultMaxNick, precis.UsernameCasePreserved)
 	if err != nil {
 		return Name{}, fmt.Errorf("%w: %s", ErrBadNick, err)
 	}
+	if guest {
+		n.Display, n.Key = GuestPrefix+n.Display, GuestPrefix+n.Key
+	}
 	return n, nil
 }
+
+// IsGuest reports whether a nick is a guest's.
+func IsGuest(nick string) bool { return strings.HasPrefix(nick, GuestPrefix) }
 
 // ParseRoom checks a room name against the naming rule and returns its
 // display form (lower case) and identity key. Errors wrap ErrBadRoom.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,9 +22,19 @@ import (
 type acceptor struct {
 	h          *hub.Hub
 	ln         net.Listener
-	eng        gnet.Engine
 	rate       *ipRates
 	sendBuffer int // SO_SNDBUF for each connection; 0 or less: the kernel's
+	// hand gives an admitted connection, with the address its limits
+	// counted, to its transport, and reports whether it got there.
+	hand func(c *net.TCPConn, remote string) error
+	// plain: a refused connection is told why with a bye; a TLS one,
+	// which has not shaken hands yet, is only closed.
+	plain bool
+	// proxy, when set, reads a PROXY protocol header from the networks
+	// it trusts (proxy.go) before the connection is admitted.
+	proxy *proxyPolicy
+
+	mu sync.Mutex // admissions from proxied connections' goroutines
 }
 
 // Accept back-off after a temporary error, as nats-server does.
@@ -51,7 +62,13 @@ func (a *acceptor) run() error {
 			continue
 		}
 		sleep = acceptMinSleep
-		a.admit(c.(*net.TCPConn))
+		tc := c.(*net.TCPConn)
+		remote := tc.RemoteAddr().String()
+		if a.proxy.trusts(remote) {
+			a.proxy.admit(tc, remote, a.admit)
+			continue
+		}
+		a.admit(tc, remote)
 	}
 }
 
@@ -70,11 +87,13 @@ func temporary(err error) bool {
 	return false
 }
 
-// admit refuses c with a bye if a limit says so, or hands it to a loop.
-// The registration is waited for, so at most one accepted connection is in
-// flight (two descriptors while gnet duplicates it).
-func (a *acceptor) admit(c *net.TCPConn) {
-	remote := c.RemoteAddr().String()
+// admit refuses c, from remote, with a bye if a limit says so, or hands
+// it to its transport. The hand-over is waited for, so at most one
+// accepted connection is in flight (two descriptors while gnet
+// duplicates it). Safe from any goroutine.
+func (a *acceptor) admit(c *net.TCPConn, remote string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	ip := hub.IPKey(remote)
 	if a.h.Draining() {
 		a.bye(c, hub.ByeShutdown)
@@ -94,13 +113,7 @@ func (a *acceptor) admit(c *net.TCPConn) {
 	if a.sendBuffer > 0 {
 		_ = c.SetWriteBuffer(a.sendBuffer)
 	}
-	ch, err := a.eng.Register(gnet.NewNetConnContext(context.Background(), c))
-	if err == nil {
-		err = (<-ch).Err
-	} else {
-		c.Close()
-	}
-	if err != nil {
+	if err := a.hand(c, remote); err != nil {
 		a.h.Unreserve(ip)
 		a.h.WarnLimited("register", "connection dropped: it could not be handed to an event loop", "remote", remote, "err", err.Error())
 	}
@@ -115,7 +128,26 @@ func (a *acceptor) refuse(c *net.TCPConn, remote, limit string) {
 // new, so the small frame fits its buffer at once; the deadline only
 // guards against the impossible.
 func (a *acceptor) bye(c *net.TCPConn, frame []byte) {
-	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = c.Write(frame)
+	if a.plain {
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Write(frame)
+	}
 	_ = c.Close()
+}
+
+// remoteKey carries the address a connection's limits counted (the
+// client's, from a PROXY header) through gnet's registration to OnOpen.
+type remoteKey struct{}
+
+// gnetHand registers an admitted connection with one of eng's loops.
+func gnetHand(eng gnet.Engine) func(*net.TCPConn, string) error {
+	return func(c *net.TCPConn, remote string) error {
+		ctx := context.WithValue(gnet.NewNetConnContext(context.Background(), c), remoteKey{}, remote)
+		ch, err := eng.Register(ctx)
+		if err != nil {
+			c.Close()
+			return err
+		}
+		return (<-ch).Err
+	}
 }

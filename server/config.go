@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -8,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"parley/server/auth"
 	"parley/server/hub"
 	"parley/server/natsbroker"
 
@@ -155,6 +157,47 @@ type Config struct {
 	// reason disconnect and its nicks are released. Default 1s.
 	NodeHeartbeat time.Duration
 
+	// Auth says how sessions log in: "off" (by nick, as anyone),
+	// "optional" (a token logs in an account, a login without one is a
+	// guest whose nick starts with "~") or "required". Default "required"
+	// when a key or a Verifier is configured, else "off", and New logs a
+	// warning that anyone can take any nick.
+	Auth string
+	// AuthKeys are the public keys login tokens may be signed with, each
+	// "[KID=]FILE": a PEM Ed25519 (EdDSA) or RSA (RS256) public key; KID
+	// defaults to the file name without its extension. Reload reads them
+	// again.
+	AuthKeys []string
+	// AuthSecrets are HS256 shared secrets, each "[KID=]FILE", at least
+	// 32 bytes. Whoever holds one can sign tokens: prefer AuthKeys.
+	AuthSecrets []string
+	// AuthAudience and AuthIssuer, when set, must be a token's aud and iss.
+	AuthAudience string
+	AuthIssuer   string
+	// Verifier checks tokens instead of AuthKeys and AuthSecrets (to
+	// embed the server with another source of keys).
+	Verifier auth.Verifier
+	// MaxSessionsPerUser is the most sessions one account has at once
+	// (logins with a token). Default 5.
+	MaxSessionsPerUser int
+	// TokenGrace is how long past its exp a session's token still holds
+	// it; then the session gets bye token_expired. Default 30s.
+	TokenGrace time.Duration
+
+	// TLSAddr, when set, is a second listener that speaks the protocol
+	// over TLS (1.2 at least) with the certificate and key in TLSCert and
+	// TLSKey (PEM), which Reload reads again.
+	TLSAddr string
+	TLSCert string
+	TLSKey  string
+
+	// ProxyProtocol makes the plain listener read a PROXY protocol header
+	// (v1 or v2) from the networks in ProxyTrusted ("10.0.0.0/8" or
+	// "10.0.0.1"), which must send one: the per-address limits then count
+	// the client's address. Other sources are not asked for one.
+	ProxyProtocol bool
+	ProxyTrusted  []string
+
 	// beforeHandle is the hub's test hook (hub.Config.BeforeHandle).
 	beforeHandle func(nick string, req *codec.Request)
 	// busQueueLen sets natsbroker.Config.QueueLen, for tests.
@@ -194,6 +237,8 @@ const (
 	DefaultFloodGrace       = 5 * time.Second
 	DefaultClusterName      = "parley"
 	DefaultNodeHeartbeat    = time.Second
+	DefaultMaxSessions      = 5
+	DefaultTokenGrace       = 30 * time.Second
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -232,6 +277,14 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ClusterName, DefaultClusterName)
 	setDefault(&c.NodeHeartbeat, DefaultNodeHeartbeat)
 	setDefault(&c.NodeID, natsbroker.RandomNodeID())
+	setDefault(&c.MaxSessionsPerUser, DefaultMaxSessions)
+	setDefault(&c.TokenGrace, DefaultTokenGrace)
+	if c.Auth == "" {
+		c.Auth = "off"
+		if len(c.AuthKeys)+len(c.AuthSecrets) > 0 || c.Verifier != nil {
+			c.Auth = "required"
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -257,7 +310,37 @@ func (c Config) hubConfig() hub.Config {
 		NickHold: c.NickHold, HistoryLen: max(c.HistoryLen, 0), HistoryAge: max(c.HistoryAge, 0), HistoryBytes: c.HistoryBytes,
 		ReplayLimit: c.ReplayLimit, DMRate: c.DMRate, DMBurst: c.DMBurst, JoinRate: c.JoinRate, JoinBurst: c.JoinBurst,
 		StatsInterval: c.StatsInterval, Logger: c.Logger, BeforeHandle: c.beforeHandle,
+		MaxSessions: c.MaxSessionsPerUser, TokenGrace: c.TokenGrace,
 	}
+}
+
+// streamLoops is how many loops the stream transport (TLS) runs: as many
+// as gnet's when it listens, none otherwise.
+func (c Config) streamLoops() int {
+	if c.TLSAddr == "" {
+		return 0
+	}
+	return c.Loops
+}
+
+// authConfig reads the configured keys for the verifier.
+func (c Config) authConfig() (auth.Config, error) {
+	cfg := auth.Config{Audience: c.AuthAudience, Issuer: c.AuthIssuer}
+	for _, spec := range c.AuthKeys {
+		k, err := auth.LoadPublicKey(auth.ParseKeySpec(spec))
+		if err != nil {
+			return cfg, fmt.Errorf("server: auth key: %w", err)
+		}
+		cfg.Keys = append(cfg.Keys, k)
+	}
+	for _, spec := range c.AuthSecrets {
+		k, err := auth.LoadSecret(auth.ParseKeySpec(spec))
+		if err != nil {
+			return cfg, fmt.Errorf("server: auth secret: %w", err)
+		}
+		cfg.Keys = append(cfg.Keys, k)
+	}
+	return cfg, nil
 }
 
 // DefaultMaxConns is MaxConns's default: the soft open-file limit of the

@@ -43,7 +43,15 @@ func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
 
 func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	// RemoteAddr is only valid inside the callback: keep a copy (gnet #714).
-	s, refusal := e.hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c}, c.RemoteAddr().String())
+	// A PROXY header's address came through the registration's context.
+	remote := ""
+	if ctx, ok := c.Context().(context.Context); ok {
+		remote, _ = ctx.Value(remoteKey{}).(string)
+	}
+	if remote == "" {
+		remote = c.RemoteAddr().String()
+	}
+	s, refusal := e.hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c}, remote)
 	if s == nil {
 		return refusal, gnet.Close
 	}

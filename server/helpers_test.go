@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"net"
 	"testing"
 	"time"
@@ -87,6 +88,11 @@ func dialWith(t testing.TB, srv *Server, setup func(*net.TCPConn)) *tclient {
 	if setup != nil {
 		setup(conn.(*net.TCPConn))
 	}
+	return wrap(t, conn)
+}
+
+// wrap makes a test client of a connection made elsewhere (TLS).
+func wrap(t testing.TB, conn net.Conn) *tclient {
 	c := &tclient{t: t, conn: conn, events: make(chan codec.Event, 4096), done: make(chan struct{})}
 	go c.read()
 	t.Cleanup(func() { conn.Close() })
@@ -284,3 +290,5 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o644) }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"parley/server/auth"
 	"parley/server/broker"
 	"parley/server/hub"
 	"parley/server/natsbroker"
@@ -48,10 +49,17 @@ type Server struct {
 
 	tickInterval time.Duration // how often the hub's Tick runs
 
+	jwt         *auth.JWT     // the verifier of AuthKeys and AuthSecrets; nil with Config.Verifier
+	certs       *certStore    // TLSCert and TLSKey; nil without TLSAddr
+	proxy       *proxyPolicy  // nil without ProxyProtocol
+	streamLoops []*streamLoop // the TLS transport's loops
+
 	mu       sync.Mutex
 	eng      gnet.Engine
 	ln       net.Listener
+	tlsLn    net.Listener
 	addr     net.Addr
+	tlsAddr  net.Addr
 	serving  bool
 	stopping bool // Shutdown was called: the engine stopping is expected
 }
@@ -70,6 +78,11 @@ func New(cfg Config) (*Server, error) {
 		})
 	}
 	hc := cfg.hubConfig()
+	hc.Loops += cfg.streamLoops()
+	srv := &Server{cfg: cfg, tickInterval: hc.TickInterval(), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}
+	if err := srv.setupSecurity(&hc); err != nil {
+		return nil, err
+	}
 	var st *store.Store
 	if cfg.DataDir != "" {
 		var err error
@@ -78,8 +91,72 @@ func New(cfg Config) (*Server, error) {
 		}
 		hc.Store = st
 	}
-	h := hub.New(hc, b)
-	return &Server{cfg: cfg, hub: h, store: st, tickInterval: hc.TickInterval(), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}, nil
+	srv.hub, srv.store = hub.New(hc, b), st
+	return srv, nil
+}
+
+// setupSecurity makes the token verifier, the TLS certificate and the
+// PROXY policy, and words the auth mode for the hub.
+func (s *Server) setupSecurity(hc *hub.Config) error {
+	mode, err := hub.ParseAuthMode(s.cfg.Auth)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	hc.Auth, hc.Verifier = mode, s.cfg.Verifier
+	if hc.Verifier == nil {
+		ac, err := s.cfg.authConfig()
+		if err != nil {
+			return err
+		}
+		if s.jwt, err = auth.New(ac); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		hc.Verifier = s.jwt
+	}
+	switch {
+	case mode != hub.AuthOff && s.cfg.Verifier == nil && s.jwt.Keys() == 0:
+		return fmt.Errorf("server: --auth %s needs --auth-key or --auth-secret", mode)
+	case mode == hub.AuthOff:
+		s.cfg.Logger.Warn("auth is off: anyone can take any free nick; configure --auth-key to log users in with tokens")
+	}
+	if s.cfg.TLSAddr != "" {
+		if s.certs, err = newCertStore(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
+			return err
+		}
+	}
+	if s.cfg.ProxyProtocol {
+		trusted, err := parsePrefixes(s.cfg.ProxyTrusted)
+		if err != nil {
+			return err
+		}
+		s.proxy = newProxyPolicy(trusted, min(s.cfg.LoginTimeout, 5*time.Second), func(kind, msg string, attrs ...any) {
+			s.hub.WarnLimited(kind, msg, attrs...)
+		})
+	}
+	return nil
+}
+
+// Reload reads the TLS certificate and the auth keys again (the command
+// calls it on SIGHUP): new connections get the new certificate, new
+// logins and refreshes the new keys. On an error nothing changes. Safe
+// from any goroutine.
+func (s *Server) Reload() error {
+	var errs []error
+	if s.certs != nil {
+		if err := s.certs.load(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.jwt != nil {
+		ac, err := s.cfg.authConfig()
+		if err == nil {
+			err = s.jwt.Reload(ac)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // openStore opens the history file in cfg.DataDir, creating the directory.
@@ -128,6 +205,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("server: max body %d does not fit in max frame %d with room for the other fields", c.MaxBody, c.MaxFrame)
 	case c.DataDir != "" && c.NATS != "":
 		return errors.New("server: --data-dir is for a single node; a cluster keeps its history in its log on NATS")
+	case c.TLSAddr != "" && (c.TLSCert == "" || c.TLSKey == ""):
+		return errors.New("server: --tls-addr needs --tls-cert and --tls-key")
+	case c.ProxyProtocol && len(c.ProxyTrusted) == 0:
+		return errors.New("server: --proxy-protocol needs --proxy-trusted: the networks of the load balancers")
+	case c.MaxSessionsPerUser < 0, c.TokenGrace < 0:
+		return errors.New("server: sessions per user and token grace must not be negative")
 	case c.MaxLoginFrame > c.MaxFrame:
 		return fmt.Errorf("server: max login frame %d is over max frame %d", c.MaxLoginFrame, c.MaxFrame)
 	}
@@ -154,8 +237,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer ln.Close()
+	var tlsLn net.Listener
+	if s.cfg.TLSAddr != "" {
+		if tlsLn, err = net.Listen("tcp", s.cfg.TLSAddr); err != nil {
+			return err
+		}
+		defer tlsLn.Close()
+	}
 	s.mu.Lock()
-	s.ln, s.addr = ln, ln.Addr()
+	s.ln, s.addr, s.tlsLn = ln, ln.Addr(), tlsLn
+	if tlsLn != nil {
+		s.tlsAddr = tlsLn.Addr()
+	}
 	s.mu.Unlock()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -200,9 +293,13 @@ func (s *Server) run(ln net.Listener) error {
 		return fmt.Errorf("server: start event loops: %w", err)
 	}
 	cleanup() // nothing is ever to connect to the engine's own socket
-	acc := &acceptor{h: s.hub, ln: ln, eng: s.engine(), rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer}
+	acc := &acceptor{h: s.hub, ln: ln, rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer,
+		hand: gnetHand(s.engine()), plain: true, proxy: s.proxy}
 	accErr := make(chan error, 1)
 	go func() { accErr <- acc.run() }()
+	if stop := s.runTLS(); stop != nil {
+		defer stop()
+	}
 	close(s.ready)
 	select {
 	case err = <-accErr:
@@ -266,8 +363,43 @@ func (s *Server) isStopping() bool {
 	return s.stopping
 }
 
+// runTLS starts the TLS listener's loops and acceptor, if configured,
+// and returns what stops them once the engine has stopped.
+func (s *Server) runTLS() func() {
+	s.mu.Lock()
+	ln := s.tlsLn
+	s.mu.Unlock()
+	if ln == nil {
+		return nil
+	}
+	for range s.cfg.streamLoops() {
+		s.streamLoops = append(s.streamLoops, newStreamLoop())
+	}
+	acc := &acceptor{h: s.hub, ln: ln, rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer,
+		hand: s.tlsHand(s.certs.tlsConfig())}
+	accErr := make(chan error, 1)
+	go func() { accErr <- acc.run() }()
+	return func() {
+		_ = ln.Close()
+		if err := <-accErr; err != nil {
+			s.cfg.Logger.Error("TLS listener failed", "err", err.Error())
+		}
+		for _, l := range s.streamLoops {
+			l.stop()
+		}
+	}
+}
+
 // Ready is closed once the server listens; Addr is valid from then on.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// TLSAddr returns the TLS listener's address, or nil without one or
+// before Ready.
+func (s *Server) TLSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tlsAddr
+}
 
 // Done is closed when Serve has returned.
 func (s *Server) Done() <-chan struct{} { return s.done }
@@ -294,7 +426,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.stopping = true
-	eng, ln := s.eng, s.ln
+	eng, ln, tlsLn := s.eng, s.ln, s.tlsLn
 	s.mu.Unlock()
 	// The listener stays open while the sessions drain, so that a
 	// connection already waiting in its backlog gets bye shutdown from
@@ -304,6 +436,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	_ = ln.Close()
+	if tlsLn != nil {
+		_ = tlsLn.Close()
+	}
 	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
 	// for Serve to return is faster.
 	go func() { _ = eng.Stop(context.Background()) }()

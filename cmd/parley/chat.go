@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +25,8 @@ import (
 type chatFlags struct {
 	addr, nick, room         string
 	plain, json, noReconnect bool
+	tokenFile, tlsCA         string
+	tls                      bool
 }
 
 func newChatCmd() *cobra.Command {
@@ -42,7 +46,13 @@ Commands: /join room, /leave [room], /room room, /dm nick text, /who [room]
 (/who * for everyone online), /help, /quit; a bare quit or exit line also
 leaves. Without --nick it asks for one, and asks again when a nick is taken.
 It reconnects after a lost connection or a server restart unless
---no-reconnect is given.`,
+--no-reconnect is given.
+
+With --token-file it logs in with the token in that file (the nick comes from
+the token), reading the file again before every reconnect and every refresh,
+so that a process that rotates the file keeps the session going. --tls talks
+TLS to the server's --tls-addr, checking its certificate against the system's
+roots or --tls-ca.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runChat(cmd, f) },
 	}
@@ -53,6 +63,9 @@ It reconnects after a lost connection or a server restart unless
 	fl.BoolVar(&f.plain, "plain", false, "line mode even on a terminal")
 	fl.BoolVar(&f.json, "json", false, "line mode printing every server frame as one JSON line")
 	fl.BoolVar(&f.noReconnect, "no-reconnect", false, "exit when the connection is lost instead of reconnecting")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a login token, reread before every reconnect and refresh")
+	fl.BoolVar(&f.tls, "tls", false, "connect with TLS (to the server's --tls-addr)")
+	fl.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA certificates to trust instead of the system's (implies --tls)")
 	return cmd
 }
 
@@ -82,9 +95,13 @@ func runChat(cmd *cobra.Command, f chatFlags) error {
 // login dials and logs in, asking for a nick when none was given or the
 // one given is taken or invalid.
 func login(ctx context.Context, f chatFlags, lines *bufio.Reader, errw io.Writer) (*client.Client, error) {
+	opts := client.Options{Reconnect: !f.noReconnect, ReconnectOnShutdown: !f.noReconnect, Raw: f.json}
+	if err := securityOptions(f, &opts); err != nil {
+		return nil, err
+	}
 	nick := f.nick
 	for {
-		if nick == "" {
+		if nick == "" && opts.Token == nil {
 			fmt.Fprint(errw, "请输入昵称 (nickname): ")
 			line, err := lines.ReadString('\n')
 			nick = strings.TrimSpace(line)
@@ -95,19 +112,58 @@ func login(ctx context.Context, f chatFlags, lines *bufio.Reader, errw io.Writer
 				continue
 			}
 		}
-		c, err := client.Dial(ctx, f.addr, client.Options{
-			Nick: nick, Reconnect: !f.noReconnect, ReconnectOnShutdown: !f.noReconnect, Raw: f.json,
-		})
+		opts.Nick = nick
+		c, err := client.Dial(ctx, f.addr, opts)
 		if err == nil {
 			return c, nil
 		}
-		if errors.Is(err, codec.ErrNickTaken) || errors.Is(err, codec.ErrBadNick) {
+		if opts.Token == nil && (errors.Is(err, codec.ErrNickTaken) || errors.Is(err, codec.ErrBadNick)) {
 			fmt.Fprintln(errw, chat.FormatError(err))
 			nick = ""
 			continue
 		}
 		return nil, exitError{code: 1, msg: fmt.Sprintf("cannot connect to %s: %s", f.addr, rootCause(err))}
 	}
+}
+
+// securityOptions sets the token source and TLS configuration of the
+// chat flags.
+func securityOptions(f chatFlags, opts *client.Options) error {
+	if f.tokenFile != "" {
+		path := f.tokenFile
+		if _, err := readToken(path); err != nil {
+			return exitError{code: 2, msg: err.Error()}
+		}
+		opts.Token = func(context.Context) (string, error) { return readToken(path) }
+	}
+	if !f.tls && f.tlsCA == "" {
+		return nil
+	}
+	opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.tlsCA != "" {
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return exitError{code: 2, msg: "tls-ca: " + err.Error()}
+		}
+		opts.TLS.RootCAs = x509.NewCertPool()
+		if !opts.TLS.RootCAs.AppendCertsFromPEM(pem) {
+			return exitError{code: 2, msg: "tls-ca: no PEM certificate in " + f.tlsCA}
+		}
+	}
+	return nil
+}
+
+// readToken reads a token file: its first line, trimmed.
+func readToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	tok, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	return strings.TrimSpace(tok), nil
 }
 
 // rootCause turns "dial tcp 127.0.0.1:8060: connect: connection refused"

@@ -40,6 +40,11 @@ JetStream) behave as one chat server, with shared rooms, ordering, direct
 messages, presence and unique nicks (docs/CLUSTER.md). Without it the server is
 a single node that needs nothing else.
 
+With --auth-key, users log in with tokens signed by the application that owns
+them (docs/PROTOCOL.md "Tokens and accounts"; parley keygen and parley token
+make keys and tokens for development). With --tls-addr the server also listens
+for TLS. SIGHUP rereads the TLS certificate and the auth keys.
+
 Durations use Go syntax (300ms, 10s, 1m); sizes are bytes, with KiB, MiB or
 GiB suffixes accepted (64KiB, 4MiB).`,
 		Args: cobra.NoArgs,
@@ -93,6 +98,18 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.StringVar(&cfg.NodeID, "node-id", "", "this node's name in the cluster, unique among running nodes (letters, digits, _ and -); empty for a random one")
 	f.StringVar(&cfg.ClusterName, "cluster-name", server.DefaultClusterName, "prefix of the cluster's NATS subjects, buckets and stream, so clusters can share a NATS server")
 	f.DurationVar(&cfg.NodeHeartbeat, "node-heartbeat", server.DefaultNodeHeartbeat, "interval between a node's heartbeats; a node silent for 3 is dead and its users leave")
+	f.StringVar(&cfg.Auth, "auth", "", "how users log in: off (any free nick), optional (a token logs in an account, others are guests named ~nick) or required (default: required with a key, else off)")
+	f.StringArrayVar(&cfg.AuthKeys, "auth-key", nil, "[KID=]FILE: a PEM Ed25519 or RSA public key that signs login tokens (repeat for several, chosen by kid; KID defaults to the file name); reread on SIGHUP")
+	f.StringArrayVar(&cfg.AuthSecrets, "auth-secret", nil, "[KID=]FILE: an HS256 secret (32 bytes or more) that signs login tokens; prefer --auth-key")
+	f.StringVar(&cfg.AuthAudience, "auth-audience", "", "when set, a token's aud must hold it")
+	f.StringVar(&cfg.AuthIssuer, "auth-issuer", "", "when set, a token's iss must be it")
+	f.IntVar(&cfg.MaxSessionsPerUser, "max-sessions-per-user", server.DefaultMaxSessions, "sessions one account may have at once; one more gets error too_many_sessions")
+	f.DurationVar(&cfg.TokenGrace, "token-grace", server.DefaultTokenGrace, "how long past its exp a session's token holds before bye token_expired")
+	f.StringVar(&cfg.TLSAddr, "tls-addr", "", "second listener speaking the protocol over TLS (1.2 or later), e.g. :8443; empty for none")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain for --tls-addr; reread on SIGHUP")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; reread on SIGHUP")
+	f.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "on --addr, read a PROXY protocol header (v1 or v2) from --proxy-trusted sources, so per-address limits see the client's address")
+	f.StringSliceVar(&cfg.ProxyTrusted, "proxy-trusted", nil, "networks or addresses of the load balancers that send PROXY headers, e.g. 10.0.0.0/8,192.0.2.7")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -121,10 +138,14 @@ func runServer(cfg server.Config, logger *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go reloadOnHangup(ctx, srv, logger)
 	go func() {
 		select {
 		case <-srv.Ready():
 			attrs := []any{"addr", srv.Addr().String(), "loops", cfg.Loops}
+			if a := srv.TLSAddr(); a != nil {
+				attrs = append(attrs, "tls_addr", a.String())
+			}
 			if st := srv.Stats().Cluster; st != nil {
 				attrs = append(attrs, "node", st.Node, "nats", cfg.NATS)
 			}
@@ -138,6 +159,26 @@ func runServer(cfg server.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// reloadOnHangup reads the TLS certificate and the auth keys again on
+// every SIGHUP until ctx ends.
+func reloadOnHangup(ctx context.Context, srv *server.Server, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := srv.Reload(); err != nil {
+				logger.Error("reload failed; keeping the certificate and keys in use", "err", err.Error())
+				continue
+			}
+			logger.Info("reloaded the TLS certificate and auth keys")
+		}
+	}
 }
 
 // offWhenZero maps the flags whose 0 means "off" or "no limit" to

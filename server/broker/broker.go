@@ -36,6 +36,9 @@ type Message struct {
 	// Token is the broker's own name for the say, which the hub hands back
 	// unchanged in Append.
 	Token string
+	// Sender is the local session that said it, which gets an ack instead
+	// of the message; nil for a say from another node. Never sent.
+	Sender Replier
 }
 
 // Logged is a room message as a broker's log keeps it.
@@ -147,11 +150,12 @@ type Handler interface {
 	// once it has no local member, and then calls Unfollow.
 	Disown(room string)
 	// Deliver hands a stored message to the local members but its sender
-	// (key), in the order of the room's log. A seq at or below the last one
+	// (the session that said it, if it is here; else nil), in the order
+	// of the room's log. A seq at or below the last one
 	// delivered is dropped; one beyond the next is preceded by a gap notice
 	// for the seqs the members will never get. Deliver reports whether the
 	// frame was delivered.
-	Deliver(room string, seq uint64, key string, frame []byte) bool
+	Deliver(room string, seq uint64, sender Replier, frame []byte) bool
 	// RemoteJoined and RemoteLeft apply presence from another node, and
 	// NodeDown the death of a node: each of its members leaves every room
 	// with reason disconnect. NodeDown returns how many memberships ended.

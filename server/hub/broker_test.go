@@ -272,12 +272,12 @@ func TestHubForwardedSays(t *testing.T) {
 	// The owner's messages come back to the members here, then the acks.
 	for i, f := range r.b.forwarded {
 		frame := codec.MustEncode(&codec.Msg{From: "amy", Room: codec.Lobby, Body: f.m.Body, Seq: uint64(10 + i)})
-		if !r.b.h.Deliver(codec.Lobby, uint64(10+i), f.m.Key, frame) {
+		if !r.b.h.Deliver(codec.Lobby, uint64(10+i), f.r, frame) {
 			t.Fatal("a new seq was not delivered")
 		}
 		f.r.SayDone(f.ref, uint64(10+i), nil)
 	}
-	if r.b.h.Deliver(codec.Lobby, 10, "amy", codec.MustEncode(&codec.Msg{Seq: 10})) {
+	if r.b.h.Deliver(codec.Lobby, 10, nil, codec.MustEncode(&codec.Msg{Seq: 10})) {
 		t.Fatal("a replayed seq was delivered")
 	}
 	r.settle()
@@ -316,8 +316,8 @@ func TestHubStoredLaterAndGaps(t *testing.T) {
 		t.Fatalf("seq %d after a failed store, want 5 again", seq)
 	}
 	frame := codec.MustEncode(&codec.Msg{From: "amy", Room: codec.Lobby, Body: "kept", Seq: 5, ID: "c-1"})
-	r.b.h.Deliver(codec.Lobby, 5, a.key, frame)
-	r.b.h.Deliver(codec.Lobby, 8, "zed", codec.MustEncode(&codec.Msg{From: "zed", Room: codec.Lobby, Body: "late", Seq: 8}))
+	r.b.h.Deliver(codec.Lobby, 5, a, frame)
+	r.b.h.Deliver(codec.Lobby, 8, nil, codec.MustEncode(&codec.Msg{From: "zed", Room: codec.Lobby, Body: "late", Seq: 8}))
 	r.settle()
 	got := cb.take()
 	if len(got) != 3 || got[0].Seq != 5 || got[0].ID != "c-1" || got[1].Type != codec.TypeGap || got[1].First != 6 || got[1].Last != 7 || got[2].Seq != 8 {

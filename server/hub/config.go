@@ -1,11 +1,46 @@
 package hub
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
 	"parley/codec"
+	"parley/server/auth"
 )
+
+// AuthMode says how sessions log in (--auth).
+type AuthMode int
+
+const (
+	// AuthOff: a login names its nick and gets it if it is free; tokens
+	// are ignored. Anyone can take any free nick.
+	AuthOff AuthMode = iota
+	// AuthOptional: a login with a token logs in its account; one
+	// without is a guest, whose nick starts with codec.GuestPrefix.
+	AuthOptional
+	// AuthRequired: every login carries a valid token.
+	AuthRequired
+)
+
+var authModes = []string{"off", "optional", "required"}
+
+func (m AuthMode) String() string {
+	if int(m) < len(authModes) {
+		return authModes[m]
+	}
+	return fmt.Sprintf("AuthMode(%d)", int(m))
+}
+
+// ParseAuthMode reads "off", "optional" or "required".
+func ParseAuthMode(s string) (AuthMode, error) {
+	for i, name := range authModes {
+		if s == name {
+			return AuthMode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("auth is off, optional or required, not %q", s)
+}
 
 // Config is what the hub needs of the server's configuration, with every
 // default already applied: parley/server.Config documents each field and
@@ -42,6 +77,10 @@ type Config struct {
 	HistoryBytes     int64         // every room's history together
 	ReplayLimit      int           // the most messages a resume replays
 	Store            HistoryStore  // nil: history in memory only
+	Auth             AuthMode      // who may log in how; AuthOff: by nick, as anyone
+	Verifier         auth.Verifier // checks login tokens; nil refuses every token
+	MaxSessions      int           // sessions of one account at once (logins with a token)
+	TokenGrace       time.Duration // how long past its exp a session's token still holds
 	Logger           *slog.Logger
 
 	// BeforeHandle, when set, runs on the session's loop before each
@@ -62,7 +101,7 @@ type HistoryStore interface {
 // once a second.
 func (c Config) TickInterval() time.Duration {
 	d := time.Second
-	for _, t := range []time.Duration{c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval,
+	for _, t := range []time.Duration{c.TokenGrace / 4, c.Heartbeat / 2, c.IdleTimeout / 4, c.LoginTimeout / 4, c.PresenceInterval,
 		c.WriteDeadline / 4, c.FrameTimeout / 4, c.NickHold / 4} {
 		if t > 0 && t < d {
 			d = t

@@ -88,6 +88,7 @@ func (r *rateLog) warn(kind, msg string, attrs ...any) {
 // connStats are the connection counters logged once per StatsInterval.
 type connStats struct {
 	opened, logins atomic.Int64
+	badLogins      atomic.Int64 // logins and refreshes with a bad, expired or missing token
 	gaps           atomic.Int64 // gap notices sent to rooms
 	lastAt         time.Time    // ticker goroutine only
 	last           statsSnapshot

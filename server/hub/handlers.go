@@ -96,33 +96,57 @@ func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 		return h.handleWho(s, req)
 	case codec.TypeHistory:
 		return h.handleHistory(s, req)
+	case codec.TypeRefresh:
+		return h.handleRefresh(s, req)
 	}
 	return fmt.Errorf("%w: %q", codec.ErrUnknownType, req.Type)
 }
 
 func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
-	if s.loggedIn {
+	if s.loggedIn || s.key != "" {
 		return codec.ErrAlreadyLoggedIn
 	}
-	if req.Nick == "" {
-		return fmt.Errorf("%w: nick is required", codec.ErrBadRequest)
-	}
-	name, err := codec.ParseNick(req.Nick)
+	name, err := h.loginName(s, req)
 	if err != nil {
+		s.account, s.expires = "", 0
 		return err
 	}
-	if h.holds.blocks(name.Key, req.Resume, h.mono()) {
+	if h.holds.blocks(name.Key, req.Resume, s.account, h.mono()) {
+		s.account, s.expires = "", 0
 		return fmt.Errorf("%w: %q is held for its last session for up to %s", codec.ErrNickTaken, name.Display, h.cfg.NickHold)
 	}
-	if h.nicks.get(name.Key) != nil || !h.claiming.add(name.Key) {
+	ref, rs := req.Ref, resumeOf(req)
+	if s.account != "" {
+		switch err := h.shareNick(s, name); {
+		case err == nil:
+			h.enterAsUser(s, ref, rs)
+			return nil
+		case !errors.Is(err, errNotShared):
+			s.account, s.expires = "", 0
+			return err
+		}
+	}
+	if h.nicks.online(name.Key) || !h.claiming.add(name.Key) {
+		s.account, s.expires = "", 0
 		return codec.NotOnline(codec.ErrNickTaken, name.Display)
 	}
-	ref, resume := req.Ref, resumeOf(req)
 	return h.call(s, func(done func(func())) {
 		h.broker.ClaimNick(name.Key, name.Display, func(err error) {
-			done(func() { h.claimed(s, name, ref, resume, err) })
+			done(func() { h.claimed(s, name, ref, rs, err) })
 		})
 	})
+}
+
+// shareNick makes s one more session of its account's user, if the
+// account is online here; errNotShared if it is not.
+func (h *Hub) shareNick(s *Session, name codec.Name) error {
+	// nick and key are set before the index publishes s to other goroutines.
+	s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
+	err := h.nicks.addSession(name.Key, s, h.cfg.MaxSessions)
+	if err != nil {
+		s.nick, s.key, s.order = "", "", ""
+	}
+	return err
 }
 
 // resume is where a client left a room: the last seq it saw and the
@@ -148,6 +172,7 @@ func (h *Hub) claimed(s *Session, name codec.Name, ref string, rs *resume, err e
 	defer h.claiming.remove(name.Key)
 	switch {
 	case err != nil:
+		s.account, s.expires = "", 0
 		if !s.closed && !s.closing {
 			h.replyError(s, err, ref)
 		}
@@ -157,14 +182,34 @@ func (h *Hub) claimed(s *Session, name codec.Name, ref string, rs *resume, err e
 		// nick and key are set before the claim publishes s to other goroutines.
 		s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
 		h.nicks.claim(s.key, s) // claiming kept it free here
-		h.lobby.mu.Lock()
-		read := h.needsLog(h.lobby, rs)
-		h.lobby.mu.Unlock()
-		if read {
-			_ = h.readForResume(s, codec.Lobby, rs, func() { h.finishLogin(s, ref, rs) })
+		h.enterAsUser(s, ref, rs)
+	}
+}
+
+// enterAsUser logs in s, which the nick index holds: at once, or once
+// what its lobby resume needs is read from the cluster's log.
+func (h *Hub) enterAsUser(s *Session, ref string, rs *resume) {
+	h.lobby.mu.Lock()
+	read := h.needsLog(h.lobby, rs)
+	h.lobby.mu.Unlock()
+	if !read {
+		h.finishLogin(s, ref, rs)
+		return
+	}
+	_ = h.readForResume(s, codec.Lobby, rs, func() {
+		if s.closed || s.closing {
+			h.abandonLogin(s)
 			return
 		}
 		h.finishLogin(s, ref, rs)
+	})
+}
+
+// abandonLogin gives back the nick of a session that closed before its
+// login finished.
+func (h *Hub) abandonLogin(s *Session) {
+	if !s.loggedIn && s.key != "" && h.nicks.release(s.key, s) {
+		h.broker.ReleaseNick(s.key, false)
 	}
 }
 
@@ -178,7 +223,10 @@ func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 	h.online.Add(1)
 	_, _, online := h.broker.Users("", 0)
 	h.stats.logins.Add(1)
-	welcome := &codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: max(online-1, 0), Resume: s.resume, Ref: ref}
+	welcome := &codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: max(online-1, 0), Resume: s.resume, Expires: tokenExpires(s), Ref: ref}
+	if s.account != "" {
+		welcome.DMEpoch, welcome.DMSeq = h.inboxState(s.account)
+	}
 	h.enterLobby(s, welcome, rs)
 	h.log.Debug("login", s.logAttrs()...)
 }
@@ -194,7 +242,7 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 	if err := checkSayID(req.ID); err != nil {
 		return err
 	}
-	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, ID: req.ID, TS: h.wallMillis()}
+	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, ID: req.ID, TS: h.wallMillis(), Sender: s}
 	seq, pending, err := h.broker.Say(m, s, req.Ref)
 	switch {
 	case errors.Is(err, broker.ErrUnsequenced):
@@ -253,21 +301,58 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	if !h.allowDM(s, to.Key) {
 		return fmt.Errorf("%w: too many direct messages to %q", codec.ErrRateLimited, to.Display)
 	}
-	target := h.nicks.get(to.Key)
-	if target == nil {
+	ts := h.wallMillis()
+	if !h.nicks.online(to.Key) {
 		ref, body := req.Ref, req.Body
 		return h.call(s, func(done func(func())) {
-			h.broker.SendDM(to.Key, to.Display, s.nick, body, h.wallMillis(), func(err error) {
-				done(func() { h.answer(s, ref, err) })
+			h.broker.SendDM(to.Key, to.Display, s.nick, body, ts, func(err error) {
+				done(func() {
+					if err != nil {
+						h.answer(s, ref, err)
+						return
+					}
+					h.ack(s, ref, h.echoDM(s, to.Display, body, ts))
+				})
 			})
 		})
 	}
-	if target.behind(h.cfg.MaxOutbound / 4) {
-		return fmt.Errorf("%w: %q is not keeping up with its messages; try again later", codec.ErrRateLimited, target.nick)
+	if nick, behind := h.behindAny(to.Key, h.cfg.MaxOutbound/4); behind {
+		return fmt.Errorf("%w: %q is not keeping up with its messages; try again later", codec.ErrRateLimited, nick)
 	}
-	h.deliverDM(target, dmFrame(s.nick, target.nick, req.Body, h.wallMillis()))
-	h.ack(s, req.Ref, 0)
+	seq, err := h.sendDM(to.Key, s.nick, to.Display, req.Body, ts, s)
+	if err != nil {
+		return err
+	}
+	if to.Key != s.key {
+		seq = h.echoDM(s, to.Display, req.Body, ts)
+	}
+	h.ack(s, req.Ref, seq)
 	return nil
+}
+
+// echoDM keeps a direct message s sent in its account's inbox and hands
+// it to the account's other sessions; it returns its seq there (0 for a
+// nick login, which keeps nothing).
+func (h *Hub) echoDM(s *Session, to, body string, ts int64) uint64 {
+	if s.account == "" {
+		return 0
+	}
+	ib := h.inboxFor(s.account)
+	if ib == nil {
+		return 0
+	}
+	ib.mu.Lock()
+	defer ib.mu.Unlock()
+	ib.seq++
+	frame := dmFrame(s.nick, to, body, ts, ib.seq)
+	h.keep(&ib.hist, ib.seq, frame)
+	sessions, _, _ := h.nicks.sessions(s.key)
+	for _, t := range sessions {
+		if t != s {
+			h.deliverDM(t, frame)
+		}
+	}
+	return ib.seq
 }
 
 // behind reports whether more than limit bytes wait for s: queued with

@@ -48,22 +48,37 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 	if h.cfg.HistoryLen <= 0 {
 		return
 	}
-	r.hist = append(r.hist, histEntry{seq: seq, frame: frame, at: h.mono()})
-	h.histBytes.Add(int64(cap(frame) + histOverhead))
 	if h.cfg.Store != nil {
 		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame)
 	}
-	for len(r.hist) > h.cfg.HistoryLen || len(r.hist) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
-		h.forgetOldestLocked(r)
+	h.keep(&r.hist, seq, frame)
+}
+
+// keep appends a message to a history and trims it to HistoryLen and
+// HistoryBytes. Under the lock of the history's room or inbox.
+func (h *Hub) keep(hl *histList, seq uint64, frame []byte) {
+	*hl = append(*hl, histEntry{seq: seq, frame: frame, at: h.mono()})
+	h.histBytes.Add(int64(cap(frame) + histOverhead))
+	for len(*hl) > h.cfg.HistoryLen || len(*hl) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
+		h.forgetOldest(hl)
 	}
 }
 
-func (h *Hub) forgetOldestLocked(r *room) {
-	h.histBytes.Add(-int64(cap(r.hist[0].frame) + histOverhead))
-	r.hist[0] = histEntry{}
-	r.hist = r.hist[1:]
-	if len(r.hist) == 0 {
-		r.hist = nil // give the array back
+// forgetOldest drops a history's oldest message.
+func (h *Hub) forgetOldest(hl *histList) {
+	l := *hl
+	h.histBytes.Add(-int64(cap(l[0].frame) + histOverhead))
+	l[0] = histEntry{}
+	if l = l[1:]; len(l) == 0 {
+		l = nil // give the array back
+	}
+	*hl = l
+}
+
+// expireOld drops a history's messages remembered before old.
+func (h *Hub) expireOld(hl *histList, old int64) {
+	for len(*hl) > 0 && (*hl)[0].at < old {
+		h.forgetOldest(hl)
 	}
 }
 
@@ -78,21 +93,20 @@ func (h *Hub) expireHistory(now int64) {
 	old := now - int64(h.cfg.HistoryAge)
 	for _, r := range h.rooms.all() {
 		r.mu.Lock()
-		for len(r.hist) > 0 && r.hist[0].at < old {
-			h.forgetOldestLocked(r)
-		}
+		h.expireOld(&r.hist, old)
 		dead := !r.dead && h.mayDieLocked(r)
 		r.mu.Unlock()
 		if dead {
 			h.dropRoom(r)
 		}
 	}
+	h.expireInboxes(old)
 }
 
 // forgetRoomLocked gives back the history of a room that dies. r.mu held.
 func (h *Hub) forgetRoomLocked(r *room) {
 	for len(r.hist) > 0 {
-		h.forgetOldestLocked(r)
+		h.forgetOldest(&r.hist)
 	}
 	if h.cfg.Store != nil {
 		h.cfg.Store.Forget(r.name)
@@ -133,45 +147,49 @@ func (h *Hub) Restore(name, epoch string, msgs []StoredMsg, fresh bool) {
 	}
 }
 
-// histFrom returns the index of the first entry after seq since.
-func (r *room) histFrom(since uint64) int {
-	if len(r.hist) == 0 || since < r.hist[0].seq {
+// histList is a history, oldest first: a room's or an account's direct
+// messages.
+type histList []histEntry
+
+// from returns the index of the first entry after seq since.
+func (hl histList) from(since uint64) int {
+	if len(hl) == 0 || since < hl[0].seq {
 		return 0
 	}
-	i := int(since - r.hist[0].seq + 1) // seqs are consecutive unless a gap was delivered
-	if i > len(r.hist) {
-		i = len(r.hist)
+	i := int(since - hl[0].seq + 1) // seqs are consecutive unless a gap was delivered
+	if i > len(hl) {
+		i = len(hl)
 	}
-	for i > 0 && r.hist[i-1].seq > since {
+	for i > 0 && hl[i-1].seq > since {
 		i--
 	}
-	for i < len(r.hist) && r.hist[i].seq <= since {
+	for i < len(hl) && hl[i].seq <= since {
 		i++
 	}
 	return i
 }
 
-// pageLocked returns the entries of a history request (after since,
-// before before, the oldest first when since is given, else the newest)
-// and whether more lie beyond them in that direction. r.mu held.
-func (r *room) pageLocked(since, before *uint64, limit int) ([]histEntry, bool) {
-	lo, hi := 0, len(r.hist)
+// page returns the entries of a history request (after since, before
+// before, the oldest first when since is given, else the newest) and
+// whether more lie beyond them in that direction.
+func (hl histList) page(since, before *uint64, limit int) ([]histEntry, bool) {
+	lo, hi := 0, len(hl)
 	if since != nil {
-		lo = r.histFrom(*since)
+		lo = hl.from(*since)
 	}
 	if before != nil {
 		hi = 0
 		if *before > 0 {
-			hi = r.histFrom(*before - 1)
+			hi = hl.from(*before - 1)
 		}
 	}
 	hi = max(hi, lo)
 	if since != nil {
 		end := min(hi, lo+limit)
-		return r.hist[lo:end], end < hi || before == nil && end < len(r.hist)
+		return hl[lo:end], end < hi || before == nil && end < len(hl)
 	}
 	from := max(lo, hi-limit)
-	return r.hist[from:hi], from > lo
+	return hl[from:hi], from > lo
 }
 
 // historyLimit checks a history request's limit.
@@ -186,6 +204,9 @@ func historyLimit(limit *int) (int, error) {
 }
 
 func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
+	if req.DM {
+		return h.handleDMHistory(s, req)
+	}
 	r, err := h.memberRoom(s, req.Room)
 	if err != nil {
 		return err
@@ -197,7 +218,7 @@ func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
 	r.mu.Lock()
 	lo, hi := wanted(req.Since, req.Before, limit, r.seq)
 	if lo > hi || !h.brokerLog || r.coversLocked(lo-1) {
-		entries, more := r.pageLocked(req.Since, req.Before, limit)
+		entries, more := r.hist.page(req.Since, req.Before, limit)
 		page := newPage(r, req.Ref, more)
 		for _, e := range entries {
 			page.Msgs = append(page.Msgs, e.frame[4:])
@@ -290,7 +311,7 @@ func (h *Hub) resumeLocked(s *Session, r *room, rs *resume) {
 			replay, next = append(replay, l.Frame), next+1
 		}
 	}
-	for _, e := range r.hist[r.histFrom(next-1):] {
+	for _, e := range r.hist[r.hist.from(next-1):] {
 		if e.seq == next {
 			replay, next = append(replay, e.frame), next+1
 		}

@@ -56,6 +56,10 @@ type Hub struct {
 	brokerLog bool         // the broker keeps each room's log: a room need not outlive its members for its history
 	queues    atomic.Int64 // sessions with unsent bytes
 	holds     nickHolds
+	inboxes    *shardMap[string, *inbox] // accounts' direct messages, by account key (inbox.go)
+	inboxCount atomic.Int64
+
+	loginFails loginFailures
 
 	presenceMu  sync.Mutex
 	presenceDue []*room
@@ -77,6 +81,7 @@ func New(cfg Config, b broker.Broker) *Hub {
 		idle:     make(chan struct{}),
 		warn:     newRateLog(cfg.Logger),
 		holds:    newNickHolds(),
+		inboxes:  newInboxes(),
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		h.loops = append(h.loops, &loop{hub: h, index: i})
@@ -231,6 +236,7 @@ func (h *Hub) Closed(s *Session, cause error) {
 	defer l.leave()
 	l.removeSession(s)
 	l.forget(s)
+	h.abandonLogin(s) // if it closed with a login under way
 	reason := s.reason
 	if reason == "" {
 		reason = codec.ReasonDisconnect
@@ -250,10 +256,12 @@ func (h *Hub) logout(s *Session, reason codec.Reason) {
 	for _, r := range s.rooms {
 		h.leave(s, r, leftReason(reason))
 	}
-	h.nicks.release(s.key, s)
+	h.online.Add(-1)
+	if !h.nicks.release(s.key, s) {
+		return // the account's other sessions keep the nick
+	}
 	hold := reason != codec.ReasonQuit && h.cfg.NickHold > 0 && h.holdNick(s)
 	h.broker.ReleaseNick(s.key, hold)
-	h.online.Add(-1)
 }
 
 // closeCause words the transport's error for the debug log: closed by
@@ -327,6 +335,7 @@ func (h *Hub) Tick() {
 	h.flushPresence(now)
 	h.expireHolds(now)
 	h.expireHistory(now)
+	h.loginFails.expire(now)
 	h.logStats(time.Now())
 }
 
@@ -369,7 +378,7 @@ func init() {
 	for _, r := range []codec.Reason{
 		codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonLoginTimeout, codec.ReasonShutdown,
 		codec.ReasonProtocolError, codec.ReasonServerFull, codec.ReasonSlowConsumer, codec.ReasonInternalError,
-		codec.ReasonFlood,
+		codec.ReasonFlood, codec.ReasonTokenExpired,
 	} {
 		byeFrames[r] = codec.MustEncode(&codec.Bye{Reason: r})
 	}

@@ -348,6 +348,8 @@ func (l *loop) sweep(now int64) {
 			l.hub.closeSession(s, timeoutReason(s))
 		case !s.loggedIn && now-s.openedAt > int64(cfg.LoginTimeout):
 			l.hub.closeSession(s, codec.ReasonLoginTimeout)
+		case s.expires != 0 && now > s.expires:
+			l.hub.closeSession(s, codec.ReasonTokenExpired)
 		case s.loggedIn && now-s.lastSeen > int64(cfg.IdleTimeout):
 			l.hub.closeSession(s, codec.ReasonTimeout)
 		case s.loggedIn && now-s.lastPing >= int64(cfg.Heartbeat):

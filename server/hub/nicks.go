@@ -10,8 +10,9 @@ import (
 // nickHold keeps the nick of a session that dropped without quit for its
 // resume token.
 type nickHold struct {
-	token string
-	until int64 // monotonic nanoseconds
+	token   string
+	account string // the session's account, which may always take its nick back
+	until   int64  // monotonic nanoseconds
 }
 
 // nickHolds are the held nicks by identity key. Safe from any goroutine.
@@ -24,14 +25,15 @@ func newNickHolds() nickHolds {
 	return nickHolds{newShardMap[string, nickHold](func(k string) uint64 { return maphash.String(seed, k) })}
 }
 
-// blocks reports whether a hold keeps a login with token from taking key
-// now. A matching token consumes the hold; an expired one is dropped.
-func (x nickHolds) blocks(key, token string, now int64) (blocked bool) {
+// blocks reports whether a hold keeps a login with token, of account (""
+// for a nick login), from taking key now. A matching token or account
+// consumes the hold; an expired one is dropped.
+func (x nickHolds) blocks(key, token, account string, now int64) (blocked bool) {
 	x.with(key, func(m map[string]nickHold) {
 		hold, ok := m[key]
 		switch {
 		case !ok:
-		case now >= hold.until || (token != "" && token == hold.token):
+		case now >= hold.until || (token != "" && token == hold.token) || (account != "" && account == hold.account):
 			delete(m, key)
 		default:
 			blocked = true
@@ -69,7 +71,7 @@ func (h *Hub) holdNick(s *Session) bool {
 		h.warn.warn("holds-full", "too many held nicks: releasing a dropped session's nick at once", "held", maxHolds)
 		return false
 	}
-	hold := nickHold{token: s.resume, until: h.mono() + int64(h.cfg.NickHold)}
+	hold := nickHold{token: s.resume, account: s.account, until: h.mono() + int64(h.cfg.NickHold)}
 	h.holds.with(s.key, func(m map[string]nickHold) { m[s.key] = hold })
 	return true
 }

@@ -24,7 +24,8 @@ func (x handler) Sequence(m broker.Message) (uint64, error) {
 	if r.dead {
 		return 0, broker.ErrNotOwner
 	}
-	return x.h.sequenceLocked(r, m, r.members[m.Key]), nil
+	sender, _ := m.Sender.(*Session)
+	return x.h.sequenceLocked(r, m, sender), nil
 }
 
 // Own keeps the room, with its seq continued after last, while this node
@@ -56,7 +57,7 @@ func (x handler) Disown(name string) {
 // the last one delivered is a replay and is dropped, so members never see
 // a seq twice or out of order; a seq past the next one is preceded by a
 // gap notice, so a hole is never silent.
-func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool {
+func (x handler) Deliver(name string, seq uint64, sender broker.Replier, frame []byte) bool {
 	r := x.h.rooms.get(name)
 	if r == nil {
 		return false
@@ -71,7 +72,8 @@ func (x handler) Deliver(name string, seq uint64, key string, frame []byte) bool
 		r.publishLocked(x.h, codec.MustEncode(&codec.Gap{Room: r.name, First: r.seq + 1, Last: seq - 1}), nil)
 	}
 	r.seq = seq
-	r.publishSeqLocked(x.h, frame, r.members[key], seq)
+	except, _ := sender.(*Session)
+	r.publishSeqLocked(x.h, frame, except, seq)
 	x.h.rememberLocked(r, seq, frame)
 	return true
 }
@@ -116,12 +118,11 @@ func (x handler) NodeDown(node string) int {
 
 // DeliverDM hands a direct message from another node to a local user.
 func (x handler) DeliverDM(toKey, from, body string, ts int64) error {
-	to := x.h.nicks.get(toKey)
-	if to == nil {
+	if !x.h.nicks.online(toKey) {
 		return codec.ErrNoSuchUser
 	}
-	x.h.deliverDM(to, dmFrame(from, to.nick, body, ts))
-	return nil
+	_, err := x.h.sendDM(toKey, from, "", body, ts, nil)
+	return err
 }
 
 // LocalMembers lists a room's members here.
@@ -133,8 +134,8 @@ func (x handler) LocalMembers(name string) []broker.User {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]broker.User, 0, len(r.members))
-	for k, s := range r.members {
-		out = append(out, broker.User{Key: k, Nick: s.nick})
+	for k, m := range r.members {
+		out = append(out, broker.User{Key: k, Nick: m.nick})
 	}
 	return out
 }
@@ -150,8 +151,8 @@ func (x handler) LocalRooms() []string {
 
 // LocalNick is the display nick of a local user.
 func (x handler) LocalNick(key string) (string, bool) {
-	if s := x.h.nicks.get(key); s != nil {
-		return s.nick, true
+	if u := x.h.nicks.get(key); u != nil {
+		return u.nick, true
 	}
 	return "", false
 }

@@ -19,8 +19,8 @@ type room struct {
 	seq     uint64              // last seq delivered to the local members
 	issued  uint64              // last seq given out here, as the room's sequencer; at least seq
 	epoch   string              // names the room's sequence (docs/PROTOCOL.md)
-	hist    []histEntry         // its last messages, oldest first (history.go)
-	members map[string]*Session // by nick key (codec.Name.Key)
+	hist    histList            // its last messages, oldest first (history.go)
+	members map[string]*member // by nick key (codec.Name.Key)
 	perLoop []int               // members on each loop: which loops a broadcast visits
 	dead    bool                // emptied and leaving the room table
 
@@ -39,13 +39,20 @@ type room struct {
 	following []func()               // joins waiting for Follow to finish; nil when none
 }
 
+// member is a user in a room here: the nick once, however many of its
+// account's sessions are in the room.
+type member struct {
+	nick, order string
+	sessions    int
+}
+
 // count is the room's size across the cluster. r.mu held.
 func (r *room) count() int { return len(r.members) + len(r.remote) }
 
 func newRoom(name string, loops int) *room {
 	return &room{
 		name:    name,
-		members: make(map[string]*Session),
+		members: make(map[string]*member),
 		perLoop: make([]int, loops),
 		local:   make([][]*Session, loops),
 	}
@@ -113,14 +120,19 @@ func (h *Hub) individualLocked(r *room, after int) bool {
 	return !r.counted
 }
 
-// enterRoomLocked adds s to r and announces it. Loop goroutine of s; r.mu held.
+// enterRoomLocked adds s to r and announces it, unless another session
+// of its account is a member already. Loop goroutine of s; r.mu held.
 func (h *Hub) enterRoomLocked(s *Session, r *room) {
 	before := r.count()
-	r.members[s.key] = s
 	r.perLoop[s.loop.index]++
 	s.loop.push(item{kind: itemAdd, room: r, to: s})
-	h.announceLocked(r, before, true, func() []byte { return joinedFrame(s.nick, r.name) }, s)
 	s.rooms[r.name] = r
+	if m := r.members[s.key]; m != nil {
+		m.sessions++
+		return
+	}
+	r.members[s.key] = &member{nick: s.nick, order: s.order, sessions: 1}
+	h.announceLocked(r, before, true, func() []byte { return joinedFrame(s.nick, r.name) }, s)
 	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick})
 }
 
@@ -134,8 +146,8 @@ func leftFrame(nick, room string, reason codec.Reason) []byte {
 	return codec.MustEncode(&codec.Left{Nick: nick, Room: room, Reason: reason})
 }
 
-func dmFrame(from, to, body string, ts int64) []byte {
-	return codec.MustEncode(&codec.Msg{From: from, To: to, Body: body, TS: ts})
+func dmFrame(from, to, body string, ts int64, seq uint64) []byte {
+	return codec.MustEncode(&codec.Msg{From: from, To: to, Body: body, TS: ts, Seq: seq})
 }
 
 // announceLocked tells r's members here of a join or a leave: one by one
@@ -312,9 +324,13 @@ func (h *Hub) leaveLocked(s *Session, r *room, reason codec.Reason) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	before := r.count()
-	delete(r.members, s.key)
 	r.perLoop[s.loop.index]--
 	s.loop.push(item{kind: itemRemove, room: r, to: s})
+	if m := r.members[s.key]; m != nil && m.sessions > 1 {
+		m.sessions-- // the account's other sessions are still here
+		return false
+	}
+	delete(r.members, s.key)
 	h.announceLocked(r, before, false, func() []byte { return leftFrame(s.nick, r.name, reason) }, s)
 	h.broker.Left(r.name, s.key, s.nick, reason)
 	return h.mayDieLocked(r)
@@ -400,9 +416,9 @@ func (r *room) membersAfter(afterKey string) ([]nickEntry, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]nickEntry, 0, len(r.members))
-	for _, s := range r.members {
-		if s.order > afterKey {
-			out = append(out, nickEntry{s.order, s.nick})
+	for _, m := range r.members {
+		if m.order > afterKey {
+			out = append(out, nickEntry{m.order, m.nick})
 		}
 	}
 	for _, m := range r.remote {

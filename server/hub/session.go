@@ -7,6 +7,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"parley/codec"
+	"parley/server/auth"
 )
 
 // session is one client connection and, after login, one user. Its fields
@@ -25,6 +26,12 @@ type Session struct {
 	key    string // the nick's identity key (codec.Name.Key)
 	order  string // the nick's sort key in who listings (codec.SortKey)
 	resume string // the token that takes the nick back after a drop
+
+	// Set at login with a token (Config.Auth), before the session enters
+	// any shared table; account is immutable afterwards.
+	account string        // the account's identity key (auth.AccountKey); "" for a nick login
+	ident   auth.Identity // what the token said
+	expires int64         // monotonic nanoseconds past which the token no longer holds, grace included; 0: never
 
 	loggedIn bool
 	openedAt int64 // monotonic nanoseconds

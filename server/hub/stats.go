@@ -24,6 +24,10 @@ type Stats struct {
 	// Gaps counts the gap notices sent since the start: room messages the
 	// cluster could not deliver here and no longer had (PROTOCOL.md).
 	Gaps int64
+	// BadLogins counts logins and refreshes refused for their token.
+	BadLogins int64
+	// Inboxes counts the accounts whose direct messages are kept.
+	Inboxes int
 	// Cluster is the broker's view of its cluster; nil on a single node.
 	Cluster *broker.Stats
 }
@@ -40,6 +44,8 @@ func (h *Hub) Stats() Stats {
 		OutboundBytes: h.outMem.Load(),
 		HeldNicks:     h.holds.len(),
 		Gaps:          h.stats.gaps.Load(),
+		BadLogins:     h.stats.badLogins.Load(),
+		Inboxes:       int(h.inboxCount.Load()),
 		Cluster:       h.broker.Stats(),
 	}
 }

@@ -1,9 +1,13 @@
 package hub
 
 import (
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"sort"
 	"sync"
+
+	"parley/codec"
 )
 
 // numShards is the size of every sharded table: a power of two, so a hash
@@ -57,34 +61,96 @@ func (sm *shardMap[K, V]) each(fn func(m map[K]V)) {
 	}
 }
 
-// nickIndex maps nick keys (codec.Name.Key) to sessions, sharded by a hash of the nick.
+// user is a nick online here: one session, or with tokens (Config.Auth)
+// up to MaxSessionsPerUser sessions of one account, which share the nick,
+// its direct messages and its presence.
+type user struct {
+	nick, key string
+	account   string     // the account's identity key; "" for a nick login
+	sessions  []*Session // under the nick index shard's lock
+}
+
+// nickIndex maps nick keys (codec.Name.Key) to users, sharded by a hash
+// of the nick. Safe from any goroutine.
 type nickIndex struct {
-	*shardMap[string, *Session]
+	*shardMap[string, *user]
 }
 
 func newNickIndex() nickIndex {
 	seed := maphash.MakeSeed()
-	return nickIndex{newShardMap[string, *Session](func(k string) uint64 { return maphash.String(seed, k) })}
+	return nickIndex{newShardMap[string, *user](func(k string) uint64 { return maphash.String(seed, k) })}
 }
 
-// claim records s as the holder of key unless another session holds it.
+// claim makes s the first session of the user key unless the nick is
+// online already.
 func (x nickIndex) claim(key string, s *Session) (ok bool) {
-	x.with(key, func(m map[string]*Session) {
+	x.with(key, func(m map[string]*user) {
 		if _, taken := m[key]; !taken {
-			m[key], ok = s, true
+			m[key], ok = &user{nick: s.nick, key: key, account: s.account, sessions: []*Session{s}}, true
 		}
 	})
 	return ok
 }
 
-// release drops key if s still holds it.
-func (x nickIndex) release(key string, s *Session) {
-	x.with(key, func(m map[string]*Session) {
-		if m[key] == s {
-			delete(m, key)
+// errNotShared is addSession's answer when no user of the account holds
+// the nick: the login must claim it.
+var errNotShared = errors.New("hub: the nick is not held by the account")
+
+// addSession adds s to the online user key of s's account, up to limit
+// sessions. It returns errNotShared if key is free, nick_taken if another
+// account or a nick login holds it.
+func (x nickIndex) addSession(key string, s *Session, limit int) (err error) {
+	x.with(key, func(m map[string]*user) {
+		u := m[key]
+		switch {
+		case u == nil:
+			err = errNotShared
+		case u.account == "" || u.account != s.account:
+			err = codec.NotOnline(codec.ErrNickTaken, u.nick)
+		case len(u.sessions) >= limit:
+			err = fmt.Errorf("%w: this account has %d sessions, the most allowed", codec.ErrTooManySessions, len(u.sessions))
+		default:
+			u.sessions = append(u.sessions, s)
 		}
 	})
+	return err
 }
+
+// release takes s out of its user; it reports whether s was the user's
+// last session, whose nick is now free.
+func (x nickIndex) release(key string, s *Session) (last bool) {
+	x.with(key, func(m map[string]*user) {
+		u := m[key]
+		if u == nil {
+			return
+		}
+		for i, o := range u.sessions {
+			if o == s {
+				u.sessions = append(u.sessions[:i], u.sessions[i+1:]...)
+				break
+			}
+		}
+		if len(u.sessions) == 0 {
+			delete(m, key)
+			last = true
+		}
+	})
+	return last
+}
+
+// sessions returns a copy of the sessions of the user key, nil if it is
+// not online here, and the user's nick.
+func (x nickIndex) sessions(key string) (out []*Session, nick, account string) {
+	x.with(key, func(m map[string]*user) {
+		if u := m[key]; u != nil {
+			out, nick, account = append([]*Session(nil), u.sessions...), u.nick, u.account
+		}
+	})
+	return out, nick, account
+}
+
+// online reports whether the nick key is online here.
+func (x nickIndex) online(key string) bool { return x.get(key) != nil }
 
 // nickEntry is a user in a who listing: its sort key (codec.SortKey) and
 // display nick.

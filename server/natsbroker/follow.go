@@ -104,7 +104,7 @@ func (l *cursor) hold(lm logMsg) {
 // came from this node: stored, it is acknowledged even if the hub had
 // nobody to give it to. Dispatcher goroutine.
 func (n *Broker) deliver(room string, e entry) {
-	n.h.Deliver(room, e.seq, e.key, e.frame)
+	n.h.Deliver(room, e.seq, n.sayer(e.token), e.frame)
 	n.settle(e.token, e.seq, nil)
 }
 

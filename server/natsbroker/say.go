@@ -209,6 +209,20 @@ func (n *Broker) sayRefused(arg string, m *nats.Msg) {
 	n.settle(token, 0, fmt.Errorf("%w: %s; send again", codec.ErrUnavailable, why))
 }
 
+// sayer is the local session whose say is named token and still waits
+// for its ack, or nil. Safe from any goroutine.
+func (n *Broker) sayer(token string) broker.Replier {
+	if token == "" {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p, ok := n.pending[token]; ok {
+		return p.r
+	}
+	return nil
+}
+
 // settle completes the say named token, if it is this node's and still
 // waiting: acknowledged with seq, or failed with err. Safe from any
 // goroutine.

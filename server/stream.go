@@ -1,0 +1,311 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"parley/server/hub"
+)
+
+// The stream transport serves connections that the standard library reads
+// and writes (TLS here), behind the same hub.Conn and hub.Loop interfaces
+// as gnet: the hub, fan-out, flood control and the slow-consumer policy do
+// not know which transport a session uses. Each connection has a reader
+// goroutine, which hands what it read to the connection's loop and waits
+// until the loop has taken it (so a fast sender is held back by TCP, not
+// buffered here), and a writer goroutine, which writes everything the
+// loop queued since its last write in one call: one TLS write per wake,
+// however many frames it holds.
+
+// errLoopStopped is Execute's answer once the loop has stopped.
+var errLoopStopped = errors.New("server: stream loop stopped")
+
+// streamLoop is a goroutine that runs the tasks given to Execute in order,
+// as a gnet event loop does. Execute is safe from any goroutine.
+type streamLoop struct {
+	mu      sync.Mutex
+	tasks   []func()
+	spare   []func()
+	stopped bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+func newStreamLoop() *streamLoop {
+	l := &streamLoop{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+// Execute runs fn later on the loop's goroutine.
+func (l *streamLoop) Execute(fn func()) error {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return errLoopStopped
+	}
+	l.tasks = append(l.tasks, fn)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (l *streamLoop) run() {
+	defer close(l.done)
+	for range l.wake {
+		l.mu.Lock()
+		tasks := l.tasks
+		l.tasks, l.spare = l.spare[:0], nil
+		stopped := l.stopped
+		l.mu.Unlock()
+		for i, fn := range tasks {
+			fn()
+			tasks[i] = nil
+		}
+		l.mu.Lock()
+		if cap(tasks) <= 4096 {
+			l.spare = tasks[:0]
+		}
+		l.mu.Unlock()
+		if stopped {
+			return
+		}
+	}
+}
+
+// stop ends the loop after the tasks given so far.
+func (l *streamLoop) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-l.done
+}
+
+// streamConn is one connection of the stream transport, as a hub.Conn and
+// a hub.Inbound.
+type streamConn struct {
+	nc       net.Conn
+	loop     *streamLoop
+	hub      *hub.Hub
+	deadline time.Duration // write deadline
+	shake    time.Duration // handshake deadline: the login timeout
+
+	// Loop goroutine only.
+	s      *hub.Session
+	in     []byte // read; in[off:] is not framed yet
+	off    int
+	closed bool // hub.Closed ran
+
+	consumed chan struct{} // the loop took what the reader handed it
+
+	mu       sync.Mutex // guards the fields below, shared with the writer
+	out      []byte     // queued for the writer
+	inflight int        // bytes the writer is writing now
+	closing  bool       // Close was called: write what is queued, then close
+	wake     chan struct{}
+}
+
+// streamReadSize is what one read asks for: a chat frame is small, and an
+// idle connection holds no buffer while it waits (see readLoop).
+const streamReadSize = 4 << 10
+
+// closeFlush bounds how long a closing connection's last bytes may take.
+const closeFlush = 2 * time.Second
+
+// startStream opens a session for nc on loop and starts its goroutines.
+// nc was counted by hub.Reserve.
+func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config) {
+	c := &streamConn{nc: nc, loop: loop, hub: h, deadline: cfg.WriteDeadline, shake: cfg.LoginTimeout,
+		consumed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	err := loop.Execute(func() {
+		s, refusal := h.Open(loop, c, remote)
+		if s == nil {
+			_ = refusal // TLS: no handshake yet, so the bye cannot be read; close
+			_ = nc.Close()
+			return
+		}
+		c.s = s
+		go c.readLoop()
+		go c.writeLoop()
+	})
+	if err != nil {
+		h.Unreserve(hub.IPKey(remote))
+		_ = nc.Close()
+	}
+}
+
+// readLoop reads until the connection fails or closes, and then reports
+// the close to the hub on the loop.
+func (c *streamConn) readLoop() {
+	err := c.handshake()
+	buf := make([]byte, streamReadSize)
+	for err == nil {
+		var n int
+		n, err = c.nc.Read(buf)
+		if n > 0 && !c.hand(buf[:n]) {
+			break
+		}
+	}
+	_ = c.nc.Close()
+	_ = c.loop.Execute(func() { c.report(err) })
+}
+
+// handshake completes a TLS handshake within the login timeout: a client
+// that stalls it is closed as one that never logs in would be.
+func (c *streamConn) handshake() error {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	_ = tc.SetDeadline(time.Now().Add(c.shake))
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	return tc.SetDeadline(time.Time{})
+}
+
+// hand gives data to the loop and waits until the hub has framed it; it
+// reports false if the loop is gone.
+func (c *streamConn) hand(data []byte) bool {
+	if c.loop.Execute(func() { c.traffic(data) }) != nil {
+		return false
+	}
+	<-c.consumed
+	return true
+}
+
+// traffic runs on the loop: the hub frames what was read.
+func (c *streamConn) traffic(data []byte) {
+	defer func() { c.consumed <- struct{}{} }()
+	if c.closed {
+		return
+	}
+	// What an earlier read left unframed moves to the front first.
+	n := copy(c.in, c.in[c.off:])
+	c.in, c.off = append(c.in[:n], data...), 0
+	c.hub.Traffic(c.s, c)
+	if c.off == len(c.in) && cap(c.in) > 4*streamReadSize {
+		c.in, c.off = nil, 0 // a large frame's buffer is not kept
+	}
+}
+
+// report tells the hub the connection closed: nil cause if the server
+// closed it.
+func (c *streamConn) report(err error) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.mu.Lock()
+	byServer := c.closing
+	c.closing = true
+	c.mu.Unlock()
+	c.kick()
+	if byServer {
+		err = nil
+	}
+	c.hub.Closed(c.s, err)
+}
+
+// InboundBuffered, Peek and Discard are hub.Inbound. Loop goroutine.
+func (c *streamConn) InboundBuffered() int { return len(c.in) - c.off }
+
+func (c *streamConn) Peek(n int) ([]byte, error) {
+	if n > c.InboundBuffered() {
+		return c.in[c.off:], errShort
+	}
+	return c.in[c.off : c.off+n], nil
+}
+
+func (c *streamConn) Discard(n int) (int, error) {
+	n = min(n, c.InboundBuffered())
+	c.off += n
+	return n, nil
+}
+
+var errShort = errors.New("server: fewer bytes buffered than asked for")
+
+// Writev queues frames for the writer. Loop goroutine.
+func (c *streamConn) Writev(frames [][]byte) {
+	c.mu.Lock()
+	if c.closing && c.closed {
+		c.mu.Unlock()
+		return
+	}
+	for _, f := range frames {
+		c.out = append(c.out, f...)
+	}
+	c.mu.Unlock()
+	c.kick()
+}
+
+// Buffered is what the loop queued and the socket has not taken yet.
+func (c *streamConn) Buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out) + c.inflight
+}
+
+// Flush has nothing to do: the writer writes as soon as bytes are queued.
+func (c *streamConn) Flush() {}
+
+// Close writes what is queued, within closeFlush, then closes; the reader
+// then reports the close on the loop. Safe from any goroutine.
+func (c *streamConn) Close() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlush))
+	c.kick()
+}
+
+func (c *streamConn) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop writes what the loop queued, all of it in one call each time,
+// until the connection closes.
+func (c *streamConn) writeLoop() {
+	var spare []byte
+	for range c.wake {
+		c.mu.Lock()
+		buf, closing := c.out, c.closing
+		c.out, c.inflight = spare[:0], len(buf)
+		c.mu.Unlock()
+		var err error
+		if len(buf) > 0 {
+			if !closing {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.deadline))
+			}
+			_, err = c.nc.Write(buf)
+		}
+		c.mu.Lock()
+		c.inflight = 0
+		closing = c.closing
+		more := len(c.out) > 0
+		c.mu.Unlock()
+		if spare = buf[:0]; cap(spare) > 64<<10 {
+			spare = nil
+		}
+		if err != nil || closing && !more {
+			_ = c.nc.Close() // the reader sees it and reports the close
+			return
+		}
+		if more {
+			c.kick()
+		}
+	}
+}
