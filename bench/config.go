@@ -20,6 +20,9 @@ const (
 	TargetParley Target = "parley"
 	TargetNATS   Target = "nats"
 	TargetFloor  Target = "floor"
+	// TargetParleyTLS is Parley with its receivers on the TLS listener
+	// (the senders say on the plain one).
+	TargetParleyTLS Target = "parley-tls"
 )
 
 // AllTargets is the order `--target all` runs them in.
@@ -107,7 +110,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: --size must be at most %d bytes", codec.DefaultMaxBody)
 	}
 	for _, t := range c.Targets {
-		if t != TargetParley && t != TargetNATS && t != TargetFloor {
+		if t != TargetParley && t != TargetNATS && t != TargetFloor && t != TargetParleyTLS {
 			return fmt.Errorf("bench: unknown target %q", t)
 		}
 	}
@@ -127,4 +130,6 @@ type GroupConfig struct {
 	Conns  int    `json:"conns"`
 	Worker int    `json:"worker"` // index, for unique nicks
 	Loops  int    `json:"loops"`
+	// CertPEM is the TLS server's certificate, for TargetParleyTLS.
+	CertPEM string `json:"cert_pem,omitempty"`
 }

@@ -28,9 +28,16 @@ type receivers interface {
 
 func openLocalGroup(cfg GroupConfig) (receivers, error) {
 	var g receivers
-	if cfg.Target == TargetNATS {
+	switch cfg.Target {
+	case TargetNATS:
 		g = newNATSGroup(cfg)
-	} else {
+	case TargetParleyTLS:
+		tg, err := newTLSGroup(cfg)
+		if err != nil {
+			return nil, err
+		}
+		g = tg
+	default:
 		fg, err := newFramedGroup(cfg)
 		if err != nil {
 			return nil, err

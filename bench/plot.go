@@ -18,6 +18,8 @@ var targetColours = map[Target]color.Color{
 	TargetParley: color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
 	TargetNATS:   color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 	TargetFloor:  color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	// TargetParleyTLS is Parley's blue, lighter.
+	TargetParleyTLS: color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
 }
 
 // WritePlots draws, for each rate, the latency by percentile of every

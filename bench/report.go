@@ -72,15 +72,20 @@ func writeRatios(w io.Writer, rs []Result) {
 	}
 	var lines []string
 	for _, r := range rs {
-		if r.Target != TargetParley {
+		others := []Target{TargetNATS, TargetFloor}
+		switch r.Target {
+		case TargetParley:
+		case TargetParleyTLS:
+			others = []Target{TargetParley} // what TLS costs
+		default:
 			continue
 		}
-		for _, other := range []Target{TargetNATS, TargetFloor} {
+		for _, other := range others {
 			o, ok := by[other][key{r.Conns, r.Rate}]
 			if !ok {
 				continue
 			}
-			lines = append(lines, fmt.Sprintf("parley/%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", other, r.Conns, rateCell(r),
+			lines = append(lines, fmt.Sprintf("%s/%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", r.Target, other, r.Conns, rateCell(r),
 				ratio(r.PerSec, o.PerSec), ratio(r.Latency.P50, o.Latency.P50), ratio(r.Latency.P90, o.Latency.P90),
 				ratio(r.Latency.P99, o.Latency.P99), ratio(r.Latency.P999, o.Latency.P999), ratio(r.Latency.Max, o.Latency.Max)))
 		}

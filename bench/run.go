@@ -161,7 +161,11 @@ func (p *point) openGroups() error {
 		if w == p.cfg.Procs-1 {
 			n = p.conns - per*(p.cfg.Procs-1)
 		}
-		gc := GroupConfig{Target: p.target, Addr: p.srv.addrs[w%len(p.srv.addrs)], Room: p.cfg.Room, Conns: n, Worker: w, Loops: p.cfg.Loops}
+		addrs := p.srv.addrs
+		if len(p.srv.recvAddrs) > 0 {
+			addrs = p.srv.recvAddrs
+		}
+		gc := GroupConfig{Target: p.target, Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

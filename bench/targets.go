@@ -15,9 +15,13 @@ import (
 // running is a target server for one sweep point.
 type running struct {
 	addrs []string // where receivers and senders connect (NATS: URLs)
-	pid   int      // the server process, 0 when unknown (--addr, or in-process)
-	note  string   // what the bench did to the server, for the report
-	stop  func()
+	// recvAddrs, when set, is where the receivers connect instead, and
+	// certPEM the certificate they trust (the TLS listener).
+	recvAddrs []string
+	certPEM   string
+	pid       int    // the server process, 0 when unknown (--addr, or in-process)
+	note      string // what the bench did to the server, for the report
+	stop      func()
 }
 
 // BenchServerFlags are the flags the bench gives a Parley server it starts:
@@ -40,6 +44,8 @@ func startTarget(cfg Config, t Target) (*running, error) {
 		return startChild(cfg.Exe, func(port int) []string {
 			return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
 		}, "", "started: parley "+strings.Join(args, " ")+" (flood control and the per-address connection rate off, so the senders and receivers are not throttled)")
+	case TargetParleyTLS:
+		return startTLSTarget(cfg)
 	case TargetNATS:
 		if cfg.NATSURL != "" {
 			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil
@@ -55,6 +61,51 @@ func startTarget(cfg Config, t Target) (*running, error) {
 			return []string{"bench-floor", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}
 		}, "", "started: floor server in a child process")
 	}
+}
+
+// startTLSTarget starts a Parley server with a TLS listener too, on a
+// self-signed certificate the receivers trust.
+func startTLSTarget(cfg Config) (*running, error) {
+	if cfg.Addr != "" {
+		return nil, fmt.Errorf("target %s starts its own server: --addr is for parley", TargetParleyTLS)
+	}
+	dir, err := os.MkdirTemp("", "parley-bench-tls-")
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile, certPEM, err := selfSigned(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	tlsPort, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	args := append([]string{"serve"}, BenchServerFlags...)
+	if cfg.ServerLoops > 0 {
+		args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
+	}
+	args = append(args, "--tls-addr", tlsAddr, "--tls-cert", certFile, "--tls-key", keyFile)
+	r, err := startChild(cfg.Exe, func(port int) []string {
+		return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
+	}, "", "started: parley "+strings.Join(args, " ")+" (receivers on TLS 1.3 with a self-signed ECDSA P-256 certificate, senders on the plain listener)")
+	if err == nil {
+		err = waitListening(tlsAddr, 15*time.Second)
+	}
+	if err != nil {
+		if r != nil {
+			r.stop()
+		}
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	stop := r.stop
+	r.recvAddrs, r.certPEM = []string{tlsAddr}, certPEM
+	r.stop = func() { stop(); os.RemoveAll(dir) }
+	return r, nil
 }
 
 // startChild runs exe with the arguments for a free port and waits until

@@ -94,11 +94,10 @@ func (l *streamLoop) stop() {
 // streamConn is one connection of the stream transport, as a hub.Conn and
 // a hub.Inbound.
 type streamConn struct {
-	nc       net.Conn
-	loop     *streamLoop
-	hub      *hub.Hub
-	deadline time.Duration // write deadline
-	shake    time.Duration // handshake deadline: the login timeout
+	nc    net.Conn
+	loop  *streamLoop
+	hub   *hub.Hub
+	shake time.Duration // handshake deadline: the login timeout
 
 	// Loop goroutine only.
 	s      *hub.Session
@@ -110,14 +109,25 @@ type streamConn struct {
 
 	mu       sync.Mutex // guards the fields below, shared with the writer
 	out      []byte     // queued for the writer
+	spare    []byte     // the writer's last buffer, for the next write
 	inflight int        // bytes the writer is writing now
+	writing  bool       // a writer goroutine runs
 	closing  bool       // Close was called: write what is queued, then close
-	wake     chan struct{}
+	werr     error      // the write that failed, which closed the connection
 }
 
-// streamReadSize is what one read asks for: a chat frame is small, and an
-// idle connection holds no buffer while it waits (see readLoop).
-const streamReadSize = 4 << 10
+// streamReadSize is what one read asks for: chat frames are small, and
+// every connection keeps this buffer while it waits.
+const streamReadSize = 2 << 10
+
+// writeStep is the most one write call hands the socket: Buffered counts
+// down at least this often, so that the hub's write deadline sees a
+// client that reads slowly make progress.
+const writeStep = 64 << 10
+
+// maxSpare is the largest write buffer a connection keeps between
+// writes: a burst's buffer goes back to the heap.
+const maxSpare = 16 << 10
 
 // closeFlush bounds how long a closing connection's last bytes may take.
 const closeFlush = 2 * time.Second
@@ -125,8 +135,7 @@ const closeFlush = 2 * time.Second
 // startStream opens a session for nc on loop and starts its goroutines.
 // nc was counted by hub.Reserve.
 func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config) {
-	c := &streamConn{nc: nc, loop: loop, hub: h, deadline: cfg.WriteDeadline, shake: cfg.LoginTimeout,
-		consumed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, consumed: make(chan struct{}, 1)}
 	err := loop.Execute(func() {
 		s, refusal := h.Open(loop, c, remote)
 		if s == nil {
@@ -135,8 +144,7 @@ func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *
 			return
 		}
 		c.s = s
-		go c.readLoop()
-		go c.writeLoop()
+		go c.shakeHands()
 	})
 	if err != nil {
 		h.Unreserve(hub.IPKey(remote))
@@ -144,10 +152,21 @@ func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *
 	}
 }
 
+// shakeHands completes the TLS handshake and starts the reader on a
+// goroutine of its own: the handshake's deep stack goes with this one
+// rather than stay with every idle connection's reader.
+func (c *streamConn) shakeHands() {
+	if err := c.handshake(); err != nil {
+		c.end(err)
+		return
+	}
+	go c.readLoop()
+}
+
 // readLoop reads until the connection fails or closes, and then reports
 // the close to the hub on the loop.
 func (c *streamConn) readLoop() {
-	err := c.handshake()
+	var err error
 	buf := make([]byte, streamReadSize)
 	for err == nil {
 		var n int
@@ -156,6 +175,11 @@ func (c *streamConn) readLoop() {
 			break
 		}
 	}
+	c.end(err)
+}
+
+// end closes the connection and reports the close to the hub on the loop.
+func (c *streamConn) end(err error) {
 	_ = c.nc.Close()
 	_ = c.loop.Execute(func() { c.report(err) })
 }
@@ -207,10 +231,12 @@ func (c *streamConn) report(err error) {
 	}
 	c.closed = true
 	c.mu.Lock()
-	byServer := c.closing
+	byServer := c.closing && c.werr == nil
+	if c.werr != nil {
+		err = c.werr
+	}
 	c.closing = true
 	c.mu.Unlock()
-	c.kick()
 	if byServer {
 		err = nil
 	}
@@ -238,15 +264,14 @@ var errShort = errors.New("server: fewer bytes buffered than asked for")
 // Writev queues frames for the writer. Loop goroutine.
 func (c *streamConn) Writev(frames [][]byte) {
 	c.mu.Lock()
-	if c.closing && c.closed {
-		c.mu.Unlock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return
 	}
 	for _, f := range frames {
 		c.out = append(c.out, f...)
 	}
-	c.mu.Unlock()
-	c.kick()
+	c.startWriterLocked()
 }
 
 // Buffered is what the loop queued and the socket has not taken yet.
@@ -262,50 +287,69 @@ func (c *streamConn) Flush() {}
 // Close writes what is queued, within closeFlush, then closes; the reader
 // then reports the close on the loop. Safe from any goroutine.
 func (c *streamConn) Close() {
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlush))
-	c.kick()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	c.startWriterLocked()
 }
 
-func (c *streamConn) kick() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// startWriterLocked starts a writer goroutine unless one runs. A writer
+// runs only while there is something to write (or to close), so an idle
+// connection costs one goroutine, its reader. c.mu held.
+func (c *streamConn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
 	}
 }
 
-// writeLoop writes what the loop queued, all of it in one call each time,
-// until the connection closes.
+// writeLoop writes what the loop queued, all of it in one call each time
+// (in steps of writeStep), until nothing is left; a closing connection is
+// then closed. The hub's sweep enforces the write deadline: a client that
+// takes nothing is closed as a slow consumer, and Close bounds the last
+// write.
 func (c *streamConn) writeLoop() {
-	var spare []byte
-	for range c.wake {
+	for {
 		c.mu.Lock()
 		buf, closing := c.out, c.closing
-		c.out, c.inflight = spare[:0], len(buf)
-		c.mu.Unlock()
-		var err error
-		if len(buf) > 0 {
-			if !closing {
-				_ = c.nc.SetWriteDeadline(time.Now().Add(c.deadline))
+		if len(buf) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			if closing {
+				_ = c.nc.Close() // the reader sees it and reports the close
 			}
-			_, err = c.nc.Write(buf)
-		}
-		c.mu.Lock()
-		c.inflight = 0
-		closing = c.closing
-		more := len(c.out) > 0
-		c.mu.Unlock()
-		if spare = buf[:0]; cap(spare) > 64<<10 {
-			spare = nil
-		}
-		if err != nil || closing && !more {
-			_ = c.nc.Close() // the reader sees it and reports the close
 			return
 		}
-		if more {
-			c.kick()
+		c.out, c.spare, c.inflight = c.spare[:0], nil, len(buf)
+		c.mu.Unlock()
+		err := c.write(buf)
+		c.mu.Lock()
+		if cap(buf) <= maxSpare {
+			c.spare = buf[:0]
+		}
+		if err != nil {
+			c.out, c.werr, c.writing = nil, err, false
+		}
+		c.mu.Unlock()
+		if err != nil {
+			_ = c.nc.Close()
+			return
 		}
 	}
+}
+
+// write hands buf to the socket, counting inflight down as it goes.
+func (c *streamConn) write(buf []byte) error {
+	for off := 0; off < len(buf); {
+		n := min(len(buf)-off, writeStep)
+		if _, err := c.nc.Write(buf[off : off+n]); err != nil {
+			return err
+		}
+		off += n
+		c.mu.Lock()
+		c.inflight = len(buf) - off
+		c.mu.Unlock()
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +138,47 @@ func TestTLSReload(t *testing.T) {
 	if got := conn3.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); got != 200 {
 		t.Fatalf("serial %d after a failed reload, want 200", got)
 	}
+}
+
+// TestTLSSlowConsumer: a TLS member that stops reading falls behind its
+// room's budget (its room messages are skipped for a gap) and is closed
+// as a slow consumer by the write deadline, since its socket takes
+// nothing; its queued memory is given back, and the room goes on.
+func TestTLSSlowConsumer(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	srv, _ := tlsServer(t, ca, func(c *Config) {
+		c.MaxOutbound, c.SocketSendBuffer, c.RateLimit, c.WriteDeadline = 256<<10, 16<<10, -1, 500*time.Millisecond
+	})
+	raw, err := net.DialTimeout("tcp", srv.TLSAddr().String(), waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.(*net.TCPConn).SetReadBuffer(64 << 10)
+	stuck := tls.Client(raw, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	defer stuck.Close()
+	if _, err := stuck.Write(codec.MustEncode(&codec.Login{Nick: "stuck"})); err != nil {
+		t.Fatal(err)
+	}
+	talker := loggedIn(t, srv, "talker")
+	eventually(t, "two sessions", func() bool { return srv.Stats().Online == 2 })
+	big := strings.Repeat("x", 2000)
+	for i := 0; srv.Stats().Closes[codec.ReasonSlowConsumer] == 0; i++ {
+		if i > 20000 {
+			t.Fatal("the stuck member was never closed as a slow consumer")
+		}
+		talker.send(&codec.Say{Body: big, Ref: "s"})
+		talker.untilAck("s") // one at a time: the listener keeps up
+	}
+	deadline := time.Now().Add(waitFor)
+	for st := srv.Stats(); st.Online != 1 || st.OutboundBytes >= 64<<10; st = srv.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("online %d, outbound %d bytes, closes %v", st.Online, st.OutboundBytes, st.Closes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	listener, _ := dialTLS(t, srv, ca)
+	listener.login("listener")
+	talker.send(&codec.Say{Body: "after", Ref: "a"})
+	talker.untilAck("a")
+	listener.until("after", func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Body == "after" })
 }

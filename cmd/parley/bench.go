@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 type benchFlags struct {
 	target, conns, rates string
+	tls                  bool
 	cfg                  bench.Config
 }
 
@@ -49,7 +51,8 @@ given with --addr needs the same.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.target, "target", "parley", "parley, nats, floor or all")
+	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), nats, floor or all (comma-separated list)")
+	fl.BoolVar(&f.tls, "tls", false, "also run parley-tls: the same load with the receivers on Parley's TLS listener, compared with parley in the ratios")
 	fl.StringVar(&f.cfg.Addr, "addr", "", "use this running Parley server (host:port; several nodes comma-separated: each --procs worker and each sender takes the next in turn)")
 	fl.StringVar(&f.cfg.NATSURL, "nats-url", "", "use this running NATS server")
 	fl.StringVar(&f.cfg.FloorAddr, "floor-addr", "", "use this running floor server")
@@ -74,6 +77,9 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	var err error
 	if cfg.Targets, err = parseTargets(f.target); err != nil {
 		return exitError{code: 2, msg: err.Error()}
+	}
+	if f.tls && !slices.Contains(cfg.Targets, bench.TargetParleyTLS) {
+		cfg.Targets = append(cfg.Targets, bench.TargetParleyTLS)
 	}
 	if cfg.Conns, err = parseList(f.conns, strconv.Atoi); err != nil {
 		return exitError{code: 2, msg: "invalid --conns: " + err.Error()}
@@ -110,10 +116,10 @@ func parseTargets(s string) ([]bench.Target, error) {
 	var out []bench.Target
 	for _, t := range strings.Split(s, ",") {
 		switch bench.Target(t) {
-		case bench.TargetParley, bench.TargetNATS, bench.TargetFloor:
+		case bench.TargetParley, bench.TargetParleyTLS, bench.TargetNATS, bench.TargetFloor:
 			out = append(out, bench.Target(t))
 		default:
-			return nil, fmt.Errorf("invalid --target %q: use parley, nats, floor or all", t)
+			return nil, fmt.Errorf("invalid --target %q: use parley, parley-tls, nats, floor or all", t)
 		}
 	}
 	return out, nil

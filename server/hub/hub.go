@@ -51,11 +51,11 @@ type Hub struct {
 	warn    *rateLog
 	outMem  atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
 
-	histBytes atomic.Int64 // memory every room's history holds (history.go)
-	histSwept int64        // when expireHistory last ran; ticker goroutine only
-	brokerLog bool         // the broker keeps each room's log: a room need not outlive its members for its history
-	queues    atomic.Int64 // sessions with unsent bytes
-	holds     nickHolds
+	histBytes  atomic.Int64 // memory every room's history holds (history.go)
+	histSwept  int64        // when expireHistory last ran; ticker goroutine only
+	brokerLog  bool         // the broker keeps each room's log: a room need not outlive its members for its history
+	queues     atomic.Int64 // sessions with unsent bytes
+	holds      nickHolds
 	inboxes    *shardMap[string, *inbox] // accounts' direct messages, by account key (inbox.go)
 	inboxCount atomic.Int64
 

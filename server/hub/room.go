@@ -16,13 +16,13 @@ type room struct {
 	name string
 
 	mu      sync.Mutex
-	seq     uint64              // last seq delivered to the local members
-	issued  uint64              // last seq given out here, as the room's sequencer; at least seq
-	epoch   string              // names the room's sequence (docs/PROTOCOL.md)
-	hist    histList            // its last messages, oldest first (history.go)
+	seq     uint64             // last seq delivered to the local members
+	issued  uint64             // last seq given out here, as the room's sequencer; at least seq
+	epoch   string             // names the room's sequence (docs/PROTOCOL.md)
+	hist    histList           // its last messages, oldest first (history.go)
 	members map[string]*member // by nick key (codec.Name.Key)
-	perLoop []int               // members on each loop: which loops a broadcast visits
-	dead    bool                // emptied and leaving the room table
+	perLoop []int              // members on each loop: which loops a broadcast visits
+	dead    bool               // emptied and leaving the room table
 
 	counted              bool  // over the presence limit: changes are counted
 	presJoined, presLeft int   // changes counted since the last presence frame
