@@ -30,6 +30,9 @@ type Event struct {
 	// Filled marks a room message the client fetched from history to fill
 	// a gap; it arrives after the gap event, not in its place.
 	Filled bool
+	// Sent marks a direct message this client's account sent from another
+	// of its sessions (From is this client's nick, To the recipient).
+	Sent bool
 	// Err, Attempt and Delay describe reconnecting and disconnected events.
 	Err     error
 	Attempt int

@@ -80,6 +80,10 @@ func (c *Client) dispatch(ev codec.Event, raw []byte) {
 		}()
 	}
 	out := Event{Event: ev}
+	if ev.Type == codec.TypeMsg && ev.Room == "" && ev.To != "" {
+		nick := c.Nick()
+		out.Sent = ev.From == nick && ev.To != nick
+	}
 	if c.opts.Raw {
 		out.Raw = append([]byte(nil), raw...)
 	}

@@ -25,13 +25,24 @@ const deadBound = (natsbroker.DeadAfter + 1) * testNodeHeartbeat
 // startCluster starts count nodes on one NATS server.
 func startCluster(t *testing.T, nats *natstest.NATS, count int) []*Server {
 	t.Helper()
+	return startClusterWith(t, nats, count, nil)
+}
+
+// startClusterWith is startCluster with tweak applied to every node's
+// configuration.
+func startClusterWith(t *testing.T, nats *natstest.NATS, count int, tweak func(*Config)) []*Server {
+	t.Helper()
 	cluster := fmt.Sprintf("t%d", time.Now().UnixNano())
 	var nodes []*Server
 	for i := range count {
-		nodes = append(nodes, startServer(t, Config{
+		cfg := Config{
 			NATS: nats.URL(), NodeID: fmt.Sprintf("n%d", i), ClusterName: cluster,
 			NodeHeartbeat: testNodeHeartbeat,
-		}))
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		nodes = append(nodes, startServer(t, cfg))
 	}
 	// Every node knows every other before the test starts.
 	for _, n := range nodes {

@@ -17,6 +17,7 @@ const lineModeNewline = " ↵ "
 //
 //	[lobby] bob: hi
 //	[dm] bob: hi
+//	[dm → bob] amy: hi   (sent by another session of this account)
 //	* bob joined lobby
 //	* bob left lobby (timeout)
 //	* lobby: 10000 members (+12 joined, -3 left)
@@ -29,7 +30,10 @@ func Format(ev client.Event) (string, bool) {
 	ev = sanitize(ev, lineModeNewline)
 	switch ev.Type {
 	case codec.TypeMsg:
-		if ev.Room == "" {
+		switch {
+		case ev.Room == "" && ev.Sent:
+			return fmt.Sprintf("[dm → %s] %s: %s", ev.To, ev.From, ev.Body), true
+		case ev.Room == "":
 			return fmt.Sprintf("[dm] %s: %s", ev.From, ev.Body), true
 		}
 		return fmt.Sprintf("[%s] %s: %s", ev.Room, ev.From, ev.Body), true

@@ -224,9 +224,12 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 	ev = sanitize(ev, "\n")
 	switch ev.Type {
 	case codec.TypeMsg:
-		if ev.Room == "" {
+		switch {
+		case ev.Room == "" && ev.Sent:
+			m.add(&entry{kind: entryDM, room: "dm → " + ev.To, nick: ev.From, text: ev.Body})
+		case ev.Room == "":
 			m.add(&entry{kind: entryDM, room: "dm", nick: ev.From, text: ev.Body})
-		} else {
+		default:
 			m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq})
 			if m.oldest[ev.Room] == 0 {
 				m.oldest[ev.Room] = ev.Seq

@@ -209,3 +209,17 @@ func TestSecrets(t *testing.T) {
 		t.Errorf("no keys: %v", err)
 	}
 }
+
+// BenchmarkVerify is what a login or refresh costs its loop.
+func BenchmarkVerify(b *testing.B) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	k, _ := PublicKey("k", pub)
+	v, _ := New(Config{Keys: []Key{k}})
+	tok, _ := Sign(AlgEdDSA, priv, Token{Subject: "amy", KeyID: "k", TTL: time.Hour}, time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

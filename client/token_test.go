@@ -1,0 +1,109 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"parley/codec"
+	"parley/server"
+	"parley/server/auth"
+	"parley/server/tlstest"
+)
+
+// tokens signs tokens for a test server that requires them.
+type tokens struct {
+	alg  string
+	key  any
+	pub  string
+	mu   sync.Mutex
+	sub  string
+	ttl  time.Duration
+	made atomic.Int64
+}
+
+func newTokens(t *testing.T, sub string, ttl time.Duration) *tokens {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "k.key"), filepath.Join(dir, "k.pub")
+	if err := auth.WriteKeyPair(priv, pub); err != nil {
+		t.Fatal(err)
+	}
+	alg, key, err := auth.LoadSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tokens{alg: alg, key: key, pub: pub, sub: sub, ttl: ttl}
+}
+
+// source is an Options.Token that counts the tokens it made.
+func (tk *tokens) source(context.Context) (string, error) {
+	tk.mu.Lock()
+	sub, ttl := tk.sub, tk.ttl
+	tk.mu.Unlock()
+	tk.made.Add(1)
+	return auth.Sign(tk.alg, tk.key, auth.Token{Subject: sub, KeyID: "k", TTL: ttl}, time.Now())
+}
+
+// TestTokenRefreshKeepsTheSession: with tokens that live 2 s and a grace
+// of 100 ms, the client refreshes before each expiry, so the session
+// outlives several tokens; the source is asked for each.
+func TestTokenRefreshKeepsTheSession(t *testing.T) {
+	tk := newTokens(t, "amy", 2*time.Second)
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}, TokenGrace: 100 * time.Millisecond})
+	c, err := Dial(ctxT(t), srv.Addr().String(), Options{Token: tk.source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Nick() != "amy" {
+		t.Fatalf("nick %q, want the token's", c.Nick())
+	}
+	id := c.ID()
+	deadline := time.Now().Add(4500 * time.Millisecond) // past two tokens' lives
+	for time.Now().Before(deadline) {
+		if _, err := c.Say(ctxT(t), "", "alive"); err != nil {
+			t.Fatalf("say at %s: %v", time.Until(deadline), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c.ID() != id {
+		t.Fatal("the session was replaced: the token expired")
+	}
+	if n := tk.made.Load(); n < 3 {
+		t.Fatalf("%d tokens made, want the login's and at least two refreshes", n)
+	}
+	if srv.Stats().Closes[codec.ReasonTokenExpired] != 0 {
+		t.Fatal("a session was closed for its token")
+	}
+}
+
+// TestTokenSourceOnReconnect: every reconnect asks the source again, and
+// a TLS dial works the same way.
+func TestTokenSourceOnReconnect(t *testing.T) {
+	tk := newTokens(t, "amy", time.Hour)
+	ca := tlstest.NewCA(t)
+	cert, key := ca.Issue(t, t.TempDir(), 1)
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}, TLSAddr: "127.0.0.1:0", TLSCert: cert, TLSKey: key})
+	proxy := newProxy(t, srv.TLSAddr().String())
+	c, err := Dial(ctxT(t), proxy.addr, Options{Token: tk.source, Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		TLS: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tk.mu.Lock()
+	tk.sub = "Amy" // the file was rotated: the same account, another token
+	tk.mu.Unlock()
+	proxy.cut()
+	next(t, c, EventReconnected)
+	if n := tk.made.Load(); n < 2 {
+		t.Fatalf("%d tokens made, want one per connection", n)
+	}
+	if _, err := c.Say(ctxT(t), "", "back"); err != nil {
+		t.Fatal(err)
+	}
+}

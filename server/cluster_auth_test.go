@@ -1,0 +1,42 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"parley/codec"
+	"parley/server/natstest"
+)
+
+// TestClusterAccounts: in a cluster, a DM between accounts on two nodes
+// is kept in each account's direct messages (the recipient's on its node,
+// the sender's on its own); an account's sessions share one node, so a
+// second session through another node gets nick_taken (docs/CLUSTER.md).
+func TestClusterAccounts(t *testing.T) {
+	s := newSigner(t)
+	nats := natstest.Start(t)
+	nodes := startClusterWith(t, nats, 2, func(c *Config) { c.AuthKeys, c.AuthAudience = s.keySpec, "chat" })
+	amy, w := tokenLogin(t, nodes[0], s.token("amy", "", time.Hour))
+	if w.Type != codec.TypeWelcome {
+		t.Fatalf("login: %+v", w)
+	}
+	amy2, _ := tokenLogin(t, nodes[0], s.token("amy", "", time.Hour))
+	ben, _ := tokenLogin(t, nodes[1], s.token("ben", "", time.Hour))
+	ben.send(&codec.DM{To: "amy", Body: "across", Ref: "d"})
+	if ack := ben.untilAck("d"); ack.Seq != 1 {
+		t.Fatalf("ben's ack %+v: his sent DM is kept as seq 1", ack)
+	}
+	for _, c := range []*tclient{amy, amy2} {
+		if m := c.until("dm", func(e codec.Event) bool { return e.Type == codec.TypeMsg }); m.Seq != 1 || m.From != "ben" {
+			t.Fatalf("amy got %+v", m)
+		}
+	}
+	amy.send(&codec.History{DM: true, Ref: "h"})
+	if page := amy.until("history", func(e codec.Event) bool { return e.Type == codec.TypeHistory }); len(page.Msgs) != 1 || page.Msgs[0].Body != "across" {
+		t.Fatalf("amy's DM history: %+v", page)
+	}
+	_, ev := tokenLogin(t, nodes[1], s.token("amy", "", time.Hour))
+	if ev.Code != codec.CodeNickTaken {
+		t.Fatalf("amy's session through the other node got %+v, want nick_taken", ev)
+	}
+}
