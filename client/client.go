@@ -39,6 +39,7 @@ type Client struct {
 	id       string
 	resume   string // the server's resume token for the current session
 	nick     string // the current session's nick, from its welcome
+	dms      mark   // where the client is in its account's direct messages
 	quitting bool
 }
 
@@ -79,6 +80,10 @@ func (c *Client) install(cn *conn) {
 	c.resume = cn.welcome.Resume
 	c.mu.Unlock()
 	cn.startWriter()
+	if since, last, ok := c.enteredDMs(cn.welcome.DMEpoch, cn.welcome.DMSeq); ok {
+		c.fills.Add(1)
+		go c.fillDMs(since, last)
+	}
 	if cn.welcome.Expires > 0 && c.opts.Token != nil {
 		c.wg.Add(1)
 		go c.refresher(cn, cn.welcome.Expires)

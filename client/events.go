@@ -27,8 +27,10 @@ type Event struct {
 	codec.Event
 	// Raw is the frame's JSON, with Options.Raw.
 	Raw []byte
-	// Filled marks a room message the client fetched from history to fill
-	// a gap; it arrives after the gap event, not in its place.
+	// Filled marks a message the client fetched from history: a room
+	// message filling a gap (after the gap event, not in its place), or a
+	// direct message its account received while this client was
+	// reconnecting (after the reconnected event).
 	Filled bool
 	// Sent marks a direct message this client's account sent from another
 	// of its sessions (From is this client's nick, To the recipient).

@@ -59,6 +59,7 @@ func (c *Client) read(cn *conn) (codec.Reason, error) {
 func (c *Client) dispatch(ev codec.Event, raw []byte) {
 	answered := false
 	c.note(ev)
+	c.noteDM(ev)
 	switch ev.Type {
 	case codec.TypeAck:
 		answered = c.rejoined(ev) || c.answer(ev)
@@ -81,8 +82,7 @@ func (c *Client) dispatch(ev codec.Event, raw []byte) {
 	}
 	out := Event{Event: ev}
 	if ev.Type == codec.TypeMsg && ev.Room == "" && ev.To != "" {
-		nick := c.Nick()
-		out.Sent = ev.From == nick && ev.To != nick
+		out = c.dmEvent(ev, false)
 	}
 	if c.opts.Raw {
 		out.Raw = append([]byte(nil), raw...)

@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,4 +108,88 @@ func TestTokenSourceOnReconnect(t *testing.T) {
 	if _, err := c.Say(ctxT(t), "", "back"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDMsCaughtUpAfterReconnect: direct messages that reach the account
+// while this session is away (another of its sessions is online, so they
+// are delivered and kept) come to it as Filled events after it
+// reconnects, each once, before nothing is lost.
+func TestDMsCaughtUpAfterReconnect(t *testing.T) {
+	tk := newTokens(t, "amy", time.Hour)
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}, NickHold: -1})
+	addr := srv.Addr().String()
+	release := make(chan struct{})
+	var dials atomic.Int64
+	var live atomic.Pointer[net.Conn]
+	dialer := func(ctx context.Context, a string) (net.Conn, error) {
+		if dials.Add(1) > 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err == nil {
+			live.Store(&c)
+		}
+		return c, err
+	}
+	phone, err := Dial(ctxT(t), addr, Options{Token: tk.source, Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Dial: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	laptop, err := Dial(ctxT(t), addr, Options{Token: tk.source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer laptop.Close()
+	bobTok := newTokensWithKey(tk, "bob")
+	bob, err := Dial(ctxT(t), addr, Options{Token: bobTok.source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	if err := bob.DM(ctxT(t), "amy", "before"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, phone, codec.TypeMsg); ev.Body != "before" || ev.Seq != 1 {
+		t.Fatalf("phone got %+v", ev)
+	}
+	(*live.Load()).Close() // the phone's connection drops; its redial waits
+	next(t, phone, EventReconnecting)
+	for _, body := range []string{"while away 1", "while away 2"} {
+		if err := bob.DM(ctxT(t), "amy", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev := next(t, laptop, codec.TypeMsg); ev.Body != "before" {
+		t.Fatalf("laptop got %+v", ev)
+	}
+	next(t, laptop, codec.TypeMsg)
+	next(t, laptop, codec.TypeMsg) // both reached the account
+	close(release)
+	var got []string
+	for len(got) < 3 {
+		ev := next(t, phone, codec.TypeMsg)
+		if ev.Filled != (ev.Body != "live") {
+			t.Fatalf("%+v: Filled should mark exactly the caught-up ones", ev)
+		}
+		got = append(got, ev.Body)
+		if len(got) == 2 {
+			if err := bob.DM(ctxT(t), "amy", "live"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := "while away 1,while away 2,live"; strings.Join(got, ",") != want {
+		t.Fatalf("phone got %v after reconnecting, want %s", got, want)
+	}
+}
+
+// newTokensWithKey signs for another account with tk's key.
+func newTokensWithKey(tk *tokens, sub string) *tokens {
+	return &tokens{alg: tk.alg, key: tk.key, pub: tk.pub, sub: sub, ttl: tk.ttl}
 }

@@ -32,10 +32,12 @@ type streamLoop struct {
 	stopped bool
 	wake    chan struct{}
 	done    chan struct{}
+
+	conns map[*streamConn]struct{} // open connections; loop goroutine only
 }
 
 func newStreamLoop() *streamLoop {
-	l := &streamLoop{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &streamLoop{wake: make(chan struct{}, 1), done: make(chan struct{}), conns: map[*streamConn]struct{}{}}
 	go l.run()
 	return l
 }
@@ -79,7 +81,9 @@ func (l *streamLoop) run() {
 	}
 }
 
-// stop ends the loop after the tasks given so far.
+// stop ends the loop after the tasks given so far, and closes the
+// connections still open (those the shutdown's grace did not see off),
+// as gnet's engine does when it stops.
 func (l *streamLoop) stop() {
 	l.mu.Lock()
 	l.stopped = true
@@ -89,6 +93,9 @@ func (l *streamLoop) stop() {
 	default:
 	}
 	<-l.done
+	for c := range l.conns {
+		_ = c.nc.Close()
+	}
 }
 
 // streamConn is one connection of the stream transport, as a hub.Conn and
@@ -108,8 +115,7 @@ type streamConn struct {
 	consumed chan struct{} // the loop took what the reader handed it
 
 	mu       sync.Mutex // guards the fields below, shared with the writer
-	out      []byte     // queued for the writer
-	spare    []byte     // the writer's last buffer, for the next write
+	out      []byte     // queued for the writer, in a buffer from writeBufs
 	inflight int        // bytes the writer is writing now
 	writing  bool       // a writer goroutine runs
 	closing  bool       // Close was called: write what is queued, then close
@@ -125,9 +131,14 @@ const streamReadSize = 2 << 10
 // client that reads slowly make progress.
 const writeStep = 64 << 10
 
-// maxSpare is the largest write buffer a connection keeps between
-// writes: a burst's buffer goes back to the heap.
-const maxSpare = 16 << 10
+// writeBufs are the buffers that frames wait in for the writer: taken
+// when the first frame is queued and given back once written, so memory
+// follows the connections that are writing, not every open one.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxPooled is the largest buffer given back to writeBufs: a burst's goes
+// to the collector.
+const maxPooled = 64 << 10
 
 // closeFlush bounds how long a closing connection's last bytes may take.
 const closeFlush = 2 * time.Second
@@ -144,6 +155,7 @@ func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *
 			return
 		}
 		c.s = s
+		loop.conns[c] = struct{}{}
 		go c.shakeHands()
 	})
 	if err != nil {
@@ -230,6 +242,7 @@ func (c *streamConn) report(err error) {
 		return
 	}
 	c.closed = true
+	delete(c.loop.conns, c)
 	c.mu.Lock()
 	byServer := c.closing && c.werr == nil
 	if c.werr != nil {
@@ -267,6 +280,9 @@ func (c *streamConn) Writev(frames [][]byte) {
 	defer c.mu.Unlock()
 	if c.closed {
 		return
+	}
+	if c.out == nil {
+		c.out = (*writeBufs.Get().(*[]byte))[:0]
 	}
 	for _, f := range frames {
 		c.out = append(c.out, f...)
@@ -321,13 +337,14 @@ func (c *streamConn) writeLoop() {
 			}
 			return
 		}
-		c.out, c.spare, c.inflight = c.spare[:0], nil, len(buf)
+		c.out, c.inflight = nil, len(buf)
 		c.mu.Unlock()
 		err := c.write(buf)
-		c.mu.Lock()
-		if cap(buf) <= maxSpare {
-			c.spare = buf[:0]
+		if cap(buf) <= maxPooled {
+			buf = buf[:0]
+			writeBufs.Put(&buf)
 		}
+		c.mu.Lock()
 		if err != nil {
 			c.out, c.werr, c.writing = nil, err, false
 		}

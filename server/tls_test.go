@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"strings"
@@ -181,4 +182,21 @@ func TestTLSSlowConsumer(t *testing.T) {
 	talker.send(&codec.Say{Body: "after", Ref: "a"})
 	talker.untilAck("a")
 	listener.until("after", func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Body == "after" })
+}
+
+// TestTLSShutdown: a graceful shutdown sends TLS sessions bye shutdown as
+// it does TCP ones, and Serve returns.
+func TestTLSShutdown(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	srv, _ := tlsServer(t, ca, nil)
+	sec, _ := dialTLS(t, srv, ca)
+	sec.login("leaving")
+	plain := loggedIn(t, srv, "plain")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sec.untilBye(codec.ReasonShutdown)
+	plain.untilBye(codec.ReasonShutdown)
 }
