@@ -80,12 +80,5 @@ func (c *Client) dmEvent(m codec.Event, filled bool) Event {
 // before > 0 the newest limit before that seq, else the newest limit;
 // and whether older ones remain. Logins with a token only.
 func (c *Client) DMHistory(ctx context.Context, before uint64, limit int) ([]codec.Event, bool, error) {
-	ev, err := c.call(ctx, func(ref string) codec.Message {
-		h := &codec.History{DM: true, Limit: &limit, Ref: ref}
-		if before > 0 {
-			h.Before = &before
-		}
-		return h
-	})
-	return ev.Msgs, ev.More, err
+	return c.page(ctx, codec.History{DM: true}, before, limit)
 }

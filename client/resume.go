@@ -95,12 +95,19 @@ func (c *Client) rejoined(ev codec.Event) bool {
 // before > 0 the newest limit messages before that seq, else the newest
 // limit; and whether older ones remain.
 func (c *Client) History(ctx context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error) {
+	return c.page(ctx, codec.History{Room: room}, before, limit)
+}
+
+// page asks for one page of the history q names (a room's, or with DM
+// the account's direct messages).
+func (c *Client) page(ctx context.Context, q codec.History, before uint64, limit int) ([]codec.Event, bool, error) {
 	ev, err := c.call(ctx, func(ref string) codec.Message {
-		h := &codec.History{Room: room, Limit: &limit, Ref: ref}
+		h := q
+		h.Limit, h.Ref = &limit, ref
 		if before > 0 {
 			h.Before = &before
 		}
-		return h
+		return &h
 	})
 	return ev.Msgs, ev.More, err
 }

@@ -187,6 +187,10 @@ func TestDMsCaughtUpAfterReconnect(t *testing.T) {
 	if want := "while away 1,while away 2,live"; strings.Join(got, ",") != want {
 		t.Fatalf("phone got %v after reconnecting, want %s", got, want)
 	}
+	msgs, more, err := phone.DMHistory(ctxT(t), 4, 2) // the two before seq 4
+	if err != nil || more != true || len(msgs) != 2 || msgs[0].Body != "while away 1" || msgs[1].Seq != 3 {
+		t.Fatalf("DMHistory = %+v, more %v, %v", msgs, more, err)
+	}
 }
 
 // newTokensWithKey signs for another account with tk's key.
