@@ -191,6 +191,15 @@ type Config struct {
 	TLSCert string
 	TLSKey  string
 
+	// WSAddr, when set, is an HTTP listener that serves the web chat at /
+	// and WebSocket at /ws: one text message per protocol object, without
+	// the 4-byte length. With TLSCert and TLSKey it serves HTTPS and wss.
+	WSAddr string
+	// WSOrigins are the Origin values a browser's WebSocket may come from
+	// ("https://chat.example.com"; "*" for any). Empty: the page's own
+	// origin only. A request without Origin (not a browser) is let in.
+	WSOrigins []string
+
 	// ProxyProtocol makes the plain listener read a PROXY protocol header
 	// (v1 or v2) from the networks in ProxyTrusted ("10.0.0.0/8" or
 	// "10.0.0.1"), which must send one: the per-address limits then count
@@ -314,10 +323,10 @@ func (c Config) hubConfig() hub.Config {
 	}
 }
 
-// streamLoops is how many loops the stream transport (TLS) runs: as many
-// as gnet's when it listens, none otherwise.
+// streamLoops is how many loops the stream transport (TLS, WebSocket)
+// runs: as many as gnet's when one of them listens, none otherwise.
 func (c Config) streamLoops() int {
-	if c.TLSAddr == "" {
+	if c.TLSAddr == "" && c.WSAddr == "" {
 		return 0
 	}
 	return c.Loops

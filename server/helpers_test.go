@@ -70,6 +70,7 @@ type tclient struct {
 	events chan codec.Event
 	done   chan struct{} // closed when the server closed the connection
 	err    error         // why the reader stopped; read after done
+	ws     *wsPeer       // WebSocket framing (ws_test.go); nil for TCP and TLS
 }
 
 func dial(t testing.TB, srv *Server) *tclient {
@@ -124,6 +125,9 @@ func (c *tclient) send(m codec.Message) {
 
 func (c *tclient) sendRaw(b []byte) {
 	c.t.Helper()
+	if c.ws != nil {
+		b = c.ws.frame(b)
+	}
 	if _, err := c.conn.Write(b); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}

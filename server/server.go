@@ -58,8 +58,10 @@ type Server struct {
 	eng      gnet.Engine
 	ln       net.Listener
 	tlsLn    net.Listener
+	wsLn     net.Listener
 	addr     net.Addr
 	tlsAddr  net.Addr
+	wsAddr   net.Addr
 	serving  bool
 	stopping bool // Shutdown was called: the engine stopping is expected
 }
@@ -119,7 +121,7 @@ func (s *Server) setupSecurity(hc *hub.Config) error {
 	case mode == hub.AuthOff:
 		s.cfg.Logger.Warn("auth is off: anyone can take any free nick; configure --auth-key to log users in with tokens")
 	}
-	if s.cfg.TLSAddr != "" {
+	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
 		if s.certs, err = newCertStore(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
 			return err
 		}
@@ -207,6 +209,8 @@ func (c Config) validate() error {
 		return errors.New("server: --data-dir is for a single node; a cluster keeps its history in its log on NATS")
 	case c.TLSAddr != "" && (c.TLSCert == "" || c.TLSKey == ""):
 		return errors.New("server: --tls-addr needs --tls-cert and --tls-key")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("server: --tls-cert and --tls-key go together")
 	case c.ProxyProtocol && len(c.ProxyTrusted) == 0:
 		return errors.New("server: --proxy-protocol needs --proxy-trusted: the networks of the load balancers")
 	case c.MaxSessionsPerUser < 0, c.TokenGrace < 0:
@@ -237,18 +241,22 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer ln.Close()
-	var tlsLn net.Listener
-	if s.cfg.TLSAddr != "" {
-		if tlsLn, err = net.Listen("tcp", s.cfg.TLSAddr); err != nil {
-			return err
+	tlsLn, err := listenIf(s.cfg.TLSAddr)
+	if err != nil {
+		return err
+	}
+	wsLn, err := listenIf(s.cfg.WSAddr)
+	if err != nil {
+		return err
+	}
+	for _, l := range []net.Listener{tlsLn, wsLn} {
+		if l != nil {
+			defer l.Close()
 		}
-		defer tlsLn.Close()
 	}
 	s.mu.Lock()
-	s.ln, s.addr, s.tlsLn = ln, ln.Addr(), tlsLn
-	if tlsLn != nil {
-		s.tlsAddr = tlsLn.Addr()
-	}
+	s.ln, s.addr, s.tlsLn, s.wsLn = ln, ln.Addr(), tlsLn, wsLn
+	s.tlsAddr, s.wsAddr = addrOf(tlsLn), addrOf(wsLn)
 	s.mu.Unlock()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -297,7 +305,7 @@ func (s *Server) run(ln net.Listener) error {
 		hand: gnetHand(s.engine()), plain: true, proxy: s.proxy}
 	accErr := make(chan error, 1)
 	go func() { accErr <- acc.run() }()
-	if stop := s.runTLS(); stop != nil {
+	if stop := s.runStreams(); stop != nil {
 		defer stop()
 	}
 	close(s.ready)
@@ -363,26 +371,58 @@ func (s *Server) isStopping() bool {
 	return s.stopping
 }
 
-// runTLS starts the TLS listener's loops and acceptor, if configured,
-// and returns what stops them once the engine has stopped.
-func (s *Server) runTLS() func() {
-	s.mu.Lock()
-	ln := s.tlsLn
-	s.mu.Unlock()
+// listenIf listens on addr, unless it is empty.
+func listenIf(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	return net.Listen("tcp", addr)
+}
+
+func addrOf(ln net.Listener) net.Addr {
 	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+// runStreams starts the stream transport's loops and the TLS and
+// WebSocket listeners that are configured, and returns what stops them
+// once the engine has stopped.
+func (s *Server) runStreams() func() {
+	s.mu.Lock()
+	tlsLn, wsLn := s.tlsLn, s.wsLn
+	s.mu.Unlock()
+	if tlsLn == nil && wsLn == nil {
 		return nil
 	}
 	for range s.cfg.streamLoops() {
 		s.streamLoops = append(s.streamLoops, newStreamLoop())
 	}
-	acc := &acceptor{h: s.hub, ln: ln, rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer,
-		hand: s.tlsHand(s.certs.tlsConfig())}
-	accErr := make(chan error, 1)
-	go func() { accErr <- acc.run() }()
+	var served []func() error
+	if tlsLn != nil {
+		acc := &acceptor{h: s.hub, ln: tlsLn, rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer,
+			hand: s.tlsHand(s.certs.tlsConfig())}
+		served = append(served, acc.run)
+	}
+	if wsLn != nil {
+		w := newWSServer(s)
+		served = append(served, func() error { return w.serve(wsLn) })
+	}
+	errs := make(chan error, len(served))
+	for _, serve := range served {
+		go func() { errs <- serve() }()
+	}
 	return func() {
-		_ = ln.Close()
-		if err := <-accErr; err != nil {
-			s.cfg.Logger.Error("TLS listener failed", "err", err.Error())
+		for _, l := range []net.Listener{tlsLn, wsLn} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+		for range served {
+			if err := <-errs; err != nil {
+				s.cfg.Logger.Error("listener failed", "err", err.Error())
+			}
 		}
 		for _, l := range s.streamLoops {
 			l.stop()
@@ -399,6 +439,14 @@ func (s *Server) TLSAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tlsAddr
+}
+
+// WSAddr returns the WebSocket listener's address, or nil without one or
+// before Ready.
+func (s *Server) WSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wsAddr
 }
 
 // Done is closed when Serve has returned.
@@ -426,7 +474,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.stopping = true
-	eng, ln, tlsLn := s.eng, s.ln, s.tlsLn
+	eng, ln, tlsLn, wsLn := s.eng, s.ln, s.tlsLn, s.wsLn
 	s.mu.Unlock()
 	// The listener stays open while the sessions drain, so that a
 	// connection already waiting in its backlog gets bye shutdown from
@@ -436,8 +484,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	_ = ln.Close()
-	if tlsLn != nil {
-		_ = tlsLn.Close()
+	for _, l := range []net.Listener{tlsLn, wsLn} {
+		if l != nil {
+			_ = l.Close()
+		}
 	}
 	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
 	// for Serve to return is faster.

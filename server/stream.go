@@ -105,6 +105,7 @@ type streamConn struct {
 	loop  *streamLoop
 	hub   *hub.Hub
 	shake time.Duration // handshake deadline: the login timeout
+	ws    *wsWire       // WebSocket framing (ws.go); nil: the bytes are the protocol's frames
 
 	// Loop goroutine only.
 	s      *hub.Session
@@ -145,8 +146,8 @@ const closeFlush = 2 * time.Second
 
 // startStream opens a session for nc on loop and starts its goroutines.
 // nc was counted by hub.Reserve.
-func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config) {
-	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, consumed: make(chan struct{}, 1)}
+func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config, ws *wsWire) {
+	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, ws: ws, consumed: make(chan struct{}, 1)}
 	err := loop.Execute(func() {
 		s, refusal := h.Open(loop, c, remote)
 		if s == nil {
@@ -170,6 +171,10 @@ func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *
 func (c *streamConn) shakeHands() {
 	if err := c.handshake(); err != nil {
 		c.end(err)
+		return
+	}
+	if c.ws != nil {
+		go c.readWS()
 		return
 	}
 	go c.readLoop()
@@ -285,6 +290,10 @@ func (c *streamConn) Writev(frames [][]byte) {
 		c.out = (*writeBufs.Get().(*[]byte))[:0]
 	}
 	for _, f := range frames {
+		if c.ws != nil {
+			c.out = c.ws.appendFrame(c.out, f)
+			continue
+		}
 		c.out = append(c.out, f...)
 	}
 	c.startWriterLocked()
@@ -300,12 +309,18 @@ func (c *streamConn) Buffered() int {
 // Flush has nothing to do: the writer writes as soon as bytes are queued.
 func (c *streamConn) Flush() {}
 
+// ClosesAfterSending marks that Close sends what is queued first.
+func (c *streamConn) ClosesAfterSending() {}
+
 // Close writes what is queued, within closeFlush, then closes; the reader
 // then reports the close on the loop. Safe from any goroutine.
 func (c *streamConn) Close() {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlush))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.closing && c.ws != nil {
+		c.out = c.ws.appendClose(c.out) // the close frame, with the bye's reason
+	}
 	c.closing = true
 	c.startWriterLocked()
 }

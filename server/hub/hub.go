@@ -383,3 +383,17 @@ func init() {
 		byeFrames[r] = codec.MustEncode(&codec.Bye{Reason: r})
 	}
 }
+
+// TransportError ends s for a violation the transport found below the
+// protocol's frames (a WebSocket frame that is binary, unmasked or too
+// large): s gets err as an error frame, then bye protocol_error, as for a
+// framing error. Loop goroutine of s.
+func (h *Hub) TransportError(s *Session, err error) {
+	if s.closing || s.closed {
+		return
+	}
+	l := s.loop
+	l.enter()
+	defer l.leave()
+	h.protocolError(s, err)
+}

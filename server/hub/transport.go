@@ -28,3 +28,17 @@ type Loop interface {
 	// Execute runs fn later on the loop's goroutine. Safe from any goroutine.
 	Execute(fn func()) error
 }
+
+// AfterSending is a Conn whose Close sends everything written before it,
+// within a bound of its own, and then closes: the hub need not wait for
+// the socket to take a bye first. The stream transport's connections are
+// one; gnet's are not (its Close drops what the socket has not taken).
+type AfterSending interface {
+	Conn
+	ClosesAfterSending()
+}
+
+func closesAfterSending(c Conn) bool {
+	_, ok := c.(AfterSending)
+	return ok
+}
