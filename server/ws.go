@@ -48,16 +48,22 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 
 var byePrefix = []byte(`{"type":"bye","reason":"`)
 
-// appendFrame appends protocol frame f (length-prefixed) as a text frame,
-// and notes a bye's reason for the close frame. Connection's mu held.
+// appendFrame appends the protocol frames in f (length-prefixed; the hub
+// may hand several in one slice) as text frames, one each, and notes a
+// bye's reason for the close frame. Connection's mu held.
 func (w *wsWire) appendFrame(dst, f []byte) []byte {
-	body := f[codec.HeaderSize:]
-	if rest, ok := bytes.CutPrefix(body, byePrefix); ok {
-		if i := bytes.IndexByte(rest, '"'); i >= 0 && w.reason == "" {
-			w.reason = string(rest[:i])
+	for len(f) >= codec.HeaderSize {
+		n := int(binary.BigEndian.Uint32(f))
+		body := f[codec.HeaderSize : codec.HeaderSize+n]
+		f = f[codec.HeaderSize+n:]
+		if rest, ok := bytes.CutPrefix(body, byePrefix); ok {
+			if i := bytes.IndexByte(rest, '"'); i >= 0 && w.reason == "" {
+				w.reason = string(rest[:i])
+			}
 		}
+		dst = append(appendHeader(dst, ws.OpText, len(body)), body...)
 	}
-	return append(appendHeader(dst, ws.OpText, len(body)), body...)
+	return dst
 }
 
 // appendHeader appends an unmasked, final frame header.

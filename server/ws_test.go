@@ -281,3 +281,36 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestWSResumeAfterDrop: a WebSocket member that drops logs in again with
+// its resume token, resumes the lobby and rejoins a room from its last
+// seq, and gets what was said meanwhile. The answers of the resume come
+// in one burst, which the hub may hand the transport as one slice of
+// several frames: each must still be a WebSocket message of its own.
+func TestWSResumeAfterDrop(t *testing.T) {
+	srv := startWSServer(t, nil)
+	obs := loggedIn(t, srv, "obs")
+	obs.joinRoom("golang")
+	a := dialWS(t, srv, nil)
+	w := a.login("ming")
+	a.send(&codec.Join{Room: "golang", Ref: "j"})
+	ack := a.untilAck("j")
+	a.send(&codec.Say{Room: "golang", Body: "before", Ref: "s"})
+	seen := a.untilAck("s").Seq
+	a.conn.Close()
+	eventually(t, "the drop", func() bool { return srv.Stats().Online == 1 })
+	obs.send(&codec.Say{Room: "golang", Body: "while away", Ref: "s"})
+	missed := obs.untilAck("s").Seq
+	b := dialWS(t, srv, nil)
+	b.send(&codec.Login{Nick: "ming", Resume: w.Resume, Since: &w.Seq, Epoch: w.Epoch, Ref: "login"})
+	b.expect(codec.TypeWelcome)
+	b.send(&codec.Who{Room: "lobby", Ref: "w"})
+	b.send(&codec.Join{Room: "golang", Since: &seen, Epoch: ack.Epoch, Ref: "j2"})
+	b.untilAck("j2")
+	if m := b.until("the missed message", func(e codec.Event) bool { return e.Type == codec.TypeMsg }); m.Seq != missed || m.Body != "while away" {
+		t.Fatalf("replayed %+v, want seq %d", m, missed)
+	}
+	if r := b.until("recovered", func(e codec.Event) bool { return e.Type == codec.TypeRecover && e.Room == "golang" }); !r.Recovered {
+		t.Fatalf("recovered %+v", r)
+	}
+}

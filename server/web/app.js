@@ -15,7 +15,7 @@
     current: { kind: "room", name: LOBBY },
     refs: new Map(), nextRef: 1,
     everWelcomed: false, quitting: false, attempt: 0, holdUntil: 0, timer: 0,
-    dmEpoch: "", dmSeq: 0,
+    dmEpoch: "", dmSeq: 0, trace: [],
   };
 
   function view(kind, name) {
@@ -45,6 +45,7 @@
     ws.onmessage = (e) => {
       let ev;
       try { ev = JSON.parse(e.data); } catch { return; }
+      trace("in", ev);
       handle(ev);
     };
     ws.onclose = () => {
@@ -81,8 +82,16 @@
 
   function send(obj) {
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+    trace("out", obj);
     state.ws.send(JSON.stringify(obj));
     return true;
+  }
+
+  // trace keeps the last frames each way (types and seqs, no bodies), for
+  // parleyDebug.
+  function trace(dir, f) {
+    state.trace.push(dir + " " + f.type + (f.room ? " " + f.room : "") + (f.seq ? " seq " + f.seq : "") + (f.since !== undefined ? " since " + f.since : "") + (f.code ? " " + f.code : ""));
+    if (state.trace.length > 200) state.trace.shift();
   }
 
   // request sends obj with a fresh ref and resolves with its answer.
