@@ -17,6 +17,7 @@ import (
 	"parley/codec"
 	"parley/server"
 	"parley/server/servertest"
+	"parley/server/tlstest"
 )
 
 const waitFor = 10 * time.Second
@@ -96,6 +97,32 @@ func TestRunParley(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResults(t, rs, 2)
+}
+
+// TestRunParleyStreams runs the receivers on WebSocket and, in a second run,
+// on TLS, against one running server.
+func TestRunParleyStreams(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	cert, key := ca.Issue(t, t.TempDir(), 1)
+	pemBytes, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With a certificate the WebSocket listener serves wss: one server each.
+	ws := servertest.Start(t, server.Config{RateLimit: -1, ConnRatePerIP: -1, WSAddr: "127.0.0.1:0"})
+	tls := servertest.Start(t, server.Config{RateLimit: -1, ConnRatePerIP: -1, TLSAddr: "127.0.0.1:0", TLSCert: cert, TLSKey: key})
+	for _, c := range []struct {
+		target     Target
+		addr, recv string
+	}{{TargetParleyWS, ws.Addr().String(), ws.WSAddr().String()}, {TargetParleyTLS, tls.Addr().String(), tls.TLSAddr().String()}} {
+		cfg := shortConfig(c.target)
+		cfg.Addr, cfg.StreamAddr, cfg.StreamCertPEM = c.addr, c.recv, string(pemBytes)
+		rs, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", c.target, err)
+		}
+		checkResults(t, rs, 2)
+	}
 }
 
 func TestRunFloor(t *testing.T) {

@@ -7,6 +7,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"parley/codec"
@@ -23,7 +24,12 @@ const (
 	// TargetParleyTLS is Parley with its receivers on the TLS listener
 	// (the senders say on the plain one).
 	TargetParleyTLS Target = "parley-tls"
+	// TargetParleyWS is Parley with its receivers on WebSocket (the
+	// senders say on the plain listener).
+	TargetParleyWS Target = "parley-ws"
 )
+
+var knownTargets = []Target{TargetParley, TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetNATS, TargetFloor}
 
 // AllTargets is the order `--target all` runs them in.
 var AllTargets = []Target{TargetParley, TargetNATS, TargetFloor}
@@ -34,6 +40,11 @@ type Config struct {
 	// Addr is a running Parley server (host:port) to use instead of
 	// starting one; several comma-separated nodes spread the connections.
 	Addr string
+	// StreamAddr, with Addr, is the running Parley server's WebSocket
+	// address (parley-ws) or TLS address (parley-tls, with StreamCertPEM
+	// the certificate to trust) for the receivers.
+	StreamAddr    string
+	StreamCertPEM string
 	// NATSURL and FloorAddr are running servers to use instead of starting
 	// them.
 	NATSURL   string
@@ -110,7 +121,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: --size must be at most %d bytes", codec.DefaultMaxBody)
 	}
 	for _, t := range c.Targets {
-		if t != TargetParley && t != TargetNATS && t != TargetFloor && t != TargetParleyTLS {
+		if !slices.Contains(knownTargets, t) {
 			return fmt.Errorf("bench: unknown target %q", t)
 		}
 	}

@@ -31,8 +31,8 @@ func openLocalGroup(cfg GroupConfig) (receivers, error) {
 	switch cfg.Target {
 	case TargetNATS:
 		g = newNATSGroup(cfg)
-	case TargetParleyTLS:
-		tg, err := newTLSGroup(cfg)
+	case TargetParleyTLS, TargetParleyWS, TargetCentrifugo:
+		tg, err := newStreamGroup(cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,9 @@ var targetColours = map[Target]color.Color{
 	TargetFloor:  color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
 	// TargetParleyTLS is Parley's blue, lighter.
 	TargetParleyTLS: color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
+	// TargetParleyWS is Parley's blue, darker.
+	TargetParleyWS:   color.RGBA{R: 0x0b, G: 0x3d, B: 0x6b, A: 0xff},
+	TargetCentrifugo: color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 }
 
 // WritePlots draws, for each rate, the latency by percentile of every

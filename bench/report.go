@@ -75,8 +75,8 @@ func writeRatios(w io.Writer, rs []Result) {
 		others := []Target{TargetNATS, TargetFloor}
 		switch r.Target {
 		case TargetParley:
-		case TargetParleyTLS:
-			others = []Target{TargetParley} // what TLS costs
+		case TargetParleyTLS, TargetParleyWS:
+			others = []Target{TargetParley, TargetCentrifugo} // what the transport costs, and the one it competes with
 		default:
 			continue
 		}

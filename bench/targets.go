@@ -44,8 +44,10 @@ func startTarget(cfg Config, t Target) (*running, error) {
 		return startChild(cfg.Exe, func(port int) []string {
 			return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
 		}, "", "started: parley "+strings.Join(args, " ")+" (flood control and the per-address connection rate off, so the senders and receivers are not throttled)")
-	case TargetParleyTLS:
-		return startTLSTarget(cfg)
+	case TargetParleyTLS, TargetParleyWS:
+		return startStreamTarget(cfg, t)
+	case TargetCentrifugo:
+		return startCentrifugo(cfg)
 	case TargetNATS:
 		if cfg.NATSURL != "" {
 			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil
@@ -63,37 +65,48 @@ func startTarget(cfg Config, t Target) (*running, error) {
 	}
 }
 
-// startTLSTarget starts a Parley server with a TLS listener too, on a
-// self-signed certificate the receivers trust.
-func startTLSTarget(cfg Config) (*running, error) {
-	if cfg.Addr != "" {
-		return nil, fmt.Errorf("target %s starts its own server: --addr is for parley", TargetParleyTLS)
+// startStreamTarget starts a Parley server whose receivers connect over
+// TLS (a self-signed certificate they trust) or WebSocket, and whose
+// senders use the plain listener.
+func startStreamTarget(cfg Config, t Target) (*running, error) {
+	switch {
+	case cfg.Addr != "" && cfg.StreamAddr != "":
+		return &running{addrs: []string{cfg.Addr}, recvAddrs: []string{cfg.StreamAddr}, certPEM: cfg.StreamCertPEM, stop: func() {},
+			note: "using the running server at " + cfg.Addr + ", receivers at " + cfg.StreamAddr}, nil
+	case cfg.Addr != "":
+		return nil, fmt.Errorf("target %s starts its own server: --addr is for parley", t)
 	}
-	dir, err := os.MkdirTemp("", "parley-bench-tls-")
+	dir, err := os.MkdirTemp("", "parley-bench-")
 	if err != nil {
 		return nil, err
 	}
-	certFile, keyFile, certPEM, err := selfSigned(dir)
+	port, err := freePort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	tlsPort, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	recvAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := append([]string{"serve"}, BenchServerFlags...)
 	if cfg.ServerLoops > 0 {
 		args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
 	}
-	args = append(args, "--tls-addr", tlsAddr, "--tls-cert", certFile, "--tls-key", keyFile)
+	how, certPEM := "receivers on WebSocket (/ws), senders on the plain listener", ""
+	if t == TargetParleyTLS {
+		var certFile, keyFile string
+		if certFile, keyFile, certPEM, err = selfSigned(dir); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		args = append(args, "--tls-addr", recvAddr, "--tls-cert", certFile, "--tls-key", keyFile)
+		how = "receivers on TLS 1.3 with a self-signed ECDSA P-256 certificate, senders on the plain listener"
+	} else {
+		args = append(args, "--ws-addr", recvAddr)
+	}
 	r, err := startChild(cfg.Exe, func(port int) []string {
 		return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
-	}, "", "started: parley "+strings.Join(args, " ")+" (receivers on TLS 1.3 with a self-signed ECDSA P-256 certificate, senders on the plain listener)")
+	}, "", "started: parley "+strings.Join(args, " ")+" ("+how+")")
 	if err == nil {
-		err = waitListening(tlsAddr, 15*time.Second)
+		err = waitListening(recvAddr, 15*time.Second)
 	}
 	if err != nil {
 		if r != nil {
@@ -103,7 +116,7 @@ func startTLSTarget(cfg Config) (*running, error) {
 		return nil, err
 	}
 	stop := r.stop
-	r.recvAddrs, r.certPEM = []string{tlsAddr}, certPEM
+	r.recvAddrs, r.certPEM = []string{recvAddr}, certPEM
 	r.stop = func() { stop(); os.RemoveAll(dir) }
 	return r, nil
 }

@@ -136,7 +136,9 @@ func TestBrowserChat(t *testing.T) {
 	ming.waitFor("the golang room", `document.getElementById("title").textContent.startsWith("#golang")`)
 	ming.say("中文也可以: a long line " + strings.Repeat("that wraps ", 12))
 	amy.waitFor("小明's golang message", shows("中文也可以"))
-	tcp.until("小明's golang message", func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Room == "golang" && strings.HasPrefix(e.Body, "中文") })
+	tcp.until("小明's golang message", func(e codec.Event) bool {
+		return e.Type == codec.TypeMsg && e.Room == "golang" && strings.HasPrefix(e.Body, "中文")
+	})
 
 	amy.say("/dm 小明 a secret")
 	ming.waitFor("the DM in the side list", `[...document.querySelectorAll("#dms li")].some(li => li.dataset.name === "amy" && li.querySelector(".unread").textContent === "1")`)

@@ -18,6 +18,7 @@ import (
 
 type benchFlags struct {
 	target, conns, rates string
+	transport            string
 	tls                  bool
 	cfg                  bench.Config
 }
@@ -51,7 +52,8 @@ given with --addr needs the same.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), nats, floor or all (comma-separated list)")
+	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), parley-ws (over WebSocket), centrifugo, nats, floor or all (comma-separated list)")
+	fl.StringVar(&f.transport, "transport", "", "Parley's receivers over tcp, tls or ws (comma-separated): the same as --target parley, parley-tls, parley-ws")
 	fl.BoolVar(&f.tls, "tls", false, "also run parley-tls: the same load with the receivers on Parley's TLS listener, compared with parley in the ratios")
 	fl.StringVar(&f.cfg.Addr, "addr", "", "use this running Parley server (host:port; several nodes comma-separated: each --procs worker and each sender takes the next in turn)")
 	fl.StringVar(&f.cfg.NATSURL, "nats-url", "", "use this running NATS server")
@@ -78,8 +80,8 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	if cfg.Targets, err = parseTargets(f.target); err != nil {
 		return exitError{code: 2, msg: err.Error()}
 	}
-	if f.tls && !slices.Contains(cfg.Targets, bench.TargetParleyTLS) {
-		cfg.Targets = append(cfg.Targets, bench.TargetParleyTLS)
+	if cfg.Targets, err = withTransports(cfg.Targets, f.target, f.transport, f.tls); err != nil {
+		return exitError{code: 2, msg: err.Error()}
 	}
 	if cfg.Conns, err = parseList(f.conns, strconv.Atoi); err != nil {
 		return exitError{code: 2, msg: "invalid --conns: " + err.Error()}
@@ -116,13 +118,42 @@ func parseTargets(s string) ([]bench.Target, error) {
 	var out []bench.Target
 	for _, t := range strings.Split(s, ",") {
 		switch bench.Target(t) {
-		case bench.TargetParley, bench.TargetParleyTLS, bench.TargetNATS, bench.TargetFloor:
+		case bench.TargetParley, bench.TargetParleyTLS, bench.TargetParleyWS, bench.TargetCentrifugo, bench.TargetNATS, bench.TargetFloor:
 			out = append(out, bench.Target(t))
 		default:
-			return nil, fmt.Errorf("invalid --target %q: use parley, parley-tls, nats, floor or all", t)
+			return nil, fmt.Errorf("invalid --target %q: use parley, parley-tls, parley-ws, centrifugo, nats, floor or all", t)
 		}
 	}
 	return out, nil
+}
+
+// withTransports applies --transport and --tls: each names a Parley
+// target by how its receivers connect; --transport alone replaces the
+// default target.
+func withTransports(targets []bench.Target, target, transport string, tls bool) ([]bench.Target, error) {
+	byName := map[string]bench.Target{"tcp": bench.TargetParley, "tls": bench.TargetParleyTLS, "ws": bench.TargetParleyWS}
+	var add []bench.Target
+	if transport != "" {
+		for _, name := range strings.Split(transport, ",") {
+			t, ok := byName[strings.TrimSpace(name)]
+			if !ok {
+				return nil, fmt.Errorf("invalid --transport %q: use tcp, tls or ws", name)
+			}
+			add = append(add, t)
+		}
+		if target == "parley" {
+			targets = nil // the default target gives way to the transports asked for
+		}
+	}
+	if tls {
+		add = append(add, bench.TargetParleyTLS)
+	}
+	for _, t := range add {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	return targets, nil
 }
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {

@@ -12,12 +12,13 @@ import (
 	"parley/codec"
 )
 
-// tlsGroup holds receivers of Parley's TLS listener, one goroutine each
-// reading through an 8 KiB buffer: gnet's client has no TLS.
-type tlsGroup struct {
+// streamGroup holds receivers of Parley's TLS listener or WebSocket
+// endpoint, one goroutine each reading through a small buffer: gnet's
+// client speaks neither.
+type streamGroup struct {
 	cfg    GroupConfig
 	sink   *sink
-	tls    *tls.Config
+	tls    *tls.Config // TargetParleyTLS
 	ready  atomic.Int64
 	readyc chan struct{}
 	failed chan error
@@ -27,17 +28,20 @@ type tlsGroup struct {
 	wg    sync.WaitGroup
 }
 
-func newTLSGroup(cfg GroupConfig) (*tlsGroup, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(cfg.CertPEM)) {
-		return nil, fmt.Errorf("tls receivers: no certificate to trust")
+func newStreamGroup(cfg GroupConfig) (*streamGroup, error) {
+	g := &streamGroup{cfg: cfg, sink: newSink(cfg.Conns, 8), readyc: make(chan struct{}), failed: make(chan error, 1)}
+	if cfg.Target == TargetParleyTLS {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CertPEM)) {
+			return nil, fmt.Errorf("tls receivers: no certificate to trust")
+		}
+		g.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	}
-	return &tlsGroup{cfg: cfg, sink: newSink(cfg.Conns, 8), readyc: make(chan struct{}), failed: make(chan error, 1),
-		tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(64)}}, nil
+	return g, nil
 }
 
 // open dials every receiver, 8 at a time, and waits for their logins.
-func (g *tlsGroup) open() error {
+func (g *streamGroup) open() error {
 	next := atomic.Int64{}
 	errc := make(chan error, 1)
 	var dialers sync.WaitGroup
@@ -69,31 +73,50 @@ func (g *tlsGroup) open() error {
 	}
 }
 
-func (g *tlsGroup) dial(i int) error {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", g.cfg.Addr, g.tls)
+func (g *streamGroup) dial(i int) error {
+	w, err := g.dialWire()
 	if err != nil {
 		return err
 	}
-	if _, err := c.Write(loginFrames(fmt.Sprintf("r%d-%d", g.cfg.Worker, i), g.cfg.Room)); err != nil {
-		c.Close()
-		return err
+	if g.cfg.Target != TargetCentrifugo {
+		if err := w.send(loginFrames(fmt.Sprintf("r%d-%d", g.cfg.Worker, i), g.cfg.Room)); err != nil {
+			w.conn.Close()
+			return err
+		}
 	}
 	g.mu.Lock()
-	g.conns = append(g.conns, c)
+	g.conns = append(g.conns, w.conn)
 	g.mu.Unlock()
 	g.wg.Add(1)
-	go g.read(c, i)
+	if g.cfg.Target == TargetCentrifugo {
+		go g.readCentrifugo(w, i)
+		return nil
+	}
+	go g.read(w, i)
 	return nil
 }
 
+func (g *streamGroup) dialWire() (*wire, error) {
+	if g.cfg.Target == TargetCentrifugo {
+		return dialCentrifugo(g.cfg.Addr, g.cfg.Room)
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if g.tls != nil {
+		c, err := tls.DialWithDialer(d, "tcp", g.cfg.Addr, g.tls)
+		if err != nil {
+			return nil, err
+		}
+		return &wire{conn: c, r: codec.NewReader(c, 0)}, nil
+	}
+	return dialWS(d, g.cfg.Addr)
+}
+
 // read records every delivery until the connection ends.
-func (g *tlsGroup) read(c net.Conn, shard int) {
+func (g *streamGroup) read(c *wire, shard int) {
 	defer g.wg.Done()
-	r := codec.NewReader(c, 0)
 	loggedIn := false
 	for {
-		body, err := r.Next()
+		body, err := c.next()
 		if err != nil {
 			return
 		}
@@ -108,7 +131,7 @@ func (g *tlsGroup) read(c net.Conn, shard int) {
 		}
 		switch ev.Type {
 		case codec.TypePing:
-			_, _ = c.Write(pongFrame)
+			_ = c.send(pongFrame)
 		case codec.TypeWelcome, codec.TypeAck:
 			if !loggedIn && (ev.Type == codec.TypeAck || g.cfg.Room == codec.Lobby) {
 				loggedIn = true
@@ -127,11 +150,11 @@ func (g *tlsGroup) read(c net.Conn, shard int) {
 	}
 }
 
-func (g *tlsGroup) setWindow(from, to time.Time) { g.sink.setWindow(from, to) }
-func (g *tlsGroup) completed() <-chan uint64     { return g.sink.completed }
-func (g *tlsGroup) collect() GroupReport         { return g.sink.collect() }
+func (g *streamGroup) setWindow(from, to time.Time) { g.sink.setWindow(from, to) }
+func (g *streamGroup) completed() <-chan uint64     { return g.sink.completed }
+func (g *streamGroup) collect() GroupReport         { return g.sink.collect() }
 
-func (g *tlsGroup) close() {
+func (g *streamGroup) close() {
 	g.mu.Lock()
 	conns := g.conns
 	g.conns = nil

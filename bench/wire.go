@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"parley/codec"
+)
+
+// wire is a stream receiver's connection: protocol frames over TLS, or
+// WebSocket messages (one object each, without the length).
+type wire struct {
+	conn net.Conn
+	r    *codec.Reader // TLS: length-prefixed frames
+	br   *bufio.Reader // WebSocket
+	buf  []byte
+}
+
+// dialWS upgrades a connection to addr's /ws.
+func dialWS(d *net.Dialer, addr string) (*wire, error) {
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	u, _ := url.Parse("ws://" + addr + "/ws")
+	br, _, err := ws.Dialer{}.Upgrade(conn, u)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	if br == nil {
+		br = bufio.NewReaderSize(conn, 8<<10)
+	}
+	return &wire{conn: conn, br: br}, nil
+}
+
+// next returns the next protocol object, valid until the next call.
+func (w *wire) next() ([]byte, error) {
+	if w.r != nil {
+		return w.r.Next()
+	}
+	for {
+		h, err := ws.ReadHeader(w.br)
+		if err != nil {
+			return nil, err
+		}
+		if cap(w.buf) < int(h.Length) {
+			w.buf = make([]byte, h.Length)
+		}
+		w.buf = w.buf[:h.Length]
+		if _, err := io.ReadFull(w.br, w.buf); err != nil {
+			return nil, err
+		}
+		switch h.OpCode {
+		case ws.OpText:
+			return w.buf, nil
+		case ws.OpClose:
+			return nil, io.EOF
+		}
+	}
+}
+
+// send writes length-prefixed frames: as they are over TLS, as one
+// masked text message each over WebSocket.
+func (w *wire) send(frames []byte) error {
+	if w.r != nil {
+		_, err := w.conn.Write(frames)
+		return err
+	}
+	var out []byte
+	for len(frames) >= codec.HeaderSize {
+		n := int(binary.BigEndian.Uint32(frames))
+		out = appendMasked(out, frames[codec.HeaderSize:codec.HeaderSize+n])
+		frames = frames[codec.HeaderSize+n:]
+	}
+	_, err := w.conn.Write(out)
+	return err
+}
+
+// appendMasked appends a client's text frame.
+func appendMasked(dst, payload []byte) []byte {
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Masked: true, Mask: ws.NewMask(), Length: int64(len(payload))}
+	var hdr strings.Builder
+	_ = ws.WriteHeader(&hdr, h)
+	dst = append(dst, hdr.String()...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	ws.Cipher(dst[start:], h.Mask, 0)
+	return dst
+}
