@@ -169,6 +169,14 @@ func TestBrowserChat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// On a phone-sized screen the side list folds behind the menu button
+	// and the input stays in reach.
+	amy.run(chromedp.EmulateViewport(390, 760))
+	amy.waitFor("the phone layout", `getComputedStyle(document.getElementById("side")).display === "none" && getComputedStyle(document.getElementById("menu")).display !== "none" && document.getElementById("input").getBoundingClientRect().bottom <= innerHeight`)
+	amy.run(chromedp.Click(chromedp.CSS("#menu")))
+	amy.waitFor("the side list opened", `getComputedStyle(document.getElementById("side")).display !== "none"`)
+	amy.run(chromedp.Click(chromedp.CSS(`#rooms li[data-name="lobby"]`)))
+	amy.waitFor("the lobby on the phone", shows("hello from the browser"))
 	path := os.Getenv("PARLEY_SCREENSHOT")
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "web-chat.png")
