@@ -84,8 +84,14 @@ func init() {
 		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions,
 	} {
 		sentinels[e.Code] = e
+		codeOrder = append(codeOrder, e.Code)
 	}
 }
+
+// Codes returns every error code of the contract, in a fixed order.
+func Codes() []Code { return append([]Code(nil), codeOrder...) }
+
+var codeOrder []Code
 
 // Sentinel returns the sentinel error for code, or nil for a code this
 // version does not know.

@@ -200,6 +200,15 @@ type Config struct {
 	// origin only. A request without Origin (not a browser) is let in.
 	WSOrigins []string
 
+	// AdminAddr, when set, serves /metrics (Prometheus), /healthz,
+	// /readyz and /debug/pprof/ for operators: give it a loopback or
+	// private address. Off by default.
+	AdminAddr string
+	// DrainDelay is how long a shutdown keeps serving with /readyz at 503
+	// before it sends the sessions bye shutdown, so that a load balancer
+	// polling /readyz stops sending new users first. Default 0.
+	DrainDelay time.Duration
+
 	// ProxyProtocol makes the plain listener read a PROXY protocol header
 	// (v1 or v2) from the networks in ProxyTrusted ("10.0.0.0/8" or
 	// "10.0.0.1"), which must send one: the per-address limits then count

@@ -55,6 +55,7 @@ func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s == nil {
 		return refusal, gnet.Close
 	}
+	e.srv.transports.opened(transportTCP)
 	c.SetContext(s)
 	return nil, gnet.None
 }
@@ -74,6 +75,7 @@ func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
 func (e *gnetHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if s, _ := c.Context().(*hub.Session); s != nil {
 		e.hub.Closed(s, err)
+		e.srv.transports.closed(transportTCP)
 	}
 	return gnet.None
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -53,17 +54,21 @@ type Server struct {
 	certs       *certStore    // TLSCert and TLSKey; nil without TLSAddr
 	proxy       *proxyPolicy  // nil without ProxyProtocol
 	streamLoops []*streamLoop // the TLS transport's loops
+	transports  transportCounts
+	leaving     atomic.Bool // Shutdown began: /readyz says 503
 
-	mu       sync.Mutex
-	eng      gnet.Engine
-	ln       net.Listener
-	tlsLn    net.Listener
-	wsLn     net.Listener
-	addr     net.Addr
-	tlsAddr  net.Addr
-	wsAddr   net.Addr
-	serving  bool
-	stopping bool // Shutdown was called: the engine stopping is expected
+	mu        sync.Mutex
+	eng       gnet.Engine
+	ln        net.Listener
+	tlsLn     net.Listener
+	wsLn      net.Listener
+	adminLn   net.Listener
+	addr      net.Addr
+	tlsAddr   net.Addr
+	wsAddr    net.Addr
+	adminAddr net.Addr
+	serving   bool
+	stopping  bool // Shutdown was called: the engine stopping is expected
 }
 
 // New returns a server for cfg. Fields left zero take their defaults.
@@ -249,15 +254,29 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, l := range []net.Listener{tlsLn, wsLn} {
+	adminLn, err := listenIf(s.cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	for _, l := range []net.Listener{tlsLn, wsLn, adminLn} {
 		if l != nil {
 			defer l.Close()
 		}
 	}
 	s.mu.Lock()
-	s.ln, s.addr, s.tlsLn, s.wsLn = ln, ln.Addr(), tlsLn, wsLn
-	s.tlsAddr, s.wsAddr = addrOf(tlsLn), addrOf(wsLn)
+	s.ln, s.addr, s.tlsLn, s.wsLn, s.adminLn = ln, ln.Addr(), tlsLn, wsLn, adminLn
+	s.tlsAddr, s.wsAddr, s.adminAddr = addrOf(tlsLn), addrOf(wsLn), addrOf(adminLn)
 	s.mu.Unlock()
+	if adminLn != nil {
+		// Up until Serve returns: /readyz answers 503 through the drain.
+		admin := newAdminServer(s)
+		go func() {
+			if err := admin.serve(adminLn); err != nil {
+				s.cfg.Logger.Error("admin endpoint failed", "err", err.Error())
+			}
+		}()
+		defer admin.http.Close()
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.shutdownOn(ctx, stop)
@@ -449,6 +468,14 @@ func (s *Server) WSAddr() net.Addr {
 	return s.wsAddr
 }
 
+// AdminAddr returns the admin endpoint's address, or nil without one or
+// before Ready.
+func (s *Server) AdminAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adminAddr
+}
+
 // Done is closed when Serve has returned.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
@@ -476,6 +503,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping = true
 	eng, ln, tlsLn, wsLn := s.eng, s.ln, s.tlsLn, s.wsLn
 	s.mu.Unlock()
+	// /readyz turns 503 first; after DrainDelay the sessions get bye.
+	s.leaving.Store(true)
+	if s.cfg.DrainDelay > 0 {
+		select {
+		case <-time.After(s.cfg.DrainDelay):
+		case <-ctx.Done():
+		}
+	}
 	// The listener stays open while the sessions drain, so that a
 	// connection already waiting in its backlog gets bye shutdown from
 	// the acceptor rather than a reset when the listener closes.

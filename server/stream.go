@@ -106,6 +106,7 @@ type streamConn struct {
 	hub   *hub.Hub
 	shake time.Duration // handshake deadline: the login timeout
 	ws    *wsWire       // WebSocket framing (ws.go); nil: the bytes are the protocol's frames
+	count *transportCounts
 
 	// Loop goroutine only.
 	s      *hub.Session
@@ -146,8 +147,8 @@ const closeFlush = 2 * time.Second
 
 // startStream opens a session for nc on loop and starts its goroutines.
 // nc was counted by hub.Reserve.
-func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config, ws *wsWire) {
-	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, ws: ws, consumed: make(chan struct{}, 1)}
+func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config, ws *wsWire, count *transportCounts) {
+	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, ws: ws, count: count, consumed: make(chan struct{}, 1)}
 	err := loop.Execute(func() {
 		s, refusal := h.Open(loop, c, remote)
 		if s == nil {
@@ -157,12 +158,21 @@ func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *
 		}
 		c.s = s
 		loop.conns[c] = struct{}{}
+		count.opened(c.transport())
 		go c.shakeHands()
 	})
 	if err != nil {
 		h.Unreserve(hub.IPKey(remote))
 		_ = nc.Close()
 	}
+}
+
+// transport is the connection's transport label index.
+func (c *streamConn) transport() int {
+	if c.ws != nil {
+		return transportWS
+	}
+	return transportTLS
 }
 
 // shakeHands completes the TLS handshake and starts the reader on a
@@ -248,6 +258,7 @@ func (c *streamConn) report(err error) {
 	}
 	c.closed = true
 	delete(c.loop.conns, c)
+	c.count.closed(c.transport())
 	c.mu.Lock()
 	byServer := c.closing && c.werr == nil
 	if c.werr != nil {

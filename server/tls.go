@@ -47,7 +47,7 @@ func (s *Server) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
 			_ = c.SetWriteBuffer(s.cfg.SocketSendBuffer)
 		}
 		loop := s.streamLoops[next.Add(1)%uint64(len(s.streamLoops))]
-		startStream(s.hub, loop, tls.Server(c, cfg), remote, &s.cfg, nil)
+		startStream(s.hub, loop, tls.Server(c, cfg), remote, &s.cfg, nil, &s.transports)
 		return nil
 	}
 }

@@ -30,7 +30,7 @@ line wins over the environment.`,
 		fmt.Fprintf(cmd.ErrOrStderr(), "parley: %v\n\n%s", err, cmd.UsageString())
 		return exitError{code: 2}
 	})
-	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd())
+	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd(), newStatusCmd())
 	root.AddCommand(newBenchChildCmds()...)
 	return root
 }

@@ -110,6 +110,8 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; reread on SIGHUP")
 	f.StringVar(&cfg.WSAddr, "ws-addr", "", "HTTP listener for the web chat at / and WebSocket at /ws (HTTPS and wss with --tls-cert), e.g. :8080; empty for none")
 	f.StringSliceVar(&cfg.WSOrigins, "ws-origins", nil, "Origin values a browser's WebSocket may come from, e.g. https://chat.example.com (* for any); default: the page's own origin")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", "", "serve /metrics (Prometheus), /healthz, /readyz and /debug/pprof/ here, e.g. 127.0.0.1:9090 (keep it loopback or private); empty for off")
+	f.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, how long /readyz says 503 before the sessions get bye shutdown, so a load balancer stops sending new users first")
 	f.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "on --addr, read a PROXY protocol header (v1 or v2) from --proxy-trusted sources, so per-address limits see the client's address")
 	f.StringSliceVar(&cfg.ProxyTrusted, "proxy-trusted", nil, "networks or addresses of the load balancers that send PROXY headers, e.g. 10.0.0.0/8,192.0.2.7")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -150,6 +152,9 @@ func runServer(cfg server.Config, logger *slog.Logger) error {
 			}
 			if a := srv.WSAddr(); a != nil {
 				attrs = append(attrs, "ws_addr", a.String())
+			}
+			if a := srv.AdminAddr(); a != nil {
+				attrs = append(attrs, "admin_addr", a.String())
 			}
 			if st := srv.Stats().Cluster; st != nil {
 				attrs = append(attrs, "node", st.Node, "nats", cfg.NATS)

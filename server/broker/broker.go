@@ -16,6 +16,7 @@ import (
 	"errors"
 
 	"parley/codec"
+	"parley/server/metric"
 )
 
 // User is someone online: in the directory, or a member of a room.
@@ -185,4 +186,8 @@ type Stats struct {
 	// Fenced counts room messages the log refused because another node
 	// had claimed the room since this one did (docs/CLUSTER.md).
 	Fenced int64
+	// ForwardedSays counts says sent to their room's owner on another
+	// node and answered; ForwardedSayTime is how long they took.
+	ForwardedSays    uint64
+	ForwardedSayTime metric.Snapshot
 }

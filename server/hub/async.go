@@ -122,7 +122,7 @@ func unavailable(err error) error {
 func (s *Session) SayDone(ref string, seq uint64, err error) {
 	switch {
 	case err != nil:
-		s.send(errorFrame(unavailable(err), ref))
+		s.send(s.loop.hub.errorFrame(unavailable(err), ref))
 	case ref != "":
 		s.send(codec.MustEncode(&codec.Ack{Ref: ref, Seq: seq}))
 	}

@@ -29,6 +29,7 @@ func (h *Hub) admit(s *Session) bool {
 	if s.limiter == nil || s.limiter.Allow() {
 		return true
 	}
+	h.count.floodDrops.Add(1)
 	now := h.mono()
 	if s.floodSince == 0 || now-s.lastDrop > int64(floodEnd) {
 		s.floodSince = now

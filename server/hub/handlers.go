@@ -501,14 +501,16 @@ func (h *Hub) ack(s *Session, ref string, seq uint64) {
 
 // replyError sends err to s as an error frame.
 func (h *Hub) replyError(s *Session, err error, ref string) {
-	s.send(errorFrame(err, ref))
+	s.send(h.errorFrame(err, ref))
 }
 
-func errorFrame(err error, ref string) []byte {
+// errorFrame encodes err for the client, and counts it by its code.
+func (h *Hub) errorFrame(err error, ref string) []byte {
 	code := codec.CodeOf(err)
 	if code == "" {
 		code = codec.CodeInternal
 	}
+	h.count.errors.add(code)
 	// "code: sentinel text: detail" becomes "detail" for people.
 	msg := strings.TrimPrefix(err.Error(), string(code)+": ")
 	if s := codec.Sentinel(code); s != nil && strings.HasPrefix(msg, s.Msg+": ") {

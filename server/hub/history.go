@@ -57,6 +57,7 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 // keep appends a message to a history and trims it to HistoryLen and
 // HistoryBytes. Under the lock of the history's room or inbox.
 func (h *Hub) keep(hl *histList, seq uint64, frame []byte) {
+	h.count.historyKept.Add(1)
 	*hl = append(*hl, histEntry{seq: seq, frame: frame, at: h.mono()})
 	h.histBytes.Add(int64(cap(frame) + histOverhead))
 	for len(*hl) > h.cfg.HistoryLen || len(*hl) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
@@ -317,6 +318,11 @@ func (h *Hub) resumeLocked(s *Session, r *room, rs *resume) {
 		}
 	}
 	ok = ok && next == r.seq+1 // nothing missing up to the last
+	if ok {
+		h.count.resumes[1].Add(1)
+	} else {
+		h.count.resumes[0].Add(1)
+	}
 	if ok {
 		for _, f := range replay {
 			s.send(f)

@@ -8,6 +8,7 @@ package hub
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -60,6 +61,7 @@ type Hub struct {
 	inboxCount atomic.Int64
 
 	loginFails loginFailures
+	count      hubCounters // read by Metrics
 
 	presenceMu  sync.Mutex
 	presenceDue []*room
@@ -82,6 +84,7 @@ func New(cfg Config, b broker.Broker) *Hub {
 		warn:     newRateLog(cfg.Logger),
 		holds:    newNickHolds(),
 		inboxes:  newInboxes(),
+		count:    hubCounters{errors: newErrorCounts()},
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		h.loops = append(h.loops, &loop{hub: h, index: i})
@@ -218,6 +221,7 @@ func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
 // bye to send it. Safe from any goroutine.
 func (h *Hub) Refuse(remote, limit string) []byte {
 	h.refused.Add(1)
+	h.count.refused.add(limit)
 	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", codec.ReasonServerFull, "limit", limit)
 	return byeFrames[codec.ReasonServerFull]
 }
@@ -396,4 +400,24 @@ func (h *Hub) TransportError(s *Session, err error) {
 	l.enter()
 	defer l.leave()
 	h.protocolError(s, err)
+}
+
+// Probe has every event loop run a task and reports an error naming the
+// first that did not within timeout: a loop stuck in a callback. Safe
+// from any goroutine.
+func (h *Hub) Probe(timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for _, l := range h.boundLoops() {
+		done := make(chan struct{})
+		if err := l.exec.Execute(func() { close(done) }); err != nil {
+			return fmt.Errorf("event loop %d: %w", l.index, err)
+		}
+		select {
+		case <-done:
+		case <-deadline.C:
+			return fmt.Errorf("event loop %d did not answer within %s", l.index, timeout)
+		}
+	}
+	return nil
 }

@@ -91,6 +91,7 @@ func (h *Hub) sendDM(key, from, to, body string, ts int64, except *Session) (uin
 		seq = ib.seq
 	}
 	frame := dmFrame(from, nick, body, ts, seq)
+	h.count.directMessages.Add(1)
 	if ib != nil {
 		h.keep(&ib.hist, seq, frame)
 	}

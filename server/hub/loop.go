@@ -31,6 +31,7 @@ type item struct {
 	to     *Session // itemOne, itemBye, itemAdd, itemRemove
 	except *Session // itemRoom: the sender
 	seq    uint64   // itemRoom: the message's seq, 0 for a notice
+	at     int64    // itemRoom: when the message was handed to the loops (Hub.mono)
 }
 
 // loop is the hub's state for one event loop: its sessions, its share of
@@ -52,6 +53,9 @@ type loop struct {
 	iov      [][]byte
 	batch    []byte // scratch: a blocked client's frames as one slice
 	depth    int    // nesting of enter/leave: a write may close a connection inside a drain
+
+	count               loopCounters // read by Hub.Metrics
+	framesOut, bytesOut uint64       // written since the last flush, for count
 }
 
 // push queues it for the loop. Safe from any goroutine; callers may hold a
@@ -142,10 +146,15 @@ func (l *loop) drain() {
 func (l *loop) apply(it *item) {
 	switch it.kind {
 	case itemRoom:
+		queued := 0
 		for _, s := range it.room.local[l.index] {
-			if s != it.except {
-				l.queueRoom(s, it)
+			if s != it.except && l.queueRoom(s, it) {
+				queued++
 			}
+		}
+		if it.seq > 0 {
+			l.count.deliveries.Add(uint64(queued))
+			l.count.broadcast.Observe(l.hub.mono() - it.at)
 		}
 	case itemOne:
 		it.to.queue(it.frame)
@@ -188,6 +197,12 @@ func (l *loop) flush() {
 		}
 	}
 	l.dirty = l.dirty[:0]
+	// The counters are published once a flush, not once a write.
+	if l.framesOut > 0 {
+		l.count.framesOut.Add(l.framesOut)
+		l.count.bytesOut.Add(l.bytesOut)
+		l.framesOut, l.bytesOut = 0, 0
+	}
 }
 
 func (l *loop) writePending(s *Session) {
@@ -259,6 +274,8 @@ func chunkLen(frames [][]byte) int {
 func (l *loop) writev(s *Session) {
 	before := s.conn.Buffered()
 	total := pendingBytes(l.iov)
+	l.framesOut += uint64(len(l.iov))
+	l.bytesOut += uint64(total)
 	s.conn.Writev(l.iov)
 	if s.closed {
 		return

@@ -69,9 +69,13 @@ func (r *room) publishLocked(h *Hub, frame []byte, except *Session) {
 // that has fallen behind may have it dropped, and be told with a gap
 // (skip.go).
 func (r *room) publishSeqLocked(h *Hub, frame []byte, except *Session, seq uint64) {
+	var at int64
+	if seq > 0 {
+		at = h.mono()
+	}
 	for i, n := range r.perLoop {
 		if n > 0 {
-			h.loops[i].push(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq})
+			h.loops[i].push(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq, at: at})
 		}
 	}
 }
@@ -345,6 +349,7 @@ func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 
 	r.issued = max(r.issued, r.seq) + 1
 	seq := r.issued
 	frame := codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, Seq: seq, ID: m.ID})
+	h.count.roomMessages.Add(1)
 	if h.broker.Append(m, seq, frame) {
 		r.seq = seq
 		r.publishSeqLocked(h, frame, except, seq)

@@ -16,12 +16,13 @@ type skip struct{ first, last uint64 }
 
 // queueRoom queues a room item's frame for member s, or drops it if s is
 // behind and it is a message with a seq.
-func (l *loop) queueRoom(s *Session, it *item) {
+func (l *loop) queueRoom(s *Session, it *item) bool {
 	// What this drain queued counts too: the flush may leave all of it
 	// with the transport at once.
 	if budget := l.hub.cfg.RoomBudget; it.seq > 0 && budget > 0 && s.out.mem+s.pendingBytes > budget {
 		s.skipRoom(it.room, it.seq)
-		return
+		l.hub.count.skipped.Add(1)
+		return false
 	}
 	if s.skipped != nil {
 		if gap := s.owed(it.room); gap != nil {
@@ -30,6 +31,7 @@ func (l *loop) queueRoom(s *Session, it *item) {
 		}
 	}
 	s.queue(it.frame)
+	return true
 }
 
 func (s *Session) skipRoom(r *room, seq uint64) {

@@ -34,6 +34,8 @@ func (h *Hub) Traffic(s *Session, in Inbound) {
 			return
 		}
 		frame, _ := in.Peek(codec.HeaderSize + size)
+		l.count.framesIn.Add(1)
+		l.count.bytesIn.Add(uint64(codec.HeaderSize + size))
 		h.handleFrame(s, frame[codec.HeaderSize:])
 		_, _ = in.Discard(codec.HeaderSize + size)
 	}

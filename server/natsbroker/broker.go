@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"parley/server/broker"
+	"parley/server/metric"
 )
 
 var _ broker.Broker = (*Broker)(nil)
@@ -81,6 +82,8 @@ type Broker struct {
 	writerDone  chan struct{}      // closed when the writer goroutine has returned
 	dropped     atomic.Int64       // messages dropped because out was full
 	fenced      atomic.Int64       // appends the log refused: another node had claimed the room
+	forwarded   atomic.Uint64      // says sent to the room's owner on another node and answered
+	sayTime     metric.Histogram   // how long a forwarded say took, sent to answered
 	reasserting atomic.Bool        // a reassert is waiting to run
 	link        atomic.Uint64      // nats.go's reconnections as last observed (observeLink)
 	ctx         context.Context
@@ -395,7 +398,7 @@ func (n *Broker) Stats() *broker.Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return &broker.Stats{Node: n.id, Connected: !n.since.IsZero(), Peers: len(n.livePeersLocked()), Users: len(n.dir),
-		Dropped: n.dropped.Load(), Fenced: n.fenced.Load()}
+		Dropped: n.dropped.Load(), Fenced: n.fenced.Load(), ForwardedSays: n.forwarded.Load(), ForwardedSayTime: n.sayTime.Snapshot()}
 }
 
 // Owns reports whether this node sequences room now, for tests and

@@ -234,6 +234,10 @@ func (n *Broker) settle(token string, seq uint64, err error) {
 	p, ok := n.pending[token]
 	delete(n.pending, token)
 	n.mu.Unlock()
+	if ok && p.owner != n.id {
+		n.forwarded.Add(1)
+		n.sayTime.Observe(int64(time.Since(p.sent)))
+	}
 	if ok {
 		p.r.SayDone(p.ref, seq, err)
 	}

@@ -1,0 +1,118 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"parley/codec"
+	"parley/server/metric"
+)
+
+// What the hub counts for an operator (docs/OPERATIONS.md): atomic
+// counters bumped where the work is done, once per frame, write or
+// broadcast item and never per recipient, and read by Metrics at scrape
+// time. Counting takes no lock and allocates nothing.
+
+// loopCounters are one loop's counters. Written by the loop goroutine,
+// read by any.
+type loopCounters struct {
+	framesIn, bytesIn   atomic.Uint64
+	framesOut, bytesOut atomic.Uint64
+	deliveries          atomic.Uint64    // room messages queued for members
+	broadcast           metric.Histogram // sequencing to hand-off, per room message on this loop
+}
+
+// hubCounters are the hub's own counters. Safe from any goroutine.
+type hubCounters struct {
+	roomMessages   atomic.Uint64 // sequenced here
+	directMessages atomic.Uint64 // delivered here
+	floodDrops     atomic.Uint64 // frames dropped by flood control
+	skipped        atomic.Uint64 // room messages dropped for a member behind its budget
+	historyKept    atomic.Uint64 // messages kept in a room's or an account's history
+	resumes        [2]atomic.Uint64
+	errors         errorCounts
+	refused        refusals
+}
+
+// errorCounts counts error frames sent, by code; the set of codes is
+// fixed by codec, so the map is only read after init.
+type errorCounts struct {
+	m map[codec.Code]*atomic.Uint64
+}
+
+func newErrorCounts() errorCounts {
+	e := errorCounts{m: map[codec.Code]*atomic.Uint64{}}
+	for _, c := range codec.Codes() {
+		e.m[c] = new(atomic.Uint64)
+	}
+	return e
+}
+
+func (e errorCounts) add(c codec.Code) {
+	if n := e.m[c]; n != nil {
+		n.Add(1)
+	}
+}
+
+// refusals counts refused connections by the limit they were over.
+type refusals struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+func (r *refusals) add(limit string) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[string]uint64{}
+	}
+	r.m[limit]++
+	r.mu.Unlock()
+}
+
+func (r *refusals) snapshot() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]uint64, len(r.m))
+	for k, v := range r.m {
+		out[k] = v
+	}
+	return out
+}
+
+// Metrics is what an operator's scrape reads (docs/OPERATIONS.md).
+type Metrics struct {
+	Stats
+	FramesIn, BytesIn, FramesOut, BytesOut uint64
+	Deliveries                             uint64
+	RoomMessages, DirectMessages           uint64
+	FloodDrops, Skipped                    uint64
+	HistoryKept                            uint64
+	Resumed, ResumedLost                   uint64 // resumes that recovered everything, and those that did not
+	Errors                                 map[codec.Code]uint64
+	RefusedBy                              map[string]uint64
+	Broadcast                              metric.Snapshot
+}
+
+// Metrics returns the counters now. Safe from any goroutine; it locks
+// only what Stats does.
+func (h *Hub) Metrics() Metrics {
+	m := Metrics{Stats: h.Stats(), Errors: map[codec.Code]uint64{}}
+	for _, l := range h.loops {
+		c := &l.count
+		m.FramesIn += c.framesIn.Load()
+		m.BytesIn += c.bytesIn.Load()
+		m.FramesOut += c.framesOut.Load()
+		m.BytesOut += c.bytesOut.Load()
+		m.Deliveries += c.deliveries.Load()
+		m.Broadcast.Add(c.broadcast.Snapshot())
+	}
+	n := &h.count
+	m.RoomMessages, m.DirectMessages = n.roomMessages.Load(), n.directMessages.Load()
+	m.FloodDrops, m.Skipped, m.HistoryKept = n.floodDrops.Load(), n.skipped.Load(), n.historyKept.Load()
+	m.Resumed, m.ResumedLost = n.resumes[1].Load(), n.resumes[0].Load()
+	for c, v := range n.errors.m {
+		m.Errors[c] = v.Load()
+	}
+	m.RefusedBy = n.refused.snapshot()
+	return m
+}
