@@ -98,7 +98,7 @@ func TestAdminMetrics(t *testing.T) {
 		"parley_deliveries_total":                           3, // each to ben only
 		"parley_direct_messages_total":                      1,
 		"parley_errors_total{code=unknown_type}":            1,
-		"parley_broadcast_duration_seconds":                 3, // checked apart: one observation per message and loop with members
+		"parley_broadcast_duration_seconds":                 3,             // checked apart: one observation per message and loop with members
 		"parley_frames_received_total":                      2 + 3 + 1 + 1, // 2 logins, 3 says, a dm, the bad frame
 		"parley_history_kept_messages_total":                3,
 		"parley_connections_refused_total{limit=max-conns}": 0,
