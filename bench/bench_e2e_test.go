@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,6 +124,33 @@ func TestRunParleyStreams(t *testing.T) {
 		}
 		checkResults(t, rs, 2)
 	}
+}
+
+// TestRunRedis runs the Redis target against a redis-server the bench
+// starts, and Parley's lean receivers against a running server: the
+// like-for-like pair of make bench. It skips without redis-server.
+func TestRunRedis(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("no redis-server installed (apt-get install redis-server; .ci/run installs it)")
+	}
+	cfg := shortConfig(TargetRedis)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, 2)
+	for _, r := range rs {
+		if r.CPUPerDelivery <= 0 || r.DeliveriesPerWrite <= 0 {
+			t.Errorf("rate %g: CPU per delivery %v, deliveries per write %v: the server's /proc was not read", r.Rate, r.CPUPerDelivery, r.DeliveriesPerWrite)
+		}
+	}
+	lean := shortConfig(TargetParley)
+	lean.Addr, lean.Lean = startParley(t), true
+	rs, err = Run(context.Background(), lean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rs, 2)
 }
 
 func TestRunFloor(t *testing.T) {

@@ -111,6 +111,7 @@ func (p *point) broadcast(rate float64) Result {
 		g.setWindow(from, to)
 	}
 	srv0, gen0 := p.serverStat().CPU, p.genCPU()
+	window := p.sampleWindow(from, to)
 	var measured atomic.Int64
 	var wg sync.WaitGroup
 	for i, s := range p.senders {
@@ -131,6 +132,7 @@ func (p *point) broadcast(rate float64) Result {
 	for i, g := range p.groups {
 		reports[i] = g.collect()
 	}
+	w := <-window
 	hist, total := mergeReports(reports)
 	r := Result{
 		Target: p.target, Conns: p.conns, Rate: rate, Inflight: inflight,
@@ -138,6 +140,7 @@ func (p *point) broadcast(rate float64) Result {
 		Resumed: total.Resumed, Unrecovered: total.Unrecovered,
 		Latency: Summarize(hist), Histogram: hist.Export(), hist: hist,
 		ServerCPU: (srv1 - srv0).Seconds(), GenCPU: (gen1 - gen0).Seconds(), Wall: cfg.Duration.Seconds(),
+		WindowCPU: (w[1].CPU - w[0].CPU).Seconds(), WindowWrites: w[1].Writes - w[0].Writes,
 	}
 	if err := p.sendErr.Swap(nil); err != nil {
 		r.SendError = (*err).Error()
@@ -145,7 +148,28 @@ func (p *point) broadcast(rate float64) Result {
 	r.Expected = r.Messages * int64(p.conns)
 	r.Lost = r.Expected - r.Received
 	r.PerSec = float64(r.Received) / cfg.Duration.Seconds()
+	if r.Received > 0 && r.WindowCPU > 0 {
+		r.CPUPerDelivery = r.WindowCPU / float64(r.Received) * 1e6
+	}
+	if r.WindowWrites > 0 {
+		r.DeliveriesPerWrite = float64(r.Received) / float64(r.WindowWrites)
+	}
 	return r
+}
+
+// sampleWindow reads the server's CPU time and write calls at from and at
+// to, the measured window, and sends both when it has them.
+func (p *point) sampleWindow(from, to time.Time) <-chan [2]ProcStat {
+	out := make(chan [2]ProcStat, 1)
+	go func() {
+		var w [2]ProcStat
+		for i, at := range []time.Time{from, to} {
+			time.Sleep(time.Until(at))
+			w[i] = p.serverStat()
+		}
+		out <- w
+	}()
+	return out
 }
 
 // paced sends on the fixed schedule until to; a message is sent late

@@ -29,10 +29,10 @@ const (
 	TargetParleyWS Target = "parley-ws"
 )
 
-var knownTargets = []Target{TargetParley, TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetNATS, TargetFloor}
+var knownTargets = []Target{TargetParley, TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetRedis, TargetNATS, TargetFloor}
 
 // AllTargets is the order `--target all` runs them in.
-var AllTargets = []Target{TargetParley, TargetNATS, TargetFloor}
+var AllTargets = []Target{TargetParley, TargetRedis, TargetNATS, TargetFloor}
 
 // Config describes a benchmark. Zero values mean the documented defaults.
 type Config struct {
@@ -49,6 +49,8 @@ type Config struct {
 	// them.
 	NATSURL   string
 	FloorAddr string
+	// RedisAddr is a running Redis (host:port) to use instead of starting one.
+	RedisAddr string
 
 	Conns    []int         // receiving connections, each a sweep point; default 10000
 	Senders  int           // sending connections; default 1
@@ -61,6 +63,9 @@ type Config struct {
 	Procs    int           // load generator processes holding receivers; default 1 (in this process)
 	Loops    int           // event loops per load generator process; default 2
 	Room     string        // room (NATS: subject); default lobby
+	// Lean receivers for Parley over TCP: a goroutine and a small buffer
+	// each, the same kind as Redis's, for a like-for-like comparison.
+	Lean bool
 
 	// ServerLoops is --loops for the Parley server it starts; 0 keeps
 	// the server's default.
@@ -143,4 +148,8 @@ type GroupConfig struct {
 	Loops  int    `json:"loops"`
 	// CertPEM is the TLS server's certificate, for TargetParleyTLS.
 	CertPEM string `json:"cert_pem,omitempty"`
+	// Lean puts Parley's plain TCP receivers on a goroutine and a small
+	// buffer each, as Redis's and the stream targets' are, instead of
+	// gnet's client.
+	Lean bool `json:"lean,omitempty"`
 }

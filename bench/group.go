@@ -26,12 +26,21 @@ type receivers interface {
 	open() error
 }
 
+// leanTarget is TargetParley when its receivers are to be lean, else a
+// target that matches nothing.
+func leanTarget(cfg GroupConfig) Target {
+	if cfg.Lean {
+		return TargetParley
+	}
+	return "-"
+}
+
 func openLocalGroup(cfg GroupConfig) (receivers, error) {
 	var g receivers
 	switch cfg.Target {
 	case TargetNATS:
 		g = newNATSGroup(cfg)
-	case TargetParleyTLS, TargetParleyWS, TargetCentrifugo:
+	case TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetRedis, leanTarget(cfg):
 		tg, err := newStreamGroup(cfg)
 		if err != nil {
 			return nil, err

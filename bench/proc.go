@@ -16,10 +16,11 @@ import (
 // clockTicks is the kernel's USER_HZ, the unit of CPU times in /proc.
 const clockTicks = 100
 
-// ProcStat is the RSS and CPU time of a process.
+// ProcStat is the RSS, CPU time and write calls of a process.
 type ProcStat struct {
-	RSS int64         // bytes
-	CPU time.Duration // user + system
+	RSS    int64         // bytes
+	CPU    time.Duration // user + system
+	Writes int64         // write system calls (syscw in /proc/PID/io: write, writev, sendmsg...)
 }
 
 // ReadProcStat reads /proc for pid (0 for this process).
@@ -42,19 +43,30 @@ func ReadProcStat(pid int) (ProcStat, error) {
 	ut, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	st.CPU = time.Duration(ut+stime) * time.Second / clockTicks
-	f, err := os.Open(dir + "/status")
+	if v, ok := procField(dir+"/status", "VmRSS:"); ok {
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+		st.RSS = kb << 10
+	}
+	if v, ok := procField(dir+"/io", "syscw:"); ok {
+		st.Writes, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return st, nil
+}
+
+// procField reads the value of the line of file that starts with key.
+func procField(file, key string) (string, bool) {
+	f, err := os.Open(file)
 	if err != nil {
-		return st, err
+		return "", false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			st.RSS = kb << 10
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+			return strings.TrimSpace(v), true
 		}
 	}
-	return st, nil
+	return "", false
 }
 
 // freePort returns a loopback port that was free a moment ago.

@@ -78,7 +78,7 @@ func (g *streamGroup) dial(i int) error {
 	if err != nil {
 		return err
 	}
-	if g.cfg.Target != TargetCentrifugo {
+	if g.cfg.Target != TargetCentrifugo && g.cfg.Target != TargetRedis {
 		if err := w.send(loginFrames(fmt.Sprintf("r%d-%d", g.cfg.Worker, i), g.cfg.Room)); err != nil {
 			w.conn.Close()
 			return err
@@ -88,8 +88,12 @@ func (g *streamGroup) dial(i int) error {
 	g.conns = append(g.conns, w.conn)
 	g.mu.Unlock()
 	g.wg.Add(1)
-	if g.cfg.Target == TargetCentrifugo {
+	switch g.cfg.Target {
+	case TargetCentrifugo:
 		go g.readCentrifugo(w, i)
+		return nil
+	case TargetRedis:
+		go g.readRedis(w, i)
 		return nil
 	}
 	go g.read(w, i)
@@ -97,10 +101,20 @@ func (g *streamGroup) dial(i int) error {
 }
 
 func (g *streamGroup) dialWire() (*wire, error) {
-	if g.cfg.Target == TargetCentrifugo {
+	switch g.cfg.Target {
+	case TargetCentrifugo:
 		return dialCentrifugo(g.cfg.Addr, g.cfg.Room)
+	case TargetRedis:
+		return dialRedis(g.cfg.Addr, g.cfg.Room)
 	}
 	d := &net.Dialer{Timeout: 10 * time.Second}
+	if g.cfg.Target == TargetParley { // lean receivers
+		c, err := d.Dial("tcp", g.cfg.Addr)
+		if err != nil {
+			return nil, err
+		}
+		return &wire{conn: c, r: codec.NewReader(c, 0)}, nil
+	}
 	if g.tls != nil {
 		c, err := tls.DialWithDialer(d, "tcp", g.cfg.Addr, g.tls)
 		if err != nil {

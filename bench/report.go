@@ -15,11 +15,12 @@ import (
 // ratios of Parley to the others.
 func WriteTable(w io.Writer, rs []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tconns\trate\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\texpected\treceived\tlost\tclosed\tconnect s\tsrv RSS MiB\tRSS/conn KiB\tsrv CPU s\tgen CPU s\t")
+	fmt.Fprintln(tw, "target\tconns\trate\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\texpected\treceived\tlost\tclosed\tconnect s\tsrv RSS MiB\tRSS/conn KiB\tsrv CPU s\tgen CPU s\tCPU µs/deliv\tdeliv/write\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t%s\t%s\t%.1f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t\n",
 			r.Target, r.Conns, rateCell(r), r.PerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max,
-			r.Expected, r.Received, r.Lost, r.Closed, r.ConnectSecs, mib(r.RSSEnd), kibPerConn(r), r.ServerCPU, r.GenCPU)
+			r.Expected, r.Received, r.Lost, r.Closed, r.ConnectSecs, mib(r.RSSEnd), kibPerConn(r), r.ServerCPU, r.GenCPU,
+			orDash(r.CPUPerDelivery, "%.3f"), orDash(r.DeliveriesPerWrite, "%.1f"))
 	}
 	tw.Flush()
 	writeRatios(w, rs)
@@ -33,6 +34,15 @@ func WriteTable(w io.Writer, rs []Result) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// orDash formats v, or "-" when it was not measured (a server this run
+// did not start, whose /proc it cannot read).
+func orDash(v float64, format string) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func rateCell(r Result) string {
@@ -72,7 +82,7 @@ func writeRatios(w io.Writer, rs []Result) {
 	}
 	var lines []string
 	for _, r := range rs {
-		others := []Target{TargetNATS, TargetFloor}
+		others := []Target{TargetRedis, TargetNATS, TargetFloor}
 		switch r.Target {
 		case TargetParley:
 		case TargetParleyTLS, TargetParleyWS:

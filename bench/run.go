@@ -13,32 +13,38 @@ import (
 
 // Result is one row of the report: one target, connection count and rate.
 type Result struct {
-	Target      Target                 `json:"target"`
-	Conns       int                    `json:"conns"`
-	Rate        float64                `json:"rate"`     // 0: saturation
-	Inflight    int                    `json:"inflight"` // the window, in saturation
-	Messages    int64                  `json:"messages"` // sent in the measured window
-	Expected    int64                  `json:"expected_deliveries"`
-	Received    int64                  `json:"received_deliveries"`
-	Lost        int64                  `json:"lost"`
-	Closed      int64                  `json:"closed_receivers"`
-	Reasons     map[string]int64       `json:"close_reasons,omitempty"`
-	Resumed     int64                  `json:"resumed_receivers,omitempty"`     // dropped, came back, every message replayed
-	Unrecovered int64                  `json:"unrecovered_receivers,omitempty"` // dropped, came back, told some were lost
-	PerSec      float64                `json:"deliveries_per_sec"`
-	Latency     Percentiles            `json:"latency_ms"`
-	ConnectSecs float64                `json:"connect_seconds"`
-	ConnsPerSec float64                `json:"conns_per_sec"`
-	RSSConnect  int64                  `json:"server_rss_after_connect"`
-	RSSEnd      int64                  `json:"server_rss_end"`
-	RSSPerConn  float64                `json:"server_rss_per_conn"`
-	ServerCPU   float64                `json:"server_cpu_seconds"`
-	GenCPU      float64                `json:"loadgen_cpu_seconds"`
-	Wall        float64                `json:"measured_seconds"`
-	Note        string                 `json:"note,omitempty"`
-	SendError   string                 `json:"send_error,omitempty"`
-	Histogram   *hdrhistogram.Snapshot `json:"histogram"`
-	hist        *hdrhistogram.Histogram
+	Target      Target           `json:"target"`
+	Conns       int              `json:"conns"`
+	Rate        float64          `json:"rate"`     // 0: saturation
+	Inflight    int              `json:"inflight"` // the window, in saturation
+	Messages    int64            `json:"messages"` // sent in the measured window
+	Expected    int64            `json:"expected_deliveries"`
+	Received    int64            `json:"received_deliveries"`
+	Lost        int64            `json:"lost"`
+	Closed      int64            `json:"closed_receivers"`
+	Reasons     map[string]int64 `json:"close_reasons,omitempty"`
+	Resumed     int64            `json:"resumed_receivers,omitempty"`     // dropped, came back, every message replayed
+	Unrecovered int64            `json:"unrecovered_receivers,omitempty"` // dropped, came back, told some were lost
+	PerSec      float64          `json:"deliveries_per_sec"`
+	Latency     Percentiles      `json:"latency_ms"`
+	ConnectSecs float64          `json:"connect_seconds"`
+	ConnsPerSec float64          `json:"conns_per_sec"`
+	RSSConnect  int64            `json:"server_rss_after_connect"`
+	RSSEnd      int64            `json:"server_rss_end"`
+	RSSPerConn  float64          `json:"server_rss_per_conn"`
+	ServerCPU   float64          `json:"server_cpu_seconds"`
+	GenCPU      float64          `json:"loadgen_cpu_seconds"`
+	Wall        float64          `json:"measured_seconds"`
+	// The server over the measured window: its CPU time and write system
+	// calls, and what they come to per delivery received in the window.
+	WindowCPU          float64                `json:"server_cpu_seconds_in_window"`
+	WindowWrites       int64                  `json:"server_write_calls_in_window"`
+	CPUPerDelivery     float64                `json:"server_cpu_us_per_delivery"`
+	DeliveriesPerWrite float64                `json:"deliveries_per_write_call"`
+	Note               string                 `json:"note,omitempty"`
+	SendError          string                 `json:"send_error,omitempty"`
+	Histogram          *hdrhistogram.Snapshot `json:"histogram"`
+	hist               *hdrhistogram.Histogram
 }
 
 // Run runs every combination of target, connection count and rate.
@@ -165,7 +171,7 @@ func (p *point) openGroups() error {
 		if len(p.srv.recvAddrs) > 0 {
 			addrs = p.srv.recvAddrs
 		}
-		gc := GroupConfig{Target: p.target, Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM}
+		gc := GroupConfig{Target: p.target, Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM, Lean: p.cfg.Lean}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

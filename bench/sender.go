@@ -26,6 +26,8 @@ func openSender(t Target, addr, room string, index, size int) (sender, error) {
 		return &natsSender{nc: nc, subject: room, size: size}, nil
 	case TargetCentrifugo:
 		return openCentrifugoSender(addr, room, size)
+	case TargetRedis:
+		return openRedisSender(addr, room, size)
 	case TargetFloor:
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {

@@ -48,6 +48,11 @@ func startTarget(cfg Config, t Target) (*running, error) {
 		return startStreamTarget(cfg, t)
 	case TargetCentrifugo:
 		return startCentrifugo(cfg)
+	case TargetRedis:
+		if cfg.RedisAddr != "" {
+			return &running{addrs: []string{cfg.RedisAddr}, stop: func() {}, note: "using the running Redis at " + cfg.RedisAddr}, nil
+		}
+		return startRedis(cfg)
 	case TargetNATS:
 		if cfg.NATSURL != "" {
 			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil

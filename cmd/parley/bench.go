@@ -52,7 +52,9 @@ given with --addr needs the same.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), parley-ws (over WebSocket), centrifugo, nats, floor or all (comma-separated list)")
+	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), parley-ws (over WebSocket), centrifugo, redis, nats, floor or all (comma-separated list)")
+	fl.StringVar(&f.cfg.RedisAddr, "redis-addr", "", "use this running Redis (host:port)")
+	fl.BoolVar(&f.cfg.Lean, "lean", false, "Parley's TCP receivers on a goroutine and a small buffer each, like Redis's, instead of gnet's client")
 	fl.StringVar(&f.transport, "transport", "", "Parley's receivers over tcp, tls or ws (comma-separated): the same as --target parley, parley-tls, parley-ws")
 	fl.BoolVar(&f.tls, "tls", false, "also run parley-tls: the same load with the receivers on Parley's TLS listener, compared with parley in the ratios")
 	fl.StringVar(&f.cfg.Addr, "addr", "", "use this running Parley server (host:port; several nodes comma-separated: each --procs worker and each sender takes the next in turn)")
@@ -118,10 +120,10 @@ func parseTargets(s string) ([]bench.Target, error) {
 	var out []bench.Target
 	for _, t := range strings.Split(s, ",") {
 		switch bench.Target(t) {
-		case bench.TargetParley, bench.TargetParleyTLS, bench.TargetParleyWS, bench.TargetCentrifugo, bench.TargetNATS, bench.TargetFloor:
+		case bench.TargetParley, bench.TargetParleyTLS, bench.TargetParleyWS, bench.TargetCentrifugo, bench.TargetRedis, bench.TargetNATS, bench.TargetFloor:
 			out = append(out, bench.Target(t))
 		default:
-			return nil, fmt.Errorf("invalid --target %q: use parley, parley-tls, parley-ws, centrifugo, nats, floor or all", t)
+			return nil, fmt.Errorf("invalid --target %q: use parley, parley-tls, parley-ws, centrifugo, redis, nats, floor or all", t)
 		}
 	}
 	return out, nil
