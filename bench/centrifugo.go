@@ -1,19 +1,15 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws"
 )
 
 // TargetCentrifugo is a Centrifugo server (github.com/centrifugal/
@@ -83,23 +79,11 @@ func startCentrifugo(cfg Config) (*running, error) {
 // dialCentrifugo connects to Centrifugo's WebSocket endpoint and sends
 // connect (and subscribe to channel, if given).
 func dialCentrifugo(addr, channel string) (*wire, error) {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.Dial("tcp", addr)
+	w, err := upgradeWS(&net.Dialer{Timeout: 10 * time.Second}, addr, "/connection/websocket")
 	if err != nil {
 		return nil, err
 	}
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	u, _ := url.Parse("ws://" + addr + "/connection/websocket")
-	br, _, err := ws.Dialer{}.Upgrade(conn, u)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	_ = conn.SetDeadline(time.Time{})
-	if br == nil {
-		br = bufio.NewReaderSize(conn, 8<<10)
-	}
-	w := &wire{conn: conn, br: br}
+	conn := w.conn
 	cmds := []byte(`{"id":1,"connect":{}}`)
 	if channel != "" {
 		cmds = fmt.Appendf(cmds, "\n{\"id\":2,\"subscribe\":{\"channel\":%q}}", channel)

@@ -24,13 +24,16 @@ type wire struct {
 }
 
 // dialWS upgrades a connection to addr's /ws.
-func dialWS(d *net.Dialer, addr string) (*wire, error) {
+func dialWS(d *net.Dialer, addr string) (*wire, error) { return upgradeWS(d, addr, "/ws") }
+
+// upgradeWS dials addr and upgrades the connection to WebSocket at path.
+func upgradeWS(d *net.Dialer, addr, path string) (*wire, error) {
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	u, _ := url.Parse("ws://" + addr + "/ws")
+	u, _ := url.Parse("ws://" + addr + path)
 	br, _, err := ws.Dialer{}.Upgrade(conn, u)
 	if err != nil {
 		conn.Close()
