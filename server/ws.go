@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 
@@ -23,9 +24,11 @@ import (
 
 // wsWire is one WebSocket connection's framing state.
 type wsWire struct {
-	r        *bufio.Reader // the hijacked connection's reader: it may hold bytes already
-	maxFrame int           // the largest message accepted (--max-frame)
-	msg      []byte        // the message being read: its 4-byte length, then the text
+	r          *bufio.Reader // the hijacked connection's reader: it may hold bytes already
+	maxFrame   int           // the largest message accepted after login (--max-frame)
+	loginFrame int           // and before (--max-login-frame)
+	welcomed   atomic.Bool   // the hub sent welcome: the session is logged in
+	msg        []byte        // the message being read: its 4-byte length, then the text
 	// Under the connection's mu: the close frame's code and reason.
 	code   ws.StatusCode
 	reason string
@@ -46,7 +49,10 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 	codec.ReasonTokenExpired:  4002,
 }
 
-var byePrefix = []byte(`{"type":"bye","reason":"`)
+var (
+	byePrefix     = []byte(`{"type":"bye","reason":"`)
+	welcomePrefix = []byte(`{"type":"welcome"`)
+)
 
 // appendFrame appends the protocol frames in f (length-prefixed; the hub
 // may hand several in one slice) as text frames, one each, and notes a
@@ -60,6 +66,9 @@ func (w *wsWire) appendFrame(dst, f []byte) []byte {
 			if i := bytes.IndexByte(rest, '"'); i >= 0 && w.reason == "" {
 				w.reason = string(rest[:i])
 			}
+		}
+		if !w.welcomed.Load() && bytes.HasPrefix(body, welcomePrefix) {
+			w.welcomed.Store(true) // from now on a message may be --max-frame
 		}
 		dst = append(appendHeader(dst, ws.OpText, len(body)), body...)
 	}
@@ -158,8 +167,7 @@ func (c *streamConn) readMessages() error {
 			w.msg = append(w.msg[:0], 0, 0, 0, 0)
 		}
 		start := len(w.msg)
-		w.msg = append(w.msg, make([]byte, h.Length)...)
-		if _, err := io.ReadFull(w.r, w.msg[start:]); err != nil {
+		if err := w.readPayload(h.Length); err != nil {
 			return err
 		}
 		ws.Cipher(w.msg[start:], h.Mask, 0)
@@ -170,6 +178,30 @@ func (c *streamConn) readMessages() error {
 			return err
 		}
 	}
+}
+
+// readPayload appends n payload bytes to msg as they arrive, in steps:
+// a peer that announces a large frame and sends little of it pins only
+// what it sent.
+func (w *wsWire) readPayload(n int64) error {
+	for n > 0 {
+		step := int(min(n, streamReadSize))
+		start := len(w.msg)
+		w.msg = append(w.msg, make([]byte, step)...)
+		if _, err := io.ReadFull(w.r, w.msg[start:]); err != nil {
+			return err
+		}
+		n -= int64(step)
+	}
+	return nil
+}
+
+// limit is the largest message accepted now.
+func (w *wsWire) limit() int {
+	if w.welcomed.Load() {
+		return w.maxFrame
+	}
+	return w.loginFrame
 }
 
 // check applies the rules a frame's header must pass: masked, no
@@ -191,8 +223,8 @@ func (w *wsWire) check(h ws.Header) error {
 		return violation(ws.StatusProtocolError, codec.ErrBadFrame, "a control frame is at most 125 bytes, unfragmented")
 	case h.OpCode == ws.OpContinuation && !fragmented, h.OpCode == ws.OpText && fragmented:
 		return violation(ws.StatusProtocolError, codec.ErrBadFrame, "a continuation frame without a message, or a message inside another")
-	case !h.OpCode.IsControl() && int64(len(w.msg))+h.Length > int64(w.maxFrame)+codec.HeaderSize:
-		return violation(ws.StatusMessageTooBig, codec.ErrFrameTooLarge, "a message is at most %d bytes", w.maxFrame)
+	case !h.OpCode.IsControl() && int64(len(w.msg))+h.Length > int64(w.limit())+codec.HeaderSize:
+		return violation(ws.StatusMessageTooBig, codec.ErrFrameTooLarge, "a message is at most %d bytes (%d before login)", w.maxFrame, w.loginFrame)
 	}
 	return nil
 }

@@ -252,6 +252,24 @@ func TestWSAttacks(t *testing.T) {
 		a.expectWSClose(c.close)
 		eventually(t, "the attacker's nick to be free", func() bool { return srv.Stats().Online == 1 })
 	}
+	// Before login a message is at most --max-login-frame (4 KiB), refused
+	// on its header; after login --max-frame.
+	early := dialWS(t, srv, nil)
+	if _, err := early.conn.Write(tooBig(10 << 10)); err != nil {
+		t.Fatal(err)
+	}
+	early.expectError(codec.CodeFrameTooLarge)
+	early.expect(codec.TypeBye)
+	early.expectWSClose(ws.StatusMessageTooBig)
+	late := dialWS(t, srv, nil)
+	late.login("late")
+	big := codec.MustEncode(&codec.Say{Body: strings.Repeat("b", 4090), Ref: "big"})
+	if len(big)-codec.HeaderSize <= 4096 {
+		t.Fatalf("the say is %d bytes: not over the login limit", len(big)-codec.HeaderSize)
+	}
+	late.sendRaw(big)
+	late.untilAck("big")
+
 	// A slow upgrade: half a request, then nothing. The HTTP server gives
 	// up at the login timeout.
 	slow, err := net.Dial("tcp", srv.WSAddr().String())
