@@ -29,9 +29,14 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure broadcast latency and deliveries per second",
 		Long: `Measure broadcast latency and deliveries per second with thousands of
-connections in one room, against Parley and, with --target all, against a
-NATS server and a protocol-free floor server on the same machine, with the
-same load generator and the same measuring code.
+connections in one room, against Parley and, with --target all, against
+Redis pub/sub, a NATS server and a protocol-free floor server on the same
+machine, with the same load generator and the same measuring code. Other
+targets: parley-tls and parley-ws (Parley's receivers over TLS or WebSocket;
+--transport tcp,tls,ws picks them), centrifugo (a Centrifugo binary, v6.9.1
+via go install). Every row reports the server's CPU per delivery and
+deliveries per write system call over the measured window. --lean gives
+Parley's TCP receivers the shape of the Redis ones (a goroutine each).
 
 Connect phase: --conns receivers connect and join the room (NATS: subscribe
 to the subject). Broadcast phase: --senders connections send --size-byte

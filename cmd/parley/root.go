@@ -13,8 +13,9 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "parley",
 		Short: "Parley: a high-connection chat server, its client and its benchmark",
-		Long: `Parley is a chat backend: a TCP server speaking length-prefixed JSON
-(docs/PROTOCOL.md), a terminal client, and a benchmark harness.
+		Long: `Parley is a chat backend: a server speaking length-prefixed JSON over TCP
+and TLS, and over WebSocket to its web chat (docs/PROTOCOL.md), a terminal
+client, tools for login tokens and operators, and a benchmark harness.
 
 Every flag can also be set from the environment as PARLEY_<FLAG>, with the
 flag name upper-cased and dashes turned into underscores, for example

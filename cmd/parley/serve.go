@@ -43,7 +43,10 @@ a single node that needs nothing else.
 With --auth-key, users log in with tokens signed by the application that owns
 them (docs/PROTOCOL.md "Tokens and accounts"; parley keygen and parley token
 make keys and tokens for development). With --tls-addr the server also listens
-for TLS. SIGHUP rereads the TLS certificate and the auth keys.
+for TLS, and with --ws-addr it serves the web chat at / and WebSocket at /ws.
+SIGHUP rereads the TLS certificate and the auth keys. --admin-addr serves
+/metrics, /healthz, /readyz and /debug/pprof/ for operators
+(docs/OPERATIONS.md; parley status reads it).
 
 Durations use Go syntax (300ms, 10s, 1m); sizes are bytes, with KiB, MiB or
 GiB suffixes accepted (64KiB, 4MiB).`,
