@@ -383,3 +383,40 @@ func TestReceiverFillsGaps(t *testing.T) {
 		t.Fatalf("the fill delivered %d messages up to seq %d, want 6 up to 8", rep.Received, rc.last)
 	}
 }
+
+// TestChatScenario runs the chat scenario small against a running Parley
+// server and, when redis-server is installed, against Redis: nothing is
+// lost in any class, and every class is measured.
+func TestChatScenario(t *testing.T) {
+	cfg := Config{Targets: []Target{TargetParley}, Addr: startParley(t), Conns: []int{120}, Rates: []float64{200},
+		Duration: time.Second, Warmup: 200 * time.Millisecond, Drain: waitFor}
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		cfg.Targets = append(cfg.Targets, TargetRedis)
+	}
+	sc := ChatScenario{Rooms: 12, LargeRoom: 30, ChurnRate: 10}
+	rs, err := RunChat(context.Background(), cfg, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != len(cfg.Targets) {
+		t.Fatalf("%d results for %d targets", len(rs), len(cfg.Targets))
+	}
+	for _, r := range rs {
+		for c := range numClasses {
+			if r.Expected[c] == 0 || r.Received[c] != r.Expected[c] || r.Latency[c].Count != r.Received[c] {
+				t.Errorf("%s, %s: expected %d, received %d, latency count %d", r.Target, classNames[c], r.Expected[c], r.Received[c], r.Latency[c].Count)
+			}
+		}
+		if r.Churned == 0 || r.Whos == 0 || r.LargestRoom < sc.LargeRoom {
+			t.Errorf("%s: %d churned sessions, %d who calls, largest room %d", r.Target, r.Churned, r.Whos, r.LargestRoom)
+		}
+	}
+	var out strings.Builder
+	WriteChatTable(&out, rs)
+	if !strings.Contains(out.String(), "direct messages") {
+		t.Errorf("table:\n%s", out.String())
+	}
+	if _, err := WriteChatPlot(t.TempDir(), time.Now(), rs); err != nil {
+		t.Fatal(err)
+	}
+}

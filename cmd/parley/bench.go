@@ -18,7 +18,7 @@ import (
 
 type benchFlags struct {
 	target, conns, rates string
-	transport            string
+	transport, scenario  string
 	tls                  bool
 	cfg                  bench.Config
 }
@@ -59,6 +59,7 @@ given with --addr needs the same.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), parley-ws (over WebSocket), centrifugo, redis, nats, floor or all (comma-separated list)")
 	fl.StringVar(&f.cfg.RedisAddr, "redis-addr", "", "use this running Redis (host:port)")
+	fl.StringVar(&f.scenario, "scenario", "", "chat: the traffic of a chat service instead of one room (users in Zipf-sized rooms, DMs, churn, who; parley and redis targets; --conns users, --rate messages/s)")
 	fl.BoolVar(&f.cfg.Lean, "lean", false, "Parley's TCP receivers on a goroutine and a small buffer each, like Redis's, instead of gnet's client")
 	fl.StringVar(&f.transport, "transport", "", "Parley's receivers over tcp, tls or ws (comma-separated): the same as --target parley, parley-tls, parley-ws")
 	fl.BoolVar(&f.tls, "tls", false, "also run parley-tls: the same load with the receivers on Parley's TLS listener, compared with parley in the ratios")
@@ -100,6 +101,13 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	when := time.Now()
+	switch f.scenario {
+	case "":
+	case "chat":
+		return runChatScenario(ctx, cmd, cfg, when)
+	default:
+		return exitError{code: 2, msg: fmt.Sprintf("invalid --scenario %q: use chat", f.scenario)}
+	}
 	results, err := bench.Run(ctx, cfg)
 	out := cmd.OutOrStdout()
 	if len(results) > 0 {
@@ -110,6 +118,29 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		fmt.Fprintf(out, "\nfiles: %s\n", strings.Join(append(files, plots...), " "))
 		if ferr != nil || perr != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "parley: writing results: %v %v\n", ferr, perr)
+		}
+	}
+	if err != nil {
+		return exitError{code: 1, msg: "bench: " + err.Error()}
+	}
+	return nil
+}
+
+// runChatScenario runs --scenario chat and prints its table and plot.
+func runChatScenario(ctx context.Context, cmd *cobra.Command, cfg bench.Config, when time.Time) error {
+	results, err := bench.RunChat(ctx, cfg, bench.ChatScenario{})
+	out := cmd.OutOrStdout()
+	if len(results) > 0 {
+		fmt.Fprintln(out)
+		bench.WriteChatTable(out, results)
+		dir := cfg.OutDir
+		if dir == "" {
+			dir = "bench-results"
+		}
+		if merr := os.MkdirAll(dir, 0o755); merr == nil {
+			if path, perr := bench.WriteChatPlot(dir, when, results); perr == nil {
+				fmt.Fprintf(out, "\nfiles: %s\n", path)
+			}
 		}
 	}
 	if err != nil {
