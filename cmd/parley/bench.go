@@ -19,6 +19,7 @@ import (
 type benchFlags struct {
 	target, conns, rates string
 	transport, scenario  string
+	chat                 bench.ChatScenario
 	tls                  bool
 	cfg                  bench.Config
 }
@@ -60,6 +61,10 @@ given with --addr needs the same.`,
 	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), parley-ws (over WebSocket), centrifugo, redis, nats, floor or all (comma-separated list)")
 	fl.StringVar(&f.cfg.RedisAddr, "redis-addr", "", "use this running Redis (host:port)")
 	fl.StringVar(&f.scenario, "scenario", "", "chat: the traffic of a chat service instead of one room (users in Zipf-sized rooms, DMs, churn, who; parley and redis targets; --conns users, --rate messages/s)")
+	fl.IntVar(&f.chat.PerUser, "chat-rooms-per-user", 3, "chat scenario: rooms each user is in")
+	fl.Float64Var(&f.chat.DMShare, "chat-dm-share", 0.2, "chat scenario: the share of messages that are direct messages")
+	fl.Float64Var(&f.chat.ChurnRate, "chat-churn", 20, "chat scenario: sessions a second that log in, join a room and leave a second later")
+	fl.Float64Var(&f.chat.WhoRate, "chat-who", 5, "chat scenario: who calls a second")
 	fl.BoolVar(&f.cfg.Lean, "lean", false, "Parley's TCP receivers on a goroutine and a small buffer each, like Redis's, instead of gnet's client")
 	fl.StringVar(&f.transport, "transport", "", "Parley's receivers over tcp, tls or ws (comma-separated): the same as --target parley, parley-tls, parley-ws")
 	fl.BoolVar(&f.tls, "tls", false, "also run parley-tls: the same load with the receivers on Parley's TLS listener, compared with parley in the ratios")
@@ -104,7 +109,7 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	switch f.scenario {
 	case "":
 	case "chat":
-		return runChatScenario(ctx, cmd, cfg, when)
+		return runChatScenario(ctx, cmd, cfg, f.chat, when)
 	default:
 		return exitError{code: 2, msg: fmt.Sprintf("invalid --scenario %q: use chat", f.scenario)}
 	}
@@ -127,8 +132,8 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 }
 
 // runChatScenario runs --scenario chat and prints its table and plot.
-func runChatScenario(ctx context.Context, cmd *cobra.Command, cfg bench.Config, when time.Time) error {
-	results, err := bench.RunChat(ctx, cfg, bench.ChatScenario{})
+func runChatScenario(ctx context.Context, cmd *cobra.Command, cfg bench.Config, sc bench.ChatScenario, when time.Time) error {
+	results, err := bench.RunChat(ctx, cfg, sc)
 	out := cmd.OutOrStdout()
 	if len(results) > 0 {
 		fmt.Fprintln(out)
