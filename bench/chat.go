@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -201,16 +200,9 @@ func (u *chatUser) write(b []byte) error {
 // RunChat runs the chat scenario against each of cfg's targets that
 // supports it (parley, redis).
 func RunChat(ctx context.Context, cfg Config, sc ChatScenario) ([]ChatResult, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := cfg.prepare()
+	if err != nil {
 		return nil, err
-	}
-	if cfg.Exe == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Exe = exe
 	}
 	sc = sc.withDefaults(cfg)
 	var out []ChatResult
@@ -322,7 +314,7 @@ func (c *chatRun) dial(id int, rooms []int, counted bool) (*chatUser, error) {
 		}
 		hello = respCommand(nil, args...)
 	} else {
-		hello, _ = codec.Append(nil, &codec.Login{Nick: userNick(id)})
+		hello, _ = codec.Append(nil, &codec.Login{Nick: userName(id)})
 		for _, r := range rooms {
 			hello, _ = codec.Append(hello, &codec.Join{Room: roomName(r), Ref: "j"})
 		}
@@ -336,7 +328,6 @@ func (c *chatRun) dial(id int, rooms []int, counted bool) (*chatUser, error) {
 }
 
 func roomName(r int) string    { return "room" + strconv.Itoa(r) }
-func userNick(u int) string    { return userName(u) }
 func userChannel(u int) string { return "user:" + userName(u) }
 
 // userName is a user's nick: u<id>, or c<n> for the n-th churner (id -n).

@@ -47,18 +47,28 @@ type Result struct {
 	hist               *hdrhistogram.Histogram
 }
 
-// Run runs every combination of target, connection count and rate.
-func Run(ctx context.Context, cfg Config) ([]Result, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
+// prepare applies the defaults, checks cfg and finds the binary for the
+// child processes.
+func (c Config) prepare() (Config, error) {
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return c, err
 	}
-	if cfg.Exe == "" {
+	if c.Exe == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		cfg.Exe = exe
+		c.Exe = exe
+	}
+	return c, nil
+}
+
+// Run runs every combination of target, connection count and rate.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	cfg, err := cfg.prepare()
+	if err != nil {
+		return nil, err
 	}
 	var all []Result
 	for _, t := range cfg.Targets {

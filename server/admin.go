@@ -80,7 +80,7 @@ func (s *Server) notReady() string {
 	default:
 		return "not listening yet"
 	}
-	switch st := s.hub.Stats().Cluster; {
+	switch st := s.hub.Broker().Stats(); {
 	case s.leaving.Load():
 		return "shutting down"
 	case st != nil && !st.Connected:

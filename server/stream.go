@@ -320,6 +320,14 @@ func (c *streamConn) Buffered() int {
 // Flush has nothing to do: the writer writes as soon as bytes are queued.
 func (c *streamConn) Flush() {}
 
+// SetFrameLimit is hub.FrameLimited: a WebSocket connection refuses a
+// message over n on its header. Loop goroutine.
+func (c *streamConn) SetFrameLimit(n int) {
+	if c.ws != nil {
+		c.ws.limit.Store(int64(n))
+	}
+}
+
 // ClosesAfterSending marks that Close sends what is queued first.
 func (c *streamConn) ClosesAfterSending() {}
 

@@ -24,11 +24,9 @@ import (
 
 // wsWire is one WebSocket connection's framing state.
 type wsWire struct {
-	r          *bufio.Reader // the hijacked connection's reader: it may hold bytes already
-	maxFrame   int           // the largest message accepted after login (--max-frame)
-	loginFrame int           // and before (--max-login-frame)
-	welcomed   atomic.Bool   // the hub sent welcome: the session is logged in
-	msg        []byte        // the message being read: its 4-byte length, then the text
+	r     *bufio.Reader // the hijacked connection's reader: it may hold bytes already
+	limit atomic.Int64  // the largest message accepted now, as the hub says (hub.FrameLimited)
+	msg   []byte        // the message being read: its 4-byte length, then the text
 	// Under the connection's mu: the close frame's code and reason.
 	code   ws.StatusCode
 	reason string
@@ -49,10 +47,7 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 	codec.ReasonTokenExpired:  4002,
 }
 
-var (
-	byePrefix     = []byte(`{"type":"bye","reason":"`)
-	welcomePrefix = []byte(`{"type":"welcome"`)
-)
+var byePrefix = []byte(`{"type":"bye","reason":"`)
 
 // appendFrame appends the protocol frames in f (length-prefixed; the hub
 // may hand several in one slice) as text frames, one each, and notes a
@@ -66,9 +61,6 @@ func (w *wsWire) appendFrame(dst, f []byte) []byte {
 			if i := bytes.IndexByte(rest, '"'); i >= 0 && w.reason == "" {
 				w.reason = string(rest[:i])
 			}
-		}
-		if !w.welcomed.Load() && bytes.HasPrefix(body, welcomePrefix) {
-			w.welcomed.Store(true) // from now on a message may be --max-frame
 		}
 		dst = append(appendHeader(dst, ws.OpText, len(body)), body...)
 	}
@@ -196,14 +188,6 @@ func (w *wsWire) readPayload(n int64) error {
 	return nil
 }
 
-// limit is the largest message accepted now.
-func (w *wsWire) limit() int {
-	if w.welcomed.Load() {
-		return w.maxFrame
-	}
-	return w.loginFrame
-}
-
 // check applies the rules a frame's header must pass: masked, no
 // extension bits, a known opcode, text (not binary), a control frame
 // short and whole, continuations only after a start, and the message
@@ -223,8 +207,8 @@ func (w *wsWire) check(h ws.Header) error {
 		return violation(ws.StatusProtocolError, codec.ErrBadFrame, "a control frame is at most 125 bytes, unfragmented")
 	case h.OpCode == ws.OpContinuation && !fragmented, h.OpCode == ws.OpText && fragmented:
 		return violation(ws.StatusProtocolError, codec.ErrBadFrame, "a continuation frame without a message, or a message inside another")
-	case !h.OpCode.IsControl() && int64(len(w.msg))+h.Length > int64(w.limit())+codec.HeaderSize:
-		return violation(ws.StatusMessageTooBig, codec.ErrFrameTooLarge, "a message is at most %d bytes (%d before login)", w.maxFrame, w.loginFrame)
+	case !h.OpCode.IsControl() && int64(len(w.msg))+h.Length > w.limit.Load()+codec.HeaderSize:
+		return violation(ws.StatusMessageTooBig, codec.ErrFrameTooLarge, "a message is at most %d bytes now", w.limit.Load())
 	}
 	return nil
 }

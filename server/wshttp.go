@@ -105,7 +105,7 @@ func (w *wsServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 	_ = conn.SetDeadline(time.Time{})
 	loops := w.srv.streamLoops
 	loop := loops[w.next.Add(1)%uint64(len(loops))]
-	startStream(h, loop, conn, remote, &w.srv.cfg, &wsWire{r: brw.Reader, maxFrame: w.srv.cfg.MaxFrame, loginFrame: w.srv.cfg.MaxLoginFrame}, &w.srv.transports)
+	startStream(h, loop, conn, remote, &w.srv.cfg, &wsWire{r: brw.Reader}, &w.srv.transports)
 }
 
 // admit counts a connection from remote against the limits, or says which

@@ -217,6 +217,7 @@ func (h *Hub) abandonLogin(s *Session) {
 // (and what s missed there, if it resumes).
 func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 	s.loggedIn = true
+	setFrameLimit(s.conn, h.maxFrame(s))
 	s.lastPing = s.lastSeen
 	s.rooms = make(map[string]*room)
 	s.resume = newResumeToken()

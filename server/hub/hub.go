@@ -212,6 +212,7 @@ func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
 	l := h.bind(exec)
 	now := h.mono()
 	s := &Session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter(), joins: h.newJoinLimiter()}
+	setFrameLimit(conn, h.maxFrame(s))
 	l.addSession(s)
 	h.log.Debug("connection opened", s.logAttrs()...)
 	return s, nil

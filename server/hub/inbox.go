@@ -75,7 +75,10 @@ func (h *Hub) inboxState(account string) (string, uint64) {
 // welcome's dm_seq. It returns no_such_user if key is not online here.
 // Safe from any goroutine.
 func (h *Hub) sendDM(key, from, to, body string, ts int64, except *Session) (uint64, error) {
-	_, _, account := h.nicks.sessions(key)
+	var account string
+	if u := h.nicks.get(key); u != nil {
+		account = u.account // immutable once the user is in the index
+	}
 	ib := h.inboxFor(account)
 	if ib != nil {
 		ib.mu.Lock()

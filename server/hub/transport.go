@@ -38,6 +38,23 @@ type AfterSending interface {
 	ClosesAfterSending()
 }
 
+// FrameLimited is a Conn whose transport frames messages of its own
+// before the hub sees them (WebSocket) and must refuse one on its header:
+// the hub tells it the largest frame the session may send, at open (the
+// login limit) and again at login (MaxFrame). Loop goroutine of the
+// connection; the transport may read the limit from its own goroutines.
+type FrameLimited interface {
+	Conn
+	SetFrameLimit(n int)
+}
+
+// setFrameLimit tells c the frame limit, if it frames messages itself.
+func setFrameLimit(c Conn, n int) {
+	if fl, ok := c.(FrameLimited); ok {
+		fl.SetFrameLimit(n)
+	}
+}
+
 func closesAfterSending(c Conn) bool {
 	_, ok := c.(AfterSending)
 	return ok
