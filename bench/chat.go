@@ -135,16 +135,49 @@ func chatBody(dst []byte, due int64, seq uint64, class, from, size int) []byte {
 	return dst
 }
 
-// parseChatBody reads what chatBody wrote.
+// parseChatBody reads what chatBody wrote, without allocating: it runs
+// once per delivery on every receiver.
 func parseChatBody(b []byte) (due int64, class, from int, ok bool) {
-	f := bytes.SplitN(b, []byte(":"), 5)
-	if len(f) < 5 {
-		return 0, 0, 0, false
+	var f [4]int64
+	for i := range f {
+		j := bytes.IndexByte(b, ':')
+		if j <= 0 {
+			return 0, 0, 0, false
+		}
+		v, ok := atoiBytes(b[:j])
+		if !ok {
+			return 0, 0, 0, false
+		}
+		f[i], b = v, b[j+1:]
 	}
-	d, e1 := strconv.ParseInt(string(f[0]), 10, 64)
-	c, e2 := strconv.Atoi(string(f[2]))
-	u, e3 := strconv.Atoi(string(f[3]))
-	return d, c, u, e1 == nil && e2 == nil && e3 == nil && c >= 0 && c < numClasses
+	class = int(f[2])
+	return f[0], class, int(f[3]), class >= 0 && class < numClasses
+}
+
+// atoiBytes parses a non-negative decimal that fits an int64.
+func atoiBytes(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, v >= 0
+}
+
+// chatShards is how many locks the receivers' figures are spread over, so
+// the thousands of receivers a large room wakes at once rarely contend.
+const chatShards = 64
+
+// chatShard is one share of the figures, by class.
+type chatShard struct {
+	mu       sync.Mutex
+	hists    [numClasses]*hdrhistogram.Histogram
+	received [numClasses]int64
 }
 
 // ChatResult is one target's run of the chat scenario.
@@ -157,6 +190,7 @@ type ChatResult struct {
 	Latency            [numClasses]Percentiles `json:"-"`
 	PerSec             float64                 `json:"deliveries_per_sec"`
 	CPUPerDelivery     float64                 `json:"server_cpu_us_per_delivery"`
+	DeliveriesPerWrite float64                 `json:"deliveries_per_write_call"`
 	RSS                int64                   `json:"server_rss"`
 	Churned, Whos      int64                   `json:"-"`
 	hists              [numClasses]*hdrhistogram.Histogram
@@ -173,12 +207,10 @@ type chatRun struct {
 	pubs   []*chatUser // Redis: publishing connections
 	window atomic.Pointer[window]
 
-	mu       sync.Mutex
-	hists    [numClasses]*hdrhistogram.Histogram
-	received [numClasses]int64
-	ready    atomic.Int64
-	churned  atomic.Int64
-	whos     atomic.Int64
+	shards  [chatShards]chatShard
+	ready   atomic.Int64
+	churned atomic.Int64
+	whos    atomic.Int64
 }
 
 // chatUser is one user's connection: it receives on its goroutine and
@@ -227,8 +259,10 @@ func runChatTarget(ctx context.Context, cfg Config, sc ChatScenario, t Target) (
 	}
 	defer srv.stop()
 	c := &chatRun{cfg: cfg, sc: sc, target: t, plan: newChatPlan(sc, rand.New(rand.NewPCG(1, 2))), srv: srv}
-	for i := range c.hists {
-		c.hists[i] = NewHistogram()
+	for i := range c.shards {
+		for k := range c.shards[i].hists {
+			c.shards[i].hists[k] = NewHistogram()
+		}
 	}
 	c.window.Store(&window{})
 	defer c.close()
@@ -391,10 +425,11 @@ func (c *chatRun) record(u *chatUser, body []byte, counted bool) {
 	}
 	if w := c.window.Load(); due >= w.from && due < w.to {
 		now := time.Now().UnixNano()
-		c.mu.Lock()
-		Record(c.hists[class], time.Duration(now-due))
-		c.received[class]++
-		c.mu.Unlock()
+		sh := &c.shards[u.id%chatShards]
+		sh.mu.Lock()
+		Record(sh.hists[class], time.Duration(now-due))
+		sh.received[class]++
+		sh.mu.Unlock()
 	}
 }
 
@@ -540,12 +575,11 @@ func (c *chatRun) who(stop <-chan struct{}) {
 // drain waits until every expected delivery came, or until deadline.
 func (c *chatRun) drain(expected [numClasses]int64, deadline time.Time) {
 	for time.Now().Before(deadline) {
-		c.mu.Lock()
+		received := c.received()
 		done := true
 		for i := range expected {
-			done = done && c.received[i] >= expected[i]
+			done = done && received[i] >= expected[i]
 		}
-		c.mu.Unlock()
 		if done {
 			return
 		}
@@ -553,20 +587,40 @@ func (c *chatRun) drain(expected [numClasses]int64, deadline time.Time) {
 	}
 }
 
+// received sums the shards' counts.
+func (c *chatRun) received() (n [numClasses]int64) {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for k := range n {
+			n[k] += sh.received[k]
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 func (c *chatRun) result(expected [numClasses]int64, messages int64, w [2]ProcStat) ChatResult {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	r := ChatResult{Target: c.target, Users: c.sc.Users, Rooms: c.sc.Rooms, LargestRoom: c.largest(), Messages: messages,
-		Expected: expected, Received: c.received, Churned: c.churned.Load(), Whos: c.whos.Load()}
+		Expected: expected, Received: c.received(), Churned: c.churned.Load(), Whos: c.whos.Load()}
 	var total int64
-	for i := range c.hists {
-		r.Latency[i] = Summarize(c.hists[i])
-		r.hists[i] = c.hists[i]
-		total += c.received[i]
+	for k := range r.hists {
+		hs := make([]*hdrhistogram.Histogram, 0, chatShards)
+		for i := range c.shards {
+			c.shards[i].mu.Lock()
+			hs = append(hs, c.shards[i].hists[k])
+			c.shards[i].mu.Unlock()
+		}
+		r.hists[k] = Merge(hs...)
+		r.Latency[k] = Summarize(r.hists[k])
+		total += r.Received[k]
 	}
 	r.PerSec = float64(total) / c.cfg.Duration.Seconds()
 	if cpu := (w[1].CPU - w[0].CPU).Seconds(); total > 0 && cpu > 0 {
 		r.CPUPerDelivery = cpu / float64(total) * 1e6
+	}
+	if writes := w[1].Writes - w[0].Writes; writes > 0 {
+		r.DeliveriesPerWrite = float64(total) / float64(writes)
 	}
 	r.RSS = w[1].RSS
 	return r

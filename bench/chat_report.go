@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -27,10 +28,10 @@ func WriteChatTable(w io.Writer, rs []ChatResult) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tusers\trooms\tlargest room\tmessages\tdeliveries/s\tCPU µs/deliv\tsrv RSS MiB\tchurned sessions\twho calls\t")
+	fmt.Fprintln(tw, "target\tusers\trooms\tlargest room\tmessages\tdeliveries/s\tCPU µs/deliv\tdeliv/write\tsrv RSS MiB\tchurned sessions\twho calls\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%d\t%d\t\n", r.Target, r.Users, r.Rooms, r.LargestRoom, r.Messages,
-			r.PerSec, orDash(r.CPUPerDelivery, "%.3f"), mib(r.RSS), r.Churned, r.Whos)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%d\t\n", r.Target, r.Users, r.Rooms, r.LargestRoom, r.Messages,
+			r.PerSec, orDash(r.CPUPerDelivery, "%.3f"), orDash(r.DeliveriesPerWrite, "%.2f"), mib(r.RSS), r.Churned, r.Whos)
 	}
 	tw.Flush()
 }
@@ -49,6 +50,7 @@ func WriteChatPlot(dir string, when time.Time, rs []ChatResult) (string, error) 
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top, p.Legend.Left = false, false
 	dashes := [numClasses][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}}
+	lines := 0
 	for _, r := range rs {
 		for c := range numClasses {
 			h := r.hists[c]
@@ -68,7 +70,11 @@ func WriteChatPlot(dir string, when time.Time, rs []ChatResult) (string, error) 
 			line.Dashes = dashes[c]
 			p.Add(line)
 			p.Legend.Add(fmt.Sprintf("%s, %s", r.Target, classNames[c]), line)
+			lines++
 		}
+	}
+	if lines == 0 { // a log axis with nothing on it cannot be drawn
+		return "", errors.New("chat plot: no deliveries were measured")
 	}
 	p.Legend.ThumbnailWidth = vg.Points(30)
 	path := filepath.Join(dir, stamp(when)+"-chat-latency.png")
