@@ -11,10 +11,11 @@ import (
 	"parley/server/broker"
 )
 
-// fakeLoop queues Executed functions until run is called.
+// fakeLoop queues Executed functions until run is called. It reuses its
+// queue's arrays, so that allocation counts are the hub's alone.
 type fakeLoop struct {
-	mu  sync.Mutex
-	fns []func()
+	mu         sync.Mutex
+	fns, spare []func()
 }
 
 func (f *fakeLoop) Execute(fn func()) error {
@@ -28,11 +29,15 @@ func (f *fakeLoop) Execute(fn func()) error {
 func (f *fakeLoop) run() bool {
 	f.mu.Lock()
 	fns := f.fns
-	f.fns = nil
+	f.fns, f.spare = f.spare[:0], nil
 	f.mu.Unlock()
 	for _, fn := range fns {
 		fn()
 	}
+	clear(fns)
+	f.mu.Lock()
+	f.spare = fns[:0]
+	f.mu.Unlock()
 	return len(fns) > 0
 }
 

@@ -87,7 +87,9 @@ func New(cfg Config, b broker.Broker) *Hub {
 		count:    hubCounters{errors: newErrorCounts()},
 	}
 	for i := 0; i < cfg.Loops; i++ {
-		h.loops = append(h.loops, &loop{hub: h, index: i})
+		l := &loop{hub: h, index: i, wq: writeQueue{epoch: 1}}
+		l.runFunc = l.run
+		h.loops = append(h.loops, l)
 	}
 	h.lobby = h.rooms.acquire(codec.Lobby, h.newRoom)
 	h.lobby.mu.Unlock()

@@ -42,6 +42,8 @@ type loop struct {
 	index int
 	exec  Loop
 
+	runFunc func() // l.run as a value made once: Execute is called for every wake
+
 	mu        sync.Mutex
 	items     []item
 	active    bool // the loop goroutine is inside a callback and drains before leaving
@@ -49,7 +51,7 @@ type loop struct {
 
 	spare    []item
 	sessions []*Session
-	dirty    []*Session // sessions with frames pending since the last flush
+	wq       writeQueue // sessions with frames to write
 	iov      [][]byte
 	batch    []byte // scratch: a blocked client's frames as one slice
 	depth    int    // nesting of enter/leave: a write may close a connection inside a drain
@@ -69,7 +71,7 @@ func (l *loop) push(it item) {
 	}
 	l.mu.Unlock()
 	if wake {
-		if err := l.exec.Execute(l.run); err != nil {
+		if err := l.exec.Execute(l.runFunc); err != nil {
 			// The engine is stopping: nobody will drain again.
 			l.mu.Lock()
 			l.scheduled = false
@@ -106,31 +108,48 @@ func (l *loop) leave() {
 	// depth stays 1 while draining, so a close nested in a write sees an
 	// outer drain in progress and leaves the items to it.
 	for {
-		l.drain()
+		more := l.drain()
 		l.mu.Lock()
 		if len(l.items) == 0 {
 			l.active = false
 			l.depth = 0
+			// Sessions left for another pass: come back after the engine
+			// has read what arrived meanwhile.
+			wake := more && !l.scheduled
+			l.scheduled = l.scheduled || wake
 			l.mu.Unlock()
+			if wake {
+				l.reschedule()
+			}
 			return
 		}
 		l.mu.Unlock()
 	}
 }
 
-// drain applies every queued item, then gives each touched session all its
-// new frames in one write. It runs only from the outermost leave. A write
-// can close a connection synchronously, which re-enters the hub (inside a
-// nested enter/leave that does not drain) and may push more items: the
-// outer loop picks them up.
-func (l *loop) drain() {
+// reschedule runs the loop again after what its engine has ready.
+func (l *loop) reschedule() {
+	if err := l.exec.Execute(l.runFunc); err != nil {
+		l.mu.Lock()
+		l.scheduled = false
+		l.mu.Unlock()
+	}
+}
+
+// drain applies every queued item, then writes one pass of the sessions
+// they touched (writeq.go); it reports whether sessions are left for
+// another pass. It runs only from the outermost leave. A write can close
+// a connection synchronously, which re-enters the hub (inside a nested
+// enter/leave that does not drain) and may push more items: the outer
+// loop picks them up.
+func (l *loop) drain() bool {
 	for {
 		l.mu.Lock()
 		items := l.items
 		if len(items) == 0 {
 			l.scheduled = false
 			l.mu.Unlock()
-			return
+			break
 		}
 		l.items = l.spare[:0]
 		l.mu.Unlock()
@@ -139,8 +158,15 @@ func (l *loop) drain() {
 			items[i] = item{}
 		}
 		l.spare = items[:0]
-		l.flush()
 	}
+	more := l.pass()
+	// The counters are published once a pass, not once a write.
+	if l.framesOut > 0 {
+		l.count.framesOut.Add(l.framesOut)
+		l.count.bytesOut.Add(l.bytesOut)
+		l.framesOut, l.bytesOut = 0, 0
+	}
+	return more
 }
 
 func (l *loop) apply(it *item) {
@@ -181,27 +207,16 @@ const maxKeptPending = 256
 // iovMax is the most buffers one writev takes (Linux IOV_MAX).
 const iovMax = 1024
 
-// flush writes each dirty session's pending frames in one Writev per 1024
-// frames, then enforces the outbound limit.
-func (l *loop) flush() {
-	for i, s := range l.dirty {
-		l.dirty[i] = nil
-		s.dirty = false
-		if !s.closed {
-			l.writePending(s)
-		}
-		clear(s.pending)
-		s.pending, s.pendingBytes = s.pending[:0], 0
-		if cap(s.pending) > maxKeptPending {
-			s.pending = nil // a burst's slice is not kept for every session
-		}
+// writeSession writes s's pending frames, in one Writev per 1024 frames,
+// and enforces the outbound limit.
+func (l *loop) writeSession(s *Session) {
+	if !s.closed {
+		l.writePending(s)
 	}
-	l.dirty = l.dirty[:0]
-	// The counters are published once a flush, not once a write.
-	if l.framesOut > 0 {
-		l.count.framesOut.Add(l.framesOut)
-		l.count.bytesOut.Add(l.bytesOut)
-		l.framesOut, l.bytesOut = 0, 0
+	clear(s.pending)
+	s.pending, s.pendingBytes = s.pending[:0], 0
+	if cap(s.pending) > maxKeptPending {
+		s.pending = nil // a burst's slice is not kept for every session
 	}
 }
 

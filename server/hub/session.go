@@ -46,11 +46,11 @@ type Session struct {
 	pendingBytes    int64           // their length
 	skipped         map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
 	out             outq            // what the transport holds unsent
-	dirty           bool
-	closing         bool  // a bye is queued or the close has started: read no more
-	closeAfterFlush bool  // close once pending frames are written
-	closed          bool  // the transport reported the close: never write again
-	lingerUntil     int64 // bye written but not all taken by the socket: close by then
+	queuedIn        uint64          // the write queue's epoch it was last listed in (writeq.go)
+	closing         bool            // a bye is queued or the close has started: read no more
+	closeAfterFlush bool            // close once pending frames are written
+	closed          bool            // the transport reported the close: never write again
+	lingerUntil     int64           // bye written but not all taken by the socket: close by then
 	reason          codec.Reason
 
 	waiting bool     // a request is out on the cluster bus: hold further frames
@@ -75,10 +75,7 @@ func (s *Session) queue(frame []byte) {
 	}
 	s.pending = append(s.pending, frame)
 	s.pendingBytes += int64(len(frame))
-	if !s.dirty {
-		s.dirty = true
-		s.loop.dirty = append(s.loop.dirty, s)
-	}
+	s.loop.wq.touch(s)
 }
 
 // send queues a reply or notice for this session through its loop's outbox,
