@@ -214,7 +214,7 @@ func (l *loop) writeSession(s *Session) {
 		l.writePending(s)
 	}
 	clear(s.pending)
-	s.pending, s.pendingBytes = s.pending[:0], 0
+	s.pending, s.pendingBytes, s.pingWaiting = s.pending[:0], 0, false
 	if cap(s.pending) > maxKeptPending {
 		s.pending = nil // a burst's slice is not kept for every session
 	}
@@ -367,6 +367,9 @@ func (l *loop) sweep(now int64) {
 	cfg := &l.hub.cfg
 	l.enter()
 	for _, s := range l.sessions {
+		if s.pingWaiting {
+			l.wq.touch(s) // nothing went out since the last sweep: send it alone
+		}
 		switch {
 		case s.lingerUntil != 0 && !s.closed:
 			if now >= s.lingerUntil {
@@ -386,7 +389,7 @@ func (l *loop) sweep(now int64) {
 			l.hub.closeSession(s, codec.ReasonTimeout)
 		case s.loggedIn && now-s.lastPing >= int64(cfg.Heartbeat):
 			s.lastPing = now
-			l.push(item{kind: itemOne, to: s, frame: pingFrame})
+			s.queuePing()
 		}
 		if !s.closed && !s.closeAfterFlush && len(s.out.chunks) > 0 {
 			l.checkDeadline(s, now)

@@ -47,6 +47,7 @@ type Session struct {
 	skipped         map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
 	out             outq            // what the transport holds unsent
 	queuedIn        uint64          // the write queue's epoch it was last listed in (writeq.go)
+	pingWaiting     bool            // a ping is pending that no write has been listed for (queuePing)
 	closing         bool            // a bye is queued or the close has started: read no more
 	closeAfterFlush bool            // close once pending frames are written
 	closed          bool            // the transport reported the close: never write again
@@ -76,6 +77,19 @@ func (s *Session) queue(frame []byte) {
 	s.pending = append(s.pending, frame)
 	s.pendingBytes += int64(len(frame))
 	s.loop.wq.touch(s)
+}
+
+// queuePing appends a ping without a write of its own: it goes out with
+// the next frame queued for s, or alone at the next sweep. A session that
+// is sent messages then costs no system call for its heartbeat. Loop
+// goroutine only.
+func (s *Session) queuePing() {
+	if s.closed || s.closeAfterFlush {
+		return
+	}
+	s.pending = append(s.pending, pingFrame)
+	s.pendingBytes += int64(len(pingFrame))
+	s.pingWaiting = true
 }
 
 // send queues a reply or notice for this session through its loop's outbox,

@@ -159,3 +159,46 @@ func TestPassesKeepRoomOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPingsRideAlong: a due ping costs no write of its own when the
+// session is sent something before the next sweep; a quiet session gets
+// it alone at the next sweep.
+func TestPingsRideAlong(t *testing.T) {
+	cfg := testConfig()
+	cfg.Loops = 1
+	h := New(cfg, broker.NewLocal())
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loop := &fakeLoop{}
+	sender, _ := openMember(t, h, loop, "m0", "room")
+	_, busy := openMember(t, h, loop, "m1", "room")
+	quietSession, quiet := openMember(t, h, loop, "m2")
+	l := quietSession.loop
+	due := h.mono() + int64(cfg.Heartbeat)
+	busyWrites, quietWrites, busyFrames := busy.writes, quiet.writes, busy.frames
+	l.sweep(due)
+	for loop.run() {
+	}
+	if busy.writes != busyWrites || quiet.writes != quietWrites {
+		t.Fatalf("the sweep wrote its pings at once: %d and %d writes", busy.writes-busyWrites, quiet.writes-quietWrites)
+	}
+	say(t, h, sender, "room", "hello")
+	for loop.run() {
+	}
+	if busy.writes != busyWrites+1 || busy.frames != busyFrames+2 {
+		t.Fatalf("message and ping took %d writes of %d frames, want 1 of 2", busy.writes-busyWrites, busy.frames-busyFrames)
+	}
+	l.sweep(due + int64(cfg.TickInterval()))
+	for loop.run() {
+	}
+	if quiet.writes != quietWrites+1 {
+		t.Fatalf("the quiet session's ping took %d writes at the next sweep, want 1", quiet.writes-quietWrites)
+	}
+	l.sweep(due + 2*int64(cfg.TickInterval()))
+	for loop.run() {
+	}
+	if busy.writes != busyWrites+1 || quiet.writes != quietWrites+1 {
+		t.Fatal("a ping was written twice")
+	}
+}
