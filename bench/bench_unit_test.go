@@ -82,3 +82,38 @@ func TestHistogramMerge(t *testing.T) {
 		t.Fatal("export/import changed the histogram")
 	}
 }
+
+// TestThreadsRuntime: the process's run time, summed over its threads,
+// grows by about the CPU a busy loop burns.
+func TestThreadsRuntime(t *testing.T) {
+	before, ok := threadsRuntime("/proc/self")
+	if !ok {
+		t.Skip("no /proc/self/task/*/sched here")
+	}
+	start := time.Now()
+	for x := 0; time.Since(start) < 50*time.Millisecond; x++ {
+		_ = x * x
+	}
+	after, _ := threadsRuntime("/proc/self")
+	if d := after - before; d < 10*time.Millisecond || d > 10*time.Second {
+		t.Fatalf("50 ms of spinning counted as %v of run time", d)
+	}
+}
+
+// TestChatBodyRoundTrip: what chatBody writes parseChatBody reads back,
+// and a body that is not one is refused.
+func TestChatBodyRoundTrip(t *testing.T) {
+	b := chatBody(nil, 1764590000123456789, 42, classDM, 9999, 100)
+	if len(b) != 100 {
+		t.Fatalf("body is %d bytes, want 100", len(b))
+	}
+	due, class, from, ok := parseChatBody(b)
+	if !ok || due != 1764590000123456789 || class != classDM || from != 9999 {
+		t.Fatalf("parsed %d %d %d %v", due, class, from, ok)
+	}
+	for _, bad := range []string{"", "1:2:3", "1:2:9:4:", "x:2:0:4:", "1:2:0:-4:", "99999999999999999999:1:0:1:"} {
+		if _, _, _, ok := parseChatBody([]byte(bad)); ok {
+			t.Errorf("%q parsed as a chat body", bad)
+		}
+	}
+}

@@ -43,6 +43,9 @@ func ReadProcStat(pid int) (ProcStat, error) {
 	ut, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	st.CPU = time.Duration(ut+stime) * time.Second / clockTicks
+	if run, ok := threadsRuntime(dir); ok {
+		st.CPU = run
+	}
 	if v, ok := procField(dir+"/status", "VmRSS:"); ok {
 		kb, _ := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
 		st.RSS = kb << 10
@@ -51,6 +54,31 @@ func ReadProcStat(pid int) (ProcStat, error) {
 		st.Writes, _ = strconv.ParseInt(v, 10, 64)
 	}
 	return st, nil
+}
+
+// threadsRuntime sums the scheduler's run time of every thread of the
+// process (se.sum_exec_runtime in /proc/PID/task/TID/sched, in ms to the
+// ns). utime and stime count 10 ms ticks: at 10 messages a second to
+// 1,000 receivers a server spends about 40 of them in a 10 s window, so
+// one tick is a 2.5 % difference between two servers.
+func threadsRuntime(dir string) (time.Duration, bool) {
+	tasks, err := os.ReadDir(dir + "/task")
+	if err != nil {
+		return 0, false
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		v, ok := procField(dir+"/task/"+t.Name()+"/sched", "se.sum_exec_runtime")
+		if !ok {
+			return 0, false
+		}
+		ms, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(v, ":")), 64)
+		if err != nil {
+			return 0, false
+		}
+		total += time.Duration(ms * float64(time.Millisecond))
+	}
+	return total, len(tasks) > 0
 }
 
 // procField reads the value of the line of file that starts with key.
