@@ -68,7 +68,8 @@ type Config struct {
 	// negative means never.
 	PresenceLimit int
 	// PresenceInterval is the shortest time between two presence frames of
-	// one room. Default 1s.
+	// one room of up to 1,000 members; a larger room waits ⌈members/1,000⌉
+	// times as long. Default 1s.
 	PresenceInterval time.Duration
 	// MaxRooms is the most rooms one session may be in. Default 64.
 	MaxRooms int

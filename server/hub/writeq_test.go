@@ -4,15 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"parley/codec"
 	"parley/server/broker"
 )
 
-// recordingConn keeps copies of the msg frames it is given.
+// recordingConn keeps copies of the msg and presence frames it is given.
 type recordingConn struct {
 	fakeConn
-	got [][]byte
+	got, presence [][]byte
 }
 
 var msgPrefix = []byte(`{"type":"msg"`)
@@ -22,6 +23,9 @@ func (c *recordingConn) Writev(frames [][]byte) {
 	for _, f := range frames {
 		if bytes.HasPrefix(f[codec.HeaderSize:], msgPrefix) {
 			c.got = append(c.got, bytes.Clone(f))
+		}
+		if bytes.HasPrefix(f[codec.HeaderSize:], []byte(`{"type":"presence"`)) {
+			c.presence = append(c.presence, bytes.Clone(f))
 		}
 	}
 }
@@ -200,5 +204,53 @@ func TestPingsRideAlong(t *testing.T) {
 	}
 	if busy.writes != busyWrites+1 || quiet.writes != quietWrites+1 {
 		t.Fatal("a ping was written twice")
+	}
+}
+
+// TestPresenceGapGrowsWithTheRoom: presence in a room of n members goes
+// out at most every ⌈n/presenceMembers⌉ intervals.
+func TestPresenceGapGrowsWithTheRoom(t *testing.T) {
+	for _, c := range []struct {
+		members int
+		want    time.Duration
+	}{{1, time.Second}, {1000, time.Second}, {1001, 2 * time.Second}, {4331, 5 * time.Second}} {
+		if got := time.Duration(presenceGap(time.Second, c.members)); got != c.want {
+			t.Errorf("%d members: gap %v, want %v", c.members, got, c.want)
+		}
+	}
+}
+
+// TestPresenceInLargeRooms: in a room of 1,200 over the presence limit, a
+// change is announced once, and the next change waits two intervals.
+func TestPresenceInLargeRooms(t *testing.T) {
+	cfg := testConfig()
+	cfg.Loops, cfg.PresenceLimit, cfg.PresenceInterval = 1, 10, time.Second
+	h := New(cfg, broker.NewLocal())
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loop := &fakeLoop{}
+	_, watcher := openMember(t, h, loop, "w")
+	for i := range 1200 {
+		openMember(t, h, loop, fmt.Sprint("m", i))
+	}
+	presences := func() int { return len(watcher.presence) }
+	now := h.mono() + int64(10*time.Second)
+	step := func(d time.Duration) int {
+		now += int64(d)
+		h.flushPresence(now)
+		for loop.run() {
+		}
+		return presences()
+	}
+	if got := step(0); got != 1 {
+		t.Fatalf("%d presence frames after the logins, want 1", got)
+	}
+	openMember(t, h, loop, "late")
+	if got := step(time.Second); got != 1 {
+		t.Fatalf("a room of 1,202 got presence again after one interval (%d frames)", got)
+	}
+	if got := step(time.Second); got != 2 {
+		t.Fatalf("%d presence frames after two intervals, want 2", got)
 	}
 }
