@@ -41,6 +41,19 @@ func (f *fakeLoop) run() bool {
 	return len(fns) > 0
 }
 
+// runOne runs the first function queued, if any.
+func (f *fakeLoop) runOne() {
+	f.mu.Lock()
+	if len(f.fns) == 0 {
+		f.mu.Unlock()
+		return
+	}
+	fn := f.fns[0]
+	f.fns = append(f.fns[:0], f.fns[1:]...)
+	f.mu.Unlock()
+	fn()
+}
+
 // fakeConn counts what it is given.
 type fakeConn struct {
 	frames, writes int

@@ -1,13 +1,16 @@
 package hub
 
-// A loop writes its sessions in passes of at most passBudget writes, and
+// A loop writes its sessions in passes of at most passBudget sessions, and
 // lets its engine read between passes. One message to a room of
 // thousands costs thousands of write system calls, tens of milliseconds
 // on one core; written in one go, a message to a room of three that
 // arrives meanwhile would wait for all of them. In passes, the sessions
-// touched since the last pass began (fresh) go first, then the oldest
-// of those left over (backlog), so a small room's message waits for at
-// most one pass of a large one.
+// touched since the last pass began (fresh) take up to half a pass, then
+// the oldest of those left over (backlog) the rest, so a small room's
+// message waits for at most one pass of a large one, and the backlog,
+// first in first out, moves by at least half a pass each time: a member
+// late in a large room's list is not passed over while messages keep
+// coming.
 //
 // Only the writing is paced: every item is applied when it is drained,
 // in order, and a session's frames are written in the order queued, so
@@ -17,13 +20,14 @@ package hub
 // list with everything it has pending.
 
 // passBudget is how many sessions one pass writes when more are waiting:
-// about a millisecond of write system calls on loopback.
+// one to a few milliseconds of write system calls on loopback, depending
+// on what else the cores are doing.
 const passBudget = 256
 
 // maxWriteBacklog bounds the backlog: past it, a pass writes every waiting
 // session before the engine reads more, so a flood into large rooms is
 // held back by its own sockets as it is without passes.
-const maxWriteBacklog = 1 << 16
+const maxWriteBacklog = 1 << 14
 
 // writeQueue is a loop's sessions with frames to write. Loop goroutine
 // only.
@@ -46,19 +50,25 @@ func (q *writeQueue) touch(s *Session) {
 // waiting is how many backlog entries are left.
 func (q *writeQueue) waiting() int { return len(q.backlog) - q.head }
 
-// pass writes fresh sessions, then backlog ones, at most passBudget of
-// them unless the backlog is past maxWriteBacklog, and keeps the rest for
-// the next pass. It reports whether sessions are left.
+// pass writes fresh sessions (half a pass while there is a backlog), then
+// backlog ones, at most passBudget of them unless the backlog is past
+// maxWriteBacklog, and keeps the rest for the next pass. It reports
+// whether sessions are left.
 func (l *loop) pass() bool {
 	q := &l.wq
 	fresh := q.fresh
 	q.epoch++ // frames queued from here on make a new fresh list
 	q.fresh, q.spare = q.spare[:0], nil
-	budget := passBudget
-	if q.waiting()+len(fresh) > maxWriteBacklog {
-		budget = int(^uint(0) >> 1)
+	budget, freshBudget := passBudget, passBudget
+	if q.waiting() > 0 {
+		freshBudget = passBudget / 2
 	}
-	done := l.writeSome(fresh, &budget)
+	if q.waiting()+len(fresh) > maxWriteBacklog {
+		budget, freshBudget = int(^uint(0)>>1), int(^uint(0)>>1)
+	}
+	budget -= freshBudget
+	done := l.writeSome(fresh, &freshBudget)
+	budget += freshBudget // what fresh left over
 	q.backlog = append(q.backlog, fresh[done:]...)
 	clear(fresh)
 	if cap(fresh) <= maxKeptBacklog {

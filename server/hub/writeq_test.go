@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,9 +128,9 @@ func TestPassesLetSmallRoomsOvertake(t *testing.T) {
 	}
 }
 
-// TestPassesKeepRoomOrder: many messages to a large room, queued while
-// earlier ones are still being written, reach every member once each and
-// in seq order.
+// TestPassesKeepRoomOrder: many messages to a large room, each queued
+// after one more pass of the earlier ones, reach every member once each
+// and in seq order.
 func TestPassesKeepRoomOrder(t *testing.T) {
 	cfg := testConfig()
 	cfg.Loops = 1
@@ -144,10 +145,11 @@ func TestPassesKeepRoomOrder(t *testing.T) {
 		_, c := openMember(t, h, loop, fmt.Sprint("m", i), "big")
 		members = append(members, c)
 	}
-	const messages = 20
+	const messages = 64
+	pad := strings.Repeat("x", 2000)
 	for i := range messages {
-		say(t, h, sender, "big", fmt.Sprint(i))
-		loop.run() // one pass between messages: the backlog grows and drains
+		say(t, h, sender, "big", fmt.Sprint(i, pad))
+		loop.runOne() // one pass between messages
 	}
 	for loop.run() {
 	}
@@ -157,8 +159,8 @@ func TestPassesKeepRoomOrder(t *testing.T) {
 			t.Fatalf("member %d got %d messages, want %d", i, len(got), messages)
 		}
 		for k, b := range got {
-			if b != fmt.Sprint("big:", k) {
-				t.Fatalf("member %d: message %d is %q: out of order", i, k, b)
+			if b != fmt.Sprint("big:", k, pad) {
+				t.Fatalf("member %d: message %d is %.12q: out of order", i, k, b)
 			}
 		}
 	}
@@ -252,5 +254,30 @@ func TestPresenceInLargeRooms(t *testing.T) {
 	}
 	if got := step(time.Second); got != 2 {
 		t.Fatalf("%d presence frames after two intervals, want 2", got)
+	}
+}
+
+// TestRoomBudgetCountsRefusedBytes: frames the loop has not tried to write
+// yet do not make a member "behind": 64 messages of 2 KB queued in one
+// drain, twice the room budget, all reach a member whose socket takes
+// everything.
+func TestRoomBudgetCountsRefusedBytes(t *testing.T) {
+	cfg := testConfig()
+	cfg.Loops, cfg.RoomBudget = 1, 64<<10
+	h := New(cfg, broker.NewLocal())
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loop := &fakeLoop{}
+	sender, _ := openMember(t, h, loop, "m0", "big")
+	_, member := openMember(t, h, loop, "m1", "big")
+	pad := strings.Repeat("x", 2000)
+	for i := range 64 {
+		say(t, h, sender, "big", fmt.Sprint(i, pad))
+	}
+	for loop.run() {
+	}
+	if got := len(member.bodies(t)); got != 64 {
+		t.Fatalf("member got %d of 64 messages (%d skipped)", got, h.count.skipped.Load())
 	}
 }
