@@ -108,48 +108,32 @@ func (l *loop) leave() {
 	// depth stays 1 while draining, so a close nested in a write sees an
 	// outer drain in progress and leaves the items to it.
 	for {
-		more := l.drain()
+		l.drain()
 		l.mu.Lock()
 		if len(l.items) == 0 {
 			l.active = false
 			l.depth = 0
-			// Sessions left for another pass: come back after the engine
-			// has read what arrived meanwhile.
-			wake := more && !l.scheduled
-			l.scheduled = l.scheduled || wake
 			l.mu.Unlock()
-			if wake {
-				l.reschedule()
-			}
 			return
 		}
 		l.mu.Unlock()
 	}
 }
 
-// reschedule runs the loop again after what its engine has ready.
-func (l *loop) reschedule() {
-	if err := l.exec.Execute(l.runFunc); err != nil {
-		l.mu.Lock()
-		l.scheduled = false
-		l.mu.Unlock()
-	}
-}
-
-// drain applies every queued item, then writes one pass of the sessions
-// they touched (writeq.go); it reports whether sessions are left for
-// another pass. It runs only from the outermost leave. A write can close
-// a connection synchronously, which re-enters the hub (inside a nested
-// enter/leave that does not drain) and may push more items: the outer
-// loop picks them up.
-func (l *loop) drain() bool {
+// drain applies every queued item, then gives each touched session all its
+// new frames in one write. It runs only from the outermost leave. A write
+// can close a connection synchronously, which re-enters the hub (inside a
+// nested enter/leave that does not drain) and may push more items: the
+// outer loop picks them up.
+func (l *loop) drain() {
 	for {
 		l.mu.Lock()
 		items := l.items
 		if len(items) == 0 {
 			l.scheduled = false
 			l.mu.Unlock()
-			break
+			l.flush() // sessions touched without an item: the sweep's pings
+			return
 		}
 		l.items = l.spare[:0]
 		l.mu.Unlock()
@@ -158,15 +142,8 @@ func (l *loop) drain() bool {
 			items[i] = item{}
 		}
 		l.spare = items[:0]
+		l.flush()
 	}
-	more := l.pass()
-	// The counters are published once a pass, not once a write.
-	if l.framesOut > 0 {
-		l.count.framesOut.Add(l.framesOut)
-		l.count.bytesOut.Add(l.bytesOut)
-		l.framesOut, l.bytesOut = 0, 0
-	}
-	return more
 }
 
 func (l *loop) apply(it *item) {
@@ -206,6 +183,17 @@ const maxKeptPending = 256
 
 // iovMax is the most buffers one writev takes (Linux IOV_MAX).
 const iovMax = 1024
+
+// flush writes each session touched since the last flush, then publishes
+// the counters: once a flush, not once a write.
+func (l *loop) flush() {
+	l.wq.writeAll(l)
+	if l.framesOut > 0 {
+		l.count.framesOut.Add(l.framesOut)
+		l.count.bytesOut.Add(l.bytesOut)
+		l.framesOut, l.bytesOut = 0, 0
+	}
+}
 
 // writeSession writes s's pending frames, in one Writev per 1024 frames,
 // and enforces the outbound limit.

@@ -17,10 +17,9 @@ type skip struct{ first, last uint64 }
 // queueRoom queues a room item's frame for member s, or drops it if s is
 // behind and it is a message with a seq.
 func (l *loop) queueRoom(s *Session, it *item) bool {
-	// Once the socket has refused bytes, what is pending counts too: the
-	// next write may leave all of it with the transport at once. Before
-	// that it is the loop's own backlog (writeq.go), not the member's.
-	if budget := l.hub.cfg.RoomBudget; it.seq > 0 && budget > 0 && s.out.mem > 0 && s.out.mem+s.pendingBytes > budget {
+	// What this drain queued counts too: the flush may leave all of it
+	// with the transport at once.
+	if budget := l.hub.cfg.RoomBudget; it.seq > 0 && budget > 0 && s.out.mem+s.pendingBytes > budget {
 		s.skipRoom(it.room, it.seq)
 		l.hub.count.skipped.Add(1)
 		return false
