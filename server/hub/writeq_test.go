@@ -68,6 +68,16 @@ func openMember(tb testing.TB, h *Hub, loop *fakeLoop, nick string, rooms ...str
 	return s, conn
 }
 
+// oneLoopHub is a started hub with cfg on one fake loop.
+func oneLoopHub(tb testing.TB, cfg Config) (*Hub, *fakeLoop) {
+	cfg.Loops = 1
+	h := New(cfg, broker.NewLocal())
+	if err := h.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return h, &fakeLoop{}
+}
+
 func say(tb testing.TB, h *Hub, s *Session, room, body string) {
 	if err := h.handleSay(s, &codec.Request{Type: codec.TypeSay, Room: room, Body: body}); err != nil {
 		tb.Fatal(err)
@@ -79,12 +89,7 @@ func say(tb testing.TB, h *Hub, s *Session, room, body string) {
 // seq order.
 func TestFanoutKeepsRoomOrder(t *testing.T) {
 	cfg := testConfig()
-	cfg.Loops = 1
-	h := New(cfg, broker.NewLocal())
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	loop := &fakeLoop{}
+	h, loop := oneLoopHub(t, cfg)
 	sender, _ := openMember(t, h, loop, "m0", "big")
 	var members []*recordingConn
 	for i := 1; i < 768; i++ {
@@ -117,12 +122,7 @@ func TestFanoutKeepsRoomOrder(t *testing.T) {
 // it alone at the next sweep.
 func TestPingsRideAlong(t *testing.T) {
 	cfg := testConfig()
-	cfg.Loops = 1
-	h := New(cfg, broker.NewLocal())
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	loop := &fakeLoop{}
+	h, loop := oneLoopHub(t, cfg)
 	sender, _ := openMember(t, h, loop, "m0", "room")
 	_, busy := openMember(t, h, loop, "m1", "room")
 	quietSession, quiet := openMember(t, h, loop, "m2")
@@ -172,12 +172,8 @@ func TestPresenceGapGrowsWithTheRoom(t *testing.T) {
 // change is announced once, and the next change waits two intervals.
 func TestPresenceInLargeRooms(t *testing.T) {
 	cfg := testConfig()
-	cfg.Loops, cfg.PresenceLimit, cfg.PresenceInterval = 1, 10, time.Second
-	h := New(cfg, broker.NewLocal())
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	loop := &fakeLoop{}
+	cfg.PresenceLimit, cfg.PresenceInterval = 10, time.Second
+	h, loop := oneLoopHub(t, cfg)
 	_, watcher := openMember(t, h, loop, "w")
 	for i := range 1200 {
 		openMember(t, h, loop, fmt.Sprint("m", i))
