@@ -84,9 +84,9 @@ func say(tb testing.TB, h *Hub, s *Session, room, body string) {
 	}
 }
 
-// TestFanoutKeepsRoomOrder: many messages to a room of hundreds, each
-// handled by its own run of the loop, reach every member once each and in
-// seq order.
+// TestFanoutKeepsRoomOrder: many messages to a room of hundreds, four
+// queued for each run of the loop, reach every member once each and in seq
+// order, the four of a run in one write.
 func TestFanoutKeepsRoomOrder(t *testing.T) {
 	cfg := testConfig()
 	h, loop := oneLoopHub(t, cfg)
@@ -96,16 +96,25 @@ func TestFanoutKeepsRoomOrder(t *testing.T) {
 		_, c := openMember(t, h, loop, fmt.Sprint("m", i), "big")
 		members = append(members, c)
 	}
+	writes := make([]int, len(members))
+	for i, c := range members {
+		writes[i] = c.writes
+	}
 	const messages = 64
 	pad := strings.Repeat("x", 2000)
 	for i := range messages {
 		say(t, h, sender, "big", fmt.Sprint(i, pad))
-		loop.runOne()
+		if i%4 == 3 {
+			loop.runOne()
+		}
 	}
 	for loop.run() {
 	}
 	for i, c := range members {
 		got := c.bodies(t)
+		if n := c.writes - writes[i]; n != messages/4 {
+			t.Fatalf("member %d took %d writes for %d runs of 4 messages", i, n, messages/4)
+		}
 		if len(got) != messages {
 			t.Fatalf("member %d got %d messages, want %d", i, len(got), messages)
 		}
