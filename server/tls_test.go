@@ -163,8 +163,15 @@ func TestTLSSlowConsumer(t *testing.T) {
 	talker := loggedIn(t, srv, "talker")
 	eventually(t, "two sessions", func() bool { return srv.Stats().Online == 2 })
 	big := strings.Repeat("x", 2000)
-	for i := 0; srv.Stats().Closes[codec.ReasonSlowConsumer] == 0; i++ {
-		if i > 20000 {
+	// Until the write deadline closes it: a count of messages would be a
+	// bound on the clock, as fast round trips finish any count sooner. The
+	// stuck socket still takes a few bytes now and then after its reader
+	// stops, and each time is progress that restarts the deadline (the
+	// test takes 2.75 s here against a 500 ms deadline), so this waits
+	// longer than most.
+	closeBy := time.Now().Add(3 * waitFor)
+	for srv.Stats().Closes[codec.ReasonSlowConsumer] == 0 {
+		if time.Now().After(closeBy) {
 			t.Fatal("the stuck member was never closed as a slow consumer")
 		}
 		talker.send(&codec.Say{Body: big, Ref: "s"})
