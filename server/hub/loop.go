@@ -11,13 +11,14 @@ import (
 type itemKind uint8
 
 const (
-	itemRoom   itemKind = iota // frame to the loop's members of room, except one
-	itemOne                    // frame to one session
-	itemDM                     // direct message to one session, counted in its incoming
-	itemBye                    // last frame to one session, then close it
-	itemAdd                    // add a session to the loop's members of room
-	itemRemove                 // remove a session from the loop's members of room
-	itemOwe                    // send a session the gap notice it is owed for room
+	itemRoom     itemKind = iota // frame to the loop's members of room, except one
+	itemOne                      // frame to one session
+	itemDM                       // direct message to one session, counted in its incoming
+	itemBye                      // last frame to one session, then close it
+	itemAdd                      // add a session to the loop's members of room
+	itemRemove                   // remove a session from the loop's members of room
+	itemOwe                      // send a session the gap notice it is owed for room
+	itemPresence                 // frame to the loop's members of room, riding along (Session.queueLazy)
 )
 
 // item is one unit of work queued for a loop. Room messages, membership
@@ -159,6 +160,10 @@ func (l *loop) apply(it *item) {
 			l.count.deliveries.Add(uint64(queued))
 			l.count.broadcast.Observe(l.hub.mono() - it.at)
 		}
+	case itemPresence:
+		for _, s := range it.room.local[l.index] {
+			s.queueLazy(it.frame)
+		}
 	case itemOne:
 		it.to.queue(it.frame)
 	case itemDM:
@@ -202,7 +207,7 @@ func (l *loop) writeSession(s *Session) {
 		l.writePending(s)
 	}
 	clear(s.pending)
-	s.pending, s.pendingBytes, s.pingWaiting = s.pending[:0], 0, false
+	s.pending, s.pendingBytes, s.lazyWaiting = s.pending[:0], 0, false
 	if cap(s.pending) > maxKeptPending {
 		s.pending = nil // a burst's slice is not kept for every session
 	}
@@ -355,7 +360,7 @@ func (l *loop) sweep(now int64) {
 	cfg := &l.hub.cfg
 	l.enter()
 	for _, s := range l.sessions {
-		if s.pingWaiting {
+		if s.lazyWaiting {
 			l.wq.touch(s) // nothing went out since the last sweep: send it alone
 		}
 		switch {
@@ -377,7 +382,7 @@ func (l *loop) sweep(now int64) {
 			l.hub.closeSession(s, codec.ReasonTimeout)
 		case s.loggedIn && now-s.lastPing >= int64(cfg.Heartbeat):
 			s.lastPing = now
-			s.queuePing()
+			s.queueLazy(pingFrame)
 		}
 		if !s.closed && !s.closeAfterFlush && len(s.out.chunks) > 0 {
 			l.checkDeadline(s, now)

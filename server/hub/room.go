@@ -426,7 +426,11 @@ func (h *Hub) sendPresence(r *room, now int64) bool {
 		return false
 	}
 	frame := codec.MustEncode(&codec.Presence{Room: r.name, Count: r.count(), Joined: r.presJoined, Left: r.presLeft})
-	r.publishLocked(h, frame, nil)
+	for i, n := range r.perLoop {
+		if n > 0 {
+			h.loops[i].push(item{kind: itemPresence, room: r, frame: frame})
+		}
+	}
 	r.presJoined, r.presLeft, r.presDirty, r.presLast = 0, 0, false, now
 	return true
 }

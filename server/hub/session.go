@@ -47,7 +47,7 @@ type Session struct {
 	skipped         map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
 	out             outq            // what the transport holds unsent
 	queuedIn        uint64          // the write queue's epoch it was last listed in (writeq.go)
-	pingWaiting     bool            // a ping is pending that no write has been listed for (queuePing)
+	lazyWaiting     bool            // a ping or presence frame is pending that no write has been listed for (queueLazy)
 	closing         bool            // a bye is queued or the close has started: read no more
 	closeAfterFlush bool            // close once pending frames are written
 	closed          bool            // the transport reported the close: never write again
@@ -79,17 +79,19 @@ func (s *Session) queue(frame []byte) {
 	s.loop.wq.touch(s)
 }
 
-// queuePing appends a ping without a write of its own: it goes out with
-// the next frame queued for s, or alone at the next sweep. A session that
-// is sent messages then costs no system call for its heartbeat. Loop
-// goroutine only.
-func (s *Session) queuePing() {
+// queueLazy appends a frame that may wait, a ping or a presence count,
+// without a write of its own: it goes out with the next frame queued for
+// s, or alone at the next sweep. A session that is sent messages then
+// costs no system call for its heartbeat, and a presence frame to a room
+// of thousands is not a burst of as many writes in front of the messages
+// behind it. Loop goroutine only.
+func (s *Session) queueLazy(frame []byte) {
 	if s.closed || s.closeAfterFlush {
 		return
 	}
-	s.pending = append(s.pending, pingFrame)
-	s.pendingBytes += int64(len(pingFrame))
-	s.pingWaiting = true
+	s.pending = append(s.pending, frame)
+	s.pendingBytes += int64(len(frame))
+	s.lazyWaiting = true
 }
 
 // send queues a reply or notice for this session through its loop's outbox,

@@ -164,6 +164,53 @@ func TestPingsRideAlong(t *testing.T) {
 	}
 }
 
+// TestPresenceRidesAlong: in a room over the presence limit, a presence
+// frame costs no write of its own when the member is sent something
+// before the next sweep, and goes out alone at the sweep otherwise.
+func TestPresenceRidesAlong(t *testing.T) {
+	cfg := testConfig()
+	cfg.PresenceLimit = 2
+	h, loop := oneLoopHub(t, cfg)
+	sender, _ := openMember(t, h, loop, "m0")
+	_, busy := openMember(t, h, loop, "m1")
+	quietSession, quiet := openMember(t, h, loop, "m2") // the lobby is counted from here
+	l := quietSession.loop
+	now := h.mono()
+	run := func() {
+		for loop.run() {
+		}
+	}
+	busyWrites, quietWrites, busyFrames := busy.writes, quiet.writes, busy.frames
+	now += int64(10 * time.Second)
+	h.flushPresence(now)
+	run()
+	if busy.writes != busyWrites || quiet.writes != quietWrites {
+		t.Fatalf("presence was written at once: %d and %d writes", busy.writes-busyWrites, quiet.writes-quietWrites)
+	}
+	say(t, h, sender, codec.Lobby, "hello")
+	run()
+	if busy.writes != busyWrites+1 || busy.frames != busyFrames+2 || len(busy.presence) != 1 {
+		t.Fatalf("message and presence took %d writes of %d frames (%d presence), want 1 of 2 (1)",
+			busy.writes-busyWrites, busy.frames-busyFrames, len(busy.presence))
+	}
+	openMember(t, h, loop, "m3") // counted: a presence frame is due
+	quietWrites, presences := quiet.writes, len(quiet.presence)
+	now += int64(10 * time.Second)
+	h.flushPresence(now)
+	run()
+	l.sweep(now)
+	run()
+	if quiet.writes != quietWrites+1 || len(quiet.presence) != presences+1 {
+		t.Fatalf("the quiet member's presence took %d writes at the sweep (%d presence), want 1 (1)",
+			quiet.writes-quietWrites, len(quiet.presence)-presences)
+	}
+	l.sweep(now)
+	run()
+	if quiet.writes != quietWrites+1 {
+		t.Fatal("a presence frame was written twice")
+	}
+}
+
 // TestPresenceGapGrowsWithTheRoom: presence in a room of n members goes
 // out at most every ⌈n/presenceMembers⌉ intervals.
 func TestPresenceGapGrowsWithTheRoom(t *testing.T) {
@@ -183,7 +230,7 @@ func TestPresenceInLargeRooms(t *testing.T) {
 	cfg := testConfig()
 	cfg.PresenceLimit, cfg.PresenceInterval = 10, time.Second
 	h, loop := oneLoopHub(t, cfg)
-	_, watcher := openMember(t, h, loop, "w")
+	watcherSession, watcher := openMember(t, h, loop, "w")
 	for i := range 1200 {
 		openMember(t, h, loop, fmt.Sprint("m", i))
 	}
@@ -192,6 +239,9 @@ func TestPresenceInLargeRooms(t *testing.T) {
 	step := func(d time.Duration) int {
 		now += int64(d)
 		h.flushPresence(now)
+		for loop.run() {
+		}
+		watcherSession.loop.sweep(now) // presence rides along: the sweep writes it
 		for loop.run() {
 		}
 		return presences()
