@@ -76,7 +76,7 @@ func (r *room) publishSeqLocked(h *Hub, frame []byte, except *Session, seq uint6
 	}
 	for i, n := range r.perLoop {
 		if n > 0 {
-			h.loops[i].push(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq, at: at})
+			h.loops[i].pushFanout(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq, at: at}, n)
 		}
 	}
 }

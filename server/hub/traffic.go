@@ -16,7 +16,7 @@ type Inbound interface {
 func (h *Hub) Traffic(s *Session, in Inbound) {
 	l := s.loop
 	l.enter()
-	defer l.leave()
+	defer l.leaveLater()
 	for !s.closing && !s.closed {
 		buffered := in.InboundBuffered()
 		if buffered < codec.HeaderSize {

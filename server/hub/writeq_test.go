@@ -257,3 +257,54 @@ func TestPresenceInLargeRooms(t *testing.T) {
 		t.Fatalf("%d presence frames after two intervals, want 2", got)
 	}
 }
+
+// bytesInbound is a connection's received bytes for Hub.Traffic.
+type bytesInbound struct{ buf []byte }
+
+func (b *bytesInbound) InboundBuffered() int { return len(b.buf) }
+func (b *bytesInbound) Peek(n int) ([]byte, error) {
+	return b.buf[:min(n, len(b.buf))], nil
+}
+
+func (b *bytesInbound) Discard(n int) (int, error) {
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+// read hands s one frame as the engine would, in a read callback.
+func read(h *Hub, s *Session, req codec.Message) {
+	h.Traffic(s, &bytesInbound{buf: codec.MustEncode(req)})
+}
+
+// TestReadsCoalesceLargeFanouts: a read whose messages make deferFanout
+// deliveries or more leaves the drain to the loop's next run, so that
+// the messages read meanwhile go to each member in the same write; below
+// that, a read drains at once.
+func TestReadsCoalesceLargeFanouts(t *testing.T) {
+	cfg := testConfig()
+	cfg.PresenceLimit = 10
+	h, loop := oneLoopHub(t, cfg)
+	a, _ := openMember(t, h, loop, "a", "small")
+	b, _ := openMember(t, h, loop, "b")
+	_, small := openMember(t, h, loop, "c", "small")
+	_, watcher := openMember(t, h, loop, "w")
+	for i := range deferFanout {
+		openMember(t, h, loop, fmt.Sprint("m", i))
+	}
+	writes := small.writes
+	read(h, a, &codec.Say{Room: "small", Body: "now"})
+	if small.writes != writes+1 {
+		t.Fatalf("a message to a room of 2 took %d writes before the loop ran again, want 1", small.writes-writes)
+	}
+	writes = watcher.writes
+	read(h, a, &codec.Say{Room: codec.Lobby, Body: "one"})
+	read(h, b, &codec.Say{Room: codec.Lobby, Body: "two"})
+	if watcher.writes != writes {
+		t.Fatalf("messages to %d members were written in their read callbacks", deferFanout+4)
+	}
+	for loop.run() {
+	}
+	if got := watcher.bodies(t); watcher.writes != writes+1 || len(got) != 2 || got[0] != "lobby:one" || got[1] != "lobby:two" {
+		t.Fatalf("the two messages took %d writes, bodies %q; want 1 write of one, two", watcher.writes-writes, got)
+	}
+}
