@@ -54,6 +54,7 @@ type loop struct {
 	spare    []item
 	sessions []*Session
 	wq       writeQueue // sessions with frames to write
+	lazy     lazyQueue  // sessions the sweep found with frames that may wait (lazy.go)
 	iov      [][]byte
 	batch    []byte // scratch: a blocked client's frames as one slice
 	depth    int    // nesting of enter/leave: a write may close a connection inside a drain
@@ -404,7 +405,7 @@ func (l *loop) sweep(now int64) {
 	l.enter()
 	for _, s := range l.sessions {
 		if s.lazyWaiting {
-			l.wq.touch(s) // nothing went out since the last sweep: send it alone
+			l.noteDue(s) // nothing went out since the last sweep: send it alone
 		}
 		switch {
 		case s.lingerUntil != 0 && !s.closed:
@@ -437,6 +438,7 @@ func (l *loop) sweep(now int64) {
 	if l.hub.overTotal() {
 		l.shed()
 	}
+	l.writeChunk()
 	l.leave()
 }
 

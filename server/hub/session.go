@@ -79,21 +79,6 @@ func (s *Session) queue(frame []byte) {
 	s.loop.wq.touch(s)
 }
 
-// queueLazy appends a frame that may wait, a ping or a presence count,
-// without a write of its own: it goes out with the next frame queued for
-// s, or alone at the next sweep. A session that is sent messages then
-// costs no system call for its heartbeat, and a presence frame to a room
-// of thousands is not a burst of as many writes in front of the messages
-// behind it. Loop goroutine only.
-func (s *Session) queueLazy(frame []byte) {
-	if s.closed || s.closeAfterFlush {
-		return
-	}
-	s.pending = append(s.pending, frame)
-	s.pendingBytes += int64(len(frame))
-	s.lazyWaiting = true
-}
-
 // send queues a reply or notice for this session through its loop's outbox,
 // in order with everything else queued for the loop.
 func (s *Session) send(frame []byte) {

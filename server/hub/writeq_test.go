@@ -164,6 +164,28 @@ func TestPingsRideAlong(t *testing.T) {
 	}
 }
 
+// sweepAll runs l's sweep at now and its timed chunks until every
+// session it found waiting is written.
+func sweepAll(t *testing.T, l *loop, f *fakeLoop, now int64) {
+	t.Helper()
+	l.sweep(now)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for f.run() {
+		}
+		f.mu.Lock()
+		done := len(f.fns) == 0 && !l.lazy.scheduled
+		f.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep's chunks were not all written")
+		}
+		time.Sleep(lazyPause)
+	}
+}
+
 // TestPresenceRidesAlong: in a room over the presence limit, a presence
 // frame costs no write of its own when the member is sent something
 // before the next sweep, and goes out alone at the sweep otherwise.
@@ -241,9 +263,7 @@ func TestPresenceInLargeRooms(t *testing.T) {
 		h.flushPresence(now)
 		for loop.run() {
 		}
-		watcherSession.loop.sweep(now) // presence rides along: the sweep writes it
-		for loop.run() {
-		}
+		sweepAll(t, watcherSession.loop, loop, now) // presence rides along: the sweep writes it
 		return presences()
 	}
 	if got := step(0); got != 1 {
@@ -306,5 +326,46 @@ func TestReadsCoalesceLargeFanouts(t *testing.T) {
 	}
 	if got := watcher.bodies(t); watcher.writes != writes+1 || len(got) != 2 || got[0] != "lobby:one" || got[1] != "lobby:two" {
 		t.Fatalf("the two messages took %d writes, bodies %q; want 1 write of one, two", watcher.writes-writes, got)
+	}
+}
+
+// TestSweepWritesInChunks: the sweep writes the sessions whose pings
+// wait lazyChunk at a time, the rest from a timer, each once.
+func TestSweepWritesInChunks(t *testing.T) {
+	cfg := testConfig()
+	cfg.PresenceLimit = 10
+	h, fake := oneLoopHub(t, cfg)
+	conns := make([]*recordingConn, 2*lazyChunk+10)
+	for i := range conns {
+		_, conns[i] = openMember(t, h, fake, fmt.Sprint("m", i))
+	}
+	l := h.loops[0]
+	before := make([]int, len(conns))
+	for i, c := range conns {
+		before[i] = c.writes
+	}
+	written := func() (n int) {
+		for i, c := range conns {
+			if c.writes > before[i]+1 {
+				t.Fatalf("session %d was written %d times", i, c.writes-before[i])
+			}
+			n += c.writes - before[i]
+		}
+		return n
+	}
+	due := h.mono() + int64(cfg.Heartbeat)
+	l.sweep(due) // queues the pings, to ride along until the next sweep
+	for fake.run() {
+	}
+	due += int64(cfg.TickInterval())
+	l.sweep(due)
+	for fake.run() {
+	}
+	if n := written(); n != lazyChunk {
+		t.Fatalf("the sweep wrote %d sessions at once, want %d", n, lazyChunk)
+	}
+	sweepAll(t, l, fake, due) // nothing new is due: only the timer's chunks
+	if n := written(); n != len(conns) {
+		t.Fatalf("%d of %d sessions were written their pings", n, len(conns))
 	}
 }
