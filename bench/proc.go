@@ -60,25 +60,29 @@ func ReadProcStat(pid int) (ProcStat, error) {
 // process (se.sum_exec_runtime in /proc/PID/task/TID/sched, in ms to the
 // ns). utime and stime count 10 ms ticks: at 10 messages a second to
 // 1,000 receivers a server spends about 40 of them in a 10 s window, so
-// one tick is a 2.5 % difference between two servers.
+// one tick is a 2.5 % difference between two servers. A thread that ends
+// between listing and reading is left out, and so is the run time of
+// threads that ended earlier: the servers measured keep their threads.
 func threadsRuntime(dir string) (time.Duration, bool) {
 	tasks, err := os.ReadDir(dir + "/task")
 	if err != nil {
 		return 0, false
 	}
 	var total time.Duration
+	read := 0
 	for _, t := range tasks {
 		v, ok := procField(dir+"/task/"+t.Name()+"/sched", "se.sum_exec_runtime")
 		if !ok {
-			return 0, false
+			continue // the thread ended
 		}
 		ms, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(v, ":")), 64)
 		if err != nil {
 			return 0, false
 		}
 		total += time.Duration(ms * float64(time.Millisecond))
+		read++
 	}
-	return total, len(tasks) > 0
+	return total, read > 0
 }
 
 // procField reads the value of the line of file that starts with key.
