@@ -176,6 +176,24 @@ func TestRunNATS(t *testing.T) {
 	checkResults(t, rs, 2)
 }
 
+// TestRunPointsShareAServer runs two points against one running Parley
+// server: the server holds the first point's nicks for their resumption,
+// so the second point's receivers and sender need nicks of their own.
+func TestRunPointsShareAServer(t *testing.T) {
+	cfg := shortConfig(TargetParley)
+	cfg.Conns, cfg.Rates, cfg.Addr = []int{40, 40}, []float64{200}, startParley(t)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		checkResults(t, []Result{r}, 1)
+	}
+	if len(rs) != 2 {
+		t.Fatalf("%d results, want 2", len(rs))
+	}
+}
+
 // TestWorkersMergeHistograms runs two load generator workers over pipes,
 // as `--procs 2` runs them in child processes, and checks that their
 // completions and histograms add up.
@@ -193,7 +211,7 @@ func TestWorkersMergeHistograms(t *testing.T) {
 		defer g.close()
 		groups = append(groups, g)
 	}
-	s, err := openSender(TargetFloor, addr, "lobby", 0, 64)
+	s, err := openSender(TargetFloor, addr, "lobby", "sender-0", 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +300,7 @@ func TestReceiversResume(t *testing.T) {
 	if err := g.open(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openSender(TargetParley, addr, "lobby", 0, 64)
+	s, err := openSender(TargetParley, addr, "lobby", "sender-0", 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +358,7 @@ func (w writeConn) Write(b []byte) (int, error) { return w.nc.Write(b) }
 // messages from the server's history and counts them as deliveries.
 func TestReceiverFillsGaps(t *testing.T) {
 	addr := startParley(t)
-	s, err := openSender(TargetParley, addr, "lobby", 0, 64)
+	s, err := openSender(TargetParley, addr, "lobby", "sender-0", 64)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,12 +144,22 @@ type GroupConfig struct {
 	Addr   string `json:"addr"` // host:port, or a NATS URL
 	Room   string `json:"room"`
 	Conns  int    `json:"conns"`
-	Worker int    `json:"worker"` // index, for unique nicks
-	Loops  int    `json:"loops"`
+	// Opening and Worker make the receivers' nicks unique: the point of
+	// the run and this process's index. A running server given with
+	// --addr holds a closed session's nick for its resumption, so the
+	// next point there needs nicks of its own.
+	Opening int `json:"opening"`
+	Worker  int `json:"worker"`
+	Loops   int `json:"loops"`
 	// CertPEM is the TLS server's certificate, for TargetParleyTLS.
 	CertPEM string `json:"cert_pem,omitempty"`
 	// Lean puts Parley's plain TCP receivers on a goroutine and a small
 	// buffer each, as Redis's and the stream targets' are, instead of
 	// gnet's client.
 	Lean bool `json:"lean,omitempty"`
+}
+
+// receiverNick is the nick of receiver i of a group.
+func (gc GroupConfig) receiverNick(i int) string {
+	return fmt.Sprintf("r%d-%d-%d", gc.Opening, gc.Worker, i)
 }

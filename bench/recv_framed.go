@@ -72,7 +72,7 @@ func (g *framedGroup) open() error {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(g.cfg.Conns); i = next.Add(1) - 1 {
-				c, err := g.cli.DialContext("tcp", g.cfg.Addr, &rconn{nick: fmt.Sprintf("r%d-%d", g.cfg.Worker, i)})
+				c, err := g.cli.DialContext("tcp", g.cfg.Addr, &rconn{nick: g.cfg.receiverNick(int(i))})
 				if err != nil {
 					select {
 					case errc <- fmt.Errorf("dial receiver %d: %w", i, err):

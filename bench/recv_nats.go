@@ -51,7 +51,7 @@ func (g *natsGroup) open() error {
 }
 
 func (g *natsGroup) subscribe(i int) error {
-	nc, err := nats.Connect(g.cfg.Addr, nats.Name(fmt.Sprintf("r%d-%d", g.cfg.Worker, i)), nats.NoReconnect(),
+	nc, err := nats.Connect(g.cfg.Addr, nats.Name(g.cfg.receiverNick(i)), nats.NoReconnect(),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if err == nats.ErrSlowConsumer {
 				g.sink.closedBy("client slow consumer")

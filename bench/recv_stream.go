@@ -79,7 +79,7 @@ func (g *streamGroup) dial(i int) error {
 		return err
 	}
 	if g.cfg.Target != TargetCentrifugo && g.cfg.Target != TargetRedis {
-		if err := w.send(loginFrames(fmt.Sprintf("r%d-%d", g.cfg.Worker, i), g.cfg.Room)); err != nil {
+		if err := w.send(loginFrames(g.cfg.receiverNick(i), g.cfg.Room)); err != nil {
 			w.conn.Close()
 			return err
 		}

@@ -71,9 +71,10 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	var all []Result
+	openings := 0 // points opened so far: each gets receivers with nicks of its own
 	for _, t := range cfg.Targets {
 		for _, conns := range cfg.Conns {
-			rs, err := runPoint(ctx, cfg, t, conns)
+			rs, err := runPoint(ctx, cfg, t, conns, &openings)
 			if err != nil {
 				return all, fmt.Errorf("%s with %d connections: %w", t, conns, err)
 			}
@@ -89,6 +90,7 @@ type point struct {
 	cfg     Config
 	target  Target
 	conns   int
+	opening int // which point of the run this is, for the receivers' nicks
 	srv     *running
 	groups  []group
 	pids    []int // worker processes
@@ -105,10 +107,11 @@ type point struct {
 // its connections are reused from one rate to the next, unless a run ended
 // with deliveries missing: a backlog left in the server would distort the
 // next run, so it gets a fresh server.
-func runPoint(ctx context.Context, cfg Config, t Target, conns int) ([]Result, error) {
+func runPoint(ctx context.Context, cfg Config, t Target, conns int, openings *int) ([]Result, error) {
 	var out []Result
 	for i := 0; i < len(cfg.Rates); {
-		p, err := openPoint(cfg, t, conns)
+		p, err := openPoint(cfg, t, conns, *openings)
+		*openings++
 		if err != nil {
 			return out, err
 		}
@@ -131,14 +134,14 @@ func runPoint(ctx context.Context, cfg Config, t Target, conns int) ([]Result, e
 }
 
 // openPoint starts the target and connects receivers and senders.
-func openPoint(cfg Config, t Target, conns int) (*point, error) {
+func openPoint(cfg Config, t Target, conns, opening int) (*point, error) {
 	fmt.Fprintf(cfg.Log, "%s: starting for %d connections\n", t, conns)
 	srv, err := startTarget(cfg, t)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Log, "%s: %s\n", t, srv.note)
-	p := &point{cfg: cfg, target: t, conns: conns, srv: srv}
+	p := &point{cfg: cfg, target: t, conns: conns, opening: opening, srv: srv}
 	start := time.Now()
 	if err := p.openGroups(); err != nil {
 		p.close()
@@ -181,7 +184,7 @@ func (p *point) openGroups() error {
 		if len(p.srv.recvAddrs) > 0 {
 			addrs = p.srv.recvAddrs
 		}
-		gc := GroupConfig{Target: p.target, Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM, Lean: p.cfg.Lean}
+		gc := GroupConfig{Target: p.target, Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Opening: p.opening, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM, Lean: p.cfg.Lean}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -218,7 +221,7 @@ func (p *point) openGroup(gc GroupConfig) (group, int, error) {
 
 func (p *point) openSenders() error {
 	for i := 0; i < p.cfg.Senders; i++ {
-		s, err := openSender(p.target, p.srv.addrs[i%len(p.srv.addrs)], p.cfg.Room, i, p.cfg.Size)
+		s, err := openSender(p.target, p.srv.addrs[i%len(p.srv.addrs)], p.cfg.Room, fmt.Sprintf("sender-%d-%d", p.opening, i), p.cfg.Size)
 		if err != nil {
 			return fmt.Errorf("sender %d: %w", i, err)
 		}

@@ -16,10 +16,10 @@ type sender interface {
 	close()
 }
 
-func openSender(t Target, addr, room string, index, size int) (sender, error) {
+func openSender(t Target, addr, room, name string, size int) (sender, error) {
 	switch t {
 	case TargetNATS:
-		nc, err := nats.Connect(addr, nats.Name(fmt.Sprintf("sender-%d", index)))
+		nc, err := nats.Connect(addr, nats.Name(name))
 		if err != nil {
 			return nil, err
 		}
@@ -33,11 +33,11 @@ func openSender(t Target, addr, room string, index, size int) (sender, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &floorSender{conn: conn, room: room, from: fmt.Sprintf("s%d", index), size: size}
+		s := &floorSender{conn: conn, room: room, from: name, size: size}
 		go discardFrames(conn)
 		return s, nil
 	}
-	return openParleySender(addr, room, index, size)
+	return openParleySender(addr, room, name, size)
 }
 
 // parleySender is a logged-in Parley session that says each message.
@@ -49,12 +49,12 @@ type parleySender struct {
 	buf  []byte
 }
 
-func openParleySender(addr, room string, index, size int) (*parleySender, error) {
+func openParleySender(addr, room, name string, size int) (*parleySender, error) {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Write(loginFrames(fmt.Sprintf("sender-%d", index), room)); err != nil {
+	if _, err := conn.Write(loginFrames(name, room)); err != nil {
 		conn.Close()
 		return nil, err
 	}
