@@ -194,6 +194,35 @@ func TestRunPointsShareAServer(t *testing.T) {
 	}
 }
 
+// TestRunRounds runs two targets for two rounds: the second round runs
+// them in the other order, every run delivers everything, and the table
+// shows the rounds and the median ratios.
+func TestRunRounds(t *testing.T) {
+	cfg := shortConfig(TargetParley)
+	cfg.Targets = []Target{TargetParley, TargetFloor}
+	cfg.Rates, cfg.Rounds = []float64{200}, 2
+	cfg.Addr, cfg.FloorAddr = startParley(t), startFloor(t)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range rs {
+		order = append(order, fmt.Sprintf("%d %s", r.Round, r.Target))
+		checkResults(t, []Result{r}, 1)
+	}
+	if want := []string{"1 parley", "1 floor", "2 floor", "2 parley"}; strings.Join(order, ",") != strings.Join(want, ",") {
+		t.Fatalf("runs %v, want %v", order, want)
+	}
+	var b strings.Builder
+	WriteTable(&b, rs)
+	for _, want := range []string{"round", "parley/floor", "median of 2 rounds"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 // TestWorkersMergeHistograms runs two load generator workers over pipes,
 // as `--procs 2` runs them in child processes, and checks that their
 // completions and histograms add up.

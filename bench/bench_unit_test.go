@@ -2,6 +2,8 @@ package bench
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -123,5 +125,59 @@ func TestChatBodyRoundTrip(t *testing.T) {
 		if _, _, _, ok := parseChatBody([]byte(bad)); ok {
 			t.Errorf("%q parsed as a chat body", bad)
 		}
+	}
+}
+
+// TestRoundsTakeTurns: odd rounds run the targets as given, even rounds in
+// reverse, so neither of two targets always goes first.
+func TestRoundsTakeTurns(t *testing.T) {
+	targets := []Target{TargetParley, TargetRedis, TargetFloor}
+	var got []Target
+	for round := 1; round <= 3; round++ {
+		got = append(got, roundOrder(targets, round)...)
+	}
+	want := []Target{TargetParley, TargetRedis, TargetFloor, TargetFloor, TargetRedis, TargetParley, TargetParley, TargetRedis, TargetFloor}
+	if !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	if targets[0] != TargetParley {
+		t.Fatalf("roundOrder reversed its argument: %v", targets)
+	}
+}
+
+// TestRatiosAreMediansOfRounds: each round's ratio pairs figures of the
+// same round, and the table prints their median, not the ratio of the
+// medians nor the last round's.
+func TestRatiosAreMediansOfRounds(t *testing.T) {
+	row := func(target Target, round int, perSec, p99, cpu float64) Result {
+		return Result{Target: target, Round: round, Conns: 1000, Rate: 10, PerSec: perSec, Latency: Percentiles{P50: 1, P90: 1, P99: p99, P999: 1, Max: 1}, CPUPerDelivery: cpu}
+	}
+	rs := []Result{
+		// p99 ratios by round: 1.6, 2, 0.5. Their median is 1.60; the
+		// ratio of the medians would be 8/8 = 1.00 and the last round's
+		// 0.50. CPU ratios: 1.5, 1.1, 0.9, median 1.10.
+		row(TargetParley, 1, 10000, 8, 6), row(TargetRedis, 1, 10000, 5, 4),
+		row(TargetRedis, 2, 10000, 10, 4), row(TargetParley, 2, 10000, 20, 4.4),
+		row(TargetParley, 3, 10000, 4, 3.6), row(TargetRedis, 3, 10000, 8, 4),
+	}
+	var b strings.Builder
+	writeRatios(&b, rs)
+	out := b.String()
+	if !strings.Contains(out, "median of 3 rounds") {
+		t.Fatalf("no rounds line:\n%s", out)
+	}
+	var fields []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "parley/redis" {
+			fields = f
+		}
+	}
+	// parley/redis 1000 10/s deliveries p50 p90 p99 p99.9 max cpu
+	want := []string{"parley/redis", "1000", "10/s", "1.00", "1.00", "1.00", "1.60", "1.00", "1.00", "1.10"}
+	if !slices.Equal(fields, want) {
+		t.Fatalf("ratio row %q, want %q:\n%s", fields, want, out)
+	}
+	if m := medianRatio([]float64{3, 1, 2, 10}); m != "2.50" {
+		t.Fatalf("median of four = %s, want 2.50", m)
 	}
 }

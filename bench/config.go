@@ -63,6 +63,11 @@ type Config struct {
 	Procs    int           // load generator processes holding receivers; default 1 (in this process)
 	Loops    int           // event loops per load generator process; default 2
 	Room     string        // room (NATS: subject); default lobby
+	// Rounds measures every target this many times, the targets taking
+	// turns in the order of Targets and then the reverse (A B, B A, A B,
+	// ...), so that no target always runs first. The ratios are then the
+	// median of each round's own. Default 1.
+	Rounds int
 	// Lean receivers for Parley over TCP: a goroutine and a small buffer
 	// each, the same kind as Redis's, for a like-for-like comparison.
 	Lean bool
@@ -91,7 +96,7 @@ func (c Config) withDefaults() Config {
 	defaults := []struct {
 		v   *int
 		def int
-	}{{&c.Senders, 1}, {&c.Size, 100}, {&c.Inflight, 64}, {&c.Procs, 1}, {&c.Loops, 2}}
+	}{{&c.Senders, 1}, {&c.Size, 100}, {&c.Inflight, 64}, {&c.Procs, 1}, {&c.Loops, 2}, {&c.Rounds, 1}}
 	for _, d := range defaults {
 		if *d.v <= 0 {
 			*d.v = d.def

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -29,8 +30,10 @@ var targetColours = map[Target]color.Color{
 // WritePlots draws, for each rate, the latency by percentile of every
 // target at the largest connection count (HDR style: the x axis stretches
 // the tail), and deliveries per second against connection count. It
-// returns the paths of the PNG files.
+// returns the paths of the PNG files. With several rounds it draws the
+// first.
 func WritePlots(dir string, when time.Time, rs []Result) ([]string, error) {
+	rs = slices.DeleteFunc(slices.Clone(rs), func(r Result) bool { return r.Round > 1 })
 	var paths []string
 	for _, rate := range rates(rs) {
 		p, err := latencyPlot(rs, rate)

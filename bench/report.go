@@ -6,17 +6,26 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-// WriteTable prints one row per result and, when several targets ran, the
-// ratios of Parley to the others.
+// WriteTable prints one row per result, with its round when there were
+// several, and, when several targets ran, the ratios of Parley to the
+// others.
 func WriteTable(w io.Writer, rs []Result) {
+	rounds := slices.ContainsFunc(rs, func(r Result) bool { return r.Round > 1 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if rounds {
+		fmt.Fprint(tw, "round\t")
+	}
 	fmt.Fprintln(tw, "target\tconns\trate\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\texpected\treceived\tlost\tclosed\tconnect s\tsrv RSS MiB\tRSS/conn KiB\tsrv CPU s\tgen CPU s\tCPU µs/deliv\tdeliv/write\t")
 	for _, r := range rs {
+		if rounds {
+			fmt.Fprintf(tw, "%d\t", r.Round)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t\n",
 			r.Target, r.Conns, rateCell(r), r.PerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max,
 			r.Expected, r.Received, r.Lost, r.Closed, r.ConnectSecs, mib(r.RSSEnd), kibPerConn(r), r.ServerCPU, r.GenCPU,
@@ -66,57 +75,99 @@ func kibPerConn(r Result) string {
 	return fmt.Sprintf("%.1f", r.RSSPerConn/1024)
 }
 
-// writeRatios prints parley/nats and parley/floor for every point both ran.
-// Above 1 is better for Parley in deliveries/s, worse in latency.
+// writeRatios prints Parley's ratios to the other targets for every point
+// both ran. Above 1 is better for Parley in deliveries/s, worse in latency
+// and CPU per delivery. With several rounds each ratio is the median of the
+// rounds' own, each taken between runs a few seconds apart.
 func writeRatios(w io.Writer, rs []Result) {
-	type key struct {
-		conns int
-		rate  float64
+	type at struct {
+		target       Target
+		round, conns int
+		rate         float64
 	}
-	by := map[Target]map[key]Result{}
+	by := map[at]Result{}
+	rounds := 0
 	for _, r := range rs {
-		if by[r.Target] == nil {
-			by[r.Target] = map[key]Result{}
-		}
-		by[r.Target][key{r.Conns, r.Rate}] = r
+		by[at{r.Target, r.Round, r.Conns, r.Rate}] = r
+		rounds = max(rounds, r.Round)
 	}
-	var lines []string
+	var rows []*ratioRow
+	index := map[string]*ratioRow{}
 	for _, r := range rs {
-		others := []Target{TargetRedis, TargetNATS, TargetFloor}
-		switch r.Target {
-		case TargetParley:
-		case TargetParleyTLS, TargetParleyWS:
-			others = []Target{TargetParley, TargetCentrifugo} // what the transport costs, and the one it competes with
-		default:
-			continue
-		}
-		for _, other := range others {
-			o, ok := by[other][key{r.Conns, r.Rate}]
+		for _, other := range comparedWith(r.Target) {
+			o, ok := by[at{other, r.Round, r.Conns, r.Rate}]
 			if !ok {
 				continue
 			}
-			lines = append(lines, fmt.Sprintf("%s/%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", r.Target, other, r.Conns, rateCell(r),
-				ratio(r.PerSec, o.PerSec), ratio(r.Latency.P50, o.Latency.P50), ratio(r.Latency.P90, o.Latency.P90),
-				ratio(r.Latency.P99, o.Latency.P99), ratio(r.Latency.P999, o.Latency.P999), ratio(r.Latency.Max, o.Latency.Max)))
+			key := fmt.Sprintf("%s/%s\t%d\t%s", r.Target, other, r.Conns, rateCell(r))
+			if index[key] == nil {
+				index[key] = &ratioRow{label: key}
+				rows = append(rows, index[key])
+			}
+			index[key].add(r, o)
 		}
 	}
-	if len(lines) == 0 {
+	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nratios (deliveries/s: above 1 means Parley delivers more; latency: below 1 means Parley is faster)")
+	fmt.Fprintln(w, "\nratios (deliveries/s: above 1 means Parley delivers more; latency and CPU per delivery: below 1 means Parley is faster or cheaper)")
+	if rounds > 1 {
+		fmt.Fprintf(w, "each the median of %d rounds' ratios\n", rounds)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ratio\tconns\trate\tdeliveries/s\tp50\tp90\tp99\tp99.9\tmax\t")
-	for _, l := range lines {
-		fmt.Fprintln(tw, l)
+	fmt.Fprintln(tw, "ratio\tconns\trate\tdeliveries/s\tp50\tp90\tp99\tp99.9\tmax\tCPU µs/deliv\t")
+	for _, row := range rows {
+		fmt.Fprint(tw, row.label)
+		for _, col := range row.cols {
+			fmt.Fprintf(tw, "\t%s", medianRatio(col))
+		}
+		fmt.Fprintln(tw, "\t")
 	}
 	tw.Flush()
 }
 
-func ratio(a, b float64) string {
-	if b == 0 {
+// comparedWith lists the targets a target's ratios are taken against:
+// Parley against the others; a Parley transport against plain Parley
+// (what the transport costs) and the server it competes with.
+func comparedWith(t Target) []Target {
+	switch t {
+	case TargetParley:
+		return []Target{TargetRedis, TargetNATS, TargetFloor}
+	case TargetParleyTLS, TargetParleyWS:
+		return []Target{TargetParley, TargetCentrifugo}
+	}
+	return nil
+}
+
+// ratioRow is one pair of targets at one point: each column's ratio in
+// every round, left out where the other target's figure was zero.
+type ratioRow struct {
+	label string
+	cols  [7][]float64 // deliveries/s, p50, p90, p99, p99.9, max, CPU per delivery
+}
+
+func (row *ratioRow) add(r, o Result) {
+	a := [7]float64{r.PerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.CPUPerDelivery}
+	b := [7]float64{o.PerSec, o.Latency.P50, o.Latency.P90, o.Latency.P99, o.Latency.P999, o.Latency.Max, o.CPUPerDelivery}
+	for i := range a {
+		if b[i] != 0 && (i != 6 || a[i] != 0) { // a CPU figure of 0 was not measured
+			row.cols[i] = append(row.cols[i], a[i]/b[i])
+		}
+	}
+}
+
+// medianRatio formats the median of vs, or n/a when there is none.
+func medianRatio(vs []float64) string {
+	if len(vs) == 0 {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.2f", a/b)
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + m) / 2
+	}
+	return fmt.Sprintf("%.2f", m)
 }
 
 // Report is the JSON file of one target's results.

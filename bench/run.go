@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 // Result is one row of the report: one target, connection count and rate.
 type Result struct {
 	Target      Target           `json:"target"`
+	Round       int              `json:"round"` // 1, 2, ... of Config.Rounds
 	Conns       int              `json:"conns"`
 	Rate        float64          `json:"rate"`     // 0: saturation
 	Inflight    int              `json:"inflight"` // the window, in saturation
@@ -72,16 +74,34 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var all []Result
 	openings := 0 // points opened so far: each gets receivers with nicks of its own
-	for _, t := range cfg.Targets {
-		for _, conns := range cfg.Conns {
-			rs, err := runPoint(ctx, cfg, t, conns, &openings)
-			if err != nil {
-				return all, fmt.Errorf("%s with %d connections: %w", t, conns, err)
+	for round := 1; round <= cfg.Rounds; round++ {
+		for _, t := range roundOrder(cfg.Targets, round) {
+			for _, conns := range cfg.Conns {
+				rs, err := runPoint(ctx, cfg, t, conns, &openings)
+				if err != nil {
+					return all, fmt.Errorf("%s with %d connections: %w", t, conns, err)
+				}
+				for i := range rs {
+					rs[i].Round = round
+				}
+				all = append(all, rs...)
 			}
-			all = append(all, rs...)
 		}
 	}
 	return all, nil
+}
+
+// roundOrder is the order the targets run in in a round: as given in odd
+// rounds, reversed in even ones. Whatever the machine charges the first
+// run after a quiet spell, or the run after a heavy one, falls on each
+// target in turn.
+func roundOrder(targets []Target, round int) []Target {
+	if round%2 == 1 {
+		return targets
+	}
+	reversed := slices.Clone(targets)
+	slices.Reverse(reversed)
+	return reversed
 }
 
 // point is one target at one connection count: a server, its receivers and

@@ -47,9 +47,14 @@ message's scheduled time, so a stalled server cannot hide its stall.
 --rate 0 is saturation: at most --inflight messages sent but not yet
 received by everyone.
 
---conns and --rate take comma-separated lists; every combination runs. The
-table goes to stdout; JSON with every figure and the configuration, and PNG
-plots, go to --out. Servers are started as child processes on free loopback
+--conns and --rate take comma-separated lists; every combination runs.
+--rounds N runs all of it N times, the targets' order reversed every other
+round so that none always goes first, and prints each ratio as the median
+of the N rounds' ratios: the way to read a figure that moves between runs,
+such as CPU per delivery at a paced rate on a shared machine.
+
+The table goes to stdout; JSON with every figure and the configuration,
+and PNG plots (of the first round), go to --out. Servers are started as child processes on free loopback
 ports unless --addr (Parley), --nats-url or --floor-addr name running ones.
 A Parley server it starts runs with --rate-limit 0: its flood control (50
 frames/s per connection) would otherwise throttle the senders. A server
@@ -83,6 +88,7 @@ given with --addr needs the same.`,
 	fl.IntVar(&f.cfg.Loops, "loops", 2, "event loops per load generator process")
 	fl.IntVar(&f.cfg.ServerLoops, "server-loops", 0, "--loops of the Parley server it starts (0: the server's default)")
 	fl.StringVar(&f.cfg.Room, "room", "lobby", "room (NATS: subject)")
+	fl.IntVar(&f.cfg.Rounds, "rounds", 1, "measure every target this many times, taking turns (A B, then B A, ...); the ratios are the medians of the rounds'")
 	fl.StringVar(&f.cfg.OutDir, "out", "bench-results", "directory for the JSON results and plots")
 	return cmd
 }
@@ -109,6 +115,9 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	switch f.scenario {
 	case "":
 	case "chat":
+		if cfg.Rounds > 1 {
+			return exitError{code: 2, msg: "--rounds applies to the one-room benchmark, not --scenario chat"}
+		}
 		return runChatScenario(ctx, cmd, cfg, f.chat, when)
 	default:
 		return exitError{code: 2, msg: fmt.Sprintf("invalid --scenario %q: use chat", f.scenario)}
