@@ -89,7 +89,7 @@ func New(cfg Config, b broker.Broker) *Hub {
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{hub: h, index: i, wq: writeQueue{epoch: 1}}
 		l.runFunc = l.run
-		l.lazy.writeFunc = l.writeDue
+		l.lazy.writeFunc, l.lazy.after = l.writeDue, afterFunc
 		h.loops = append(h.loops, l)
 	}
 	h.lobby = h.rooms.acquire(codec.Lobby, h.newRoom)

@@ -22,7 +22,13 @@ type lazyQueue struct {
 	next      int    // the first of due not yet written
 	scheduled bool   // a write of the next chunk is on a timer
 	writeFunc func() // l.writeDue as a value made once
+	// after runs f on another goroutine d from now: time.AfterFunc, or
+	// a test's hand-fired timer.
+	after func(d time.Duration, f func())
 }
+
+// afterFunc is lazyQueue.after outside tests.
+func afterFunc(d time.Duration, f func()) { time.AfterFunc(d, f) }
 
 // queueLazy appends a frame that may wait to s's pending frames. A
 // session that is sent messages then costs no system call for its
@@ -65,7 +71,7 @@ func (l *loop) writeChunk() {
 	if !q.scheduled {
 		q.scheduled = true
 		// An error means the engine is stopping, and no sweep follows.
-		time.AfterFunc(lazyPause, func() { _ = l.exec.Execute(q.writeFunc) })
+		q.after(lazyPause, func() { _ = l.exec.Execute(q.writeFunc) })
 	}
 }
 

@@ -340,6 +340,8 @@ func TestSweepWritesInChunks(t *testing.T) {
 		_, conns[i] = openMember(t, h, fake, fmt.Sprint("m", i))
 	}
 	l := h.loops[0]
+	var timers []func() // the chunk timer, fired by hand: no clock decides what the first check sees
+	l.lazy.after = func(_ time.Duration, f func()) { timers = append(timers, f) }
 	before := make([]int, len(conns))
 	for i, c := range conns {
 		before[i] = c.writes
@@ -364,7 +366,22 @@ func TestSweepWritesInChunks(t *testing.T) {
 	if n := written(); n != lazyChunk {
 		t.Fatalf("the sweep wrote %d sessions at once, want %d", n, lazyChunk)
 	}
-	sweepAll(t, l, fake, due) // nothing new is due: only the timer's chunks
+	if len(timers) != 1 {
+		t.Fatalf("%d chunk timers set, want 1", len(timers))
+	}
+	for fired := 0; len(timers) > 0; fired++ { // each timer writes a chunk, and sets the next
+		if fired == 2 {
+			t.Fatal("more than two more chunks for 2 chunks and 10 sessions")
+		}
+		fire := timers[0]
+		timers = timers[1:]
+		fire()
+		for fake.run() {
+		}
+		if n, want := written(), min(len(conns), (fired+2)*lazyChunk); n != want {
+			t.Fatalf("after timer %d, %d sessions written, want %d", fired+1, n, want)
+		}
+	}
 	if n := written(); n != len(conns) {
 		t.Fatalf("%d of %d sessions were written their pings", n, len(conns))
 	}
