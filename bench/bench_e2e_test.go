@@ -214,13 +214,7 @@ func TestRunRounds(t *testing.T) {
 	if want := []string{"1 parley", "1 floor", "2 floor", "2 parley"}; strings.Join(order, ",") != strings.Join(want, ",") {
 		t.Fatalf("runs %v, want %v", order, want)
 	}
-	var b strings.Builder
-	WriteTable(&b, rs)
-	for _, want := range []string{"round", "parley/floor", "median of 2 rounds"} {
-		if !strings.Contains(b.String(), want) {
-			t.Fatalf("table lacks %q:\n%s", want, b.String())
-		}
-	}
+	checkTable(t, rs, "round", "parley/floor", "median of 2 rounds")
 }
 
 // TestWorkersMergeHistograms runs two load generator workers over pipes,
@@ -305,9 +299,15 @@ func TestWriteJSONAndTable(t *testing.T) {
 	if err != nil || len(plots) != 2 {
 		t.Fatalf("WritePlots = %v, %v", plots, err)
 	}
+	checkTable(t, rs, "parley/nats", "2.00", "1 deliveries lost")
+}
+
+// checkTable asserts that WriteTable's output for rs holds every want.
+func checkTable(t *testing.T, rs []Result, wants ...string) {
+	t.Helper()
 	var b strings.Builder
 	WriteTable(&b, rs)
-	for _, want := range []string{"parley/nats", "2.00", "1 deliveries lost"} {
+	for _, want := range wants {
 		if !strings.Contains(b.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, b.String())
 		}

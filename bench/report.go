@@ -115,7 +115,7 @@ func writeRatios(w io.Writer, rs []Result) {
 		fmt.Fprintf(w, "each the median of %d rounds' ratios\n", rounds)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ratio\tconns\trate\tdeliveries/s\tp50\tp90\tp99\tp99.9\tmax\tCPU µs/deliv\t")
+	fmt.Fprintln(tw, "ratio\tconns\trate\tdeliveries/s\tp50\tp90\tp99\tp99.9\tmax\tCPU/deliv\t")
 	for _, row := range rows {
 		fmt.Fprint(tw, row.label)
 		for _, col := range row.cols {

@@ -54,8 +54,9 @@ of the N rounds' ratios: the way to read a figure that moves between runs,
 such as CPU per delivery at a paced rate on a shared machine.
 
 The table goes to stdout; JSON with every figure and the configuration,
-and PNG plots (of the first round), go to --out. Servers are started as child processes on free loopback
-ports unless --addr (Parley), --nats-url or --floor-addr name running ones.
+and PNG plots (of the first round), go to --out. Servers are started as
+child processes on free loopback ports unless --addr (Parley), --nats-url
+or --floor-addr name running ones.
 A Parley server it starts runs with --rate-limit 0: its flood control (50
 frames/s per connection) would otherwise throttle the senders. A server
 given with --addr needs the same.`,
