@@ -24,7 +24,7 @@ fuzz:
 
 # The long form of the hardening scenarios (docs/RELIABILITY.md), without
 # the race detector so the load is real. Under 10 minutes.
-SOAKTESTS := TestFlood|TestConnectStorm|TestConnectStormProcess|TestHalfOpenPeers|TestSlowConsumersAtScale|TestChurnSoak|TestShutdownUnderLoad|TestResumeWaveAfterRestart|FuzzServerConn
+SOAKTESTS := TestFlood|TestBystanderLatencyUnderAbuse|TestConnectStorm|TestConnectStormProcess|TestHalfOpenPeers|TestSlowConsumersAtScale|TestChurnSoak|TestShutdownUnderLoad|TestResumeWaveAfterRestart|FuzzServerConn
 soak:
 	PARLEY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run '^($(SOAKTESTS))$$' ./server ./cmd/parley
 

@@ -304,7 +304,7 @@ func TestParseNick(t *testing.T) {
 	}
 	bad := []string{"", "a b", "a\x00", "a\u202eb", "tab\t", strings.Repeat("名", 33), "emoji😀", "\xff",
 		"аdmin", "bοb", "𝐚𝐝𝐦𝐢𝐧", "adminʼ", "admin\u3164", "\u3164", "x\u200by", "\u0301a", "a\x1b[31m",
-		"a\u0085", "a\x7f", "latin中文", strings.Repeat("x", 200)}
+		"a\u0085", "a\x7f", "latin한글かな", strings.Repeat("x", 200)}
 	for _, s := range bad {
 		if n, err := ParseNick(s); !errors.Is(err, ErrBadNick) {
 			t.Errorf("ParseNick(%q) = %+v, %v; want bad_nick", s, n, err)
@@ -435,5 +435,24 @@ func readAll(t *testing.T, src io.Reader) []string {
 			t.Fatalf("decode %q: %v", body, err)
 		}
 		types = append(types, req.Type)
+	}
+}
+
+// TestHighlyRestrictiveScripts: names follow TR39's highly restrictive
+// level exactly: Latin may go with Japanese, Chinese with Bopomofo, or
+// Korean; Latin with Cyrillic or Greek, and Hangul with Kana, may not.
+func TestHighlyRestrictiveScripts(t *testing.T) {
+	for _, ok := range []string{"Go语言", "小明abc", "Tom王", "たなかTanaka", "김민수kim", "Rust中文", "ㄅㄆ中文a", "漢字かなカナ", "한국어漢字", "amy", "Ελένη", "Иван"} {
+		if _, err := ParseNick(ok); err != nil {
+			t.Errorf("ParseNick(%q): %v", ok, err)
+		}
+		if _, err := ParseRoom(ok); err != nil {
+			t.Errorf("ParseRoom(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"аdmin", "pαypal", "Ivanиван", "한글かな", "ㄅㄆかな", "ㄅ한", "Ελένηкот", "abcש"} {
+		if _, err := ParseNick(bad); !errors.Is(err, ErrBadNick) {
+			t.Errorf("ParseNick(%q) = %v, want bad_nick", bad, err)
+		}
 	}
 }

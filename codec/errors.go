@@ -145,4 +145,5 @@ const (
 	ReasonInternalError Reason = "internal_error" // bye: the server failed on this session's frame
 	ReasonFlood         Reason = "flood"          // bye: the client kept exceeding the frame rate limit
 	ReasonTokenExpired  Reason = "token_expired"  // bye: the session's token expired and was not refreshed
+	ReasonConnRate      Reason = "conn_rate"      // bye: the client's address opens connections faster than allowed
 )

@@ -142,17 +142,18 @@ type Welcome struct {
 	// drop.
 	Resume string `json:"resume,omitempty"`
 	// Epoch and Seq are the lobby's epoch and last seq when the session
-	// entered it.
-	Epoch string `json:"epoch,omitempty"`
-	Seq   uint64 `json:"seq,omitempty"`
+	// entered it; always present (seq 0: the lobby has no message yet).
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
 	// Expires is when the login's token expires, Unix milliseconds
 	// (logins with a token only): refresh before then.
 	Expires int64 `json:"expires,omitempty"`
 	// DMEpoch and DMSeq name the account's direct messages (logins with
-	// a token only): their epoch and last seq, for history with dm.
-	DMEpoch string `json:"dm_epoch,omitempty"`
-	DMSeq   uint64 `json:"dm_seq,omitempty"`
-	Ref     string `json:"ref,omitempty"`
+	// a token only, and then both present, dm_seq 0 included): their
+	// epoch and last seq, for history with dm.
+	DMEpoch string  `json:"dm_epoch,omitempty"`
+	DMSeq   *uint64 `json:"dm_seq,omitempty"`
+	Ref     string  `json:"ref,omitempty"`
 }
 
 // Msg is a room message (Room set, Seq > 0) or a direct message (To set).
@@ -211,12 +212,13 @@ type Users struct {
 	Ref   string   `json:"ref,omitempty"`
 }
 
-// Ack tells that the request carrying Ref succeeded; Seq is set for Say
-// (and for a DM from an account: its seq in the account's DMs).
+// Ack tells that the request carrying Ref succeeded. Seq is always
+// present: a say's seq, a join's room's last seq (0 for a new room), a DM
+// from an account's seq in the account's DMs, else 0.
 type Ack struct {
 	Type string `json:"type"`
 	Ref  string `json:"ref"`
-	Seq  uint64 `json:"seq,omitempty"`
+	Seq  uint64 `json:"seq"`
 	// Epoch answers a join: the room's epoch, with Seq its last seq.
 	Epoch string `json:"epoch,omitempty"`
 	// Expires answers a refresh: the new token's exp, Unix milliseconds.

@@ -74,8 +74,9 @@ func ParseRoom(s string) (Name, error) {
 // parseName applies the rule: 1 to max characters; PRECIS
 // UsernameCasePreserved (RFC 8265: width mapping, NFC, no control, space,
 // default-ignorable or compatibility characters); each character a letter,
-// a digit, '_', '-', '.' or a combining mark after a letter; one script
-// (Han may go with Hiragana and Katakana, or with Hangul, or Bopomofo); and
+// a digit, '_', '-', '.' or a combining mark after a letter; one script,
+// or Latin, Han and one of Japanese's, Korean's or Bopomofo's as TR39's
+// highly restrictive level allows (singleScript); and
 // no character whose skeleton is ASCII punctuation (ʼ looks like ').
 func parseName(s string, max int, profile *precis.Profile) (Name, error) {
 	// Bound the work before any mapping: max characters are at most 4*max bytes.
@@ -167,19 +168,32 @@ func scriptName(r rune) string {
 	return "?"
 }
 
-// Script bits for the combinations TR39 allows with Han.
+// Script bits for the combinations TR39 allows.
+const bitLatin = 1 << 0 // scripts[0]
+
 const (
-	bitHan = 1 << (18 + iota)
+	bitHan = 1 << (18 + iota) // scripts[18] on
 	bitHiragana
 	bitKatakana
 	bitHangul
 	bitBopomofo
 )
 
-// singleScript reports whether s is written in one script, TR39's
-// "highly restrictive" level: Japanese (Han, Hiragana, Katakana), Korean
-// (Han, Hangul) and Chinese with Bopomofo count as one. A letter of a
-// script not in the table is told apart by its name.
+// highlyRestrictive are the sets of scripts that Unicode TR39's "highly
+// restrictive" level lets one name mix (section 5.2): Latin with Japanese
+// (Han, Hiragana, Katakana), with Chinese and Bopomofo, or with Korean
+// (Han, Hangul). A name whose scripts all lie in one of them passes.
+var highlyRestrictive = [...]uint32{
+	bitLatin | bitHan | bitHiragana | bitKatakana,
+	bitLatin | bitHan | bitBopomofo,
+	bitLatin | bitHan | bitHangul,
+}
+
+// singleScript reports whether s passes TR39's "highly restrictive"
+// level: one script, or scripts within one of the sets it allows, so
+// `Go语言`, `たなかTanaka` and `김민수kim` pass and Latin with Cyrillic or
+// Greek does not. A letter of a script not in the table is told apart by
+// its name.
 func singleScript(s string) bool {
 	var seen uint32
 	other := ""
@@ -197,13 +211,15 @@ func singleScript(s string) bool {
 		}
 		seen |= bit
 	}
-	switch seen &^ (bitHan | bitHiragana | bitKatakana | bitHangul | bitBopomofo) {
-	case 0:
-		cjk := seen & (bitHan | bitHiragana | bitKatakana | bitHangul | bitBopomofo)
-		return cjk&^(bitHan|bitHiragana|bitKatakana) == 0 || cjk&^(bitHan|bitHangul) == 0 || cjk&^(bitHan|bitBopomofo) == 0
-	default:
-		return seen&(seen-1) == 0 // exactly one non-CJK script and nothing else
+	if seen&(seen-1) == 0 {
+		return true // one script, or none but Common
 	}
+	for _, set := range highlyRestrictive {
+		if seen&^set == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // BodyControl returns the first control character in a message body that

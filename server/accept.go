@@ -22,8 +22,8 @@ import (
 type acceptor struct {
 	h          *hub.Hub
 	ln         net.Listener
-	rate       *ipRates
-	sendBuffer int // SO_SNDBUF for each connection; 0 or less: the kernel's
+	adm        *admission // shared by every listener
+	sendBuffer int        // SO_SNDBUF for each connection; 0 or less: the kernel's
 	// hand gives an admitted connection, with the address its limits
 	// counted, to its transport, and reports whether it got there.
 	hand func(c *net.TCPConn, remote string) error
@@ -94,19 +94,12 @@ func temporary(err error) bool {
 func (a *acceptor) admit(c *net.TCPConn, remote string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ip := hub.IPKey(remote)
-	if a.h.Draining() {
+	switch limit := a.adm.admit(remote); limit {
+	case "":
+	case limitShutdown:
 		a.bye(c, hub.ByeShutdown)
 		return
-	}
-	limit := ""
-	if !a.rate.allow(ip) {
-		limit = "conn-rate-per-ip"
-	}
-	if limit == "" {
-		limit = a.h.Reserve(ip)
-	}
-	if limit != "" {
+	default:
 		a.refuse(c, remote, limit)
 		return
 	}
@@ -114,7 +107,7 @@ func (a *acceptor) admit(c *net.TCPConn, remote string) {
 		_ = c.SetWriteBuffer(a.sendBuffer)
 	}
 	if err := a.hand(c, remote); err != nil {
-		a.h.Unreserve(ip)
+		a.h.Unreserve(hub.IPKey(remote))
 		a.h.WarnLimited("register", "connection dropped: it could not be handed to an event loop", "remote", remote, "err", err.Error())
 	}
 }

@@ -21,7 +21,7 @@ const (
 )
 
 // refusalLimits are the limits a connection is refused for (hub.Refuse).
-var refusalLimits = []string{"max-conns", "max-conns-per-ip", "conn-rate-per-ip"}
+var refusalLimits = []string{"max-conns", "max-conns-per-ip", "conn-rate-per-ip", "max-http-conns"}
 
 // transportCounts counts connections by transport. Safe from any goroutine.
 type transportCounts struct {

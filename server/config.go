@@ -39,6 +39,13 @@ type Config struct {
 	// New, less a reserve for the listener, files and the cluster link
 	// (DefaultMaxConns); negative means no limit but the operating system's.
 	MaxConns int
+	// MaxHTTPConns is the most HTTP connections on WSAddr that have not
+	// become WebSockets (page loads, upgrades under way); each also counts
+	// against MaxConns and the per-address limits from its accept. It
+	// keeps a flood of page requests from taking the descriptors that
+	// logins on every listener need. Default MaxConns/8, at least 64
+	// (1024 when MaxConns is unlimited); negative: no limit of its own.
+	MaxHTTPConns int
 	// MaxFrame is the largest frame body accepted, in bytes. Default 65536.
 	MaxFrame int
 	// MaxBody is the largest message body, in bytes. Default 4096.
@@ -71,8 +78,21 @@ type Config struct {
 	// one room of up to 1,000 members; a larger room waits ⌈members/1,000⌉
 	// times as long. Default 1s.
 	PresenceInterval time.Duration
-	// MaxRooms is the most rooms one session may be in. Default 64.
+	// RoomsPerSession is the most rooms one session may be in. Default 64.
+	RoomsPerSession int
+	// MaxRooms is the most rooms the server keeps at once, the lobby, the
+	// rooms with members and the empty rooms that keep a history alike; a
+	// join that would create one more gets error too_many_rooms. Default:
+	// HistoryBytes / 8 KiB (32,768 with the default 256 MiB), at least
+	// 1024, so that the rooms' own tables stay within the history's
+	// budget; negative: no limit.
 	MaxRooms int
+	// RoomCreateRate and RoomCreateBurst are one session's budget for
+	// creating rooms (a join of a room that does not exist): RoomCreateRate
+	// per second on average, RoomCreateBurst at once. Default 0.2 a second
+	// (12 a minute) and bursts of 16; a negative rate turns it off.
+	RoomCreateRate  float64
+	RoomCreateBurst int
 	// RateLimit is the flood control: frames per second one connection may
 	// send, on average. Frames over it are dropped and answered with error
 	// rate_limited (at most once a second). Default 50; negative turns
@@ -90,8 +110,9 @@ type Config struct {
 	// many users can share one address behind a NAT.
 	MaxConnsPerIP int
 	// ConnRatePerIP is how many new connections per second one IP address
-	// (one /64 for IPv6) may open, with bursts of twice as many; one more
-	// gets bye server_full. Default 10; negative turns it off.
+	// (one /64 for IPv6) may open, on all listeners together, with bursts
+	// of twice as many; one more gets bye conn_rate (an HTTP connection a
+	// bare 429). Default 10; negative turns it off.
 	ConnRatePerIP float64
 	// SocketSendBuffer fixes the kernel send buffer of each connection, in
 	// bytes, turning off its autotuning (Linux doubles the value for its
@@ -197,8 +218,10 @@ type Config struct {
 	// the 4-byte length. With TLSCert and TLSKey it serves HTTPS and wss.
 	WSAddr string
 	// WSOrigins are the Origin values a browser's WebSocket may come from
-	// ("https://chat.example.com"; "*" for any). Empty: the page's own
-	// origin only. A request without Origin (not a browser) is let in.
+	// ("https://chat.example.com"; "*" for any), compared by scheme, host
+	// and port. Empty: the page's own origin only (the scheme this
+	// listener serves, its host and port). An Origin with userinfo or a
+	// path is refused. A request without Origin (not a browser) is let in.
 	WSOrigins []string
 
 	// AdminAddr, when set, serves /metrics (Prometheus), /healthz,
@@ -254,6 +277,8 @@ const (
 	DefaultRateLimit        = 50
 	DefaultRateBurst        = 100
 	DefaultFloodGrace       = 5 * time.Second
+	DefaultRoomCreateRate   = 0.2
+	DefaultRoomCreateBurst  = 16
 	DefaultClusterName      = "parley"
 	DefaultNodeHeartbeat    = time.Second
 	DefaultMaxSessions      = 5
@@ -287,9 +312,16 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.JoinBurst, DefaultJoinBurst)
 	setDefault(&c.StatsInterval, DefaultStatsInterval)
 	setDefault(&c.MaxConns, DefaultMaxConns())
+	if c.MaxConns > 0 {
+		setDefault(&c.MaxHTTPConns, max(c.MaxConns/8, 64))
+	}
+	setDefault(&c.MaxHTTPConns, 1024)
 	setDefault(&c.PresenceLimit, DefaultPresenceLimit)
 	setDefault(&c.PresenceInterval, DefaultPresenceInterval)
-	setDefault(&c.MaxRooms, codec.DefaultMaxRooms)
+	setDefault(&c.RoomsPerSession, codec.DefaultMaxRooms)
+	setDefault(&c.MaxRooms, int(max(c.HistoryBytes/(8<<10), 1024)))
+	setDefault(&c.RoomCreateRate, DefaultRoomCreateRate)
+	setDefault(&c.RoomCreateBurst, DefaultRoomCreateBurst)
 	setDefault(&c.RateLimit, DefaultRateLimit)
 	setDefault(&c.RateBurst, DefaultRateBurst)
 	setDefault(&c.FloodGrace, DefaultFloodGrace)
@@ -324,7 +356,8 @@ func (c Config) hubConfig() hub.Config {
 		MaxConns: max(c.MaxConns, 0), MaxFrame: c.MaxFrame, MaxLoginFrame: c.MaxLoginFrame, FrameTimeout: c.FrameTimeout,
 		MaxBody: c.MaxBody, MaxOutbound: c.MaxOutbound, MaxOutboundTotal: c.MaxOutboundTotal, WriteDeadline: c.WriteDeadline,
 		RoomBudget:    int64(c.MaxOutbound) / 2,
-		PresenceLimit: c.PresenceLimit, PresenceInterval: c.PresenceInterval, MaxRooms: c.MaxRooms,
+		PresenceLimit: c.PresenceLimit, PresenceInterval: c.PresenceInterval, RoomsPerSession: c.RoomsPerSession, MaxRooms: max(c.MaxRooms, 0),
+		RoomCreateRate: c.RoomCreateRate, RoomCreateBurst: c.RoomCreateBurst,
 		RateLimit: c.RateLimit, RateBurst: c.RateBurst, FloodGrace: c.FloodGrace, MaxConnsPerIP: c.MaxConnsPerIP,
 		NickHold: c.NickHold, HistoryLen: max(c.HistoryLen, 0), HistoryAge: max(c.HistoryAge, 0), HistoryBytes: c.HistoryBytes,
 		ReplayLimit: c.ReplayLimit, DMRate: c.DMRate, DMBurst: c.DMBurst, JoinRate: c.JoinRate, JoinBurst: c.JoinBurst,

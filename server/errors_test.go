@@ -90,7 +90,7 @@ func TestSayIDReachesMembers(t *testing.T) {
 }
 
 func TestTooManyRooms(t *testing.T) {
-	srv := startServer(t, Config{MaxRooms: 3})
+	srv := startServer(t, Config{RoomsPerSession: 3})
 	c := loggedIn(t, srv, "amy") // lobby is room 1
 	for i := 0; i < 2; i++ {
 		c.send(&codec.Join{Room: fmt.Sprint("r", i), Ref: "j"})

@@ -295,4 +295,22 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// reaches polls count until it returns want. It fails only when count
+// stops moving towards want for waitFor: a thousand logins take longer on
+// a loaded machine, and that is no failure, but a count that stalls is.
+func reaches(t testing.TB, what string, want int, count func() int) {
+	t.Helper()
+	last, since := count(), time.Now()
+	for last != want {
+		time.Sleep(2 * time.Millisecond)
+		if n := count(); n != last {
+			last, since = n, time.Now()
+			continue
+		}
+		if time.Since(since) > waitFor {
+			t.Fatalf("%s: stuck at %d of %d for %v", what, last, want, waitFor)
+		}
+	}
+}
+
 func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o644) }

@@ -201,7 +201,7 @@ func (c Config) validate() error {
 	switch {
 	case c.Heartbeat < 0, c.IdleTimeout < 0, c.LoginTimeout < 0, c.PresenceInterval < 0, c.WriteDeadline < 0, c.FrameTimeout < 0:
 		return errors.New("server: durations must not be negative")
-	case c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.MaxRooms < 0, c.Loops < 0, c.MaxLoginFrame < 0,
+	case c.MaxFrame < 0, c.MaxBody < 0, c.MaxOutbound < 0, c.RoomsPerSession < 0, c.Loops < 0, c.MaxLoginFrame < 0,
 		c.RateBurst < 0, c.MaxConnsPerIP < 0, c.FloodGrace < 0, c.DMBurst < 0, c.JoinBurst < 0:
 		return errors.New("server: limits must not be negative")
 	case c.NodeHeartbeat < 0:
@@ -222,6 +222,11 @@ func (c Config) validate() error {
 		return errors.New("server: sessions per user and token grace must not be negative")
 	case c.MaxLoginFrame > c.MaxFrame:
 		return fmt.Errorf("server: max login frame %d is over max frame %d", c.MaxLoginFrame, c.MaxFrame)
+	}
+	for _, o := range c.WSOrigins {
+		if _, ok := parseOrigin(o); !ok && o != "*" {
+			return fmt.Errorf("server: --ws-origins %q is not an origin (http or https://host[:port])", o)
+		}
 	}
 	return nil
 }
@@ -320,11 +325,12 @@ func (s *Server) run(ln net.Listener) error {
 		return fmt.Errorf("server: start event loops: %w", err)
 	}
 	cleanup() // nothing is ever to connect to the engine's own socket
-	acc := &acceptor{h: s.hub, ln: ln, rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer,
+	adm := newAdmission(s.hub, s.cfg.ConnRatePerIP, s.cfg.MaxHTTPConns)
+	acc := &acceptor{h: s.hub, ln: ln, adm: adm, sendBuffer: s.cfg.SocketSendBuffer,
 		hand: gnetHand(s.engine()), plain: true, proxy: s.proxy}
 	accErr := make(chan error, 1)
 	go func() { accErr <- acc.run() }()
-	if stop := s.runStreams(); stop != nil {
+	if stop := s.runStreams(adm); stop != nil {
 		defer stop()
 	}
 	close(s.ready)
@@ -408,7 +414,7 @@ func addrOf(ln net.Listener) net.Addr {
 // runStreams starts the stream transport's loops and the TLS and
 // WebSocket listeners that are configured, and returns what stops them
 // once the engine has stopped.
-func (s *Server) runStreams() func() {
+func (s *Server) runStreams(adm *admission) func() {
 	s.mu.Lock()
 	tlsLn, wsLn := s.tlsLn, s.wsLn
 	s.mu.Unlock()
@@ -420,12 +426,12 @@ func (s *Server) runStreams() func() {
 	}
 	var served []func() error
 	if tlsLn != nil {
-		acc := &acceptor{h: s.hub, ln: tlsLn, rate: newIPRates(s.cfg.ConnRatePerIP), sendBuffer: s.cfg.SocketSendBuffer,
+		acc := &acceptor{h: s.hub, ln: tlsLn, adm: adm, sendBuffer: s.cfg.SocketSendBuffer,
 			hand: s.tlsHand(s.certs.tlsConfig())}
 		served = append(served, acc.run)
 	}
 	if wsLn != nil {
-		w := newWSServer(s)
+		w := newWSServer(s, adm)
 		served = append(served, func() error { return w.serve(wsLn) })
 	}
 	errs := make(chan error, len(served))

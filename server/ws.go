@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"parley/codec"
+	"parley/server/hub"
 )
 
 // WebSocket framing for the stream transport (docs/PROTOCOL.md
@@ -40,6 +41,7 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 	codec.ReasonProtocolError: ws.StatusProtocolError,
 	codec.ReasonInternalError: ws.StatusInternalServerError,
 	codec.ReasonServerFull:    1013, // try again later
+	codec.ReasonConnRate:      1013,
 	codec.ReasonSlowConsumer:  ws.StatusPolicyViolation,
 	codec.ReasonFlood:         ws.StatusPolicyViolation,
 	codec.ReasonTimeout:       4000,
@@ -55,6 +57,12 @@ var byePrefix = []byte(`{"type":"bye","reason":"`)
 func (w *wsWire) appendFrame(dst, f []byte) []byte {
 	for len(f) >= codec.HeaderSize {
 		n := int(binary.BigEndian.Uint32(f))
+		if n&hub.RawFrameBit != 0 { // a control frame's answer, framed already
+			n &^= hub.RawFrameBit
+			dst = append(dst, f[codec.HeaderSize:codec.HeaderSize+n]...)
+			f = f[codec.HeaderSize+n:]
+			continue
+		}
 		body := f[codec.HeaderSize : codec.HeaderSize+n]
 		f = f[codec.HeaderSize+n:]
 		if rest, ok := bytes.CutPrefix(body, byePrefix); ok {
@@ -137,11 +145,22 @@ func (c *streamConn) violation(v *wsViolation) {
 	})
 }
 
-// readMessages reads frames, answers pings and hands each complete text
-// message to the hub.
+// readMessages reads frames, has the hub answer pings and hands each
+// complete text message to the hub. A message whose bytes are not all
+// here when its first frame begins is reported to the hub as begun, so
+// that --frame-timeout bounds how long it may take to arrive, as it bounds
+// a partial frame on TCP.
 func (c *streamConn) readMessages() error {
 	w := c.ws
+	begun := false
 	for {
+		if _, err := w.r.Peek(1); err != nil {
+			return err
+		}
+		if !begun && !wholeFrameBuffered(w.r) {
+			begun = true
+			c.begin()
+		}
 		h, err := ws.ReadHeader(w.r)
 		if err != nil {
 			return err
@@ -150,7 +169,8 @@ func (c *streamConn) readMessages() error {
 			return err
 		}
 		if h.OpCode.IsControl() {
-			if err := c.control(h); err != nil {
+			begun = begun && len(w.msg) > 0 // a control frame inside a message leaves it begun
+			if err := c.control(h, begun); err != nil {
 				return err
 			}
 			continue
@@ -164,12 +184,51 @@ func (c *streamConn) readMessages() error {
 		}
 		ws.Cipher(w.msg[start:], h.Mask, 0)
 		if !h.Fin {
+			begun = begun || c.begin() // the rest comes in frames of their own
 			continue
 		}
+		begun = false
 		if err := c.handMessage(); err != nil {
 			return err
 		}
 	}
+}
+
+// begin tells the hub a message has begun and not arrived whole. It
+// runs on the loop before the message is handed over, which ends it.
+func (c *streamConn) begin() bool {
+	_ = c.loop.Execute(func() {
+		if !c.closed {
+			c.hub.MessageBegun(c.s)
+		}
+	})
+	return true
+}
+
+// wholeFrameBuffered reports whether the reader holds a whole final
+// frame: its header and all its payload.
+func wholeFrameBuffered(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Buffered())
+	if len(b) < 2 || b[0]&0x80 == 0 {
+		return false
+	}
+	n, hdr := uint64(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return false
+		}
+		n, hdr = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return false
+		}
+		n, hdr = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if b[1]&0x80 != 0 {
+		hdr += 4 // the mask
+	}
+	return uint64(len(b)-hdr) >= n
 }
 
 // readPayload appends n payload bytes to msg as they arrive, in steps:
@@ -213,21 +272,25 @@ func (w *wsWire) check(h ws.Header) error {
 	return nil
 }
 
-// control answers a ping with a pong and a close with a close.
-func (c *streamConn) control(h ws.Header) error {
+// control has the hub answer a ping (hub.Control: charged to flood
+// control, the pong queued within the session's outbound limits; the
+// reader waits until the loop took it, as for a message) and answers a
+// close with a close. A pong from the client is charged as a ping is.
+func (c *streamConn) control(h ws.Header, midMessage bool) error {
 	payload := make([]byte, h.Length)
 	if _, err := io.ReadFull(c.ws.r, payload); err != nil {
 		return err
 	}
 	ws.Cipher(payload, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpPing:
+		return c.handControl(hub.RawFrame(append(appendHeader(make([]byte, 0, 2+len(payload)), ws.OpPong, len(payload)), payload...)), midMessage)
+	case ws.OpPong:
+		return c.handControl(nil, midMessage)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch h.OpCode {
-	case ws.OpPing:
-		if !c.closing {
-			c.out = append(appendHeader(c.out, ws.OpPong, len(payload)), payload...)
-			c.startWriterLocked()
-		}
 	case ws.OpClose:
 		if !c.closing {
 			c.closing = true // the client's close is answered with the same code
@@ -236,6 +299,22 @@ func (c *streamConn) control(h ws.Header) error {
 		}
 		return errWSClosed
 	}
+	return nil
+}
+
+// handControl has the loop charge a control frame and queue its answer,
+// and waits until it has.
+func (c *streamConn) handControl(answer []byte, midMessage bool) error {
+	err := c.loop.Execute(func() {
+		defer func() { c.consumed <- struct{}{} }()
+		if !c.closed {
+			c.hub.Control(c.s, answer, midMessage)
+		}
+	})
+	if err != nil {
+		return errLoopStopped
+	}
+	<-c.consumed
 	return nil
 }
 

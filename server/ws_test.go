@@ -209,12 +209,22 @@ func TestWSOrigin(t *testing.T) {
 		}
 	}
 	same := startWSServer(t, nil)
-	c := dialWS(t, same, http.Header{"Origin": {"http://" + same.WSAddr().String()}})
+	host := same.WSAddr().String()
+	c := dialWS(t, same, http.Header{"Origin": {"http://" + host}})
 	c.login("own")
-	_, _, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {"http://elsewhere.example"}})}.Dial(t.Context(), "ws://"+same.WSAddr().String()+"/ws")
-	var status ws.StatusError
-	if !errors.As(err, &status) || int(status) != http.StatusForbidden {
-		t.Fatalf("another origin by default: %v, want 403", err)
+	// Another host, or the same host with another scheme, port or with
+	// userinfo, is not the page's own origin (the page is served http).
+	_, port, _ := net.SplitHostPort(host)
+	for _, origin := range []string{"http://elsewhere.example", "https://" + host, "ws://" + host, "http://user@" + host,
+		"http://127.0.0.1:1" + port, "http://" + host + "/path", "null"} {
+		_, _, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}})}.Dial(t.Context(), "ws://"+host+"/ws")
+		var status ws.StatusError
+		if !errors.As(err, &status) || int(status) != http.StatusForbidden {
+			t.Errorf("origin %q against a page at http://%s: %v, want 403", origin, host, err)
+		}
+	}
+	if _, err := New(Config{WSOrigins: []string{"chat.example.com"}}); err == nil {
+		t.Error("an origin without a scheme was accepted in WSOrigins")
 	}
 }
 

@@ -7,13 +7,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"parley/server/hub"
 	"parley/server/web"
 )
 
@@ -22,9 +20,8 @@ import (
 // transport's loops with WebSocket framing.
 type wsServer struct {
 	srv     *Server
-	origins map[string]bool // allowed Origin values; empty: same origin only; "*": any
-	mu      sync.Mutex      // guards rate: handlers run on goroutines of their own
-	rate    *ipRates
+	adm     *admission
+	origins map[string]bool // allowed origins, serialized (parseOrigin); empty: same origin only; "*": any
 	next    atomic.Uint64
 	http    *http.Server
 }
@@ -32,18 +29,35 @@ type wsServer struct {
 // upgradeTimeout bounds writing the handshake's answer.
 const upgradeTimeout = 5 * time.Second
 
-func newWSServer(s *Server) *wsServer {
-	w := &wsServer{srv: s, origins: map[string]bool{}, rate: newIPRates(s.cfg.ConnRatePerIP)}
+// HTTP timeouts of the web port: a request's headers must come within
+// the login timeout (httpHeaderTimeout at most), a kept-alive connection
+// waits httpIdleTimeout for its next request, and answering one (the page,
+// a few KiB) may take httpWriteTimeout. A connection that only reads or
+// only idles holds its descriptor for seconds, not a minute.
+const (
+	httpHeaderTimeout = 5 * time.Second
+	httpIdleTimeout   = 5 * time.Second
+	httpWriteTimeout  = 10 * time.Second
+)
+
+func newWSServer(s *Server, adm *admission) *wsServer {
+	w := &wsServer{srv: s, adm: adm, origins: map[string]bool{}}
 	for _, o := range s.cfg.WSOrigins {
-		w.origins[strings.TrimSuffix(o, "/")] = true
+		if norm, ok := parseOrigin(o); ok {
+			o = norm
+		}
+		w.origins[o] = true
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", w.upgrade)
 	mux.Handle("/", web.Handler())
+	header := min(s.cfg.LoginTimeout, httpHeaderTimeout)
 	w.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: s.cfg.LoginTimeout, // a slow upgrade is closed like a login that never comes
-		IdleTimeout:       time.Minute,
+		ReadHeaderTimeout: header, // a slow upgrade is closed like a login that never comes
+		ReadTimeout:       header, // requests have no body worth waiting for
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          nil,
 	}
@@ -55,6 +69,7 @@ func newWSServer(s *Server) *wsServer {
 
 // serve serves ln until it closes.
 func (w *wsServer) serve(ln net.Listener) error {
+	ln = &admitListener{Listener: ln, adm: w.adm, tls: w.http.TLSConfig != nil}
 	if w.http.TLSConfig != nil {
 		ln = tls.NewListener(ln, w.http.TLSConfig)
 	}
@@ -66,22 +81,59 @@ func (w *wsServer) serve(ln net.Listener) error {
 }
 
 // originAllowed: a request without Origin comes from a program, not a
-// page, and is let through; a browser's must be the server's own origin,
-// or one of --ws-origins.
+// page, and is let through; a browser's must be the server's own origin
+// (the scheme this listener serves, its host and port), or one of
+// --ws-origins, compared the same way. An origin with userinfo, a path
+// or another scheme is never a page's own (RFC 6454 serializes an origin
+// as scheme://host[:port] alone).
 func (w *wsServer) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	switch {
-	case origin == "":
+	if origin == "" {
 		return true
-	case len(w.origins) > 0:
-		return w.origins["*"] || w.origins[origin]
 	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host
+	o, ok := parseOrigin(origin)
+	switch {
+	case !ok:
+		return false
+	case len(w.origins) > 0:
+		return w.origins["*"] || w.origins[o]
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	own, ok := parseOrigin(scheme + "://" + r.Host)
+	return ok && o == own
 }
 
-// upgrade admits a WebSocket connection under the same limits as the
-// listeners, then hands it to a stream loop.
+// parseOrigin returns an origin in its serialized form: the scheme
+// (http or https) and the host, in lower case, with the port only when it
+// is not the scheme's default. It refuses anything else.
+func parseOrigin(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.User != nil || u.Host == "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" ||
+		u.Path != "" && u.Path != "/" {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	switch {
+	case scheme == "http" && port == "80", scheme == "https" && port == "443":
+		port = ""
+	case scheme != "http" && scheme != "https":
+		return "", false
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return scheme + "://" + host, true
+}
+
+// upgrade hands a WebSocket connection to a stream loop; admission
+// counted it when it was accepted, and the hub's session keeps that count.
 func (w *wsServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 	h := w.srv.hub
 	if !w.originAllowed(r) {
@@ -89,37 +141,18 @@ func (w *wsServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	remote := r.RemoteAddr
-	if limit := w.admit(remote); limit != "" {
-		if limit != "shutdown" {
-			h.Refuse(remote, limit)
-		}
-		http.Error(rw, "server full or shutting down: try again later", http.StatusServiceUnavailable)
-		return
-	}
 	conn, brw, _, err := ws.HTTPUpgrader{Timeout: upgradeTimeout}.Upgrade(r, rw)
 	if err != nil {
-		h.Unreserve(hub.IPKey(remote))
+		return // net/http closes the connection, which gives its count back
+	}
+	ac := admittedOf(conn)
+	if ac == nil {
+		_ = conn.Close()
 		return
 	}
+	ac.release(true)
 	_ = conn.SetDeadline(time.Time{})
 	loops := w.srv.streamLoops
 	loop := loops[w.next.Add(1)%uint64(len(loops))]
-	startStream(h, loop, conn, remote, &w.srv.cfg, &wsWire{r: brw.Reader}, &w.srv.transports)
-}
-
-// admit counts a connection from remote against the limits, or says which
-// it is over ("shutdown" while draining).
-func (w *wsServer) admit(remote string) string {
-	h := w.srv.hub
-	if h.Draining() {
-		return "shutdown"
-	}
-	w.mu.Lock()
-	ok := w.rate.allow(hub.IPKey(remote))
-	w.mu.Unlock()
-	if !ok {
-		return "conn-rate-per-ip"
-	}
-	return h.Reserve(hub.IPKey(remote))
+	startStream(h, loop, conn, r.RemoteAddr, &w.srv.cfg, &wsWire{r: brw.Reader}, &w.srv.transports)
 }

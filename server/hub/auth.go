@@ -88,6 +88,9 @@ func (h *Hub) handleRefresh(s *Session, req *codec.Request) error {
 	if req.Token == "" {
 		return fmt.Errorf("%w: token is required", codec.ErrBadRequest)
 	}
+	if !h.charge(s, refreshCost) {
+		return fmt.Errorf("%w: a refresh costs %d frames of the rate limit", codec.ErrRateLimited, refreshCost)
+	}
 	id, err := h.verify(req.Token)
 	if err == nil && auth.AccountKey(id.Subject) != s.account {
 		err = fmt.Errorf("%w: the token is for another account", codec.ErrBadToken)

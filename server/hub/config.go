@@ -61,7 +61,10 @@ type Config struct {
 	WriteDeadline    time.Duration
 	PresenceLimit    int // negative: never count
 	PresenceInterval time.Duration
-	MaxRooms         int
+	RoomsPerSession  int
+	MaxRooms         int     // rooms kept at once; 0: no limit
+	RoomCreateRate   float64 // rooms one session may create per second; negative: off
+	RoomCreateBurst  int
 	RateLimit        float64 // negative: off
 	RateBurst        int
 	FloodGrace       time.Duration
@@ -74,7 +77,7 @@ type Config struct {
 	StatsInterval    time.Duration // 0 or negative: off
 	HistoryLen       int           // messages kept per room; 0: no history
 	HistoryAge       time.Duration // 0: no age limit
-	HistoryBytes     int64         // every room's history together
+	HistoryBytes     int64         // every room's history together; 0: no limit
 	ReplayLimit      int           // the most messages a resume replays
 	Store            HistoryStore  // nil: history in memory only
 	Auth             AuthMode      // who may log in how; AuthOff: by nick, as anyone

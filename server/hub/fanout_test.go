@@ -113,7 +113,7 @@ func testConfig() Config {
 		Loops: 2, Heartbeat: 10 * time.Second, IdleTimeout: 30 * time.Second, LoginTimeout: 10 * time.Second,
 		MaxFrame: codec.DefaultMaxFrame, MaxLoginFrame: 4096, FrameTimeout: 10 * time.Second, MaxBody: codec.DefaultMaxBody,
 		MaxOutbound: 4 << 20, MaxOutboundTotal: 1 << 30, WriteDeadline: 10 * time.Second, PresenceLimit: -1,
-		PresenceInterval: time.Second, MaxRooms: codec.DefaultMaxRooms, RateLimit: -1, FloodGrace: 5 * time.Second,
+		PresenceInterval: time.Second, RoomsPerSession: codec.DefaultMaxRooms, RoomCreateRate: -1, RateLimit: -1, FloodGrace: 5 * time.Second,
 		NickHold: 30 * time.Second, DMRate: -1, JoinRate: -1, Logger: slog.New(slog.DiscardHandler),
 	}
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -8,8 +9,8 @@ import (
 	"parley/codec"
 )
 
-// floodEnd is how long a connection must go without a dropped frame before
-// its flood counts as over.
+// floodEnd is the longest gap between two dropped frames that still
+// counts as flooding.
 const floodEnd = time.Second
 
 // newLimiter returns the flood control of one connection, or nil when it
@@ -23,19 +24,25 @@ func (h *Hub) newLimiter() *rate.Limiter {
 
 // admit applies flood control to one frame from s: it reports whether the
 // frame may be handled. A dropped frame is answered with rate_limited at
-// most once a second; a flood that outlasts FloodGrace closes the session
-// with bye flood. Loop goroutine of s.
+// most once a second. Time over the limit accumulates in s.flooded: the
+// gap since the last dropped frame, up to floodEnd; and the quiet time
+// beyond floodEnd drains it at half speed. Once it reaches FloodGrace the
+// session is closed with bye flood, so a client that floods in bursts with
+// pauses just over a second is closed too, a little later than a
+// continuous flood, while an occasional burst is forgiven. Loop goroutine
+// of s.
 func (h *Hub) admit(s *Session) bool {
 	if s.limiter == nil || s.limiter.Allow() {
 		return true
 	}
 	h.count.floodDrops.Add(1)
 	now := h.mono()
-	if s.floodSince == 0 || now-s.lastDrop > int64(floodEnd) {
-		s.floodSince = now
+	if s.lastDrop != 0 {
+		gap := now - s.lastDrop
+		s.flooded = max(s.flooded-max(gap-int64(floodEnd), 0)/2, 0) + min(gap, int64(floodEnd))
 	}
 	s.lastDrop = now
-	if now-s.floodSince >= int64(h.cfg.FloodGrace) {
+	if s.flooded >= int64(h.cfg.FloodGrace) {
 		h.log.Warn("flood", s.logAttrs()...)
 		h.closeSession(s, codec.ReasonFlood)
 		return false
@@ -77,12 +84,53 @@ func (h *Hub) allowDM(s *Session, key string) bool {
 	return l.Allow()
 }
 
-// whoCost is how many frames of flood budget one who costs: it reads a
-// whole page of a table.
-const whoCost = 10
+// Requests whose answer costs more than a frame's take more of the
+// session's flood budget than the one frame their arrival took: a who
+// reads a page of a table (whoCost), a refresh checks a signature (about
+// 100 µs of CPU, refreshCost), and a history page or a resume's replay
+// sends bytes (one frame per costUnit bytes, byteCost). A request the
+// budget cannot pay for now is refused with rate_limited (a replay: with
+// recovered false), so a session that pages or refreshes flat out gets
+// what its rate limit covers and no more.
+const (
+	whoCost     = 10
+	refreshCost = 10
+	costUnit    = 2 << 10
+)
 
-// chargeWho takes the extra cost of a who from s's flood budget (the
-// frame itself was charged on arrival).
-func (h *Hub) chargeWho(s *Session) bool {
-	return s.limiter == nil || s.limiter.AllowN(time.Now(), whoCost-1)
+// byteCost is the flood budget, in frames, of sending n bytes.
+func byteCost(n int) int { return max((n+costUnit-1)/costUnit, 1) }
+
+// charge takes frames more of s's flood budget than the frame of the
+// request, which admit charged on arrival; it reports false, taking
+// nothing, when the budget does not hold that many now. Loop goroutine of
+// s.
+func (h *Hub) charge(s *Session, frames int) bool {
+	return s.limiter == nil || frames <= 1 || s.limiter.AllowN(time.Now(), frames-1)
+}
+
+// chargeWho takes the cost of a who from s's flood budget.
+func (h *Hub) chargeWho(s *Session) bool { return h.charge(s, whoCost) }
+
+// allowCreate checks a join of the room called name against the limits on
+// rooms, if the room does not exist here: the server's MaxRooms, and s's
+// budget for creating rooms. Loop goroutine of s.
+func (h *Hub) allowCreate(s *Session, name string) error {
+	if h.rooms.get(name) != nil {
+		return nil
+	}
+	if h.cfg.MaxRooms > 0 && h.rooms.count() >= h.cfg.MaxRooms {
+		h.warn.warn("max-rooms", "a join that would create a room was refused: the server keeps its most rooms", "max_rooms", h.cfg.MaxRooms)
+		return fmt.Errorf("%w: the server keeps as many rooms as it may (%d); join a room that exists", codec.ErrTooManyRooms, h.cfg.MaxRooms)
+	}
+	if h.cfg.RoomCreateRate < 0 {
+		return nil
+	}
+	if s.creates == nil {
+		s.creates = rate.NewLimiter(rate.Limit(h.cfg.RoomCreateRate), h.cfg.RoomCreateBurst)
+	}
+	if !s.creates.Allow() {
+		return fmt.Errorf("%w: creating rooms too fast", codec.ErrRateLimited)
+	}
+	return nil
 }

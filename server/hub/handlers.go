@@ -226,13 +226,16 @@ func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 	h.stats.logins.Add(1)
 	welcome := &codec.Welcome{ID: s.id.String(), Nick: s.nick, Room: codec.Lobby, Online: max(online-1, 0), Resume: s.resume, Expires: tokenExpires(s), Ref: ref}
 	if s.account != "" {
-		welcome.DMEpoch, welcome.DMSeq = h.inboxState(s.account)
+		var dmSeq uint64
+		welcome.DMEpoch, dmSeq = h.inboxState(s.account)
+		welcome.DMSeq = &dmSeq
 	}
 	h.enterLobby(s, welcome, rs)
 	h.log.Debug("login", s.logAttrs()...)
 }
 
 func (h *Hub) handleSay(s *Session, req *codec.Request) error {
+	defer h.trimHistory() // once the room's lock is let go
 	r, err := h.memberRoom(s, req.Room)
 	if err != nil {
 		return err
@@ -289,6 +292,7 @@ func (h *Hub) memberRoom(s *Session, name string) (*room, error) {
 }
 
 func (h *Hub) handleDM(s *Session, req *codec.Request) error {
+	defer h.trimHistory() // once the inboxes' locks are let go
 	if req.To == "" {
 		return fmt.Errorf("%w: to is required", codec.ErrBadRequest)
 	}
@@ -320,7 +324,11 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	if nick, behind := h.behindAny(to.Key, h.cfg.MaxOutbound/4); behind {
 		return fmt.Errorf("%w: %q is not keeping up with its messages; try again later", codec.ErrRateLimited, nick)
 	}
-	seq, err := h.sendDM(to.Key, s.nick, to.Display, req.Body, ts, s)
+	except := s
+	if to.Key == s.key {
+		except = nil // a dm to oneself reaches every session of the user, the sender's too
+	}
+	seq, err := h.sendDM(to.Key, s.nick, to.Display, req.Body, ts, except)
 	if err != nil {
 		return err
 	}
@@ -375,8 +383,13 @@ func (h *Hub) handleJoin(s *Session, req *codec.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, in := s.rooms[name]; !in && !h.allowJoin(s) {
-		return fmt.Errorf("%w: joining and leaving rooms too fast", codec.ErrRateLimited)
+	if _, in := s.rooms[name]; !in {
+		if !h.allowJoin(s) {
+			return fmt.Errorf("%w: joining and leaving rooms too fast", codec.ErrRateLimited)
+		}
+		if err := h.allowCreate(s, name); err != nil {
+			return err
+		}
 	}
 	return h.join(s, name, req.Ref, resumeOf(req))
 }

@@ -14,7 +14,8 @@ import (
 // Every room remembers its last messages (docs/PROTOCOL.md "History and
 // resume"): the frames as members received them, at most HistoryLen per
 // room, none older than HistoryAge, HistoryBytes for all rooms together
-// (past it, a room's new message pushes out that room's oldest). The
+// (past it, the oldest message of all goes first, whichever room holds
+// it, down to none: ages.go). The
 // history lives under the room's lock, beside its seq, so that a resume
 // replays it and joins the live stream in one critical section: nothing is
 // sent twice and nothing falls between.
@@ -43,7 +44,8 @@ func newEpoch() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// rememberLocked keeps a stored message in r's history. r.mu held.
+// rememberLocked keeps a stored message in r's history. The caller runs
+// trimHistory once it has let go of r.mu. r.mu held.
 func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 	if h.cfg.HistoryLen <= 0 {
 		return
@@ -51,17 +53,48 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
 	if h.cfg.Store != nil {
 		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame)
 	}
+	first := len(r.hist) == 0 || len(r.hist) >= h.cfg.HistoryLen
 	h.keep(&r.hist, seq, frame)
+	if first {
+		h.ages.update(r) // its oldest message changed
+	}
 }
 
-// keep appends a message to a history and trims it to HistoryLen and
-// HistoryBytes. Under the lock of the history's room or inbox.
+// keep appends a message to a history and trims it to HistoryLen. Under
+// the lock of the history's room or inbox; HistoryBytes is trimHistory's,
+// once no lock is held.
 func (h *Hub) keep(hl *histList, seq uint64, frame []byte) {
 	h.count.historyKept.Add(1)
 	*hl = append(*hl, histEntry{seq: seq, frame: frame, at: h.mono()})
 	h.histBytes.Add(int64(cap(frame) + histOverhead))
-	for len(*hl) > h.cfg.HistoryLen || len(*hl) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
+	for len(*hl) > h.cfg.HistoryLen {
 		h.forgetOldest(hl)
+	}
+}
+
+// trimHistory pushes out the oldest messages of all rooms until their
+// histories hold HistoryBytes at most; a room it empties that has no
+// member dies. Every path that keeps a message calls it after letting go
+// of the room's lock, so the cap is exceeded by at most the messages being
+// kept at that moment (one per event loop). Any goroutine, no lock held.
+func (h *Hub) trimHistory() {
+	for h.cfg.HistoryBytes > 0 && h.histBytes.Load() > h.cfg.HistoryBytes {
+		r := h.ages.oldest()
+		if r == nil {
+			h.trimInboxes()
+			return
+		}
+		r.mu.Lock()
+		if len(r.hist) > 0 {
+			h.forgetOldest(&r.hist)
+			h.count.historyEvicted.Add(1)
+		}
+		h.ages.update(r)
+		dead := !r.dead && h.mayDieLocked(r)
+		r.mu.Unlock()
+		if dead {
+			h.dropRoom(r)
+		}
 	}
 }
 
@@ -95,6 +128,7 @@ func (h *Hub) expireHistory(now int64) {
 	for _, r := range h.rooms.all() {
 		r.mu.Lock()
 		h.expireOld(&r.hist, old)
+		h.ages.update(r)
 		dead := !r.dead && h.mayDieLocked(r)
 		r.mu.Unlock()
 		if dead {
@@ -109,6 +143,7 @@ func (h *Hub) forgetRoomLocked(r *room) {
 	for len(r.hist) > 0 {
 		h.forgetOldest(&r.hist)
 	}
+	h.ages.update(r)
 	if h.cfg.Store != nil {
 		h.cfg.Store.Forget(r.name)
 	}
@@ -127,8 +162,10 @@ type StoredMsg struct {
 // have been seen). Messages beyond HistoryLen or older than HistoryAge are
 // left out.
 func (h *Hub) Restore(name, epoch string, msgs []StoredMsg, fresh bool) {
+	defer h.trimHistory()
 	r := h.rooms.acquire(name, h.newRoom)
 	defer r.mu.Unlock()
+	defer h.ages.update(r)
 	if !fresh {
 		r.epoch = epoch
 	}
@@ -141,9 +178,8 @@ func (h *Hub) Restore(name, epoch string, msgs []StoredMsg, fresh bool) {
 		r.seq, r.issued = m.Seq, m.Seq
 		r.hist = append(r.hist, histEntry{seq: m.Seq, frame: m.Frame, at: h.mono() - int64(age)})
 		h.histBytes.Add(int64(cap(m.Frame) + histOverhead))
-		for len(r.hist) > max(h.cfg.HistoryLen, 1) || len(r.hist) > 1 && h.histBytes.Load() > h.cfg.HistoryBytes {
-			h.histBytes.Add(-int64(cap(r.hist[0].frame) + histOverhead))
-			r.hist = r.hist[1:]
+		for len(r.hist) > max(h.cfg.HistoryLen, 1) {
+			h.forgetOldest(&r.hist)
 		}
 	}
 }
@@ -252,7 +288,8 @@ func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
 // sendPage sends a page that fits in one frame of MaxFrame bytes: the
 // messages beyond it, at the page's far end from the seq asked about
 // (the newest after since, else the oldest), are left for the next page,
-// and more says so.
+// and more says so. The page costs s flood budget by its bytes (byteCost);
+// one the budget does not cover now is refused with rate_limited.
 func (h *Hub) sendPage(s *Session, page *codec.Page, fromSince bool) {
 	budget := h.cfg.MaxFrame - 512 // the page's other fields
 	size := 0
@@ -271,7 +308,12 @@ func (h *Hub) sendPage(s *Session, page *codec.Page, fromSince bool) {
 			break
 		}
 	}
-	s.send(codec.MustEncode(page))
+	frame := codec.MustEncode(page)
+	if cost := byteCost(len(frame)); !h.charge(s, cost) {
+		h.replyError(s, fmt.Errorf("%w: this history page costs %d frames of the rate limit (one per %d bytes); ask again later or for fewer", codec.ErrRateLimited, cost, costUnit), page.Ref)
+		return
+	}
+	s.send(frame)
 }
 
 func newPage(r *room, ref string, more bool) *codec.Page {
@@ -318,6 +360,10 @@ func (h *Hub) resumeLocked(s *Session, r *room, rs *resume) {
 		}
 	}
 	ok = ok && next == r.seq+1 // nothing missing up to the last
+	if ok && !h.payReplay(s, replay) {
+		ok = false
+		h.count.replaysShed.Add(1)
+	}
 	if ok {
 		h.count.resumes[1].Add(1)
 	} else {
@@ -350,3 +396,24 @@ func (h *Hub) readForResume(s *Session, room string, rs *resume, then func()) er
 		})
 	})
 }
+
+// payReplay takes a replay's cost out of s's flood budget (byteCost) and
+// out of the server's replay budget, which bounds the bytes all replays
+// together send per second (replayBytesPerSecond): a storm of resumes
+// cannot turn the loops into a firehose. A replay either budget cannot
+// pay for now is not sent: recovered false, and the client pages the
+// history, each page paying its own way. Loop goroutine of s.
+func (h *Hub) payReplay(s *Session, replay [][]byte) bool {
+	n := 0
+	for _, f := range replay {
+		n += len(f)
+	}
+	if n == 0 {
+		return true
+	}
+	return h.charge(s, byteCost(n)) && h.replays.AllowN(time.Now(), n)
+}
+
+// replayBytesPerSecond is the server's replay budget: the bytes all
+// resumes' replays may send per second, with bursts of as many.
+const replayBytesPerSecond = 32 << 20

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
 	"parley/codec"
 	"parley/server/broker"
@@ -52,10 +53,12 @@ type Hub struct {
 	warn    *rateLog
 	outMem  atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
 
-	histBytes  atomic.Int64 // memory every room's history holds (history.go)
-	histSwept  int64        // when expireHistory last ran; ticker goroutine only
-	brokerLog  bool         // the broker keeps each room's log: a room need not outlive its members for its history
-	queues     atomic.Int64 // sessions with unsent bytes
+	histBytes  atomic.Int64  // memory every room's history holds (history.go)
+	ages       roomAges      // rooms with a history, oldest message first (ages.go)
+	replays    *rate.Limiter // the server's replay budget, in bytes (history.go)
+	histSwept  int64         // when expireHistory last ran; ticker goroutine only
+	brokerLog  bool          // the broker keeps each room's log: a room need not outlive its members for its history
+	queues     atomic.Int64  // sessions with unsent bytes
 	holds      nickHolds
 	inboxes    *shardMap[string, *inbox] // accounts' direct messages, by account key (inbox.go)
 	inboxCount atomic.Int64
@@ -85,6 +88,7 @@ func New(cfg Config, b broker.Broker) *Hub {
 		holds:    newNickHolds(),
 		inboxes:  newInboxes(),
 		count:    hubCounters{errors: newErrorCounts()},
+		replays:  rate.NewLimiter(replayBytesPerSecond, replayBytesPerSecond),
 	}
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{hub: h, index: i, wq: writeQueue{epoch: 1}}
@@ -224,11 +228,20 @@ func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
 // Refuse counts and logs a connection refused over limit and returns the
 // bye to send it. Safe from any goroutine.
 func (h *Hub) Refuse(remote, limit string) []byte {
+	reason := codec.ReasonServerFull
+	if limit == LimitConnRate {
+		reason = codec.ReasonConnRate
+	}
 	h.refused.Add(1)
 	h.count.refused.add(limit)
-	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", codec.ReasonServerFull, "limit", limit)
-	return byeFrames[codec.ReasonServerFull]
+	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", reason, "limit", limit)
+	return byeFrames[reason]
 }
+
+// LimitConnRate is the limit of new connections per address and second
+// (--max-conn-rate-per-ip): a refusal over it is bye conn_rate, over any
+// other limit bye server_full.
+const LimitConnRate = "conn-rate-per-ip"
 
 // Closed removes a session whose connection the transport closed, for the
 // cause the transport gives (nil when the hub closed it): from its rooms,
@@ -386,7 +399,7 @@ func init() {
 	for _, r := range []codec.Reason{
 		codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonLoginTimeout, codec.ReasonShutdown,
 		codec.ReasonProtocolError, codec.ReasonServerFull, codec.ReasonSlowConsumer, codec.ReasonInternalError,
-		codec.ReasonFlood, codec.ReasonTokenExpired,
+		codec.ReasonFlood, codec.ReasonTokenExpired, codec.ReasonConnRate,
 	} {
 		byeFrames[r] = codec.MustEncode(&codec.Bye{Reason: r})
 	}

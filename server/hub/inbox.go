@@ -160,3 +160,22 @@ func (h *Hub) expireInboxes(old int64) {
 		}
 	})
 }
+
+// trimInboxes pushes out direct messages, oldest first in each inbox,
+// while the histories hold more than HistoryBytes and no room's history is
+// left to push out. Any goroutine, no lock held.
+func (h *Hub) trimInboxes() {
+	h.inboxes.each(func(m map[string]*inbox) {
+		for _, ib := range m {
+			if h.histBytes.Load() <= h.cfg.HistoryBytes {
+				return
+			}
+			ib.mu.Lock()
+			for len(ib.hist) > 0 && h.histBytes.Load() > h.cfg.HistoryBytes {
+				h.forgetOldest(&ib.hist)
+				h.count.historyEvicted.Add(1)
+			}
+			ib.mu.Unlock()
+		}
+	})
+}

@@ -29,6 +29,8 @@ type hubCounters struct {
 	floodDrops     atomic.Uint64 // frames dropped by flood control
 	skipped        atomic.Uint64 // room messages dropped for a member behind its budget
 	historyKept    atomic.Uint64 // messages kept in a room's or an account's history
+	historyEvicted atomic.Uint64 // messages pushed out of a history by HistoryBytes
+	replaysShed    atomic.Uint64 // resumes not replayed for their cost (recovered false)
 	resumes        [2]atomic.Uint64
 	errors         errorCounts
 	refused        refusals
@@ -86,7 +88,8 @@ type Metrics struct {
 	Deliveries                             uint64
 	RoomMessages, DirectMessages           uint64
 	FloodDrops, Skipped                    uint64
-	HistoryKept                            uint64
+	HistoryKept, HistoryEvicted            uint64
+	ReplaysShed                            uint64 // resumes refused for the cost of their replay
 	Resumed, ResumedLost                   uint64 // resumes that recovered everything, and those that did not
 	Errors                                 map[codec.Code]uint64
 	RefusedBy                              map[string]uint64
@@ -109,6 +112,7 @@ func (h *Hub) Metrics() Metrics {
 	n := &h.count
 	m.RoomMessages, m.DirectMessages = n.roomMessages.Load(), n.directMessages.Load()
 	m.FloodDrops, m.Skipped, m.HistoryKept = n.floodDrops.Load(), n.skipped.Load(), n.historyKept.Load()
+	m.HistoryEvicted, m.ReplaysShed = n.historyEvicted.Load(), n.replaysShed.Load()
 	m.Resumed, m.ResumedLost = n.resumes[1].Load(), n.resumes[0].Load()
 	for c, v := range n.errors.m {
 		m.Errors[c] = v.Load()

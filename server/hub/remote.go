@@ -62,6 +62,7 @@ func (x handler) Deliver(name string, seq uint64, sender broker.Replier, frame [
 	if r == nil {
 		return false
 	}
+	defer x.h.trimHistory() // once the room's lock is let go
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if seq <= r.seq {
@@ -122,6 +123,7 @@ func (x handler) DeliverDM(toKey, from, body string, ts int64) error {
 		return codec.ErrNoSuchUser
 	}
 	_, err := x.h.sendDM(toKey, from, "", body, ts, nil)
+	x.h.trimHistory()
 	return err
 }
 

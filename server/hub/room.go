@@ -21,6 +21,7 @@ type room struct {
 	issued  uint64             // last seq given out here, as the room's sequencer; at least seq
 	epoch   string             // names the room's sequence (docs/PROTOCOL.md)
 	hist    histList           // its last messages, oldest first (history.go)
+	ageIdx  int                // its place in Hub.ages + 1, 0 when absent; under Hub.ages.mu
 	members map[string]*member // by nick key (codec.Name.Key)
 	perLoop []int              // members on each loop: which loops a broadcast visits
 	dead    bool               // emptied and leaving the room table
@@ -183,7 +184,7 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
 		h.ack(s, ref, 0)
 		return nil
 	}
-	if len(s.rooms) >= h.cfg.MaxRooms {
+	if len(s.rooms) >= h.cfg.RoomsPerSession {
 		return codec.ErrTooManyRooms
 	}
 	r := h.rooms.acquire(name, h.newRoom)

@@ -61,11 +61,13 @@ type Session struct {
 
 	limiter      *rate.Limiter            // flood control; nil when off
 	joins        *rate.Limiter            // joins and leaves; nil when off
+	creates      *rate.Limiter            // rooms created; nil until the first
 	dmLimits     map[string]*rate.Limiter // direct messages per recipient key
 	queuedMem    atomic.Int64             // out.mem, read by senders of direct messages on other loops
 	incoming     atomic.Int64             // bytes of direct messages on their way to the loop
-	floodSince   int64                    // when the current flood began, 0 if none
+	flooded      int64                    // time spent over the rate limit, draining while quiet (flood.go)
 	lastDrop     int64                    // when a frame was last dropped
+	controls     int                      // control frames before login (control.go)
 	lastLimitErr int64                    // when rate_limited was last sent
 }
 

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"parley/codec"
 )
@@ -182,12 +183,16 @@ func cutPage(n int, nick func(int) string, limit, budget int) (nicks []string, m
 // roomTable finds rooms by name, sharded by a hash of the name.
 type roomTable struct {
 	*shardMap[string, *room]
+	n *atomic.Int64 // rooms in the table, for MaxRooms
 }
 
 func newRoomTable() roomTable {
 	seed := maphash.MakeSeed()
-	return roomTable{newShardMap[string, *room](func(k string) uint64 { return maphash.String(seed, k) })}
+	return roomTable{newShardMap[string, *room](func(k string) uint64 { return maphash.String(seed, k) }), new(atomic.Int64)}
 }
+
+// count is how many rooms the table holds. Safe from any goroutine.
+func (t roomTable) count() int { return int(t.n.Load()) }
 
 // acquire returns the live room called name, created if needed, with its
 // lock held. A room found dead (emptied and on its way out of the table) is
@@ -199,6 +204,7 @@ func (t roomTable) acquire(name string, create func(string) *room) *room {
 			if r = m[name]; r == nil {
 				r = create(name)
 				m[name] = r
+				t.n.Add(1)
 			}
 		})
 		r.mu.Lock()
@@ -215,6 +221,7 @@ func (t roomTable) remove(r *room) {
 	t.with(r.name, func(m map[string]*room) {
 		if m[r.name] == r {
 			delete(m, r.name)
+			t.n.Add(-1)
 		}
 	})
 }
