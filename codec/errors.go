@@ -31,6 +31,7 @@ const (
 	CodeBadToken        Code = "bad_token"         // the token is missing where required, or not valid
 	CodeTokenExpired    Code = "token_expired"     // the token's exp has passed
 	CodeTooManySessions Code = "too_many_sessions" // the account has as many sessions as the server allows
+	CodeNotStored       Code = "not_stored"        // a say was delivered to the room but not written to disk (--data-dir)
 )
 
 // Error is a protocol error: a Code and a message for people. The exported
@@ -72,6 +73,7 @@ var (
 	ErrBadToken        = &Error{CodeBadToken, "the token is not valid"}
 	ErrTokenExpired    = &Error{CodeTokenExpired, "the token has expired"}
 	ErrTooManySessions = &Error{CodeTooManySessions, "too many sessions for this account"}
+	ErrNotStored       = &Error{CodeNotStored, "not stored"}
 )
 
 var sentinels = map[Code]*Error{}
@@ -81,7 +83,7 @@ func init() {
 		ErrBadFrame, ErrFrameTooLarge, ErrBadJSON, ErrUnknownType, ErrBadRequest,
 		ErrNotLoggedIn, ErrAlreadyLoggedIn, ErrBadNick, ErrNickTaken, ErrBadRoom,
 		ErrNotInRoom, ErrNoSuchUser, ErrBodyTooLarge, ErrTooManyRooms, ErrRateLimited,
-		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions,
+		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions, ErrNotStored,
 	} {
 		sentinels[e.Code] = e
 		codeOrder = append(codeOrder, e.Code)

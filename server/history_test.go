@@ -395,8 +395,10 @@ func (r *running) stop(t *testing.T) {
 }
 
 // TestDataDirFull: a data dir whose disk fills up while the server runs
-// costs the durable history, not the chat: says are acked and delivered,
-// the server logs the failure clearly, and the file opens again intact at
+// costs the durable history, not the chat: says are delivered, acked while
+// the disk takes them and answered not_stored once it does not (an ack
+// means stored), the server logs the failure clearly, and the file opens
+// again intact at
 // the next start, with every room on a new epoch (the seqs the disk missed
 // were seen). It needs a small tmpfs, which only root can mount.
 func TestDataDirFull(t *testing.T) {
@@ -412,12 +414,23 @@ func TestDataDirFull(t *testing.T) {
 	body := strings.Repeat("x", 4000)
 	const says = 400 // 1.6 MB of frames for a 512 KiB disk
 	var epoch string
+	acked, notStored := 0, 0
 	for i := range says {
 		amy.send(&codec.Say{Body: body, Ref: "s"})
-		amy.untilAck("s")
+		switch ev := amy.until("the answer", func(ev codec.Event) bool { return ev.Ref == "s" }); {
+		case ev.Type == codec.TypeAck:
+			acked++
+		case ev.Code == codec.CodeNotStored:
+			notStored++
+		default:
+			t.Fatalf("say %d answered %+v", i, ev)
+		}
 		if ev := bob.until("the message", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg }); ev.Seq != uint64(i+1) {
 			t.Fatalf("bob got seq %d, want %d", ev.Seq, i+1)
 		}
+	}
+	if acked == 0 || notStored == 0 {
+		t.Fatalf("%d says acked and %d not stored: want both, the disk filled on the way", acked, notStored)
 	}
 	bob.send(&codec.History{Limit: intp(1), Ref: "h"})
 	epoch = bob.until("page", func(ev codec.Event) bool { return ev.Ref == "h" }).Epoch

@@ -40,6 +40,9 @@ type Message struct {
 	// Sender is the local session that said it, which gets an ack instead
 	// of the message; nil for a say from another node. Never sent.
 	Sender Replier
+	// Ref is the ref of Sender's say, which the hub acks when the message
+	// is stored. Never sent.
+	Ref string
 }
 
 // Logged is a room message as a broker's log keeps it.

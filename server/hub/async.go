@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"parley/codec"
 )
@@ -88,6 +89,15 @@ func (h *Hub) call(s *Session, start func(done func(fn func()))) error {
 	return errHeld
 }
 
+// after holds s for d, then runs fn on its loop before the frames that
+// arrived meanwhile; it returns errHeld for the handler to pass up. Loop
+// goroutine of s.
+func (h *Hub) after(s *Session, d time.Duration, fn func()) error {
+	return h.call(s, func(done func(func())) {
+		time.AfterFunc(d, func() { done(fn) })
+	})
+}
+
 // brokerCall is one call's state: whether start has returned, and the
 // answer that came before it did.
 type brokerCall struct {
@@ -121,6 +131,8 @@ func unavailable(err error) error {
 // any goroutine.
 func (s *Session) SayDone(ref string, seq uint64, err error) {
 	switch {
+	case err != nil && codec.CodeOf(err) == codec.CodeNotStored:
+		s.send(s.loop.hub.errorFrame(err, ref))
 	case err != nil:
 		s.send(s.loop.hub.errorFrame(unavailable(err), ref))
 	case ref != "":

@@ -93,9 +93,12 @@ type Config struct {
 
 // HistoryStore keeps the rooms' histories beyond the process (a single
 // node's --data-dir, parley/server/store). Append and Forget are called
-// under a room's lock: they must not block.
+// under a room's lock: they must not block. Append calls stored, when it
+// is not nil, once the message is on disk (nil) or will not be (the
+// error), exactly once, from any goroutine and with no lock of the hub's
+// held: the hub acks a say from there.
 type HistoryStore interface {
-	Append(room, epoch string, seq uint64, at time.Time, frame []byte)
+	Append(room, epoch string, seq uint64, at time.Time, frame []byte, stored func(error))
 	Forget(room string)
 }
 

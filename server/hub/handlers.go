@@ -119,8 +119,7 @@ func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
 	if s.account != "" {
 		switch err := h.shareNick(s, name); {
 		case err == nil:
-			h.enterAsUser(s, ref, rs)
-			return nil
+			return h.enterAsUser(s, ref, rs)
 		case !errors.Is(err, errNotShared):
 			s.account, s.expires = "", 0
 			return err
@@ -152,10 +151,11 @@ func (h *Hub) shareNick(s *Session, name codec.Name) error {
 // resume is where a client left a room: the last seq it saw and the
 // room's epoch then; and what was read from the cluster's log for it.
 type resume struct {
-	since uint64
-	epoch string
-	pre   []broker.Logged
-	read  bool // pre was read: do not read again
+	since    uint64
+	epoch    string
+	pre      []broker.Logged
+	read     bool // pre was read: do not read again
+	reserved bool // the server's replay budget was drawn on: do not again
 }
 
 // resumeOf is the resume a login or join asks for, or nil.
@@ -187,22 +187,34 @@ func (h *Hub) claimed(s *Session, name codec.Name, ref string, rs *resume, err e
 }
 
 // enterAsUser logs in s, which the nick index holds: at once, or once
-// what its lobby resume needs is read from the cluster's log.
-func (h *Hub) enterAsUser(s *Session, ref string, rs *resume) {
+// the server's replay budget has room for its lobby resume (errHeld
+// meanwhile) and what that resume needs is read from the cluster's log.
+func (h *Hub) enterAsUser(s *Session, ref string, rs *resume) error {
 	h.lobby.mu.Lock()
+	wait := h.replayWaitLocked(h.lobby, rs)
 	read := h.needsLog(h.lobby, rs)
 	h.lobby.mu.Unlock()
-	if !read {
-		h.finishLogin(s, ref, rs)
-		return
-	}
-	_ = h.readForResume(s, codec.Lobby, rs, func() {
+	again := func() {
 		if s.closed || s.closing {
 			h.abandonLogin(s)
 			return
 		}
-		h.finishLogin(s, ref, rs)
-	})
+		_ = h.enterAsUser(s, ref, rs)
+	}
+	switch {
+	case wait > 0:
+		return h.after(s, wait, again)
+	case read:
+		return h.readForResume(s, codec.Lobby, rs, func() {
+			if s.closed || s.closing {
+				h.abandonLogin(s)
+				return
+			}
+			h.finishLogin(s, ref, rs)
+		})
+	}
+	h.finishLogin(s, ref, rs)
+	return nil
 }
 
 // abandonLogin gives back the nick of a session that closed before its
@@ -246,7 +258,7 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 	if err := checkSayID(req.ID); err != nil {
 		return err
 	}
-	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, ID: req.ID, TS: h.wallMillis(), Sender: s}
+	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, ID: req.ID, TS: h.wallMillis(), Sender: s, Ref: req.Ref}
 	seq, pending, err := h.broker.Say(m, s, req.Ref)
 	switch {
 	case errors.Is(err, broker.ErrUnsequenced):
@@ -255,6 +267,8 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 		return unavailable(err)
 	case pending:
 		return nil // the broker answers through s.SayDone
+	case h.storeAcks(req.Ref):
+		return nil // the store acks it once the disk has it (sequenceLocked)
 	}
 	h.ack(s, req.Ref, seq)
 	return nil

@@ -44,14 +44,21 @@ func newEpoch() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// rememberLocked keeps a stored message in r's history. The caller runs
-// trimHistory once it has let go of r.mu. r.mu held.
-func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte) {
+// rememberLocked keeps a stored message in r's history, and on disk with
+// a store; stored, when not nil, hears when the disk has it (at once
+// without a store or history). The caller runs trimHistory once it has
+// let go of r.mu. r.mu held.
+func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte, stored func(error)) {
+	if h.cfg.HistoryLen <= 0 || h.cfg.Store == nil {
+		if stored != nil {
+			stored(nil) // memory is all there is to keep it in
+		}
+	}
 	if h.cfg.HistoryLen <= 0 {
 		return
 	}
 	if h.cfg.Store != nil {
-		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame)
+		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame, stored)
 	}
 	first := len(r.hist) == 0 || len(r.hist) >= h.cfg.HistoryLen
 	h.keep(&r.hist, seq, frame)
@@ -397,23 +404,52 @@ func (h *Hub) readForResume(s *Session, room string, rs *resume, then func()) er
 	})
 }
 
-// payReplay takes a replay's cost out of s's flood budget (byteCost) and
-// out of the server's replay budget, which bounds the bytes all replays
-// together send per second (replayBytesPerSecond): a storm of resumes
-// cannot turn the loops into a firehose. A replay either budget cannot
-// pay for now is not sent: recovered false, and the client pages the
-// history, each page paying its own way. Loop goroutine of s.
+// A resume's replay costs the session flood budget by its bytes (one
+// frame per costUnit): a replay the budget cannot pay for now is not sent
+// (recovered false), and the client pages the history, each page paying
+// its own way. All replays together draw on the server's replay budget,
+// replayBytesPerSecond: a resume that finds it spent waits, its session
+// held, until it refills, so that a storm of resumes queues rather than
+// starves the loops.
+
+// replayBytesPerSecond is the server's replay budget: the bytes all
+// resumes' replays may send per second, with bursts of as many.
+const replayBytesPerSecond = 32 << 20
+
+// payReplay takes a replay's cost out of s's flood budget. Loop goroutine
+// of s.
 func (h *Hub) payReplay(s *Session, replay [][]byte) bool {
 	n := 0
 	for _, f := range replay {
 		n += len(f)
 	}
-	if n == 0 {
-		return true
-	}
-	return h.charge(s, byteCost(n)) && h.replays.AllowN(time.Now(), n)
+	return n == 0 || h.charge(s, byteCost(n))
 }
 
-// replayBytesPerSecond is the server's replay budget: the bytes all
-// resumes' replays may send per second, with bursts of as many.
-const replayBytesPerSecond = 32 << 20
+// replayWaitLocked reserves what rs will replay from r's history out of
+// the server's replay budget, once per resume, and returns how long the
+// resume must wait for it (0: go on now). A replay larger than the whole
+// budget is left to the session's own budget, which refuses it. r.mu
+// held.
+func (h *Hub) replayWaitLocked(r *room, rs *resume) time.Duration {
+	if rs == nil || rs.reserved || rs.epoch != r.epoch || rs.since >= r.seq {
+		return 0
+	}
+	rs.reserved = true
+	n := 0
+	for _, e := range r.hist[r.hist.from(rs.since):] {
+		n += len(e.frame)
+	}
+	if n == 0 || n > replayBytesPerSecond {
+		return 0
+	}
+	res := h.replays.ReserveN(time.Now(), n)
+	if !res.OK() {
+		return 0
+	}
+	if d := res.Delay(); d > 0 {
+		h.count.replaysQueued.Add(1)
+		return d
+	}
+	return 0
+}

@@ -31,6 +31,7 @@ type hubCounters struct {
 	historyKept    atomic.Uint64 // messages kept in a room's or an account's history
 	historyEvicted atomic.Uint64 // messages pushed out of a history by HistoryBytes
 	replaysShed    atomic.Uint64 // resumes not replayed for their cost (recovered false)
+	replaysQueued  atomic.Uint64 // resumes that waited for the server's replay budget
 	resumes        [2]atomic.Uint64
 	errors         errorCounts
 	refused        refusals
@@ -90,6 +91,7 @@ type Metrics struct {
 	FloodDrops, Skipped                    uint64
 	HistoryKept, HistoryEvicted            uint64
 	ReplaysShed                            uint64 // resumes refused for the cost of their replay
+	ReplaysQueued                          uint64 // resumes that waited for the server's replay budget
 	Resumed, ResumedLost                   uint64 // resumes that recovered everything, and those that did not
 	Errors                                 map[codec.Code]uint64
 	RefusedBy                              map[string]uint64
@@ -112,7 +114,7 @@ func (h *Hub) Metrics() Metrics {
 	n := &h.count
 	m.RoomMessages, m.DirectMessages = n.roomMessages.Load(), n.directMessages.Load()
 	m.FloodDrops, m.Skipped, m.HistoryKept = n.floodDrops.Load(), n.skipped.Load(), n.historyKept.Load()
-	m.HistoryEvicted, m.ReplaysShed = n.historyEvicted.Load(), n.replaysShed.Load()
+	m.HistoryEvicted, m.ReplaysShed, m.ReplaysQueued = n.historyEvicted.Load(), n.replaysShed.Load(), n.replaysQueued.Load()
 	m.Resumed, m.ResumedLost = n.resumes[1].Load(), n.resumes[0].Load()
 	for c, v := range n.errors.m {
 		m.Errors[c] = v.Load()

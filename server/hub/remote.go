@@ -75,7 +75,7 @@ func (x handler) Deliver(name string, seq uint64, sender broker.Replier, frame [
 	r.seq = seq
 	except, _ := sender.(*Session)
 	r.publishSeqLocked(x.h, frame, except, seq)
-	x.h.rememberLocked(r, seq, frame)
+	x.h.rememberLocked(r, seq, frame, nil)
 	return true
 }
 

@@ -188,6 +188,10 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
 		return codec.ErrTooManyRooms
 	}
 	r := h.rooms.acquire(name, h.newRoom)
+	if wait := h.replayWaitLocked(r, rs); wait > 0 {
+		r.mu.Unlock()
+		return h.after(s, wait, func() { h.retryJoin(s, name, ref, rs) })
+	}
 	if r.followed && h.needsLog(r, rs) {
 		r.mu.Unlock()
 		return h.readForResume(s, name, rs, func() { h.retryJoin(s, name, ref, rs) })
@@ -355,9 +359,31 @@ func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 
 	if h.broker.Append(m, seq, frame) {
 		r.seq = seq
 		r.publishSeqLocked(h, frame, except, seq)
-		h.rememberLocked(r, seq, frame)
+		var stored func(error)
+		if except != nil && h.storeAcks(m.Ref) {
+			stored = h.ackWhenStored(except, m.Ref, seq)
+		}
+		h.rememberLocked(r, seq, frame, stored)
 	}
 	return seq
+}
+
+// storeAcks reports whether a local say with ref is acked by the history
+// store once the disk has it (--data-dir), so that an ack means the
+// message survives the process, rather than at once.
+func (h *Hub) storeAcks(ref string) bool {
+	return ref != "" && h.cfg.Store != nil && h.cfg.HistoryLen > 0
+}
+
+// ackWhenStored is the store's callback that acks sender's say, or
+// answers not_stored.
+func (h *Hub) ackWhenStored(sender *Session, ref string, seq uint64) func(error) {
+	return func(err error) {
+		if err != nil {
+			err = fmt.Errorf("%w: delivered to the room as seq %d, but not written to disk: %v", codec.ErrNotStored, seq, err)
+		}
+		sender.SayDone(ref, seq, err)
+	}
 }
 
 // sayUnsequenced delivers a message to the local members only, without a

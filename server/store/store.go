@@ -9,6 +9,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -72,7 +73,15 @@ type op struct {
 	at          int64
 	frame       []byte
 	forget      bool
+	stored      func(error) // told once the op's group is committed, or failed
 }
+
+// ErrQueueFull is an append's outcome when the disk is too slow for the
+// messages: the writer's queue was full, and the message was dropped.
+var ErrQueueFull = errors.New("store: the disk is behind; message not written")
+
+// errClosed is an append's outcome after Close.
+var errClosed = errors.New("store: closed")
 
 var (
 	epochsBucket = []byte("epochs")
@@ -141,9 +150,12 @@ func (s *Store) Load() ([]Room, error) {
 }
 
 // Append queues a room message for the disk. It never blocks: when the
-// queue is full the message is dropped and counted. Safe under a room lock.
-func (s *Store) Append(room, epoch string, seq uint64, at time.Time, frame []byte) {
-	s.queue(op{room: room, epoch: epoch, seq: seq, at: at.UnixNano(), frame: frame})
+// queue is full the message is dropped and counted. stored, when not
+// nil, is called once, from the writer's goroutine after the message's
+// group is committed (nil) or failed, or at once if the message was
+// dropped (ErrQueueFull). Safe under a room lock.
+func (s *Store) Append(room, epoch string, seq uint64, at time.Time, frame []byte, stored func(error)) {
+	s.queue(op{room: room, epoch: epoch, seq: seq, at: at.UnixNano(), frame: frame, stored: stored})
 }
 
 // Forget queues the removal of a room that is gone.
@@ -152,6 +164,7 @@ func (s *Store) Forget(room string) { s.queue(op{room: room, forget: true}) }
 func (s *Store) queue(o op) {
 	select {
 	case <-s.done:
+		o.tell(errClosed)
 		return
 	default:
 	}
@@ -159,6 +172,14 @@ func (s *Store) queue(o op) {
 	case s.ops <- o:
 	default:
 		s.dropped.Add(1)
+		o.tell(ErrQueueFull)
+	}
+}
+
+// tell gives an op's caller its outcome.
+func (o *op) tell(err error) {
+	if o.stored != nil {
+		o.stored(err)
 	}
 }
 
@@ -247,6 +268,10 @@ func (s *Store) commit(group []op) {
 		}
 		return nil
 	})
+	for i := range group {
+		group[i].tell(err)
+		group[i].stored, group[i].frame = nil, nil
+	}
 	if err == nil {
 		s.written.Add(int64(len(group)))
 		return

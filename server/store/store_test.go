@@ -22,11 +22,11 @@ func TestStoreKeepsTrimsAndReopens(t *testing.T) {
 	}
 	now := time.Now()
 	for seq := uint64(1); seq <= 12; seq++ {
-		s.Append("a", "e1", seq, now, []byte(fmt.Sprint("a", seq)))
+		s.Append("a", "e1", seq, now, []byte(fmt.Sprint("a", seq)), nil)
 	}
-	s.Append("b", "e1", 1, now, []byte("b1"))
-	s.Append("b", "e2", 1, now, []byte("b1 again")) // the room started anew
-	s.Append("c", "e1", 1, now, []byte("c1"))
+	s.Append("b", "e1", 1, now, []byte("b1"), nil)
+	s.Append("b", "e2", 1, now, []byte("b1 again"), nil) // the room started anew
+	s.Append("c", "e1", 1, now, []byte("c1"), nil)
 	s.Forget("c")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestStoreKeepsTrimsAndReopens(t *testing.T) {
 		t.Fatalf("loaded %v, want %v", got, want)
 	}
 	// Not closed: as after a crash.
-	s.Append("a", "e1", 13, now, []byte("a13"))
+	s.Append("a", "e1", 13, now, []byte("a13"), nil)
 	deadline := time.Now().Add(5 * time.Second)
 	for w, _, _ := s.Stats(); w < 1 && time.Now().Before(deadline); w, _, _ = s.Stats() {
 		time.Sleep(time.Millisecond)
