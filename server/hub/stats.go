@@ -28,6 +28,9 @@ type Stats struct {
 	BadLogins int64
 	// Inboxes counts the accounts whose direct messages are kept.
 	Inboxes int
+	// HistoryBytes is the memory every room's history and inbox holds, as
+	// --history-bytes counts it.
+	HistoryBytes int64
 	// Cluster is the broker's view of its cluster; nil on a single node.
 	Cluster *broker.Stats
 }
@@ -46,6 +49,7 @@ func (h *Hub) Stats() Stats {
 		Gaps:          h.stats.gaps.Load(),
 		BadLogins:     h.stats.badLogins.Load(),
 		Inboxes:       int(h.inboxCount.Load()),
+		HistoryBytes:  h.histBytes.Load(),
 		Cluster:       h.broker.Stats(),
 	}
 }

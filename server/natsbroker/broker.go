@@ -113,6 +113,10 @@ type Broker struct {
 type dirEntry struct {
 	Node string `json:"node"`
 	Nick string `json:"nick"`
+	// Held: the user's session dropped and the nick waits for its resume
+	// token (the hub's nick hold). The claim stays, so no other node hands
+	// the nick out, but the user is not online: not listed, not reachable.
+	Held bool `json:"held,omitempty"`
 	rev  uint64
 }
 

@@ -127,11 +127,44 @@ func (n *Broker) ClaimNick(key, nick string, done func(error)) {
 }
 
 // ReleaseNick gives up this node's claim on a nick, unless the hub holds
-// it for a resume: then the claim stays until ReleaseNick(key, false).
+// it for a resume: then the claim stays until ReleaseNick(key, false),
+// marked held, so that every node stops listing the user at once.
 func (n *Broker) ReleaseNick(key string, hold bool) {
-	if !hold {
-		n.releaseNick(key)
+	if hold {
+		n.holdNick(key)
+		return
 	}
+	n.releaseNick(key)
+}
+
+// holdNick marks this node's claim on a nick held: in the replica at once,
+// and in the bucket, whose watchers tell the other nodes.
+func (n *Broker) holdNick(key string) {
+	n.mu.Lock()
+	rev, ok := n.mine[key]
+	d, in := n.dir[key]
+	if in && d.rev == rev {
+		d.Held = true
+		n.setDirLocked(key, d)
+	}
+	n.mu.Unlock()
+	if !ok || !in || !n.connected() {
+		return
+	}
+	n.goRun(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
+		defer cancel()
+		val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: d.Nick, Held: true})
+		next, err := n.nicks.Update(ctx, hexKey(key), val, rev)
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		if n.mine[key] == rev {
+			n.mine[key] = next // the release at the hold's end deletes this revision
+		}
+		n.mu.Unlock()
+	})
 }
 
 // Users pages the replica of the nicks bucket.
@@ -143,6 +176,10 @@ func (n *Broker) Users(afterKey string, limit int) ([]broker.User, bool, int) {
 // index together. n.mu held.
 func (n *Broker) setDirLocked(key string, d dirEntry) {
 	n.dir[key] = d
+	if d.Held {
+		n.users.Remove(key)
+		return
+	}
 	n.users.Add(key, d.Nick)
 }
 
@@ -227,7 +264,7 @@ func (n *Broker) lookupNick(key string) (dirEntry, bool) {
 	d, ok := n.dir[key]
 	n.mu.Unlock()
 	if ok || !n.connected() {
-		return d, ok && n.alive(d.Node)
+		return d, ok && !d.Held && n.alive(d.Node)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
@@ -235,7 +272,7 @@ func (n *Broker) lookupNick(key string) (dirEntry, bool) {
 	if err != nil || sonic.Unmarshal(e.Value(), &d) != nil {
 		return d, false
 	}
-	return d, n.alive(d.Node)
+	return d, !d.Held && n.alive(d.Node)
 }
 
 // ownerOfLocked returns the live owner of a room from the replica, if
