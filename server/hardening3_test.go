@@ -296,7 +296,8 @@ func TestFloodInBursts(t *testing.T) {
 // TestClusterWhoAfterDrop: a user who dropped without quit is held for
 // its resume token, and listed by who on no node meanwhile.
 func TestClusterWhoAfterDrop(t *testing.T) {
-	nodes := startCluster(t, natstest.Start(t), 2)
+	// Polling who costs 10 frames a time: no flood control here.
+	nodes := startClusterWith(t, natstest.Start(t), 2, func(c *Config) { c.RateLimit = -1 })
 	gone := loggedIn(t, nodes[0], "gone")
 	asker := loggedIn(t, nodes[1], "asker")
 	listed := func() bool {
@@ -317,4 +318,36 @@ func TestClusterWhoAfterDrop(t *testing.T) {
 	thief := dial(t, nodes[1])
 	thief.send(&codec.Login{Nick: "gone"})
 	thief.expectError(codec.CodeNickTaken)
+}
+
+// TestClusterDropNoticesArrive: a user in the lobby and a room drops
+// without quit, nine times over; a member of both on a third node gets
+// left disconnect from each room every time.
+func TestClusterDropNoticesArrive(t *testing.T) {
+	nodes := startClusterWith(t, natstest.Start(t), 3, func(c *Config) { c.RateLimit, c.JoinRate = -1, -1 })
+	watcher := loggedIn(t, nodes[2], "watcher")
+	watcher.joinRoom("r")
+	for i := range 9 {
+		nick := fmt.Sprint("dropper", i)
+		d := loggedIn(t, nodes[i%2], nick)
+		d.joinRoom("r")
+		joined := map[string]bool{}
+		for len(joined) < 2 {
+			if ev := watcher.next(); ev.Type == codec.TypeJoined && ev.Nick == nick {
+				joined[ev.Room] = true
+			}
+		}
+		d.conn.Close()
+		left := map[string]bool{}
+		for len(left) < 2 {
+			ev, err := watcher.wait(func(ev codec.Event) bool { return ev.Type == codec.TypeLeft && ev.Nick == nick })
+			if err != nil {
+				t.Fatalf("drop %d: the watcher got left for %v only: %v", i, left, err)
+			}
+			if ev.Reason != codec.ReasonDisconnect {
+				t.Fatalf("drop %d: left %s with reason %s", i, ev.Room, ev.Reason)
+			}
+			left[ev.Room] = true
+		}
+	}
 }

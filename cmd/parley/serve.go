@@ -25,6 +25,7 @@ func newServeCmd() *cobra.Command {
 	maxLoginFrame := byteSize(server.DefaultMaxLoginFrame)
 	sendBuffer := byteSize(server.DefaultSocketSendBuffer)
 	historyBytes := byteSize(server.DefaultHistoryBytes)
+	memoryLimit := byteSize(defaultMemoryLimit())
 	var logLevel, logFormat string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -62,6 +63,9 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 			cfg.SocketSendBuffer = int(sendBuffer)
 			cfg.HistoryBytes = int64(historyBytes)
 			offWhenZero(&cfg)
+			if limit := applyMemoryLimit(int64(memoryLimit)); limit > 0 {
+				logger.Info("memory limit", "bytes", limit)
+			}
 			return runServer(cfg, logger)
 		},
 	}
@@ -88,6 +92,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.Var(&sendBuffer, "socket-send-buffer", "fixed kernel send buffer per connection, 0 for the kernel's autotuning; bounds what a client that never reads costs")
 	f.IntVar(&cfg.HistoryLen, "history", server.DefaultHistoryLen, "messages each room keeps for history and resume (in a cluster, in its log), 0 for none")
 	f.DurationVar(&cfg.HistoryAge, "history-age", server.DefaultHistoryAge, "single node: forget room messages older than this, 0 to keep them however old")
+	f.Var(&memoryLimit, "memory-limit", "the Go runtime's soft memory limit, past which it collects harder and gives memory back; 0 for none (default: three quarters of the cgroup's or the machine's memory; GOMEMLIMIT, when set, wins)")
 	f.Var(&historyBytes, "history-bytes", "memory for every room's history together (in a cluster, the whole log); past it a room's new message pushes out its oldest")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "single node: keep the rooms' histories in this directory, so a restart continues them (empty: memory only)")
 	f.IntVar(&cfg.ReplayLimit, "replay-limit", 0, "most messages a resume replays (0: --history)")

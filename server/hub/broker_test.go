@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -414,5 +415,25 @@ func TestHubRemotePresence(t *testing.T) {
 	evs := ca.take()
 	if len(evs) != 2 || evs[0].Type != codec.TypeJoined || evs[1].Type != codec.TypeLeft || evs[1].Reason != codec.ReasonDisconnect {
 		t.Fatalf("amy got %+v", evs)
+	}
+}
+
+// TestHubLeaveDuringFollow: a member elsewhere who leaves while the
+// room's Follow runs is not brought back by Follow's older list of
+// members, where no left would ever come for it.
+func TestHubLeaveDuringFollow(t *testing.T) {
+	r := newBrokerRig(t)
+	a, ca := r.client(0, "amy")
+	r.send(a, &codec.Join{Room: "r", Ref: "ja"})
+	handler{r.h}.RemoteLeft("r", "zed", codec.ReasonDisconnect) // overtakes Follow's answer
+	r.b.mu.Lock()
+	done := r.b.follows["r"]
+	r.b.mu.Unlock()
+	done([]broker.User{{Key: "zed", Nick: "zed", Node: "b"}, {Key: "yan", Nick: "yan", Node: "b"}}, 0, nil)
+	r.settle()
+	ca.take()
+	r.send(a, &codec.Who{Room: "r", Ref: "w"})
+	if evs := ca.take(); len(evs) != 1 || evs[0].Count != 2 || strings.Join(evs[0].Nicks, ",") != "amy,yan" {
+		t.Fatalf("who r = %+v, want amy and yan: zed left during the follow", evs)
 	}
 }

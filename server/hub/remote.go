@@ -160,6 +160,7 @@ func (x handler) LocalNick(key string) (string, bool) {
 }
 
 func (h *Hub) remoteJoinLocked(r *room, u broker.User) {
+	delete(r.departed, u.Key)
 	if _, in := r.remote[u.Key]; in {
 		return
 	}
@@ -169,6 +170,14 @@ func (h *Hub) remoteJoinLocked(r *room, u broker.User) {
 }
 
 func (h *Hub) remoteLeaveLocked(r *room, key string, reason codec.Reason) {
+	if !r.followed {
+		// Follow's list of members, taken before this leave, must not
+		// bring the member back when it arrives.
+		if r.departed == nil {
+			r.departed = make(map[string]bool)
+		}
+		r.departed[key] = true
+	}
 	u, in := r.remote[key]
 	if !in {
 		return

@@ -39,6 +39,7 @@ type room struct {
 	owned     bool                   // the broker sequences it here: keep it while empty
 	followed  bool                   // the broker delivers its traffic here
 	following []func()               // joins waiting for Follow to finish; nil when none
+	departed  map[string]bool        // remote members who left while Follow ran: its list of them is stale
 }
 
 // member is a user in a room here: the nick once, however many of its
@@ -264,8 +265,11 @@ func (h *Hub) followedLocked(r *room, remote []broker.User, last uint64) {
 	r.followed = true
 	r.seq = max(r.seq, last)
 	for _, u := range remote {
-		r.addRemote(u)
+		if !r.departed[u.Key] {
+			r.addRemote(u)
+		}
 	}
+	r.departed = nil
 }
 
 // isFollowed reports whether the broker delivers the room's traffic here.
