@@ -70,6 +70,10 @@ var metricHelp = []struct {
 	{"parley_bad_logins_total", "Logins and refreshes refused for their token.", nil},
 	{"parley_history_kept_messages_total", "Messages kept in a room's or an account's history.", nil},
 	{"parley_resumes_total", "Resumes of a room, by whether every missed message was sent.", []string{"recovered"}},
+	{"parley_history_bytes", "Memory every room's history and account's direct messages hold, as --history-bytes counts it.", nil},
+	{"parley_history_evicted_messages_total", "Messages pushed out of a history to keep --history-bytes, the oldest of all first.", nil},
+	{"parley_replays_refused_total", "Resumes not replayed because the session's flood budget could not pay for the replay's bytes (recovered false).", nil},
+	{"parley_replays_queued_total", "Resumes that waited for the server's replay budget before replaying.", nil},
 	{"parley_cluster_nodes", "Nodes of the cluster alive as this node sees them, itself included (0 on a single node).", nil},
 	{"parley_cluster_bus_connected", "1 while this node is connected to NATS, else 0 (0 on a single node).", nil},
 	{"parley_cluster_forwarded_says_total", "Says sent to their room's owner on another node and answered.", nil},
@@ -143,6 +147,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("parley_history_kept_messages_total", float64(m.HistoryKept))
 	counter("parley_resumes_total", float64(m.Resumed), "true")
 	counter("parley_resumes_total", float64(m.ResumedLost), "false")
+	gauge("parley_history_bytes", float64(m.HistoryBytes))
+	counter("parley_history_evicted_messages_total", float64(m.HistoryEvicted))
+	counter("parley_replays_refused_total", float64(m.ReplaysShed))
+	counter("parley_replays_queued_total", float64(m.ReplaysQueued))
 	c.collectCluster(m.Cluster, gauge, counter, histogram)
 }
 

@@ -114,7 +114,7 @@ type streamConn struct {
 	off    int
 	closed bool // hub.Closed ran
 
-	consumed chan struct{} // the loop took what the reader handed it
+	consumed chan bool // the loop took what the reader handed it; true: the session is flooding
 
 	mu       sync.Mutex // guards the fields below, shared with the writer
 	out      []byte     // queued for the writer, in a buffer from writeBufs
@@ -148,7 +148,7 @@ const closeFlush = 2 * time.Second
 // startStream opens a session for nc on loop and starts its goroutines.
 // nc was counted by hub.Reserve.
 func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config, ws *wsWire, count *transportCounts) {
-	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, ws: ws, count: count, consumed: make(chan struct{}, 1)}
+	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, ws: ws, count: count, consumed: make(chan bool, 1)}
 	err := loop.Execute(func() {
 		s, refusal := h.Open(loop, c, remote)
 		if s == nil {
@@ -231,13 +231,32 @@ func (c *streamConn) hand(data []byte) bool {
 	if c.loop.Execute(func() { c.traffic(data) }) != nil {
 		return false
 	}
-	<-c.consumed
+	c.waitConsumed()
 	return true
+}
+
+// floodPause is how long the reader of a session that flood control is
+// dropping frames of waits before it reads again: a flood then costs the
+// server a read every floodPause until --flood-grace closes it, not a
+// loop hop for every frame the client can write.
+const floodPause = 50 * time.Millisecond
+
+// waitConsumed waits until the loop took what was handed to it, and
+// pauses if the session is flooding.
+func (c *streamConn) waitConsumed() {
+	if <-c.consumed {
+		time.Sleep(floodPause)
+	}
+}
+
+// consume tells the reader that the loop took what it handed.
+func (c *streamConn) consume() {
+	c.consumed <- !c.closed && c.hub.Flooding(c.s)
 }
 
 // traffic runs on the loop: the hub frames what was read.
 func (c *streamConn) traffic(data []byte) {
-	defer func() { c.consumed <- struct{}{} }()
+	defer c.consume()
 	if c.closed {
 		return
 	}

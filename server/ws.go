@@ -306,7 +306,7 @@ func (c *streamConn) control(h ws.Header, midMessage bool) error {
 // and waits until it has.
 func (c *streamConn) handControl(answer []byte, midMessage bool) error {
 	err := c.loop.Execute(func() {
-		defer func() { c.consumed <- struct{}{} }()
+		defer c.consume()
 		if !c.closed {
 			c.hub.Control(c.s, answer, midMessage)
 		}
@@ -314,7 +314,7 @@ func (c *streamConn) handControl(answer []byte, midMessage bool) error {
 	if err != nil {
 		return errLoopStopped
 	}
-	<-c.consumed
+	c.waitConsumed()
 	return nil
 }
 

@@ -223,6 +223,9 @@ func TestWSOrigin(t *testing.T) {
 			t.Errorf("origin %q against a page at http://%s: %v, want 403", origin, host, err)
 		}
 	}
+	// Behind a proxy that terminated TLS, the page's scheme is https.
+	h := http.Header{"Origin": {"https://" + host}, "X-Forwarded-Proto": {"https"}}
+	dialWS(t, same, h).login("proxied")
 	if _, err := New(Config{WSOrigins: []string{"chat.example.com"}}); err == nil {
 		t.Error("an origin without a scheme was accepted in WSOrigins")
 	}

@@ -82,10 +82,13 @@ func (w *wsServer) serve(ln net.Listener) error {
 
 // originAllowed: a request without Origin comes from a program, not a
 // page, and is let through; a browser's must be the server's own origin
-// (the scheme this listener serves, its host and port), or one of
+// (the scheme the page was served with, its host and port), or one of
 // --ws-origins, compared the same way. An origin with userinfo, a path
 // or another scheme is never a page's own (RFC 6454 serializes an origin
-// as scheme://host[:port] alone).
+// as scheme://host[:port] alone). The page's scheme is https on a TLS
+// listener, or when a proxy that terminated TLS says so in
+// X-Forwarded-Proto: a page in a browser, which this check is about,
+// cannot set that header on its WebSocket's handshake.
 func (w *wsServer) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -99,7 +102,7 @@ func (w *wsServer) originAllowed(r *http.Request) bool {
 		return w.origins["*"] || w.origins[o]
 	}
 	scheme := "http"
-	if r.TLS != nil {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		scheme = "https"
 	}
 	own, ok := parseOrigin(scheme + "://" + r.Host)

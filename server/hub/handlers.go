@@ -28,19 +28,21 @@ func (h *Hub) partial(s *Session, waiting bool) {
 	}
 }
 
-// handleFrame decodes and answers one frame body from s. Loop goroutine of
-// s. body is only valid during the call.
-func (h *Hub) handleFrame(s *Session, body []byte) {
+// handleFrame decodes and answers one frame body from s, and reports
+// false if flood control dropped it. Loop goroutine of s. body is only
+// valid during the call.
+func (h *Hub) handleFrame(s *Session, body []byte) bool {
 	s.lastSeen = h.mono()
 	s.partialSince = 0
 	if !h.admit(s) {
-		return
+		return false
 	}
 	if s.waiting {
 		h.backlogFrame(s, body)
-		return
+		return true
 	}
 	h.handleBody(s, body)
+	return true
 }
 
 // handleBody decodes and answers a frame that passed flood control.
@@ -191,7 +193,7 @@ func (h *Hub) claimed(s *Session, name codec.Name, ref string, rs *resume, err e
 // meanwhile) and what that resume needs is read from the cluster's log.
 func (h *Hub) enterAsUser(s *Session, ref string, rs *resume) error {
 	h.lobby.mu.Lock()
-	wait := h.replayWaitLocked(h.lobby, rs)
+	wait := h.replayWaitLocked(s, h.lobby, rs)
 	read := h.needsLog(h.lobby, rs)
 	h.lobby.mu.Unlock()
 	again := func() {

@@ -298,14 +298,15 @@ func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
 // and more says so. The page costs s flood budget by its bytes (byteCost);
 // one the budget does not cover now is refused with rate_limited.
 func (h *Hub) sendPage(s *Session, page *codec.Page, fromSince bool) {
-	budget := h.cfg.MaxFrame - 512 // the page's other fields
+	budget := h.cfg.MaxFrame - pageOverhead
 	size := 0
 	for i := range page.Msgs {
 		j := i
 		if !fromSince {
 			j = len(page.Msgs) - 1 - i
 		}
-		if size += len(page.Msgs[j]) + 1; size > budget {
+		n := len(page.Msgs[j]) + 1
+		if size+n > budget {
 			if fromSince {
 				page.Msgs = page.Msgs[:i]
 			} else {
@@ -314,14 +315,18 @@ func (h *Hub) sendPage(s *Session, page *codec.Page, fromSince bool) {
 			page.More = true
 			break
 		}
+		size += n
 	}
-	frame := codec.MustEncode(page)
-	if cost := byteCost(len(frame)); !h.charge(s, cost) {
+	// Charged before it is encoded: a page refused costs no encoding.
+	if cost := byteCost(size + pageOverhead); !h.charge(s, cost) {
 		h.replyError(s, fmt.Errorf("%w: this history page costs %d frames of the rate limit (one per %d bytes); ask again later or for fewer", codec.ErrRateLimited, cost, costUnit), page.Ref)
 		return
 	}
-	s.send(frame)
+	s.send(codec.MustEncode(page))
 }
+
+// pageOverhead bounds a history page's fields besides its messages.
+const pageOverhead = 512
 
 func newPage(r *room, ref string, more bool) *codec.Page {
 	return &codec.Page{Room: r.name, Epoch: r.epoch, More: more, Ref: ref, Msgs: []stdjson.RawMessage{}}
@@ -428,10 +433,10 @@ func (h *Hub) payReplay(s *Session, replay [][]byte) bool {
 
 // replayWaitLocked reserves what rs will replay from r's history out of
 // the server's replay budget, once per resume, and returns how long the
-// resume must wait for it (0: go on now). A replay larger than the whole
-// budget is left to the session's own budget, which refuses it. r.mu
-// held.
-func (h *Hub) replayWaitLocked(r *room, rs *resume) time.Duration {
+// resume must wait for it (0: go on now). A replay that s's own budget
+// cannot pay for now, or larger than the server's whole budget, reserves
+// nothing: payReplay refuses it. r.mu held; loop goroutine of s.
+func (h *Hub) replayWaitLocked(s *Session, r *room, rs *resume) time.Duration {
 	if rs == nil || rs.reserved || rs.epoch != r.epoch || rs.since >= r.seq {
 		return 0
 	}
@@ -440,7 +445,7 @@ func (h *Hub) replayWaitLocked(r *room, rs *resume) time.Duration {
 	for _, e := range r.hist[r.hist.from(rs.since):] {
 		n += len(e.frame)
 	}
-	if n == 0 || n > replayBytesPerSecond {
+	if n == 0 || n > replayBytesPerSecond || s.limiter != nil && s.limiter.Tokens() < float64(byteCost(n)-1) {
 		return 0
 	}
 	res := h.replays.ReserveN(time.Now(), n)

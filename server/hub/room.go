@@ -189,7 +189,7 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
 		return codec.ErrTooManyRooms
 	}
 	r := h.rooms.acquire(name, h.newRoom)
-	if wait := h.replayWaitLocked(r, rs); wait > 0 {
+	if wait := h.replayWaitLocked(s, r, rs); wait > 0 {
 		r.mu.Unlock()
 		return h.after(s, wait, func() { h.retryJoin(s, name, ref, rs) })
 	}

@@ -12,11 +12,19 @@ type Inbound interface {
 
 // Traffic handles every complete frame buffered for s. A peeked frame
 // points into the transport's buffers: it is decoded before Discard and
-// never kept. Loop goroutine of s.
+// never kept. Once flood control drops a frame, the rest of what was read
+// with it is dropped unread, counted, at the cost of its headers: a flood
+// costs the loop little more than the bytes' arrival. Loop goroutine of s.
 func (h *Hub) Traffic(s *Session, in Inbound) {
 	l := s.loop
 	l.enter()
 	defer l.leaveLater()
+	dropped := uint64(0)
+	defer func() {
+		if dropped > 0 {
+			h.count.floodDrops.Add(dropped)
+		}
+	}()
 	for !s.closing && !s.closed {
 		buffered := in.InboundBuffered()
 		if buffered < codec.HeaderSize {
@@ -33,10 +41,17 @@ func (h *Hub) Traffic(s *Session, in Inbound) {
 			h.partial(s, true)
 			return
 		}
-		frame, _ := in.Peek(codec.HeaderSize + size)
 		l.count.framesIn.Add(1)
 		l.count.bytesIn.Add(uint64(codec.HeaderSize + size))
-		h.handleFrame(s, frame[codec.HeaderSize:])
+		if dropped > 0 {
+			dropped++
+			_, _ = in.Discard(codec.HeaderSize + size)
+			continue
+		}
+		frame, _ := in.Peek(codec.HeaderSize + size)
+		if !h.handleFrame(s, frame[codec.HeaderSize:]) {
+			dropped = 1
+		}
 		_, _ = in.Discard(codec.HeaderSize + size)
 	}
 	// The session is closing: what else it sent is not read.
