@@ -34,9 +34,14 @@ func main() {
 	row := flag.Int("row", 0, "the attack to run: 1 to 7")
 	by := flag.String("bystander", "", "run as the bystander of a server at this address")
 	nick := flag.String("nick", "bystander", "the bystander's nick")
+	acks := flag.String("acks", "", "instead of an attack: measure --data-dir's say acks for -bin and this binary, in turns")
 	flag.Parse()
 	if *by != "" {
 		pinger(*by, *nick)
+		return
+	}
+	if *acks != "" {
+		durableAcks([]string{*acks, *bin})
 		return
 	}
 	attacks := map[int]func(string){
