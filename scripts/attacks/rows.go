@@ -92,35 +92,29 @@ func httpFlood(bin string) {
 	var conns sync.Map
 	var loginOK string
 	measure(t, 20*time.Second, func(stop <-chan struct{}) {
-		var wg sync.WaitGroup
-		for w := range 200 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 50 {
-					c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+w))}}).Dial("tcp", t.wsAddr)
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", t.wsAddr)
-					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-					switch {
-					case err != nil:
-						failed.Add(1)
-					case resp.StatusCode == 200:
-						ok200.Add(1)
-						conns.Store(fmt.Sprint(w, i), c) // kept alive, idle
-						continue
-					default:
-						refused.Add(1)
-					}
-					c.Close()
+		eachAddress(func(w int) {
+			for i := range 50 {
+				c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+w))}}).Dial("tcp", t.wsAddr)
+				if err != nil {
+					failed.Add(1)
+					continue
 				}
-			}()
-		}
-		wg.Wait()
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", t.wsAddr)
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case resp.StatusCode == 200:
+					ok200.Add(1)
+					conns.Store(fmt.Sprint(w, i), c) // kept alive, idle
+					continue
+				default:
+					refused.Add(1)
+				}
+				c.Close()
+			}
+		})
 		start := time.Now()
 		c, _, err := login(t.addr, "during", 0, nil)
 		if err != nil {
@@ -144,40 +138,34 @@ func manyRooms(bin string) {
 	var created, refusedRate, refusedRooms atomic.Int64
 	body := strings.Repeat("r", 4000)
 	measure(t, 120*time.Second, func(stop <-chan struct{}) {
-		var wg sync.WaitGroup
-		for w := range 200 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 10 {
-					c, _, err := login(t.addr, fmt.Sprintf("c%d-%d", w, i), w+1, nil)
+		eachAddress(func(w int) {
+			for i := range 10 {
+				c, _, err := login(t.addr, fmt.Sprintf("c%d-%d", w, i), w+1, nil)
+				if err != nil {
+					continue
+				}
+				for j := range 64 {
+					room := fmt.Sprintf("r%d-%d-%d", w, i, j)
+					_ = c.send(&codec.Join{Room: room, Ref: "j"})
+					ev, err := c.until(func(ev codec.Event) bool { return ev.Ref == "j" })
 					if err != nil {
+						break
+					}
+					if ev.Type != codec.TypeAck {
+						if ev.Code == codec.CodeTooManyRooms {
+							refusedRooms.Add(1)
+						} else {
+							refusedRate.Add(1)
+						}
 						continue
 					}
-					for j := range 64 {
-						room := fmt.Sprintf("r%d-%d-%d", w, i, j)
-						_ = c.send(&codec.Join{Room: room, Ref: "j"})
-						ev, err := c.until(func(ev codec.Event) bool { return ev.Ref == "j" })
-						if err != nil {
-							break
-						}
-						if ev.Type != codec.TypeAck {
-							if ev.Code == codec.CodeTooManyRooms {
-								refusedRooms.Add(1)
-							} else {
-								refusedRate.Add(1)
-							}
-							continue
-						}
-						created.Add(1)
-						_ = c.send(&codec.Say{Room: room, Body: body, Ref: "s"})
-						_, _ = c.until(func(ev codec.Event) bool { return ev.Ref == "s" })
-					}
-					c.Close()
+					created.Add(1)
+					_ = c.send(&codec.Say{Room: room, Body: body, Ref: "s"})
+					_, _ = c.until(func(ev codec.Event) bool { return ev.Ref == "s" })
 				}
-			}()
-		}
-		wg.Wait()
+				c.Close()
+			}
+		})
 	})
 	fmt.Printf("row 3: rooms created %d, joins refused for the creation budget %d, for --max-rooms %d; the server now keeps %.0f rooms, %.0f history bytes (cap 256 MiB), %.0f messages evicted\n\n",
 		created.Load(), refusedRate.Load(), refusedRooms.Load(), t.metric("parley_rooms"), t.metric("parley_history_bytes"), t.metric("parley_history_evicted_messages_total"))
@@ -194,29 +182,23 @@ func resumeStorm(bin string) {
 	var recovered, lost atomic.Int64
 	sent0 := t.metric("parley_sent_bytes_total")
 	measure(t, 120*time.Second, func(stop <-chan struct{}) {
-		var wg sync.WaitGroup
-		for w := range 200 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 5 {
-					one := uint64(1)
-					c, err := dialFrom(t.addr, w+1)
-					if err != nil {
-						continue
-					}
-					_ = c.send(&codec.Login{Nick: fmt.Sprintf("s%d-%d", w, i), Since: &one, Epoch: epoch})
-					ev, err := c.until(func(ev codec.Event) bool { return ev.Type == codec.TypeRecover })
-					if err == nil && ev.Recovered {
-						recovered.Add(1)
-					} else {
-						lost.Add(1)
-					}
-					c.Close()
+		eachAddress(func(w int) {
+			for i := range 5 {
+				one := uint64(1)
+				c, err := dialFrom(t.addr, w+1)
+				if err != nil {
+					continue
 				}
-			}()
-		}
-		wg.Wait()
+				_ = c.send(&codec.Login{Nick: fmt.Sprintf("s%d-%d", w, i), Since: &one, Epoch: epoch})
+				ev, err := c.until(func(ev codec.Event) bool { return ev.Type == codec.TypeRecover })
+				if err == nil && ev.Recovered {
+					recovered.Add(1)
+				} else {
+					lost.Add(1)
+				}
+				c.Close()
+			}
+		})
 		bytesIn.Store(int64(t.metric("parley_sent_bytes_total") - sent0))
 	})
 	fmt.Printf("row 4: 1,000 one-frame resumes over a 4 MB lobby: %d recovered, %d recovered false; the server sent them %.1f MB in all (%.1f KB a login)\n\n",
@@ -270,50 +252,16 @@ func historyFlood(bin string) {
 		members = append(members, c)
 	}
 	sent0 := t.metric("parley_sent_bytes_total")
+	limit := 100
+	var req []byte
+	for range 16 { // 16 requests a write
+		req = append(req, codec.MustEncode(&codec.History{Room: "hist", Limit: &limit, Ref: "h"})...)
+	}
 	measure(t, 10*time.Second, func(stop <-chan struct{}) {
-		var wg sync.WaitGroup
-		limit := 100
-		var req []byte
-		for range 16 { // 16 requests a write
-			req = append(req, codec.MustEncode(&codec.History{Room: "hist", Limit: &limit, Ref: "h"})...)
-		}
-		for _, c := range members {
-			wg.Add(2)
-			go func() { // writes flat out
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						c.Close()
-						return
-					default:
-					}
-					if _, err := c.Write(req); err != nil {
-						return
-					}
-				}
-			}()
-			go func() { // reads everything
-				defer wg.Done()
-				for {
-					_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
-					body, err := c.r.Next()
-					if err != nil {
-						return
-					}
-					switch {
-					case strings.HasPrefix(string(body), `{"type":"history"`):
-						pages.Add(1)
-					case strings.Contains(string(body), `"rate_limited"`):
-						limited.Add(1)
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		floodAndCount(members, func(int) []byte { return req }, `{"type":"history"`, &pages, &limited, stop)
 	})
-	fmt.Printf("row 5: 100 members paging flat out for 10 s: %d pages sent (%.1f MB), %d rate_limited answers, flood closes %v\n\n",
-		pages.Load(), (t.metric("parley_sent_bytes_total")-sent0)/1e6, limited.Load(), "see parley_closes_total")
+	fmt.Printf("row 5: 100 members paging flat out for 10 s: %d pages sent (%.1f MB), %d rate_limited answers\n\n",
+		pages.Load(), (t.metric("parley_sent_bytes_total")-sent0)/1e6, limited.Load())
 }
 
 // 6: 10 connections sending bursts of 200 pings every 1.1 s.
@@ -395,45 +343,69 @@ func refreshFlood(bin string) {
 		members = append(members, c)
 	}
 	measure(t, 10*time.Second, func(stop <-chan struct{}) {
-		var wg sync.WaitGroup
-		for i, c := range members {
+		floodAndCount(members, func(i int) []byte {
 			var req []byte
 			for range 16 { // 16 requests a write
 				req = append(req, codec.MustEncode(&codec.Refresh{Token: token(i), Ref: "r"})...)
 			}
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						c.Close()
-						return
-					default:
-					}
-					if _, err := c.Write(req); err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer wg.Done()
-				for {
-					_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
-					body, err := c.r.Next()
-					if err != nil {
-						return
-					}
-					switch {
-					case strings.HasPrefix(string(body), `{"type":"ack"`):
-						acks.Add(1)
-					case strings.Contains(string(body), `"rate_limited"`):
-						limited.Add(1)
-					}
-				}
-			}()
-		}
-		wg.Wait()
+			return req
+		}, `{"type":"ack"`, &acks, &limited, stop)
 	})
 	fmt.Printf("row 7: 200 accounts refreshing flat out for 10 s: %d refreshes done, %d rate_limited answers\n\n", acks.Load(), limited.Load())
+}
+
+// floodAndCount has each member write its requests (req(i)) flat out until
+// stop, and counts the answers that start with okPrefix and the
+// rate_limited ones, until every connection is closed.
+func floodAndCount(members []*client, req func(i int) []byte, okPrefix string, ok, limited *atomic.Int64, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for i, c := range members {
+		batch := req(i)
+		wg.Add(2)
+		go func() { // writes flat out
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					c.Close()
+					return
+				default:
+				}
+				if _, err := c.Write(batch); err != nil {
+					return
+				}
+			}
+		}()
+		go func() { // reads everything
+			defer wg.Done()
+			for {
+				_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+				body, err := c.r.Next()
+				if err != nil {
+					return
+				}
+				switch {
+				case strings.HasPrefix(string(body), okPrefix):
+					ok.Add(1)
+				case strings.Contains(string(body), `"rate_limited"`):
+					limited.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// eachAddress runs fn for each of 200 source addresses at once, and
+// waits for all of them.
+func eachAddress(fn func(w int)) {
+	var wg sync.WaitGroup
+	for w := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w)
+		}()
+	}
+	wg.Wait()
 }
