@@ -67,9 +67,13 @@ func TestFlood(t *testing.T) {
 
 	var lat []time.Duration
 	start := time.Now()
+	// alice says 40 a second at most, under her own limit of 50: a relay
+	// faster than that would be alice's flood, dropped, not the test's.
+	pace := time.NewTicker(25 * time.Millisecond)
+	defer pace.Stop()
 	for i := 0; time.Since(start) < grace+time.Second; i++ {
 		lat = append(lat, relay(i))
-		time.Sleep(10 * time.Millisecond) // pace at ~50 msgs/s, under the limit
+		<-pace.C
 	}
 	limited := 0
 	for {
@@ -231,6 +235,27 @@ func TestHalfOpenPeers(t *testing.T) {
 	sweep := cfg.withDefaults().hubConfig().TickInterval()
 	watcher := loggedIn(t, srv, "watcher")
 	n := pick(20, 200)
+	// The watcher answers pings from the start, while the ghosts log in:
+	// on a loaded machine that can take longer than the idle timeout.
+	lefts := make(chan codec.Event, n+1)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	pong := codec.MustEncode(&codec.Pong{})
+	go func() {
+		for {
+			select {
+			case ev := <-watcher.events:
+				switch ev.Type {
+				case codec.TypePing:
+					_, _ = watcher.conn.Write(pong)
+				case codec.TypeLeft:
+					lefts <- ev
+				}
+			case <-stopWatch:
+				return
+			}
+		}
+	}()
 	var silent []net.Conn
 	lastLogin := time.Now()
 	for i := 0; i < n; i++ {
@@ -251,16 +276,11 @@ func TestHalfOpenPeers(t *testing.T) {
 	deadline := lastLogin.Add(idle + sweep + waitFor)
 	for left < n {
 		select {
-		case ev := <-watcher.events:
-			switch ev.Type {
-			case codec.TypePing:
-				watcher.send(&codec.Pong{})
-			case codec.TypeLeft:
-				if ev.Reason != codec.ReasonTimeout {
-					t.Fatalf("left = %+v", ev)
-				}
-				left++
+		case ev := <-lefts:
+			if ev.Reason != codec.ReasonTimeout {
+				t.Fatalf("left = %+v", ev)
 			}
+			left++
 		case <-time.After(time.Until(deadline)):
 			t.Fatalf("%d of %d half-open peers closed", left, n)
 		}
