@@ -338,7 +338,9 @@ func TestWhoCostAndAfter(t *testing.T) {
 // TestWhoOnlinePagesInOrder: the sorted index pages every user once, in
 // order, across pages, while users come and go.
 func TestWhoOnlinePagesInOrder(t *testing.T) {
-	srv := startServer(t, Config{RateLimit: -1})
+	// 1,200 logins take minutes on a loaded machine with the race
+	// detector: nobody may time out meanwhile.
+	srv := startServer(t, Config{RateLimit: -1, IdleTimeout: time.Hour, Heartbeat: time.Hour})
 	var want []string
 	for i := 0; i < 1200; i++ {
 		nick := fmt.Sprintf("u%04d", i)
@@ -622,7 +624,9 @@ func abuser(t *testing.T, srv *Server, nick string, stop <-chan struct{}, paused
 // trip: a latency ratio depends on what else loads the machine, so it is
 // measured there, not in make test.
 func TestBystanderLatencyUnderAbuse(t *testing.T) {
-	srv := startServer(t, Config{})
+	// The default flood limits; 1,000 logins take minutes on a loaded
+	// machine with the race detector, so nobody may time out meanwhile.
+	srv := startServer(t, Config{IdleTimeout: time.Hour, Heartbeat: time.Hour})
 	bystander := loggedIn(t, srv, "bystander")
 	for i := 0; i < 1000; i++ {
 		dial(t, srv).send(&codec.Login{Nick: fmt.Sprint("user", i)})

@@ -351,3 +351,18 @@ func TestClusterDropNoticesArrive(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodFarOverTheLimit: frames dropped together count as the time
+// they would take at the rate limit, so one write of 1,000 frames at 50 a
+// second (bursts of 100) is 18 s over the limit and closed as flood at
+// once, without waiting for five seconds of it.
+func TestFloodFarOverTheLimit(t *testing.T) {
+	srv := startServer(t, Config{RateLimit: 50, RateBurst: 100, FloodGrace: 5 * time.Second})
+	c := loggedIn(t, srv, "writer")
+	batch := []byte{}
+	for range 1000 {
+		batch = append(batch, codec.MustEncode(&codec.Ping{})...)
+	}
+	c.sendRaw(batch)
+	c.untilBye(codec.ReasonFlood)
+}

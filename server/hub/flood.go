@@ -25,12 +25,13 @@ func (h *Hub) newLimiter() *rate.Limiter {
 // admit applies flood control to one frame from s: it reports whether the
 // frame may be handled. A dropped frame is answered with rate_limited at
 // most once a second. Time over the limit accumulates in s.flooded: the
-// gap since the last dropped frame, up to floodEnd; and the quiet time
-// beyond floodEnd drains it at half speed. Once it reaches FloodGrace the
-// session is closed with bye flood, so a client that floods in bursts with
-// pauses just over a second is closed too, a little later than a
-// continuous flood, while an occasional burst is forgiven. Loop goroutine
-// of s.
+// gap since the last dropped frame, up to floodEnd (and, for frames
+// dropped together, the time they would take at the rate: overLimit); and
+// the quiet time beyond floodEnd drains it at half speed. Once it reaches
+// FloodGrace the session is closed with bye flood, so a client that floods
+// in bursts with pauses just over a second is closed too, a little later
+// than a continuous flood, while an occasional burst is forgiven. Loop
+// goroutine of s.
 func (h *Hub) admit(s *Session) bool {
 	if s.limiter == nil || s.limiter.Allow() {
 		return true
@@ -52,6 +53,21 @@ func (h *Hub) admit(s *Session) bool {
 		h.replyError(s, codec.ErrRateLimited, "")
 	}
 	return false
+}
+
+// overLimit adds to s's flood time the time n more frames, dropped at
+// once, would have taken at the rate limit: a client that writes far past
+// its budget is that far over it, and reaches FloodGrace (bye flood)
+// sooner than one a little over it. Loop goroutine of s.
+func (h *Hub) overLimit(s *Session, n uint64) {
+	if n == 0 || h.cfg.RateLimit <= 0 || s.closing || s.closed {
+		return
+	}
+	s.flooded += int64(float64(n) / h.cfg.RateLimit * float64(time.Second))
+	if s.flooded >= int64(h.cfg.FloodGrace) {
+		h.log.Warn("flood", s.logAttrs()...)
+		h.closeSession(s, codec.ReasonFlood)
+	}
 }
 
 // floodRecent is how recently a frame must have been dropped for a

@@ -23,6 +23,7 @@ func (h *Hub) Traffic(s *Session, in Inbound) {
 	defer func() {
 		if dropped > 0 {
 			h.count.floodDrops.Add(dropped)
+			h.overLimit(s, dropped-1) // the first was admit's
 		}
 	}()
 	for !s.closing && !s.closed {
