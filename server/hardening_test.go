@@ -27,7 +27,9 @@ func pick[T any](short, long T) T {
 
 // TestFlood: one client sends as fast as it can. It gets rate_limited (at
 // most once a second) and then bye flood; meanwhile two other clients get
-// every message, with a median latency within a ratio of their idle one.
+// every message. Under make soak their median latency must also stay
+// within a ratio of their idle one (a ratio depends on what else loads
+// the machine: make test checks the properties only).
 func TestFlood(t *testing.T) {
 	grace := pick(600*time.Millisecond, 5*time.Second)
 	srv := startServer(t, Config{RateLimit: 50, RateBurst: 100, FloodGrace: grace})
@@ -101,7 +103,7 @@ func TestFlood(t *testing.T) {
 	base := max(idle[len(idle)/2], 500*time.Microsecond) // a floor, so that noise on an idle loop is no ratio
 	t.Logf("flood: %d rate_limited, then bye flood; bystanders' latency over %d messages: p50 %v (idle %v), p99 %v, max %v",
 		limited, len(lat), lat[len(lat)/2], idle[len(idle)/2], lat[len(lat)*99/100], lat[len(lat)-1])
-	if p50 := lat[len(lat)/2]; p50 > 20*base {
+	if p50 := lat[len(lat)/2]; soak && p50 > 20*base {
 		t.Fatalf("bystanders' median latency %v during the flood, over 20x the idle %v", p50, base)
 	}
 	if srv.Stats().Closes[codec.ReasonFlood] != 1 {
