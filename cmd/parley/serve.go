@@ -87,7 +87,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.IntVar(&cfg.PresenceLimit, "presence-limit", server.DefaultPresenceLimit, "room size above which joins and leaves are sent as presence counts; negative for never")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", server.DefaultRateLimit, "flood control: frames per second per connection, 0 for off; over it: error rate_limited (who and refresh cost 10, a history page or a resume's replay one per 2 KiB, a WebSocket ping 1)")
 	f.IntVar(&cfg.RateBurst, "rate-burst", server.DefaultRateBurst, "frames a connection may send at once above --rate-limit")
-	f.DurationVar(&cfg.FloodGrace, "flood-grace", server.DefaultFloodGrace, "close a connection once its time over --rate-limit adds up to this (bye flood); quiet time past a second drains it at half speed")
+	f.DurationVar(&cfg.FloodGrace, "flood-grace", server.DefaultFloodGrace, "close a connection once its time over --rate-limit adds up to this (bye flood): frames dropped together count as the time they would take at the rate; quiet time past a second drains it at half speed")
 	f.IntVar(&cfg.MaxRooms, "max-rooms", 0, "most rooms the server keeps, empty ones with a history included, negative for no limit; a join that would create one more gets error too_many_rooms (default: --history-bytes/8KiB, at least 1024)")
 	f.IntVar(&cfg.RoomsPerSession, "rooms-per-session", codec.DefaultMaxRooms, "most rooms one session may be in; one more gets error too_many_rooms")
 	f.Float64Var(&cfg.RoomCreateRate, "room-create-rate", server.DefaultRoomCreateRate, "rooms one session may create per second (a join of a room that does not exist), 0 for no limit; over it: error rate_limited")
