@@ -95,15 +95,18 @@ type Config struct {
 	RoomCreateBurst int
 	// RateLimit is the flood control: frames per second one connection may
 	// send, on average. Frames over it are dropped and answered with error
-	// rate_limited (at most once a second). Default 50; negative turns
-	// flood control off.
+	// rate_limited (at most once a second). who and refresh cost 10
+	// frames, a history page or a resume's replay one per 2 KiB it sends,
+	// a WebSocket ping one. Default 50; negative turns flood control off.
 	RateLimit float64
 	// RateBurst is how many frames a connection may send at once above
 	// RateLimit. Default 100.
 	RateBurst int
-	// FloodGrace closes a connection with bye flood once it has kept
-	// exceeding RateLimit this long (a flood ends after a second without a
-	// dropped frame). Default 5s.
+	// FloodGrace closes a connection with bye flood once its time over
+	// RateLimit adds up to this: the gaps between dropped frames, up to a
+	// second each, and for frames dropped together the time they would
+	// take at the rate; quiet time beyond a second drains it at half
+	// speed. Default 5s.
 	FloodGrace time.Duration
 	// MaxConnsPerIP is the most connections from one IP address (one /64
 	// for IPv6); one more gets bye server_full. Default 0: no limit, since
