@@ -221,10 +221,11 @@ type Config struct {
 	// the 4-byte length. With TLSCert and TLSKey it serves HTTPS and wss.
 	WSAddr string
 	// WSOrigins are the Origin values a browser's WebSocket may come from
-	// ("https://chat.example.com"; "*" for any), compared by scheme, host
-	// and port. Empty: the page's own origin only (the scheme this
-	// listener serves, its host and port). An Origin with userinfo or a
-	// path is refused. A request without Origin (not a browser) is let in.
+	// besides the page's own (the scheme it was served with, its host and
+	// port), which is always allowed: "https://chat.example.com"; "*" for
+	// any. They are compared by scheme, host and port. An Origin with
+	// userinfo or a path is refused. A request without Origin (not a
+	// browser) is let in.
 	WSOrigins []string
 
 	// AdminAddr, when set, serves /metrics (Prometheus), /healthz,

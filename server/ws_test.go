@@ -192,6 +192,8 @@ func TestWSMixedRoom(t *testing.T) {
 // upgrade; the server's own origin and an allowed one are let in.
 func TestWSOrigin(t *testing.T) {
 	srv := startWSServer(t, func(c *Config) { c.WSOrigins = []string{"https://chat.example.com"} })
+	// An added origin does not lock out the page's own.
+	dialWS(t, srv, http.Header{"Origin": {"http://" + srv.WSAddr().String()}}).login("home")
 	for origin, want := range map[string]int{"https://chat.example.com": http.StatusSwitchingProtocols, "https://evil.example": http.StatusForbidden} {
 		req, _ := http.NewRequest("GET", "http://"+srv.WSAddr().String()+"/ws", nil)
 		req.Header.Set("Origin", origin)

@@ -21,7 +21,7 @@ import (
 type wsServer struct {
 	srv     *Server
 	adm     *admission
-	origins map[string]bool // allowed origins, serialized (parseOrigin); empty: same origin only; "*": any
+	origins map[string]bool // origins allowed besides the page's own, serialized (parseOrigin); "*": any
 	next    atomic.Uint64
 	http    *http.Server
 }
@@ -82,8 +82,8 @@ func (w *wsServer) serve(ln net.Listener) error {
 
 // originAllowed: a request without Origin comes from a program, not a
 // page, and is let through; a browser's must be the server's own origin
-// (the scheme the page was served with, its host and port), or one of
-// --ws-origins, compared the same way. An origin with userinfo, a path
+// (the scheme the page was served with, its host and port), always
+// allowed, or one of --ws-origins, compared the same way. An origin with userinfo, a path
 // or another scheme is never a page's own (RFC 6454 serializes an origin
 // as scheme://host[:port] alone). The page's scheme is https on a TLS
 // listener, or when a proxy that terminated TLS says so in
@@ -98,8 +98,8 @@ func (w *wsServer) originAllowed(r *http.Request) bool {
 	switch {
 	case !ok:
 		return false
-	case len(w.origins) > 0:
-		return w.origins["*"] || w.origins[o]
+	case w.origins["*"] || w.origins[o]:
+		return true
 	}
 	scheme := "http"
 	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {

@@ -122,7 +122,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain for --tls-addr; reread on SIGHUP")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; reread on SIGHUP")
 	f.StringVar(&cfg.WSAddr, "ws-addr", "", "HTTP listener for the web chat at / and WebSocket at /ws (HTTPS and wss with --tls-cert), e.g. :8080; empty for none")
-	f.StringSliceVar(&cfg.WSOrigins, "ws-origins", nil, "Origin values a browser's WebSocket may come from, e.g. https://chat.example.com (* for any); default: the page's own origin")
+	f.StringSliceVar(&cfg.WSOrigins, "ws-origins", nil, "Origin values a browser's WebSocket may come from besides the page's own, which is always allowed, e.g. https://chat.example.com (* for any)")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", "", "serve /metrics (Prometheus), /healthz, /readyz and /debug/pprof/ here, e.g. 127.0.0.1:9090 (keep it loopback or private); empty for off")
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, how long /readyz says 503 before the sessions get bye shutdown, so a load balancer stops sending new users first")
 	f.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "on --addr, read a PROXY protocol header (v1 or v2) from --proxy-trusted sources, so per-address limits see the client's address")
