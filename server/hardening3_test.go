@@ -366,3 +366,30 @@ func TestFloodFarOverTheLimit(t *testing.T) {
 	c.sendRaw(batch)
 	c.untilBye(codec.ReasonFlood)
 }
+
+// TestShutdownClosesIdleHTTP: the web port's kept-alive HTTP connections
+// count against the connection limits, so a shutdown closes those that
+// are idle rather than wait out their idle timeout past its grace.
+func TestShutdownClosesIdleHTTP(t *testing.T) {
+	srv, err := New(Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(context.Background()) }()
+	<-srv.Ready()
+	c, err := net.Dial("tcp", srv.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", srv.WSAddr())
+	if n := readFor(c, 300*time.Millisecond); n == 0 {
+		t.Fatal("no answer to GET /")
+	}
+	// Kept alive and idle now, for up to the 5 s idle timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with an idle HTTP connection: %v", err)
+	}
+}

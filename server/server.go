@@ -54,6 +54,7 @@ type Server struct {
 	certs       *certStore    // TLSCert and TLSKey; nil without TLSAddr
 	proxy       *proxyPolicy  // nil without ProxyProtocol
 	streamLoops []*streamLoop // the TLS transport's loops
+	web         *wsServer     // the web port's HTTP server; nil without WSAddr (under mu)
 	transports  transportCounts
 	leaving     atomic.Bool // Shutdown began: /readyz says 503
 
@@ -432,6 +433,9 @@ func (s *Server) runStreams(adm *admission) func() {
 	}
 	if wsLn != nil {
 		w := newWSServer(s, adm)
+		s.mu.Lock()
+		s.web = w
+		s.mu.Unlock()
 		served = append(served, func() error { return w.serve(wsLn) })
 	}
 	errs := make(chan error, len(served))
@@ -507,7 +511,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.stopping = true
-	eng, ln, tlsLn, wsLn := s.eng, s.ln, s.tlsLn, s.wsLn
+	eng, ln, tlsLn, wsLn, web := s.eng, s.ln, s.tlsLn, s.wsLn, s.web
 	s.mu.Unlock()
 	// /readyz turns 503 first; after DrainDelay the sessions get bye.
 	s.leaving.Store(true)
@@ -516,6 +520,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-time.After(s.cfg.DrainDelay):
 		case <-ctx.Done():
 		}
+	}
+	// The web port's HTTP connections count as connections: those idle
+	// between page requests close now, the others once answered (its
+	// WebSockets are the hub's sessions, which drain below).
+	if web != nil {
+		go func() { _ = web.http.Shutdown(ctx) }()
 	}
 	// The listener stays open while the sessions drain, so that a
 	// connection already waiting in its backlog gets bye shutdown from
