@@ -139,7 +139,7 @@ func TestChurnSoak(t *testing.T) {
 	// as the server keeps working through them.
 	closer := dial(t, srv)
 	closer.send(&codec.Login{Nick: "closer"})
-	awaitWelcome(t, closer, func() int64 { return int64(srv.hub.Metrics().FramesIn) })
+	awaitWhileBusy(t, closer, srv, codec.TypeWelcome)
 	finals := make([]uint64, len(rooms))
 	for i, room := range rooms {
 		closer.send(&codec.Join{Room: room, Ref: "j"})
@@ -195,27 +195,33 @@ func TestChurnSoak(t *testing.T) {
 	}
 }
 
-// awaitWelcome waits for c's welcome, failing only once progress (a
-// counter of the server's work) has not moved for waitFor.
-func awaitWelcome(t *testing.T, c *tclient, progress func() int64) {
+// awaitWhileBusy waits for c's next frame of type typ (skipping others,
+// failing on an error or bye), for as long as srv keeps working: it fails
+// only once the server has neither received nor sent a frame for waitFor.
+// On a loaded machine a busy server may answer late; a stuck one never
+// does.
+func awaitWhileBusy(t testing.TB, c *tclient, srv *Server, typ string) codec.Event {
 	t.Helper()
-	last, since := progress(), time.Now()
+	work := func() uint64 { m := srv.hub.Metrics(); return m.FramesIn + m.FramesOut }
+	last, since := work(), time.Now()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case ev := <-c.events:
-			if ev.Type == codec.TypeWelcome {
-				return
+			if ev.Type == typ {
+				return ev
 			}
 			if ev.Type == codec.TypeError || ev.Type == codec.TypeBye {
-				t.Fatalf("login refused: %+v", ev)
+				t.Fatalf("waiting for %s: got %+v", typ, ev)
 			}
+		case <-c.done:
+			t.Fatalf("waiting for %s: connection closed: %v", typ, c.err)
 		case <-tick.C:
-			if n := progress(); n != last {
+			if n := work(); n != last {
 				last, since = n, time.Now()
 			} else if time.Since(since) > waitFor {
-				t.Fatalf("no welcome, and the server did no work for %v", waitFor)
+				t.Fatalf("no %s, and the server did no work for %v", typ, waitFor)
 			}
 		}
 	}
