@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -206,14 +207,21 @@ func (n *Broker) ReadLog(room string, after uint64, limit int, done func([]broke
 }
 
 // readAfter reads up to limit messages of room's log with a seq after
-// after: it finds the first one's stream sequence, then reads in batches.
+// after: it finds the first one's stream sequence and the log's last, then
+// reads in batches up to that last one. A batch may bring fewer messages
+// than the log holds (a fetch gives what the server has ready), so a
+// short batch is no sign of the end: the last stream sequence is.
 func (n *Broker) readAfter(ctx context.Context, room string, after uint64, limit int) ([]broker.Logged, error) {
 	from, err := n.streamSeqAfter(ctx, room, after)
 	if err != nil || from == 0 {
 		return nil, err
 	}
+	end, _, err := n.tail(ctx, room)
+	if err != nil {
+		return nil, err
+	}
 	var out []broker.Logged
-	for len(out) < limit {
+	for len(out) < limit && from <= end {
 		res := n.readLog(room, from)
 		if res.err != nil {
 			return out, res.err
@@ -224,8 +232,15 @@ func (n *Broker) readAfter(ctx context.Context, room string, after uint64, limit
 			}
 			from = lm.sseq + 1
 		}
-		if res.end || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return out, ctx.Err()
+		}
+		if len(res.msgs) == 0 {
+			select { // nothing ready yet below the end: ask again shortly
+			case <-time.After(10 * time.Millisecond):
+			case <-ctx.Done():
+				return out, ctx.Err()
+			}
 		}
 	}
 	return out, nil
