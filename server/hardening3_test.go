@@ -270,27 +270,37 @@ func answers(c *tclient, ref, typ string) (ok, limited int) {
 	}
 }
 
-// TestFloodInBursts: a client that floods in bursts with pauses just over
-// a second is closed as flood, as a continuous flood is.
-func TestFloodInBursts(t *testing.T) {
-	srv := startServer(t, Config{RateLimit: 10, RateBurst: 10, FloodGrace: 2 * time.Second})
-	c := loggedIn(t, srv, "burster")
-	burst := []byte{}
-	for range 40 {
-		burst = append(burst, codec.MustEncode(&codec.Ping{})...)
+// pingFrames is n protocol pings in one buffer, to write at once.
+func pingFrames(n int) []byte {
+	var b []byte
+	for range n {
+		b = append(b, codec.MustEncode(&codec.Ping{})...)
 	}
-	for range 15 {
-		if _, err := c.conn.Write(burst); err != nil {
-			break
-		}
+	return b
+}
+
+// TestFloodInBursts: a client that floods in bursts with pauses just over
+// a second is closed as flood, as a continuous flood is. Each burst is
+// only 2 frames over the budget (0.2 s at the rate), so what closes it is
+// the time between bursts adding up, not the frames of one burst.
+func TestFloodInBursts(t *testing.T) {
+	srv := startServer(t, Config{RateLimit: 10, RateBurst: 10, FloodGrace: 3 * time.Second})
+	c := loggedIn(t, srv, "burster")
+	burst := pingFrames(12)
+	for i := range 8 {
+		_, _ = c.conn.Write(burst)
 		select {
 		case <-c.done:
 		case <-time.After(1100 * time.Millisecond):
 			continue
 		}
-		break
+		c.untilBye(codec.ReasonFlood)
+		if i > 5 {
+			t.Fatalf("closed only after %d bursts", i+1)
+		}
+		return
 	}
-	c.untilBye(codec.ReasonFlood)
+	t.Fatal("8 bursts over the limit, 1.1 s apart, and not closed as flood")
 }
 
 // TestClusterWhoAfterDrop: a user who dropped without quit is held for
@@ -359,11 +369,7 @@ func TestClusterDropNoticesArrive(t *testing.T) {
 func TestFloodFarOverTheLimit(t *testing.T) {
 	srv := startServer(t, Config{RateLimit: 50, RateBurst: 100, FloodGrace: 5 * time.Second})
 	c := loggedIn(t, srv, "writer")
-	batch := []byte{}
-	for range 1000 {
-		batch = append(batch, codec.MustEncode(&codec.Ping{})...)
-	}
-	c.sendRaw(batch)
+	c.sendRaw(pingFrames(1000))
 	c.untilBye(codec.ReasonFlood)
 }
 

@@ -184,7 +184,10 @@ func (c *streamConn) readMessages() error {
 		}
 		ws.Cipher(w.msg[start:], h.Mask, 0)
 		if !h.Fin {
-			begun = begun || c.begin() // the rest comes in frames of their own
+			if !begun { // the rest comes in frames of their own
+				begun = true
+				c.begin()
+			}
 			continue
 		}
 		begun = false
@@ -196,13 +199,12 @@ func (c *streamConn) readMessages() error {
 
 // begin tells the hub a message has begun and not arrived whole. It
 // runs on the loop before the message is handed over, which ends it.
-func (c *streamConn) begin() bool {
+func (c *streamConn) begin() {
 	_ = c.loop.Execute(func() {
 		if !c.closed {
 			c.hub.MessageBegun(c.s)
 		}
 	})
-	return true
 }
 
 // wholeFrameBuffered reports whether the reader holds a whole final

@@ -76,7 +76,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a session that sent nothing for this long (bye timeout)")
 	f.DurationVar(&cfg.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in after this long (bye login_timeout)")
 	f.IntVar(&cfg.MaxConns, "max-conns", server.DefaultMaxConns(), "most connections at once, 0 for no limit; over it: bye server_full (default: the open-file limit less a reserve of a quarter of it, at most 512)")
-	f.IntVar(&cfg.MaxHTTPConns, "max-http-conns", 0, "most HTTP connections on --ws-addr that are not WebSockets (page loads, upgrades under way), negative for no limit of their own; over it: a bare 503 (default: --max-conns/8, at least 64)")
+	f.IntVar(&cfg.MaxHTTPConns, "max-http-conns", 0, "most HTTP connections on --ws-addr that are not WebSockets (page loads, upgrades under way), negative for no limit of their own; over it: a bare 503 (default: --max-conns/8, at least 64; 1024 without --max-conns)")
 	f.Var(&maxFrame, "max-frame", "largest frame accepted")
 	f.Var(&maxBody, "max-body", "largest message body")
 	f.Var(&maxOutbound, "max-outbound", "memory the bytes queued for one client may hold before it is closed as a slow consumer")

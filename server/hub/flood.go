@@ -38,14 +38,13 @@ func (h *Hub) admit(s *Session) bool {
 	}
 	h.count.floodDrops.Add(1)
 	now := h.mono()
+	var gap int64
 	if s.lastDrop != 0 {
-		gap := now - s.lastDrop
-		s.flooded = max(s.flooded-max(gap-int64(floodEnd), 0)/2, 0) + min(gap, int64(floodEnd))
+		gap = now - s.lastDrop
+		s.flooded = max(s.flooded-max(gap-int64(floodEnd), 0)/2, 0) // quiet time drains it
 	}
 	s.lastDrop = now
-	if s.flooded >= int64(h.cfg.FloodGrace) {
-		h.log.Warn("flood", s.logAttrs()...)
-		h.closeSession(s, codec.ReasonFlood)
+	if h.addFlood(s, min(gap, int64(floodEnd))) {
 		return false
 	}
 	if now-s.lastLimitErr >= int64(time.Second) || s.lastLimitErr == 0 {
@@ -60,14 +59,21 @@ func (h *Hub) admit(s *Session) bool {
 // its budget is that far over it, and reaches FloodGrace (bye flood)
 // sooner than one a little over it. Loop goroutine of s.
 func (h *Hub) overLimit(s *Session, n uint64) {
-	if n == 0 || h.cfg.RateLimit <= 0 || s.closing || s.closed {
-		return
+	if n > 0 && h.cfg.RateLimit > 0 && !s.closing && !s.closed {
+		h.addFlood(s, int64(float64(n)/h.cfg.RateLimit*float64(time.Second)))
 	}
-	s.flooded += int64(float64(n) / h.cfg.RateLimit * float64(time.Second))
-	if s.flooded >= int64(h.cfg.FloodGrace) {
-		h.log.Warn("flood", s.logAttrs()...)
-		h.closeSession(s, codec.ReasonFlood)
+}
+
+// addFlood adds d to s's time over the limit and closes s with bye flood
+// once it reaches FloodGrace; it reports whether it closed s.
+func (h *Hub) addFlood(s *Session, d int64) bool {
+	s.flooded += d
+	if s.flooded < int64(h.cfg.FloodGrace) {
+		return false
 	}
+	h.log.Warn("flood", s.logAttrs()...)
+	h.closeSession(s, codec.ReasonFlood)
+	return true
 }
 
 // floodRecent is how recently a frame must have been dropped for a
