@@ -37,9 +37,11 @@ type Client struct {
 	rooms    map[string]bool // rooms to rejoin after a reconnect
 	marks    map[string]mark // where the client is in each room, to resume there
 	id       string
-	resume   string // the server's resume token for the current session
-	nick     string // the current session's nick, from its welcome
-	dms      mark   // where the client is in its account's direct messages
+	resume   string        // the server's resume token for the current session
+	nick     string        // the current session's nick, from its welcome
+	dms      mark          // where the client is in its account's direct messages
+	up       chan struct{} // closed while a connection is installed (Ready)
+	stopped  chan struct{} // closed when the reader goroutine ends
 	quitting bool
 }
 
@@ -63,8 +65,11 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 		pending: make(map[string]chan codec.Event),
 		rooms:   map[string]bool{codec.Lobby: true},
 		marks:   map[string]mark{},
+		up:      make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	c.install(cn)
+	c.connected()
 	c.emitWelcome(cn)
 	c.wg.Add(1)
 	go c.run(cn)
@@ -114,7 +119,18 @@ func (c *Client) ID() string {
 // Say sends body to room ("" for the lobby) and waits for its ack,
 // returning the message's seq.
 func (c *Client) Say(ctx context.Context, room, body string) (uint64, error) {
-	ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.Say{Room: room, Body: body, Ref: ref} })
+	return c.SayID(ctx, room, "", body)
+}
+
+// SayID is Say with the message's id (docs/PROTOCOL.md): every member
+// gets it with the message, and so does this client when the message
+// comes back in a replay, which tells a say that failed with
+// ErrNotConfirmed but was delivered.
+func (c *Client) SayID(ctx context.Context, room, id, body string) (uint64, error) {
+	ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.Say{Room: room, ID: id, Body: body, Ref: ref} })
+	if err == nil {
+		c.noteOwn(c.spelled(room), ev.Seq)
+	}
 	return ev.Seq, err
 }
 
@@ -122,6 +138,31 @@ func (c *Client) Say(ctx context.Context, room, body string) (uint64, error) {
 func (c *Client) DM(ctx context.Context, to, body string) error {
 	_, err := c.call(ctx, func(ref string) codec.Message { return &codec.DM{To: to, Body: body, Ref: ref} })
 	return err
+}
+
+// Ready waits until the client is connected: at once while it is, after
+// the reconnect (login and the joins restoring its rooms sent) while it
+// is reconnecting. It fails when the client stops for good or ctx ends.
+func (c *Client) Ready(ctx context.Context) error {
+	c.mu.Lock()
+	up := c.up
+	c.mu.Unlock()
+	select {
+	case <-up:
+		return nil
+	case <-c.stopped:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// connected wakes Ready's waiters: the connection is installed and its
+// rooms restored.
+func (c *Client) connected() {
+	c.mu.Lock()
+	close(c.up)
+	c.mu.Unlock()
 }
 
 // Join enters room, creating it if needed, and waits for the ack.
@@ -250,7 +291,7 @@ func (c *Client) call(ctx context.Context, build func(ref string) codec.Message)
 		}
 		return ev, nil
 	case <-cn.done:
-		return codec.Event{}, ErrDisconnected
+		return codec.Event{}, ErrNotConfirmed
 	case <-c.closing:
 		return codec.Event{}, ErrClosed
 	case <-ctx.Done():

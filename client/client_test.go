@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,7 +48,7 @@ func dial(t *testing.T, addr, nick string, opts Options) *Client {
 	return c
 }
 
-// next returns the next event of type typ, skipping others.
+// next returns the next event of type typ ("" for any), skipping others.
 func next(t *testing.T, c *Client, typ string) Event {
 	t.Helper()
 	timeout := time.After(waitFor)
@@ -57,7 +58,7 @@ func next(t *testing.T, c *Client, typ string) Event {
 			if !ok {
 				t.Fatalf("events closed while waiting for %s", typ)
 			}
-			if ev.Type == typ {
+			if typ == "" || ev.Type == typ {
 				return ev
 			}
 		case <-timeout:
@@ -471,4 +472,117 @@ func TestFillsGaps(t *testing.T) {
 		t.Fatalf("gaps %d, filled %d: the client never fell behind", gaps, filled)
 	}
 	t.Logf("%d gap(s), %d messages filled from history", gaps, filled)
+}
+
+// TestOwnMessagesCountTowardResume: the server does not send a client its
+// own messages, so their acked seqs move its place in the room: a resume
+// after a drop replays only what others said meanwhile, not the client's
+// own messages again.
+func TestOwnMessagesCountTowardResume(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{RateLimit: -1})
+	proxy := newProxy(t, srv.Addr().String())
+	amy := dial(t, proxy.addr, "amy", Options{Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	talker := dial(t, srv.Addr().String(), "talker", Options{})
+	ctx := ctxT(t)
+	for _, c := range []*Client{amy, talker} {
+		if err := c.Join(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := talker.Say(ctx, "r", "before"); err != nil {
+		t.Fatal(err)
+	}
+	next(t, amy, codec.TypeMsg)
+	for i := range 3 {
+		if _, err := amy.SayID(ctx, "r", fmt.Sprint("own", i), "mine"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.cut()
+	next(t, amy, EventReconnecting)
+	if _, err := talker.Say(ctx, "r", "while away"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := next(t, amy, "")
+		if ev.Type == codec.TypeMsg && ev.Room == "r" {
+			if ev.From == "amy" {
+				t.Fatalf("the resume replayed amy's own message %+v", ev)
+			}
+			if ev.Body != "while away" || ev.Seq != 5 {
+				t.Fatalf("replayed %+v, want talker's seq 5", ev)
+			}
+		}
+		if ev.Type == codec.TypeRecover && ev.Room == "r" {
+			if !ev.Recovered {
+				t.Fatal("not recovered")
+			}
+			return
+		}
+	}
+}
+
+// TestPermanentRefusalStopsReconnecting: a reconnect the server refuses
+// with bad_token ends the client with one disconnected event saying so,
+// after one reconnecting event, instead of retrying forever.
+func TestPermanentRefusalStopsReconnecting(t *testing.T) {
+	tk := newTokens(t, "amy", time.Hour)
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}})
+	proxy := newProxy(t, srv.Addr().String())
+	var calls atomic.Int32
+	source := func(ctx context.Context) (string, error) {
+		if calls.Add(1) > 1 {
+			return "not-a-token", nil
+		}
+		return tk.source(ctx)
+	}
+	c, err := Dial(ctxT(t), proxy.addr, Options{Token: source, Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	proxy.cut()
+	reconnecting := 0
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatal("events closed without a disconnected event")
+			}
+			switch ev.Type {
+			case EventReconnecting:
+				reconnecting++
+			case EventDisconnected:
+				if !errors.Is(ev.Err, codec.ErrBadToken) || reconnecting != 1 {
+					t.Fatalf("disconnected with %v after %d attempts, want bad_token after 1", ev.Err, reconnecting)
+				}
+				if err := c.Ready(ctxT(t)); !errors.Is(err, ErrClosed) {
+					t.Fatalf("Ready after the end = %v", err)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatalf("still reconnecting after %d attempts", reconnecting)
+		}
+	}
+}
+
+// TestReadyWaitsForTheReconnect: while the client reconnects, Ready waits,
+// and returns once it is back; a say then goes through.
+func TestReadyWaitsForTheReconnect(t *testing.T) {
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{})
+	proxy := newProxy(t, srv.Addr().String())
+	amy := dial(t, proxy.addr, "amy", Options{Reconnect: true, MinBackoff: 200 * time.Millisecond, MaxBackoff: 400 * time.Millisecond})
+	proxy.cut()
+	next(t, amy, EventReconnecting)
+	if _, err := amy.Say(ctxT(t), "", "now"); !errors.Is(err, ErrDisconnected) || errors.Is(err, ErrNotConfirmed) {
+		t.Fatalf("say while reconnecting = %v, want not sent", err)
+	}
+	if err := amy.Ready(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := amy.Say(ctxT(t), "", "after"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -47,7 +47,28 @@ type Event struct {
 var (
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("client: closed")
-	// ErrDisconnected: the connection dropped before the answer came; with
-	// Reconnect the client is reconnecting.
+	// ErrDisconnected: there was no connection to send the request on,
+	// or it dropped before the answer came; with Reconnect the client is
+	// reconnecting. A request that reached the connection before the drop
+	// fails with ErrNotConfirmed, which is also ErrDisconnected.
 	ErrDisconnected = errors.New("client: disconnected")
+	// ErrNotConfirmed: the request was written, and the connection
+	// dropped before its answer came. The server may have carried it out:
+	// a say may have been delivered (give it an id to recognise it when
+	// it comes back in a resume's replay).
+	ErrNotConfirmed error = notConfirmed{}
 )
+
+type notConfirmed struct{}
+
+func (notConfirmed) Error() string        { return "client: disconnected before the answer came" }
+func (notConfirmed) Is(target error) bool { return target == ErrDisconnected }
+
+// Permanent reports whether a login refusal would refuse the next
+// attempts alike, so that reconnecting is pointless: a token or nick the
+// server rejects, or an account already at its session limit. An expired
+// token is not: the token source may give a fresh one.
+func Permanent(err error) bool {
+	return errors.Is(err, codec.ErrBadToken) || errors.Is(err, codec.ErrBadNick) ||
+		errors.Is(err, codec.ErrTooManySessions)
+}

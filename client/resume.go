@@ -19,6 +19,51 @@ import (
 type mark struct {
 	epoch string
 	seq   uint64
+	// own holds the seqs of this client's acked messages past seq, which
+	// the server does not send back: seq moves over them once the
+	// messages before each have arrived, so a resume does not replay the
+	// client's own messages, and does not skip another's message that was
+	// said just before and had not arrived yet.
+	own []uint64
+}
+
+// maxOwn bounds mark.own: past it the oldest own seq is forgotten, and
+// at worst replayed.
+const maxOwn = 256
+
+// advance moves m past seq and past the own messages that follow it.
+func (m *mark) advance(seq uint64) {
+	if seq > m.seq {
+		m.seq = seq
+	}
+	for len(m.own) > 0 && m.own[0] <= m.seq+1 {
+		m.seq = max(m.seq, m.own[0])
+		m.own = m.own[1:]
+	}
+}
+
+// noteOwn counts the client's own acked message seq in room toward
+// where it is there.
+func (c *Client) noteOwn(room string, seq uint64) {
+	if seq == 0 {
+		return // not numbered (a cluster server cut off from its bus)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.marks[room]
+	if !ok || seq <= m.seq {
+		return
+	}
+	i := len(m.own)
+	for i > 0 && m.own[i-1] > seq {
+		i--
+	}
+	m.own = append(m.own[:i], append([]uint64{seq}, m.own[i:]...)...)
+	if len(m.own) > maxOwn {
+		m.own = m.own[1:]
+	}
+	m.advance(0)
+	c.marks[room] = m
 }
 
 // entered notes the epoch and last seq a welcome or a join's ack gave for
@@ -50,7 +95,7 @@ func (c *Client) note(ev codec.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m, ok := c.marks[ev.Room]; ok && seq > m.seq {
-		m.seq = seq
+		m.advance(seq)
 		c.marks[ev.Room] = m
 	}
 }

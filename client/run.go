@@ -13,6 +13,7 @@ import (
 // ends, then reconnects or stops, and finally closes the Events channel.
 func (c *Client) run(cn *conn) {
 	defer c.wg.Done()
+	defer close(c.stopped)
 	defer close(c.events)
 	defer c.fills.Wait() // a fill emits events: before they close
 	for {
@@ -96,6 +97,7 @@ func (c *Client) drop(cn *conn) {
 	c.mu.Lock()
 	if c.cur == cn {
 		c.cur = nil
+		c.up = make(chan struct{})
 	}
 	c.mu.Unlock()
 }
@@ -126,7 +128,9 @@ func (c *Client) shouldReconnect(bye codec.Reason) bool {
 }
 
 // reconnect retries with backoff until it is logged in again, with its
-// rooms rejoined, or the client closes (nil).
+// rooms rejoined, or the client closes, or the server refuses the login
+// for good (Permanent: it emits EventDisconnected) (nil). One
+// EventReconnecting precedes each attempt.
 func (c *Client) reconnect(cause error) *conn {
 	for attempt := 1; ; attempt++ {
 		delay := backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
@@ -151,11 +155,16 @@ func (c *Client) reconnect(cause error) *conn {
 		cancel()
 		if err != nil {
 			c.opts.Logger.Debug("reconnect failed", "attempt", attempt, "err", err)
+			if Permanent(err) {
+				c.emit(Event{Event: codec.Event{Type: EventDisconnected}, Err: err})
+				return nil
+			}
 			cause = err
 			continue
 		}
 		c.install(cn)
 		c.rejoin(cn)
+		c.connected()
 		c.emitWelcome(cn)
 		c.emit(Event{Event: codec.Event{Type: EventReconnected}})
 		return cn

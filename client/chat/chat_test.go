@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/charmbracelet/bubbles/cursor"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
 
 	"parley/client"
 	"parley/codec"
@@ -81,6 +81,8 @@ func TestFormat(t *testing.T) {
 type fakeChatter struct {
 	mu    sync.Mutex
 	calls []string
+	rooms []string
+	fail  map[string]error // says whose body is a key fail with its error
 }
 
 func (f *fakeChatter) record(s string) {
@@ -90,8 +92,17 @@ func (f *fakeChatter) record(s string) {
 }
 
 func (f *fakeChatter) Nick() string { return "amy" }
-func (f *fakeChatter) Say(_ context.Context, room, body string) (uint64, error) {
+func (f *fakeChatter) Ready(context.Context) error { return nil }
+func (f *fakeChatter) Rooms() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{"lobby"}, f.rooms...)
+}
+func (f *fakeChatter) SayID(_ context.Context, room, id, body string) (uint64, error) {
 	f.record("say " + room + " " + body)
+	if err := f.fail[body]; err != nil {
+		return 0, err
+	}
 	return 1, nil
 }
 func (f *fakeChatter) DM(_ context.Context, to, body string) error {
@@ -103,6 +114,9 @@ func (f *fakeChatter) Join(_ context.Context, room string) error {
 	if room == "full" {
 		return &codec.Error{Code: codec.CodeTooManyRooms, Msg: "too many rooms"}
 	}
+	f.mu.Lock()
+	f.rooms = append(f.rooms, room)
+	f.mu.Unlock()
 	return nil
 }
 func (f *fakeChatter) Leave(_ context.Context, room string) error {
@@ -149,7 +163,7 @@ func runCmd(m *Model, cmd tea.Cmd) {
 		for _, c := range msg {
 			runCmd(m, c)
 		}
-	case resultMsg, countMsg, quitDoneMsg, historyMsg:
+	case jobDoneMsg, countMsg, quitDoneMsg, historyMsg:
 		drive(m, msg)
 	default:
 		// the event pump and the cursor blink: not driven in these tests
@@ -169,7 +183,6 @@ func newTestModel() (*Model, *fakeChatter) {
 	events := make(chan client.Event)
 	close(events)
 	m := NewModel(f, events, "127.0.0.1:8060")
-	m.input.Cursor.SetMode(cursor.CursorStatic) // no blink timers in tests
 	m.now = func() time.Time { return time.Date(2026, 11, 21, 9, 30, 0, 0, time.UTC) }
 	drive(m, tea.WindowSizeMsg{Width: 60, Height: 12})
 	return m, f
@@ -328,5 +341,164 @@ func TestTUILoadsHistory(t *testing.T) {
 	}
 	if view := m.View(); !strings.Contains(view, "said 1") {
 		t.Fatalf("the top of the scrollback is not the oldest page:\n%s", view)
+	}
+}
+
+// TestTUILinesGoWhereTyped: /room and /join take effect before the next
+// line; /room to a room the user is not in is refused and changes nothing;
+// a refused say is shown failed, with why, and stays in the input history.
+func TestTUILinesGoWhereTyped(t *testing.T) {
+	m, f := newTestModel()
+	f.fail = map[string]error{"too long": &codec.Error{Code: codec.CodeBodyTooLarge, Msg: "body too large"}}
+	typeLine(m, "/join Café")
+	typeLine(m, "/room lobby")
+	typeLine(m, "for the lobby")
+	typeLine(m, "/room CAFÉ")
+	typeLine(m, "for café")
+	typeLine(m, "/room nowhere")
+	typeLine(m, "still café")
+	typeLine(m, "too long")
+	f.mu.Lock()
+	calls := strings.Join(f.calls, "|")
+	f.mu.Unlock()
+	if calls != "join café|history café 0|say lobby for the lobby|say café for café|say café still café|say café too long" {
+		t.Fatalf("calls = %s", calls)
+	}
+	view := m.View()
+	for _, want := range []string{"you are not in nowhere: /join nowhere", "[café] amy: for café", "✗ not sent: too long"} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+	if strings.Contains(view, "Café") {
+		t.Errorf("the room is shown as typed, not as the server names it:\n%s", view)
+	}
+	drive(m, tea.KeyMsg{Type: tea.KeyUp})
+	if m.input.Value() != "too long" {
+		t.Fatalf("the failed line is not recalled by Up: %q", m.input.Value())
+	}
+}
+
+// TestTUIOwnLineConfirmedByReplay: a say that failed unconfirmed and then
+// comes back in a replay (same id) is marked sent, and not shown twice.
+func TestTUIOwnLineConfirmedByReplay(t *testing.T) {
+	m, f := newTestModel()
+	f.fail = map[string]error{"lost ack": client.ErrNotConfirmed}
+	typeLine(m, "lost ack")
+	if !strings.Contains(m.View(), "✗ not confirmed") {
+		t.Fatalf("not marked unconfirmed:\n%s", m.View())
+	}
+	id := m.entries[len(m.entries)-1].id
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "amy", Body: "lost ack", ID: id, Seq: 9}}))
+	if view := m.View(); strings.Count(view, "lost ack") != 1 || strings.Contains(view, "✗") {
+		t.Fatalf("the replayed line is shown twice or still failed:\n%s", view)
+	}
+}
+
+func TestMentions(t *testing.T) {
+	cases := []struct {
+		body, nick string
+		want       bool
+	}{
+		{"hi amy", "amy", true},
+		{"AMY: look", "amy", true},
+		{"amyx is here", "amy", false},
+		{"ask xamy", "amy", false},
+		{"amy-2 there", "amy", false},
+		{"你好小明！", "小明", true},
+		{"hello guest", "~guest", true},
+		{"nothing here", "amy", false},
+	}
+	for _, c := range cases {
+		if got := Mentions(c.body, c.nick); got != c.want {
+			t.Errorf("Mentions(%q, %q) = %v", c.body, c.nick, got)
+		}
+	}
+}
+
+// TestTUIMentionRingsAndHighlights: a message naming the user rings the
+// bell once; one that does not, and history, do not.
+func TestTUIMentionRingsAndHighlights(t *testing.T) {
+	m, _ := newTestModel()
+	var out strings.Builder
+	m.term = &terminal{w: &out}
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "plain talk"}}))
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "amy, look"}}))
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "amy again", Seq: 3}, Filled: true}))
+	if n := strings.Count(out.String(), "\a"); n != 1 {
+		t.Fatalf("%d bells, want 1", n)
+	}
+	if !m.entries[len(m.entries)-2].mention || m.entries[len(m.entries)-3].mention {
+		t.Fatal("the mention is not the highlighted line")
+	}
+}
+
+// TestTUIHangingIndent: a wrapped message's continuation lines start under
+// its text, not at column 0.
+func TestTUIHangingIndent(t *testing.T) {
+	m, _ := newTestModel()
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: strings.Repeat("word ", 30)}}))
+	lines := strings.Split(ansi.Strip(m.entries[len(m.entries)-1].render(60)), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("not wrapped: %q", lines)
+	}
+	indent := strings.Index(lines[0], "word")
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, strings.Repeat(" ", indent)+"word") {
+			t.Fatalf("continuation %q is not indented %d:\n%s", l, indent, strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// TestTUITabCompletes: Tab completes commands, nicks seen (with ": " at
+// the start of a line) and rooms after /room; again cycles.
+func TestTUITabCompletes(t *testing.T) {
+	m, _ := newTestModel()
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeJoined, Room: "lobby", Nick: "bobby"}}))
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "x"}}))
+	typeKeys := func(s string) {
+		for _, r := range s {
+			drive(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
+		}
+	}
+	tab := func() { drive(m, tea.KeyMsg{Type: tea.KeyTab}) }
+	typeKeys("/jo")
+	tab()
+	if m.input.Value() != "/join " {
+		t.Fatalf("command: %q", m.input.Value())
+	}
+	m.input.SetValue("")
+	typeKeys("BO")
+	tab()
+	if m.input.Value() != "bob: " {
+		t.Fatalf("nick: %q", m.input.Value())
+	}
+	tab()
+	if m.input.Value() != "bobby: " {
+		t.Fatalf("next nick: %q", m.input.Value())
+	}
+	m.input.SetValue("")
+	typeKeys("/room lo")
+	tab()
+	if m.input.Value() != "/room lobby " {
+		t.Fatalf("room: %q", m.input.Value())
+	}
+}
+
+// TestTUIScrollMarkerAndEnd: scrolled up, the status line says what is
+// below; End goes back to the bottom.
+func TestTUIScrollMarkerAndEnd(t *testing.T) {
+	m, _ := newTestModel()
+	for i := range 40 {
+		drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: fmt.Sprint("line ", i)}}))
+	}
+	drive(m, tea.KeyMsg{Type: tea.KeyPgUp})
+	drive(m, eventMsg(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "newest"}}))
+	if !strings.Contains(m.statusLine(), "↓ 1 new below (End)") {
+		t.Fatalf("no marker: %s", m.statusLine())
+	}
+	drive(m, tea.KeyMsg{Type: tea.KeyEnd})
+	if !m.vp.AtBottom() || strings.Contains(m.statusLine(), "below") {
+		t.Fatalf("End did not go to the bottom: %s", m.statusLine())
 	}
 }

@@ -5,17 +5,24 @@ package chat
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
+	"parley/client"
 	"parley/codec"
 )
 
 // Chatter is what the UI needs of a client; *client.Client implements it.
 type Chatter interface {
 	Nick() string
-	Say(ctx context.Context, room, body string) (uint64, error)
+	Rooms() []string
+	Ready(ctx context.Context) error
+	SayID(ctx context.Context, room, id, body string) (uint64, error)
 	DM(ctx context.Context, to, body string) error
 	Join(ctx context.Context, room string) error
 	Leave(ctx context.Context, room string) error
@@ -52,13 +59,80 @@ type Command struct {
 var Help = []string{
 	"/join room      join a room (created if needed) and talk there",
 	"/leave [room]   leave a room (the current one by default)",
-	"/room room      switch the room you talk in",
+	"/room room      switch to a room you are in",
 	"/dm nick text   send a direct message",
 	"/who [room]     list the members of a room, or everyone online with /who *",
 	"/help           this list",
 	"/quit           leave the chat (also: a bare quit or exit line)",
 	"anything else is said in the current room",
 }
+
+// Keys lists the keys of the full-screen chat, one per line.
+var Keys = []string{
+	"Enter           send the line",
+	"Up / Down       recall the lines you typed",
+	"Tab             complete a nick, a /command or a room; again for the next",
+	"PgUp / PgDn     scroll; PgUp at the top loads older messages",
+	"End             back to the newest message (when scrolled up)",
+	"Ctrl+A / Ctrl+E start / end of the line; Ctrl+U, Ctrl+K cut",
+	"Ctrl+C, Ctrl+D  quit",
+}
+
+// Commands are the command names Tab completes.
+var Commands = []string{"/dm", "/help", "/join", "/leave", "/quit", "/room", "/who"}
+
+// QueueWait bounds how long a message waits for the connection to come
+// back before it is given up as not sent.
+const QueueWait = 2 * time.Minute
+
+// callTimeout bounds one request once it is sent.
+const callTimeout = 10 * time.Second
+
+// RoomName is room as the server names it (Café is café), or room
+// itself when it is not a valid name (the server will say why).
+func RoomName(room string) string {
+	if n, err := codec.ParseRoom(room); err == nil {
+		return n.Display
+	}
+	return room
+}
+
+// NewID returns a say's id: random, so that a message that comes back in
+// a resume's replay is recognised as this client's.
+func NewID() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// deliver sends once the client is connected, waiting up to QueueWait
+// while it reconnects; a request that found no connection is sent again
+// after the next reconnect, one that may have reached the server is not
+// (client.ErrNotConfirmed).
+func deliver(ctx context.Context, c Chatter, send func(ctx context.Context) error) error {
+	for {
+		wait, cancel := context.WithTimeout(ctx, QueueWait)
+		err := c.Ready(wait)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return ErrNotConnected
+		}
+		if err != nil {
+			return err
+		}
+		call, cancel := context.WithTimeout(ctx, callTimeout)
+		err = send(call)
+		cancel()
+		if errors.Is(err, client.ErrDisconnected) && !errors.Is(err, client.ErrNotConfirmed) {
+			continue
+		}
+		return err
+	}
+}
+
+// ErrNotConnected: a message waited QueueWait for the connection to come
+// back, and was not sent.
+var ErrNotConnected = fmt.Errorf("not sent: no connection for %s", QueueWait)
 
 // ErrUsage reports a command typed wrong.
 var ErrUsage = errors.New("usage")
@@ -112,30 +186,43 @@ type Result struct {
 	Lines []string // notices to print
 	Err   error    // the command failed
 	Room  string   // the room to talk in from now on, when it changed
+	Seq   uint64   // a say's seq
 	Quit  bool
 }
 
-// Run carries out cmd for a user talking in room. Quit is only reported:
-// the caller quits, so it can wait for the goodbye its own way.
-func Run(ctx context.Context, c Chatter, room string, cmd Command) Result {
+// Run carries out cmd for a user talking in room, in the order the user
+// typed: the caller runs one command at a time. A say or a DM typed while
+// the client reconnects waits for it (up to QueueWait). id names a say
+// (NewID); "" for none. Quit is only reported: the caller quits, so it
+// can wait for the goodbye its own way.
+func Run(ctx context.Context, c Chatter, room, id string, cmd Command) Result {
 	switch cmd.Kind {
 	case CmdSay:
 		if strings.TrimSpace(cmd.Text) == "" {
 			return Result{}
 		}
-		_, err := c.Say(ctx, room, cmd.Text)
-		return Result{Err: err}
+		var seq uint64
+		err := deliver(ctx, c, func(ctx context.Context) (err error) {
+			seq, err = c.SayID(ctx, room, id, cmd.Text)
+			return err
+		})
+		return Result{Err: err, Seq: seq}
 	case CmdJoin:
-		if err := c.Join(ctx, cmd.Room); err != nil {
+		room := RoomName(cmd.Room)
+		if err := c.Join(ctx, room); err != nil {
 			return Result{Err: err}
 		}
-		return Result{Room: cmd.Room, Lines: []string{"* you joined " + cmd.Room + ", and talk there now"}}
+		return Result{Room: room, Lines: []string{"* you joined " + room + ", and talk there now"}}
 	case CmdLeave:
 		return leave(ctx, c, room, cmd.Room)
 	case CmdRoom:
-		return Result{Room: cmd.Room, Lines: []string{"* you talk in " + cmd.Room + " now"}}
+		room := RoomName(cmd.Room)
+		if !slices.Contains(c.Rooms(), room) {
+			return Result{Err: NotMember(room)}
+		}
+		return Result{Room: room, Lines: []string{"* you talk in " + room + " now"}}
 	case CmdDM:
-		return Result{Err: c.DM(ctx, cmd.Nick, cmd.Text)}
+		return Result{Err: deliver(ctx, c, func(ctx context.Context) error { return c.DM(ctx, cmd.Nick, cmd.Text) })}
 	case CmdWho:
 		return who(ctx, c, room, cmd.Room)
 	case CmdHelp:
@@ -146,10 +233,16 @@ func Run(ctx context.Context, c Chatter, room string, cmd Command) Result {
 	return Result{Err: fmt.Errorf("%w: unknown command", ErrUsage)}
 }
 
+// NotMember is the error of /room to a room the user is not in.
+func NotMember(room string) error {
+	return fmt.Errorf("you are not in %s: /join %s to enter it", room, room)
+}
+
 func leave(ctx context.Context, c Chatter, current, room string) Result {
 	if room == "" {
 		room = current
 	}
+	room = RoomName(room)
 	if err := c.Leave(ctx, room); err != nil {
 		return Result{Err: err}
 	}

@@ -23,6 +23,7 @@ const lineModeNewline = " ↵ "
 //	* lobby: 10000 members (+12 joined, -3 left)
 //	! nick_taken: ...
 //	! lobby: messages sent while you were away could not be recovered
+//	* connection lost (EOF); reconnecting   (once per outage)
 //
 // Control characters never reach the terminal (see printable), and the
 // newlines of a multi-line message show as ↵.
@@ -59,10 +60,16 @@ func Format(ev client.Event) (string, bool) {
 	case codec.TypeGap:
 		return fmt.Sprintf("! %s: messages %d to %d were lost", ev.Room, ev.First, ev.Last), true
 	case client.EventReconnecting:
-		return fmt.Sprintf("* connection lost (%v); reconnecting in %s (attempt %d)", ev.Err, ev.Delay.Round(10e6), ev.Attempt), true
+		if ev.Attempt > 1 {
+			return "", false // one line per outage
+		}
+		return fmt.Sprintf("* connection lost (%v); reconnecting", ev.Err), true
 	case client.EventReconnected:
 		return "* reconnected", true
 	case client.EventDisconnected:
+		if client.Permanent(ev.Err) {
+			return fmt.Sprintf("! the server refused the login (%s); not reconnecting", FormatError(ev.Err)[2:]), true
+		}
 		return fmt.Sprintf("* disconnected (%v)", ev.Err), true
 	}
 	return "", false
@@ -87,4 +94,33 @@ func othersOnline(n int) string {
 		return "1 other user online"
 	}
 	return fmt.Sprintf("%d other users online", n)
+}
+
+// Human words why a line was not sent, for the line shown failed.
+func Human(err error) string {
+	var pe *codec.Error
+	if !errors.As(err, &pe) {
+		if errors.Is(err, client.ErrNotConfirmed) {
+			return "not confirmed: the connection dropped after it was sent (it may have arrived)"
+		}
+		if errors.Is(err, client.ErrDisconnected) || errors.Is(err, client.ErrClosed) {
+			return "not sent: disconnected"
+		}
+		return err.Error()
+	}
+	switch pe.Code {
+	case codec.CodeNoSuchUser:
+		return "not sent: nobody of that name is online"
+	case codec.CodeNotInRoom:
+		return "not sent: you are not in that room"
+	case codec.CodeBodyTooLarge:
+		return "not sent: too long"
+	case codec.CodeRateLimited:
+		return "not sent: too fast, wait a moment"
+	case codec.CodeNotStored:
+		return "delivered, but the server could not store it"
+	case codec.CodeUnavailable:
+		return "not confirmed: the server could not confirm it (it may have arrived)"
+	}
+	return fmt.Sprintf("not sent: %s: %s", pe.Code, pe.Msg)
 }

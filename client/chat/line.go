@@ -66,7 +66,11 @@ func handleLine(ctx context.Context, c *client.Client, p *printer, room, line st
 		p.line(FormatError(err))
 		return room, false
 	}
-	res := Run(ctx, c, room, cmd)
+	id := ""
+	if cmd.Kind == CmdSay {
+		id = NewID()
+	}
+	res := Run(ctx, c, room, id, cmd)
 	if res.Err != nil && !jsonMode {
 		p.line(FormatError(res.Err))
 	}

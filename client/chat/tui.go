@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/textinput"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
@@ -17,9 +19,6 @@ import (
 
 // maxScrollback is how many lines the TUI keeps.
 const maxScrollback = 2000
-
-// callTimeout bounds one request made from the TUI.
-const callTimeout = 10 * time.Second
 
 // TUIConfig configures the full-screen UI.
 type TUIConfig struct {
@@ -33,12 +32,14 @@ type TUIConfig struct {
 func RunTUI(c *client.Client, cfg TUIConfig) error {
 	m := NewModel(c, c.Events(), cfg.Addr)
 	m.startRoom = cfg.Room
-	opts := []tea.ProgramOption{tea.WithAltScreen()}
+	out := cfg.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	m.term = &terminal{w: out}
+	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithOutput(m.term)}
 	if cfg.In != nil {
 		opts = append(opts, tea.WithInput(cfg.In))
-	}
-	if cfg.Out != nil {
-		opts = append(opts, tea.WithOutput(cfg.Out))
 	}
 	_, err := tea.NewProgram(m, opts...).Run()
 	return err
@@ -65,6 +66,16 @@ const (
 	entryError
 )
 
+// sendState is where a line the user typed is on its way.
+type sendState int
+
+const (
+	received sendState = iota // not the user's, or shown from the server
+	sending                   // waiting for its ack (or for the connection)
+	sent                      // acked
+	failed                    // refused, or given up
+)
+
 // entry is one scrollback line, kept unrendered so a resize can re-wrap it.
 type entry struct {
 	at       time.Time
@@ -72,8 +83,12 @@ type entry struct {
 	room     string
 	nick     string
 	text     string
-	seq      uint64 // a room message's
-	rendered string // cached for width
+	seq      uint64    // a room message's
+	id       string    // the id of a say of this client
+	state    sendState // a line the user typed
+	why      string    // why it failed
+	mention  bool      // another's message naming the user
+	rendered string    // cached for width
 	width    int
 }
 
@@ -82,18 +97,27 @@ type Model struct {
 	ch        Chatter
 	events    <-chan client.Event
 	addr      string
-	room      string
+	room      string          // the room lines go to, as of the last line typed
+	in        map[string]bool // the rooms the user is in, as of the last line typed
 	startRoom string
 	state     string // connected, reconnecting…, disconnected
+	outage    bool   // a reconnect is under way: its first attempt was told
 	counts    map[string]int
 	entries   []*entry
 	vp        viewport.Model
 	input     textinput.Model
+	inOffset  int // the first rune of the input shown, when it is wider than the line
 	history   []string
 	histPos   int
 	oldest    map[string]uint64 // per room, the oldest seq shown: PgUp at the top loads before it
 	noOlder   map[string]bool   // rooms whose history has nothing older
 	loading   bool              // a history page is on its way
+	jobs      []*job            // commands typed, waiting for the one running
+	running   bool              // a command is running
+	nicks     map[string]bool   // nicks seen, for Tab
+	tab       *completion       // the completion Tab cycles through
+	below     int               // entries added while scrolled up
+	term      *terminal         // the real cursor and the bell
 	width     int
 	height    int
 	now       func() time.Time
@@ -105,20 +129,22 @@ func NewModel(ch Chatter, events <-chan client.Event, addr string) *Model {
 	in.Prompt = "> "
 	in.Placeholder = "say something, or /help"
 	in.CharLimit = codec.DefaultMaxBody
+	in.Cursor.SetMode(cursor.CursorHide) // the terminal's own cursor shows the caret (View)
 	in.Focus()
 	return &Model{
 		ch: ch, events: events, addr: addr, room: codec.Lobby, state: "connected",
+		in: map[string]bool{codec.Lobby: true}, nicks: map[string]bool{},
 		counts: map[string]int{}, input: in, vp: viewport.New(80, 20), now: time.Now,
 		oldest: map[string]uint64{}, noOlder: map[string]bool{},
-		width: 80, height: 24,
+		term: &terminal{w: io.Discard}, width: 80, height: 24,
 	}
 }
 
-// Init starts the event pump, the cursor blink and the first member count.
+// Init starts the event pump and the first member count.
 func (m *Model) Init() tea.Cmd {
-	cmds := []tea.Cmd{m.waitEvent(), textinput.Blink, m.countCmd(m.room)}
+	cmds := []tea.Cmd{m.waitEvent(), m.countCmd(m.room)}
 	if m.startRoom != "" && m.startRoom != codec.Lobby {
-		cmds = append(cmds, m.runCmd(Command{Kind: CmdJoin, Room: m.startRoom}))
+		cmds = append(cmds, m.queue(Command{Kind: CmdJoin, Room: m.startRoom}, nil))
 	}
 	return tea.Batch(cmds...)
 }
@@ -135,11 +161,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(m.event(client.Event(msg)), m.waitEvent())
 	case eventsDoneMsg:
 		m.state = "disconnected"
+		m.failQueued("not sent: disconnected")
 		m.refresh()
 		return m, nil
-	case resultMsg:
-		m.result(Result(msg))
-		return m, nil
+	case jobDoneMsg:
+		return m, m.jobDone(msg)
 	case countMsg:
 		m.counts[msg.room] = msg.n
 		return m, nil
@@ -147,6 +173,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.showHistory(msg)
 		return m, nil
 	case quitDoneMsg:
+		m.term.stop()
 		return m, tea.Quit
 	}
 	var cmd tea.Cmd
@@ -155,21 +182,36 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *Model) key(k tea.KeyMsg) tea.Cmd {
+	if k.Type != tea.KeyTab {
+		m.tab = nil
+	}
 	switch k.Type {
 	case tea.KeyCtrlC, tea.KeyCtrlD:
 		return m.quitCmd()
 	case tea.KeyEnter:
 		return m.submit()
+	case tea.KeyTab:
+		m.complete()
+		return nil
 	case tea.KeyUp:
 		m.historyMove(-1)
 		return nil
 	case tea.KeyDown:
 		m.historyMove(1)
 		return nil
+	case tea.KeyEnd, tea.KeyCtrlEnd:
+		if !m.vp.AtBottom() || k.Type == tea.KeyCtrlEnd {
+			m.vp.GotoBottom()
+			m.below = 0
+			return nil
+		}
 	case tea.KeyPgUp, tea.KeyPgDown:
 		top := m.vp.AtTop()
 		var cmd tea.Cmd
 		m.vp, cmd = m.vp.Update(k)
+		if m.vp.AtBottom() {
+			m.below = 0
+		}
 		if k.Type == tea.KeyPgUp && top && !m.loading && !m.noOlder[m.room] {
 			m.loading = true
 			return tea.Batch(cmd, m.historyCmd(m.room, m.oldest[m.room], true))
@@ -179,31 +221,6 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 	var cmd tea.Cmd
 	m.input, cmd = m.input.Update(k)
 	return cmd
-}
-
-// submit runs the input line.
-func (m *Model) submit() tea.Cmd {
-	line := m.input.Value()
-	m.input.Reset()
-	if strings.TrimSpace(line) == "" {
-		return nil
-	}
-	m.history = append(m.history, line)
-	m.histPos = len(m.history)
-	cmd, err := Parse(line)
-	if err != nil {
-		m.add(&entry{kind: entryError, text: FormatError(err)})
-		return nil
-	}
-	switch cmd.Kind {
-	case CmdQuit:
-		return m.quitCmd()
-	case CmdSay:
-		m.add(&entry{kind: entryRoom, room: m.room, nick: m.ch.Nick(), text: cmd.Text})
-	case CmdDM:
-		m.add(&entry{kind: entryDM, room: "→ " + cmd.Nick, nick: m.ch.Nick(), text: cmd.Text})
-	}
-	return m.runCmd(cmd)
 }
 
 func (m *Model) historyMove(d int) {
@@ -224,19 +241,10 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 	ev = sanitize(ev, "\n")
 	switch ev.Type {
 	case codec.TypeMsg:
-		switch {
-		case ev.Room == "" && ev.Sent:
-			m.add(&entry{kind: entryDM, room: "dm → " + ev.To, nick: ev.From, text: ev.Body})
-		case ev.Room == "":
-			m.add(&entry{kind: entryDM, room: "dm", nick: ev.From, text: ev.Body})
-		default:
-			m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq})
-			if m.oldest[ev.Room] == 0 {
-				m.oldest[ev.Room] = ev.Seq
-			}
-		}
+		m.message(ev)
 	case codec.TypeJoined:
 		m.counts[ev.Room]++
+		m.nicks[ev.Nick] = true
 		m.notice(fmt.Sprintf("%s joined %s", ev.Nick, ev.Room))
 	case codec.TypeLeft:
 		m.counts[ev.Room]--
@@ -245,19 +253,28 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 		m.counts[ev.Room] = ev.Count
 		m.refresh()
 	case codec.TypeWelcome:
+		if m.outage {
+			return nil // the reconnected event tells
+		}
 		m.state = "connected"
-		m.notice(fmt.Sprintf("welcome, %s: %s. Type /help for commands.", ev.Nick, othersOnline(ev.Online)))
+		m.notice(fmt.Sprintf("welcome, %s: %s. Type /help for commands and keys.", ev.Nick, othersOnline(ev.Online)))
 		return m.countCmd(m.room)
 	case client.EventReconnecting:
 		m.state = fmt.Sprintf("reconnecting (attempt %d)", ev.Attempt)
-		m.notice(fmt.Sprintf("connection lost (%v); reconnecting in %s", ev.Err, ev.Delay.Round(10*time.Millisecond)))
+		if !m.outage {
+			m.outage = true
+			m.notice(fmt.Sprintf("connection lost (%v); reconnecting. What you type now is sent once connected.", ev.Err))
+		}
+		m.refresh()
 	case client.EventReconnected:
 		m.state = "connected"
+		m.outage = false
 		m.notice("reconnected")
 		return m.countCmd(m.room)
 	case client.EventDisconnected:
 		m.state = "disconnected"
-		m.notice(fmt.Sprintf("disconnected (%v); /quit to leave", ev.Err))
+		s, _ := Format(client.Event{Event: codec.Event{Type: client.EventDisconnected}, Err: ev.Err})
+		m.add(&entry{kind: entryError, text: s + "; /quit to leave"})
 	default:
 		if s, ok := Format(ev); ok {
 			m.add(&entry{kind: entryNotice, text: s})
@@ -266,17 +283,50 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 	return nil
 }
 
-func (m *Model) result(r Result) {
-	if r.Err != nil {
-		m.add(&entry{kind: entryError, text: FormatError(r.Err)})
+// message shows a room message or a DM. One of the user's own says that
+// comes back in a replay is the line already shown: it is marked sent.
+func (m *Model) message(ev client.Event) {
+	me := m.ch.Nick()
+	if ev.From != me {
+		m.nicks[ev.From] = true
 	}
-	for _, l := range r.Lines {
-		m.add(&entry{kind: entryNotice, text: l})
+	if ev.Room == "" {
+		peer, label := ev.From, "dm"
+		if ev.Sent {
+			peer, label = ev.To, "dm → "+ev.To
+		}
+		m.nicks[peer] = true
+		m.add(&entry{kind: entryDM, room: label, nick: ev.From, text: ev.Body, mention: !ev.Sent && ev.From != me})
+		if !ev.Sent && !ev.Filled && ev.From != me {
+			m.term.bell()
+		}
+		return
 	}
-	if r.Room != "" && r.Room != m.room {
-		m.room = r.Room
-		m.refresh()
+	if ev.From == me && ev.ID != "" {
+		if e := m.ownLine(ev.ID); e != nil {
+			e.state, e.seq, e.why, e.rendered = sent, ev.Seq, "", ""
+			m.refresh()
+			return
+		}
 	}
+	mention := ev.From != me && Mentions(ev.Body, me)
+	m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq, mention: mention})
+	if mention && !ev.Filled {
+		m.term.bell()
+	}
+	if m.oldest[ev.Room] == 0 {
+		m.oldest[ev.Room] = ev.Seq
+	}
+}
+
+// ownLine is the line of the user's say with id, if still shown.
+func (m *Model) ownLine(id string) *entry {
+	for i := len(m.entries) - 1; i >= 0; i-- {
+		if m.entries[i].id == id {
+			return m.entries[i]
+		}
+	}
+	return nil
 }
 
 // historyPage is how many messages the screen asks for at a time.
@@ -349,6 +399,9 @@ func (m *Model) add(e *entry) {
 	if len(m.entries) > maxScrollback {
 		m.entries = m.entries[len(m.entries)-maxScrollback:]
 	}
+	if !m.vp.AtBottom() {
+		m.below++
+	}
 	m.refresh()
 }
 
@@ -362,26 +415,6 @@ func (m *Model) waitEvent() tea.Cmd {
 			return eventsDoneMsg{}
 		}
 		return eventMsg(ev)
-	}
-}
-
-func (m *Model) runCmd(cmd Command) tea.Cmd {
-	ch, room := m.ch, m.room
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		defer cancel()
-		res := Run(ctx, ch, room, cmd)
-		if res.Room != "" {
-			batch := tea.BatchMsg{func() tea.Msg { return resultMsg(res) }}
-			if n, err := ch.Count(ctx, res.Room); err == nil {
-				batch = append(batch, func() tea.Msg { return countMsg{res.Room, n} })
-			}
-			if cmd.Kind == CmdJoin {
-				batch = append(batch, m.historyCmd(res.Room, 0, false))
-			}
-			return batch
-		}
-		return resultMsg(res)
 	}
 }
 
@@ -406,4 +439,35 @@ func (m *Model) quitCmd() tea.Cmd {
 		_ = ch.Quit(ctx)
 		return quitDoneMsg{}
 	}
+}
+
+// Mentions reports whether body names nick, in any case: as a word where
+// the nick and the text around it are ASCII letters or digits, anywhere
+// otherwise (Chinese has no spaces). A guest's ~nick is also named
+// without its ~.
+func Mentions(body, nick string) bool {
+	lower := strings.ToLower(body)
+	for _, n := range []string{strings.ToLower(nick), strings.ToLower(strings.TrimPrefix(nick, "~"))} {
+		if n == "" {
+			continue
+		}
+		for i := 0; i <= len(lower)-len(n); {
+			j := strings.Index(lower[i:], n)
+			if j < 0 {
+				break
+			}
+			at, end := i+j, i+j+len(n)
+			joinedLeft := at > 0 && asciiWord(n[0]) && asciiWord(lower[at-1])
+			joinedRight := end < len(lower) && asciiWord(n[len(n)-1]) && asciiWord(lower[end])
+			if !joinedLeft && !joinedRight {
+				return true
+			}
+			i = at + 1
+		}
+	}
+	return false
+}
+
+func asciiWord(b byte) bool {
+	return b == '_' || b == '-' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9'
 }

@@ -10,13 +10,16 @@ import (
 )
 
 var (
-	styleTime   = lipgloss.NewStyle().Foreground(lipgloss.Color("244"))
-	styleRoom   = lipgloss.NewStyle().Foreground(lipgloss.Color("39"))
-	styleDM     = lipgloss.NewStyle().Foreground(lipgloss.Color("170")).Bold(true)
-	styleNotice = lipgloss.NewStyle().Foreground(lipgloss.Color("245")).Italic(true)
-	styleError  = lipgloss.NewStyle().Foreground(lipgloss.Color("196"))
-	styleStatus = lipgloss.NewStyle().Reverse(true)
-	nickColours = []string{"33", "35", "36", "69", "105", "142", "166", "178", "203", "208"}
+	styleTime    = lipgloss.NewStyle().Foreground(lipgloss.Color("244"))
+	styleRoom    = lipgloss.NewStyle().Foreground(lipgloss.Color("39"))
+	styleDM      = lipgloss.NewStyle().Foreground(lipgloss.Color("170")).Bold(true)
+	styleNotice  = lipgloss.NewStyle().Foreground(lipgloss.Color("245")).Italic(true)
+	styleError   = lipgloss.NewStyle().Foreground(lipgloss.Color("196"))
+	styleStatus  = lipgloss.NewStyle().Reverse(true)
+	styleSending = lipgloss.NewStyle().Faint(true)
+	styleMention = lipgloss.NewStyle().Foreground(lipgloss.Color("0")).Background(lipgloss.Color("220"))
+	styleHint    = lipgloss.NewStyle().Faint(true)
+	nickColours  = []string{"33", "35", "36", "69", "105", "142", "166", "178", "203", "208"}
 )
 
 // nickStyle gives each nick a stable colour.
@@ -26,25 +29,54 @@ func nickStyle(nick string) lipgloss.Style {
 	return lipgloss.NewStyle().Foreground(lipgloss.Color(nickColours[h.Sum32()%uint32(len(nickColours))])).Bold(true)
 }
 
-// render draws an entry wrapped to width; lipgloss measures East Asian
-// wide characters as two cells, so Chinese text wraps correctly.
+// render draws an entry wrapped to width, its continuation lines indented
+// under the start of its text (a hanging indent). Widths are cells:
+// East Asian wide characters count two.
 func (e *entry) render(width int) string {
 	if e.width == width && e.rendered != "" {
 		return e.rendered
 	}
-	var line string
-	stamp := styleTime.Render(e.at.Format("15:04"))
+	stamp := styleTime.Render(e.at.Format("15:04")) + " "
+	var head, text string
 	switch e.kind {
 	case entryRoom:
-		line = fmt.Sprintf("%s %s %s %s", stamp, styleRoom.Render("["+e.room+"]"), nickStyle(e.nick).Render(e.nick+":"), e.text)
+		head = stamp + styleRoom.Render("["+e.room+"]") + " " + nickStyle(e.nick).Render(e.nick+":") + " "
 	case entryDM:
-		line = fmt.Sprintf("%s %s %s %s", stamp, styleDM.Render("["+e.room+"]"), nickStyle(e.nick).Render(e.nick+":"), e.text)
-	case entryNotice:
-		line = stamp + " " + styleNotice.Render(e.text)
-	case entryError:
-		line = stamp + " " + styleError.Render(e.text)
+		head = stamp + styleDM.Render("["+e.room+"]") + " " + nickStyle(e.nick).Render(e.nick+":") + " "
+	default:
+		head = stamp
 	}
-	e.rendered = lipgloss.NewStyle().Width(width).Render(line)
+	text, style := e.text, lipgloss.NewStyle()
+	switch {
+	case e.kind == entryNotice:
+		style = styleNotice
+	case e.kind == entryError:
+		style = styleError
+	case e.state == sending:
+		text, style = text+" …", styleSending
+	case e.state == failed:
+		text, style = text+"  ✗ "+e.why, styleError
+	case e.mention:
+		style = styleMention
+	}
+	// Wrap the plain text, then style each line: a style that spans lines
+	// would be cut where the view scrolls.
+	indent := lipgloss.Width(head)
+	var lines []string
+	if indent <= width/2 {
+		lines = strings.Split(ansi.Wrap(text, width-indent, " "), "\n")
+		for i := range lines {
+			lines[i] = style.Render(lines[i])
+		}
+		lines[0] = head + lines[0]
+	} else { // a narrow window: the head takes its own width
+		indent = min(2, width/4)
+		lines = strings.Split(ansi.Wrap(ansi.Strip(head)+text, max(1, width-indent), " "), "\n")
+	}
+	for i := 1; i < len(lines); i++ {
+		lines[i] = strings.Repeat(" ", indent) + lines[i]
+	}
+	e.rendered = strings.Join(lines, "\n")
 	e.width = width
 	return e.rendered
 }
@@ -69,11 +101,13 @@ func (m *Model) refresh() {
 	m.vp.SetContent(strings.Join(parts, "\n"))
 	if atBottom {
 		m.vp.GotoBottom()
+		m.below = 0
 	}
 }
 
 // statusLine shows the room and its size, the connection, the nick and
-// the server, most important first since a narrow window cuts the end.
+// the server, most important first since a narrow window cuts the end;
+// scrolled up, it starts with what is below.
 func (m *Model) statusLine() string {
 	count := ""
 	if n, ok := m.counts[m.room]; ok {
@@ -82,12 +116,47 @@ func (m *Model) statusLine() string {
 			count = " (1 member)"
 		}
 	}
-	s := fmt.Sprintf(" %s%s · %s · %s@%s ", m.room, count, m.state, m.ch.Nick(), m.addr)
+	more := ""
+	if !m.vp.AtBottom() {
+		more = " ↓ more below (End) ·"
+		if m.below > 0 {
+			more = fmt.Sprintf(" ↓ %d new below (End) ·", m.below)
+		}
+	}
+	state := m.state
+	if waiting := len(m.jobs); waiting > 0 && m.state != "connected" {
+		state += fmt.Sprintf(", %d waiting to send", waiting)
+	}
+	s := fmt.Sprintf("%s %s%s · %s · %s@%s ", more, m.room, count, state, m.ch.Nick(), m.addr)
 	s = ansi.Truncate(s, m.width, "…")
 	return styleStatus.Width(m.width).Render(s)
 }
 
-// View draws the screen: scrollback, status line, input line.
+// inputLine draws the prompt and the part of the input around the caret
+// that fits, and returns the caret's column.
+func (m *Model) inputLine() (string, int) {
+	prompt := m.input.Prompt
+	pw := lipgloss.Width(prompt)
+	value := []rune(m.input.Value())
+	if len(value) == 0 {
+		return prompt + styleHint.Render(ansi.Truncate(m.input.Placeholder, max(0, m.width-pw-1), "…")), pw
+	}
+	pos := min(m.input.Position(), len(value))
+	avail := max(1, m.width-pw-1) // the last cell holds the caret at the end
+	if pos < m.inOffset {
+		m.inOffset = pos
+	}
+	for m.inOffset < pos && ansi.StringWidth(string(value[m.inOffset:pos])) > avail {
+		m.inOffset++
+	}
+	shown := ansi.Truncate(string(value[m.inOffset:]), avail, "")
+	return prompt + shown, pw + ansi.StringWidth(string(value[m.inOffset:pos]))
+}
+
+// View draws the screen: scrollback, status line, input line; and puts
+// the terminal's cursor at the caret, where input methods look for it.
 func (m *Model) View() string {
-	return m.vp.View() + "\n" + m.statusLine() + "\n" + m.input.View()
+	line, col := m.inputLine()
+	m.term.caret(m.height-1, col)
+	return m.vp.View() + "\n" + m.statusLine() + "\n" + line
 }

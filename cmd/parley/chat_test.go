@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/client"
+	"parley/codec"
 	"parley/server"
 	"parley/server/servertest"
 )
@@ -185,9 +188,30 @@ func TestChatSurvivesServerRestart(t *testing.T) {
 	amy.waitOutput(t, "* welcome, amy")
 	servertest.Stop(t, srv)
 	amy.waitOutput(t, "* the server said bye (shutdown)")
-	amy.waitOutput(t, "reconnecting in")
+	amy.waitOutput(t, "; reconnecting")
+	amy.say(t, "typed while the server was down")
 	servertest.Start(t, server.Config{Addr: addr})
 	amy.waitOutput(t, "* reconnected")
+	// The line waited for the reconnect and was said then.
+	reader, err := client.Dial(context.Background(), addr, client.Options{Nick: "reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	deadline := time.Now().Add(waitFor)
+	for {
+		msgs, _, err := reader.History(context.Background(), codec.Lobby, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 && msgs[0].From == "amy" && msgs[0].Body == "typed while the server was down" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lobby's history is %+v, want amy's line typed while the server was down\n%s", msgs, amy.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	bob := startChat(t, "--addr", addr, "--nick", "bob")
 	bob.waitOutput(t, "* welcome, bob")
 	bob.say(t, "are you back?")
