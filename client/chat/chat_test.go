@@ -502,3 +502,15 @@ func TestTUIScrollMarkerAndEnd(t *testing.T) {
 		t.Fatalf("End did not go to the bottom: %s", m.statusLine())
 	}
 }
+
+// TestTUITypedBurstIsText: text that arrives at once (typed fast, pasted)
+// is inserted at the caret even when it spells a key's name.
+func TestTUITypedBurstIsText(t *testing.T) {
+	m, _ := newTestModel()
+	for _, burst := range []string{"going ", "down", " and up", "\tend"} {
+		drive(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(burst)})
+	}
+	if got := m.input.Value(); got != "going down and up end" {
+		t.Fatalf("input %q", got)
+	}
+}

@@ -218,9 +218,35 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 		}
 		return cmd
 	}
+	if k.Type == tea.KeyRunes || k.Type == tea.KeySpace {
+		m.insert(k.Runes)
+		return nil
+	}
 	var cmd tea.Cmd
 	m.input, cmd = m.input.Update(k)
 	return cmd
+}
+
+// insert puts typed or pasted text at the caret. textinput would match a
+// burst of text against its key bindings first: typed fast enough, the
+// word "down" arrives as one key named "down" and was lost.
+func (m *Model) insert(runes []rune) {
+	value := []rune(m.input.Value())
+	pos := min(m.input.Position(), len(value))
+	var clean []rune
+	for _, r := range runes {
+		if r == '\n' || r == '\r' || r == '\t' {
+			r = ' '
+		}
+		if !unsafeRune(r) {
+			clean = append(clean, r)
+		}
+	}
+	if room := m.input.CharLimit - len(value); m.input.CharLimit > 0 && len(clean) > room {
+		clean = clean[:max(0, room)]
+	}
+	m.input.SetValue(string(value[:pos]) + string(clean) + string(value[pos:]))
+	m.input.SetCursor(pos + len(clean))
 }
 
 func (m *Model) historyMove(d int) {

@@ -124,7 +124,11 @@ func (m *Model) statusLine() string {
 		}
 	}
 	state := m.state
-	if waiting := len(m.jobs); waiting > 0 && m.state != "connected" {
+	waiting := len(m.jobs)
+	if m.running {
+		waiting++
+	}
+	if waiting > 0 && m.state != "connected" {
 		state += fmt.Sprintf(", %d waiting to send", waiting)
 	}
 	s := fmt.Sprintf("%s %s%s · %s · %s@%s ", more, m.room, count, state, m.ch.Nick(), m.addr)
