@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/parley
 FUZZTIME  ?= 30s
 
-.PHONY: build run test fuzz soak bench bench-rounds microbench clean
+.PHONY: build run test fuzz soak bench bench-rounds microbench screenshots clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/parley
@@ -53,6 +53,12 @@ bench-rounds: build
 # Micro-benchmarks: codec encode/decode and fan-out allocations.
 microbench:
 	$(GO) test ./codec ./server/hub -run '^$$' -bench . -benchmem
+
+# The web chat's screenshots the README shows (docs/web-chat-*.png), taken
+# by the browser test in a headless Chromium.
+screenshots:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	PARLEY_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestBrowserConversation$$' ./server
 
 clean:
 	rm -rf bin bench-results

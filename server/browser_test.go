@@ -82,6 +82,38 @@ func (p *browserPage) seqOf(text string) string {
 	return eval[string](p, fmt.Sprintf(`([...document.querySelectorAll("#messages li")].find(li => li.textContent.includes(%q)) || {dataset: {}}).dataset.seq || ""`, text))
 }
 
+// newBrowser starts a headless Chromium for the test and returns a
+// function that opens a tab in it.
+func newBrowser(t *testing.T, chrome string) func() *browserPage {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.WindowSize(1100, 720), chromedp.Flag("lang", "en-US"))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start %s: %v", chrome, err)
+	}
+	return func() *browserPage {
+		ctx, cancel := chromedp.NewContext(browser)
+		t.Cleanup(cancel)
+		// The tab lives as long as the context of its first run: give it
+		// one without a timeout; actions then run under timeouts of their own.
+		if err := chromedp.Do(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return &browserPage{t: t, ctx: ctx}
+	}
+}
+
+// login opens the page at url and logs in as nick.
+func (p *browserPage) login(url, nick string) {
+	p.t.Helper()
+	p.run(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#login-nick")),
+		chromedp.SetValue(chromedp.CSS("#login-nick"), nick), chromedp.Click(chromedp.CSS("#login-button")))
+	p.waitFor(nick+" connected", `document.getElementById("status").textContent === "connected"`)
+}
+
 // TestBrowserChat drives two pages of the web chat in a real headless
 // Chromium: login, the lobby, a room, a DM, and a dropped connection that
 // recovers the messages said meanwhile; a TCP client sees the same
@@ -93,31 +125,9 @@ func TestBrowserChat(t *testing.T) {
 		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
 	}
 	srv := startServer(t, Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.WindowSize(1100, 720), chromedp.Flag("lang", "en-US"))
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("start %s: %v", chrome, err)
-	}
-	page := func() *browserPage {
-		ctx, cancel := chromedp.NewContext(browser)
-		t.Cleanup(cancel)
-		// The tab lives as long as the context of its first run: give it
-		// one without a timeout; actions then run under timeouts of their own.
-		if err := chromedp.Do(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return &browserPage{t: t, ctx: ctx}
-	}
+	page := newBrowser(t, chrome)
 	url := "http://" + srv.WSAddr().String() + "/"
-	login := func(p *browserPage, nick string) {
-		p.run(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#login-nick")),
-			chromedp.SetValue(chromedp.CSS("#login-nick"), nick), chromedp.Click(chromedp.CSS("#login-button")))
-		p.waitFor(nick+" connected", `document.getElementById("status").textContent === "connected"`)
-	}
+	login := func(p *browserPage, nick string) { p.login(url, nick) }
 	tcp := loggedIn(t, srv, "observer")
 	amy, ming := page(), page()
 	login(amy, "amy")

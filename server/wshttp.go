@@ -50,6 +50,7 @@ func newWSServer(s *Server, adm *admission) *wsServer {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", w.upgrade)
+	mux.Handle("/info", web.Info(web.ServerInfo{Auth: s.cfg.Auth, MaxBody: s.cfg.MaxBody, NickHold: s.cfg.NickHold.Milliseconds()}))
 	mux.Handle("/", web.Handler())
 	header := min(s.cfg.LoginTimeout, httpHeaderTimeout)
 	w.http = &http.Server{

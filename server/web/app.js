@@ -1,33 +1,67 @@
 // Parley's web chat: the protocol of docs/PROTOCOL.md over WebSocket, one
 // JSON object per text message. Everything users send is shown with
-// textContent, never as HTML.
+// textContent and DOM nodes, never as HTML.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const LOBBY = "lobby";
   const KEEP = 1000; // messages kept per view
   const PAGE = 50;
+  const RECALL = 50; // lines Up recalls
+  const BURST_MS = 30000; // joins and leaves this close together share one line
+  const SAVED = "parley.session"; // sessionStorage: this tab's session, for a reload
 
   const state = {
     ws: null, nick: "", wantNick: "", token: "", resume: "",
+    info: { auth: "off", max_body: 4096 },
     rooms: new Map(), // name -> view
     dms: new Map(), // peer nick -> view
     current: { kind: "room", name: LOBBY },
     refs: new Map(), nextRef: 1,
-    everWelcomed: false, quitting: false, attempt: 0, holdUntil: 0, timer: 0,
-    dmEpoch: "", dmSeq: 0, trace: [],
+    everWelcomed: false, restoring: false, quitting: false, attempt: 0, holdUntil: 0, timer: 0,
+    dmEpoch: "", dmSeq: 0, trace: [], sent: [], recall: -1, draft: "",
   };
 
   function view(kind, name) {
     const map = kind === "room" ? state.rooms : state.dms;
     let v = map.get(name);
     if (!v) {
-      v = { kind, name, msgs: [], seqs: new Set(), unread: 0, epoch: "", seq: 0, members: new Set(), more: true, loaded: false };
+      v = { kind, name, msgs: [], seqs: new Set(), unread: 0, mentions: 0, epoch: "", seq: 0, members: new Set(), count: 0, complete: false, more: true, loaded: false };
       map.set(name, v);
     }
     return v;
   }
   const currentView = () => view(state.current.kind, state.current.name);
+  const isCurrent = (v) => state.current.kind === v.kind && state.current.name === v.name;
+
+  // The session survives a reload: this tab keeps its login, resume token
+  // and where it is in each room in sessionStorage (gone with the tab; a
+  // token is never written to localStorage), and a reload logs in with
+  // them exactly as a reconnect does.
+
+  function save() {
+    if (!state.everWelcomed || state.quitting) return;
+    const rooms = {};
+    for (const [name, v] of state.rooms) rooms[name] = { epoch: v.epoch, seq: v.seq };
+    const s = { nick: state.wantNick, token: state.token, resume: state.resume, rooms, dmEpoch: state.dmEpoch, dmSeq: state.dmSeq, dms: [...state.dms.keys()], current: state.current, sent: state.sent };
+    try { sessionStorage.setItem(SAVED, JSON.stringify(s)); } catch { /* private mode: no reload resume */ }
+  }
+
+  function forget() { try { sessionStorage.removeItem(SAVED); } catch { /* nothing saved */ } }
+
+  function restore() {
+    let s;
+    try { s = JSON.parse(sessionStorage.getItem(SAVED) || "null"); } catch { s = null; }
+    if (!s || (!s.nick && !s.token)) return false;
+    state.wantNick = s.nick || ""; state.token = s.token || ""; state.resume = s.resume || "";
+    for (const [name, m] of Object.entries(s.rooms || {})) { const v = view("room", name); v.epoch = m.epoch || ""; v.seq = m.seq || 0; }
+    for (const peer of s.dms || []) view("dm", peer);
+    state.dmEpoch = s.dmEpoch || ""; state.dmSeq = s.dmSeq || 0;
+    if (s.current && view(s.current.kind, s.current.name)) state.current = s.current;
+    state.sent = Array.isArray(s.sent) ? s.sent.slice(-RECALL) : [];
+    state.restoring = true;
+    return true;
+  }
 
   // Connection.
 
@@ -51,9 +85,9 @@
     ws.onclose = () => {
       if (state.ws !== ws) return;
       state.ws = null;
-      for (const [, p] of state.refs) p.reject(new Error("disconnected"));
+      for (const [, p] of state.refs) p.reject(Object.assign(new Error("disconnected"), { code: "disconnected" }));
       state.refs.clear();
-      if (state.quitting || !state.everWelcomed) {
+      if (state.quitting || (!state.everWelcomed && !state.restoring)) {
         setStatus("disconnected");
         return;
       }
@@ -81,11 +115,12 @@
   }
 
   function send(obj) {
-    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+    if (!connected()) return false;
     trace("out", obj);
     state.ws.send(JSON.stringify(obj));
     return true;
   }
+  const connected = () => state.ws && state.ws.readyState === WebSocket.OPEN;
 
   // trace keeps the last frames each way (types and seqs, no bodies), for
   // parleyDebug.
@@ -99,7 +134,7 @@
     return new Promise((resolve, reject) => {
       const ref = "r" + state.nextRef++;
       obj.ref = ref;
-      if (!send(obj)) { reject(new Error("not connected")); return; }
+      if (!send(obj)) { reject(Object.assign(new Error("not connected"), { code: "offline" })); return; }
       state.refs.set(ref, { resolve, reject });
     });
   }
@@ -113,28 +148,48 @@
     return true;
   }
 
+  // human words an error for people; the code stays in the title.
+  const HUMAN = {
+    nick_taken: "That nick is in use. Pick another (a nick of yours that just dropped is held for its resume for a few seconds).",
+    bad_nick: "That nick is not allowed: 1 to 32 letters, digits, _ - or . in one script.",
+    bad_token: "The token was refused: check that it is whole and signed for this server.",
+    token_expired: "The token has expired: get a new one.",
+    too_many_sessions: "This account has too many sessions open: close one and try again.",
+    rate_limited: "Too fast: wait a moment and send again.",
+    body_too_large: "Too long to send.",
+    no_such_user: "Nobody of that name is online.",
+    not_in_room: "You are not in that room.",
+    bad_room: "That is not a valid room name: letters, digits, _ - or . in one script.",
+    too_many_rooms: "You are in as many rooms as the server allows: leave one first.",
+    room_limit: "The server has as many rooms as it allows.",
+    not_stored: "Delivered, but the server could not store it.",
+    unavailable: "The server could not confirm it (it may have arrived).",
+    offline: "Not connected: it was not sent.",
+    disconnected: "The connection dropped before the server answered.",
+  };
+  const human = (err) => HUMAN[err.code] || (err.code ? err.code + ": " : "") + err.message;
+
   // Frames from the server.
 
   function handle(ev) {
     switch (ev.type) {
       case "welcome": return welcomed(ev);
-      case "msg": return ev.room ? roomMsg(ev) : dmMsg(ev, false);
-      case "joined": return memberChange(ev.room, ev.nick, true, ev.nick + " joined " + ev.room);
-      case "left": return memberChange(ev.room, ev.nick, false, ev.nick + " left " + ev.room + " (" + ev.reason + ")");
-      case "presence": return notice(view("room", ev.room), ev.room + ": " + ev.count + " members (+" + ev.joined + " joined, -" + ev.left + " left)");
+      case "msg": return ev.room ? roomMsg(ev, "live") : dmMsg(ev, "live");
+      case "joined": return memberChange(ev.room, ev.nick, true);
+      case "left": return memberChange(ev.room, ev.nick, false, ev.reason);
+      case "presence": { const v = view("room", ev.room); v.count = ev.count; v.complete = false; return notice(v, ev.room + ": " + ev.count + " members (+" + ev.joined + " joined, -" + ev.left + " left)"); }
       case "gap": return fillGap(ev);
       case "recovered":
         if (!ev.recovered) notice(view("room", ev.room), "messages sent in " + ev.room + " while you were away could not all be recovered", "lost");
         return;
       case "ping": send({ type: "pong" }); return;
       case "bye":
-        state.lastBye = ev.reason;
         notice(currentView(), "the server said bye (" + ev.reason + ")");
         if (ev.reason === "quit") state.quitting = true;
         return;
       case "error":
         if (ev.ref === "login") return loginRefused(ev);
-        if (!answer(ev)) notice(currentView(), ev.code + ": " + ev.message, "lost");
+        if (!answer(ev)) notice(currentView(), human(ev), "lost");
         return;
       default:
         answer(ev);
@@ -143,7 +198,9 @@
 
   function welcomed(ev) {
     const first = !state.everWelcomed;
+    const restored = first && state.restoring;
     state.everWelcomed = true;
+    state.restoring = false;
     state.attempt = 0;
     state.nick = ev.nick;
     state.resume = ev.resume || "";
@@ -153,43 +210,69 @@
     $("login").hidden = true;
     $("chat").hidden = false;
     if (first) {
-      notice(lobby, "welcome, " + ev.nick + ": " + (ev.online ? ev.online + " others online" : "nobody else is online") + ". Type /help for commands.");
+      notice(lobby, "welcome, " + ev.nick + ": " + (ev.online ? ev.online + (ev.online === 1 ? " other user" : " other users") + " online" : "nobody else is online") + ". Type /help for commands.");
       loadHistory(lobby);
       refreshMembers(lobby);
-    } else {
-      rejoin();
     }
+    if (!first || restored) rejoin(restored);
     catchUpDMs(ev);
-    render();
+    save();
+    render(true);
   }
 
   function loginRefused(ev) {
+    // A reload or a reconnect can log in before the server has seen the
+    // old connection close: its nick is still online, and the resume
+    // takes it once the server has. Try again a few times.
+    if ((state.everWelcomed || state.restoring) && ev.code === "nick_taken" && state.attempt < 8) {
+      if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
+      scheduleReconnect();
+      return;
+    }
     state.everWelcomed = false;
+    state.restoring = false;
     state.quitting = true;
+    forget();
     if (state.ws) state.ws.close();
-    $("login-error").textContent = ev.code + ": " + ev.message;
+    $("login-error").textContent = human(ev);
+    $("login-error").title = ev.code + ": " + ev.message;
     $("login").hidden = false;
     $("chat").hidden = true;
     setStatus("disconnected");
   }
 
-  // rejoin restores the rooms after a reconnect, each from its last seq.
-  function rejoin() {
+  // rejoin restores the rooms after a reconnect or a reload, each from its
+  // last seq; after a reload the views are empty, and show their latest
+  // page again.
+  function rejoin(reloaded) {
     for (const [name, v] of state.rooms) {
       if (name === LOBBY) { refreshMembers(v); continue; }
       const j = { type: "join", room: name };
       if (v.epoch) { j.since = v.seq; j.epoch = v.epoch; }
-      request(j).then((ack) => { if (ack.epoch !== v.epoch) { v.epoch = ack.epoch; v.seq = ack.seq; } refreshMembers(v); }, () => {});
+      request(j).then((ack) => {
+        if (ack.epoch !== v.epoch) { v.epoch = ack.epoch; v.seq = ack.seq; }
+        refreshMembers(v);
+        if (reloaded) loadHistory(v);
+      }, (err) => notice(v, "could not rejoin " + name + ": " + human(err), "lost"));
     }
   }
 
-  function remember(v, entry) {
+  // place puts entry into v's list: a message by seq among the messages
+  // (a history page above, a late one in its place), anything else where
+  // it arrived.
+  function place(v, entry, older) {
     if (entry.seq) {
       if (v.seqs.has(entry.seq)) return false;
       v.seqs.add(entry.seq);
+      let i = v.msgs.findIndex((m) => m.seq && m.seq > entry.seq);
+      if (i < 0 && older) {
+        const last = v.msgs.findLastIndex((m) => m.seq && m.seq < entry.seq);
+        i = last + 1;
+      }
+      if (i >= 0) v.msgs.splice(i, 0, entry); else v.msgs.push(entry);
+    } else {
+      v.msgs.push(entry);
     }
-    v.msgs.push(entry);
-    if (entry.seq) v.msgs.sort((a, b) => (a.seq || Infinity) - (b.seq || Infinity) || a.n - b.n);
     while (v.msgs.length > KEEP) { const old = v.msgs.shift(); if (old.seq) v.seqs.delete(old.seq); }
     return true;
   }
@@ -197,35 +280,97 @@
   let counter = 0;
   function entry(kind, fields) { return Object.assign({ kind, n: counter++, at: Date.now() }, fields); }
 
-  function roomMsg(ev, filled) {
+  // mentions reports whether text names nick (or a guest's nick without
+  // its ~) as a word; anywhere for names that are not ASCII words.
+  function mentions(text, nick) {
+    if (!nick) return false;
+    const lower = text.toLowerCase();
+    for (const n of new Set([nick.toLowerCase(), nick.replace(/^~/, "").toLowerCase()])) {
+      if (!n) continue;
+      const word = /^[\w-]/.test(n) ? "(^|[^\\w-])" : "";
+      const end = /[\w-]$/.test(n) ? "($|[^\\w-])" : "";
+      if (new RegExp(word + n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + end).test(lower)) return true;
+    }
+    return false;
+  }
+
+  // ownLine finds the pending or failed line of this tab's say id.
+  const ownLine = (v, id) => id && v.msgs.find((m) => m.id === id && m.mine && !m.seq);
+
+  // how: "live" (arrived now), "older" (a history page), "fill" (missed
+  // messages fetched late).
+  function roomMsg(ev, how) {
     const v = view("room", ev.room);
     if (ev.seq > v.seq) v.seq = ev.seq;
-    const isNew = remember(v, entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq, at: ev.ts || Date.now(), mine: ev.from === state.nick }));
-    if (isNew && !filled) bump(v);
+    const mine = ev.from === state.nick;
+    const own = mine && ownLine(v, ev.id);
+    if (own) { confirm(v, own, ev.seq); render(); return; }
+    const e = entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq, at: ev.ts || Date.now(), mine, mention: !mine && mentions(ev.body, state.nick) });
+    if (place(v, e, how === "older") && how === "live") bump(v, e);
+    else render();
   }
 
-  function dmMsg(ev, filled) {
+  function dmMsg(ev, how) {
     if (ev.seq > state.dmSeq) state.dmSeq = ev.seq;
-    const peer = ev.from === state.nick ? ev.to : ev.from;
+    const mine = ev.from === state.nick;
+    const peer = mine ? ev.to : ev.from;
     const v = view("dm", peer);
-    const isNew = remember(v, entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq || 0, at: ev.ts || Date.now(), mine: ev.from === state.nick }));
-    if (isNew && !filled) bump(v);
+    const e = entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq || 0, at: ev.ts || Date.now(), mine, mention: !mine });
+    if (place(v, e, how === "older") && how === "live") bump(v, e);
+    else render();
   }
 
-  function bump(v) {
-    if (!(state.current.kind === v.kind && state.current.name === v.name) || document.hidden) v.unread++;
+  // bump counts a new message as unread unless it is in plain sight, and
+  // tells of a DM or a mention while the tab is hidden.
+  function bump(v, e) {
+    if (!isCurrent(v) || document.hidden) {
+      v.unread++;
+      if (e.mention) v.mentions++;
+    }
+    if (!isCurrent(v) && $("messages").scrollHeight) { /* the side list shows it */ }
+    if (isCurrent(v) && !atEnd()) state.newBelow = true;
+    if (e.mention && document.hidden && window.Notification && Notification.permission === "granted") {
+      try {
+        new Notification((v.kind === "dm" ? "@" : "#" + v.name + " · ") + e.nick, { body: e.text.slice(0, 200), tag: "parley-" + v.kind + "-" + v.name });
+      } catch { /* some browsers allow notifications only from a service worker */ }
+    }
     render();
   }
 
   function notice(v, text, cls) {
-    remember(v, entry("notice", { text, cls }));
+    place(v, entry("notice", { text, cls }));
     render();
   }
 
-  function memberChange(room, nick, joined, text) {
+  // memberChange keeps the member list and count true, and folds a burst
+  // of joins and leaves into one line.
+  function memberChange(room, nick, joined, reason) {
     const v = view("room", room);
-    if (joined) v.members.add(nick); else v.members.delete(nick);
-    notice(v, text);
+    if (joined) {
+      if (!v.members.has(nick)) { v.members.add(nick); v.count++; }
+    } else if (v.members.delete(nick) || !v.complete) {
+      v.count = Math.max(0, v.count - 1);
+    }
+    let last = v.msgs[v.msgs.length - 1];
+    if (!last || last.kind !== "members" || Date.now() - last.at > BURST_MS) {
+      last = entry("members", { joined: [], left: [] });
+      place(v, last);
+    }
+    const from = joined ? last.left : last.joined;
+    const to = joined ? last.joined : last.left;
+    const i = from.indexOf(nick);
+    if (i >= 0 && joined) from.splice(i, 1); // left and came back: just here
+    if (!to.includes(nick) && !(i >= 0 && joined)) to.push(joined || !reason || reason === "quit" ? nick : nick + " (" + reason + ")");
+    last.text = summary(last);
+    render();
+  }
+
+  function summary(e) {
+    const names = (list) => list.length <= 4 ? list.join(", ") : list.slice(0, 3).join(", ") + " and " + (list.length - 3) + " others";
+    const parts = [];
+    if (e.joined.length) parts.push(names(e.joined) + " joined");
+    if (e.left.length) parts.push(names(e.left) + " left");
+    return parts.join("; ") || "no change in members";
   }
 
   // catchUpDMs pages the direct messages missed while away, up to the
@@ -238,7 +383,7 @@
     while (since < last) {
       const page = await request({ type: "history", dm: true, since, limit: 100 }).catch(() => null);
       if (!page || !page.msgs.length) return;
-      for (const m of page.msgs) { if (m.seq > last) return; dmMsg(m, true); since = m.seq; }
+      for (const m of page.msgs) { if (m.seq > last) return; dmMsg(m, "fill"); since = m.seq; }
     }
     render();
   }
@@ -249,7 +394,7 @@
     while (since < gap.last) {
       const page = await request({ type: "history", room: gap.room, since, limit: 100 }).catch(() => null);
       if (!page || !page.msgs.length) break;
-      for (const m of page.msgs) { if (m.seq > gap.last) break; roomMsg(m, true); since = m.seq; }
+      for (const m of page.msgs) { if (m.seq > gap.last) break; roomMsg(m, "fill"); since = m.seq; }
     }
     render();
   }
@@ -257,19 +402,19 @@
   async function loadHistory(v) {
     if (v.kind !== "room" || !v.more || v.loading) return;
     v.loading = true;
-    const oldest = v.msgs.find((m) => m.seq);
+    const oldest = v.loaded ? v.msgs.find((m) => m.seq) : null;
     const h = { type: "history", room: v.name, limit: PAGE };
     if (oldest) h.before = oldest.seq;
     const page = await request(h).catch(() => null);
     v.loading = false;
-    v.loaded = true;
     if (!page) return;
+    v.loaded = true;
     v.more = page.more;
     const list = $("messages");
     const fromBottom = list.scrollHeight - list.scrollTop;
-    for (const m of page.msgs) roomMsg(m, true);
+    for (const m of page.msgs) roomMsg(m, "older");
     render();
-    if (oldest) list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
+    if (oldest && isCurrent(v)) list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
   }
 
   async function refreshMembers(v) {
@@ -277,61 +422,137 @@
     const users = await request({ type: "who", room: v.name }).catch(() => null);
     if (!users) return;
     v.members = new Set(users.nicks);
-    v.count = users.count;
+    v.complete = !users.more;
+    v.count = v.complete ? v.members.size : users.count;
     render();
   }
 
   // What the user types.
 
-  const HELP = "/join room · /leave [room] · /dm nick text · /who [room] · /quit; anything else is said where you are";
+  const HELP = "/join room · /leave [room] · /dm nick text · /me action · /who [room] · /quit; anything else is said where you are";
 
+  // submit runs a line; it resolves true when the line was taken (sent,
+  // or a command done), false when the input should keep it.
   async function submit(text) {
     text = text.trim();
-    if (!text) return;
+    if (!text) return true;
     const v = currentView();
+    if (!text.startsWith("/") || text.startsWith("//")) return say(v, text.replace(/^\//, ""));
+    const [cmd, ...rest] = text.split(/\s+/);
+    const arg = rest.join(" ");
     try {
-      if (!text.startsWith("/")) return await say(v, text);
-      const [cmd, ...rest] = text.split(/\s+/);
-      const arg = rest.join(" ");
       switch (cmd) {
-        case "/join": return await join(arg);
-        case "/leave": return await leave(arg || (v.kind === "room" ? v.name : ""));
-        case "/dm": { const [to, ...body] = rest; openDM(to); return await say(view("dm", to), body.join(" ")); }
+        case "/me": return arg ? say(v, "/me " + arg) : (notice(v, "/me does something: /me waves"), false);
+        case "/join": await join(arg); return true;
+        case "/leave": await leave(arg || (v.kind === "room" ? v.name : "")); return true;
+        case "/dm": {
+          const [to, ...body] = rest;
+          if (!to || !body.length) { notice(v, "/dm nick text"); return false; }
+          return dm(to, body.join(" "));
+        }
         case "/who": {
           const room = arg || (v.kind === "room" ? v.name : "");
           const users = await request(room && room !== "*" ? { type: "who", room } : { type: "who" });
-          return notice(v, (room && room !== "*" ? room : "online") + " (" + users.count + "): " + users.nicks.join(", ") + (users.more ? ", …" : ""));
+          notice(v, (room && room !== "*" ? room : "online") + " (" + users.count + "): " + users.nicks.join(", ") + (users.more ? ", …" : ""));
+          return true;
         }
-        case "/quit": state.quitting = true; send({ type: "quit" }); return;
-        case "/help": return notice(v, HELP);
+        case "/quit": state.quitting = true; forget(); send({ type: "quit" }); return true;
+        case "/help": notice(v, HELP); return true;
       }
-      notice(v, "unknown command " + cmd + ": " + HELP);
+      notice(v, "unknown command " + cmd + ": /help lists them", "lost");
+      return false;
     } catch (err) {
-      notice(v, (err.code ? err.code + ": " : "") + err.message, "lost");
+      notice(v, human(err), "lost");
+      return false;
     }
   }
 
+  // tooLong checks a body against the server's limit before sending it.
+  function tooLong(v, body) {
+    const bytes = new TextEncoder().encode(body).length;
+    if (bytes <= state.info.max_body) return false;
+    notice(v, "Too long to send: " + bytes + " bytes, and the server takes " + state.info.max_body + ". Your text is still in the box.", "lost");
+    return true;
+  }
+
+  // say shows the line at once as pending, and as sent when acked or
+  // failed (with why) when not; it resolves false on failure, so that the
+  // input gets the line back.
   async function say(v, body) {
-    if (!body) return;
+    if (v.kind === "dm") return dm(v.name, body);
+    if (tooLong(v, body)) return false;
     const id = "w" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-    if (v.kind === "room") {
+    const e = entry("msg", { nick: state.nick, text: body, mine: true, pending: true, id });
+    place(v, e);
+    render(true);
+    try {
       const ack = await request({ type: "say", room: v.name, body, id });
-      roomMsg({ room: v.name, from: state.nick, body, seq: ack.seq, ts: Date.now() }, true);
-    } else {
-      const ack = await request({ type: "dm", to: v.name, body });
-      dmMsg({ from: state.nick, to: v.name, body, seq: ack.seq, ts: Date.now() }, true);
+      if (ack.seq > v.seq) v.seq = ack.seq;
+      if (e.pending) confirm(v, e, ack.seq);
+      return true;
+    } catch (err) {
+      fail(e, err);
+      return false;
+    } finally {
+      render();
     }
-    render();
+  }
+
+  // dm sends a direct message; the conversation opens once the server
+  // takes it, so a DM to nobody leaves no conversation behind.
+  async function dm(to, body) {
+    const cur = currentView();
+    if (tooLong(cur, body)) return false;
+    const existing = state.dms.has(to);
+    const e = entry("msg", { nick: state.nick, text: body, mine: true, pending: true });
+    if (existing) { place(view("dm", to), e); render(true); }
+    try {
+      const ack = await request({ type: "dm", to, body });
+      const dv = view("dm", to);
+      e.pending = false;
+      if (ack.seq) { e.seq = ack.seq; if (ack.seq > state.dmSeq) state.dmSeq = ack.seq; }
+      if (!existing) { if (!e.seq || !dv.seqs.has(e.seq)) place(dv, e); select("dm", to); }
+      else if (e.seq) dv.seqs.add(e.seq);
+      return true;
+    } catch (err) {
+      if (existing) fail(e, err);
+      else notice(cur, "Not sent to " + to + ": " + human(err), "lost");
+      return false;
+    } finally {
+      render();
+    }
+  }
+
+  function confirm(v, e, seq) {
+    e.pending = false;
+    e.failed = false;
+    if (!seq) return;
+    e.seq = seq;
+    v.seqs.add(seq);
+    // Others' later messages may have come before the ack: put it in order.
+    v.msgs.splice(v.msgs.indexOf(e), 1);
+    v.seqs.delete(seq);
+    place(v, e);
+  }
+
+  function fail(e, err) {
+    e.pending = false;
+    e.failed = true;
+    e.why = human(err);
+  }
+
+  function restoreInput(body) {
+    const input = $("input");
+    if (!input.value) input.value = body;
   }
 
   async function join(name) {
     if (!name) return;
     const ack = await request({ type: "join", room: name });
-    const display = name.toLowerCase();
+    const display = name.normalize("NFKC").toLowerCase(); // as the server names it (PRECIS maps width, NFC, case)
     const v = view("room", display);
     if (ack.epoch && ack.epoch !== v.epoch) { v.epoch = ack.epoch; v.seq = ack.seq || 0; }
     select("room", display);
-    loadHistory(v);
     refreshMembers(v);
   }
 
@@ -353,6 +574,8 @@
     state.current = { kind, name };
     const v = view(kind, name);
     v.unread = 0;
+    v.mentions = 0;
+    state.newBelow = false;
     $("side").classList.remove("open");
     render(true);
     if (kind === "room" && !v.loaded) loadHistory(v);
@@ -378,16 +601,50 @@
     return el;
   }
 
+  function span(cls, text) {
+    const el = document.createElement("span");
+    el.className = cls;
+    el.textContent = text;
+    return el;
+  }
+
+  // nickClass gives each nick one of twelve colours, the same everywhere.
+  function nickClass(nick) {
+    let h = 2166136261;
+    for (const c of nick) { h ^= c.codePointAt(0); h = Math.imul(h, 16777619) >>> 0; }
+    return "nick n" + (h % 12);
+  }
+
+  // linkify appends text to el with its http and https URLs as links. The
+  // URL is checked by the URL parser; nothing becomes HTML.
+  const URLS = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  function linkify(el, text) {
+    let at = 0;
+    for (const m of text.matchAll(URLS)) {
+      let href = m[0].replace(/[.,;:!?)\]}'"]+$/, "");
+      let url;
+      try { url = new URL(href); } catch { continue; }
+      if (url.protocol !== "http:" && url.protocol !== "https:") continue;
+      el.append(document.createTextNode(text.slice(at, m.index)));
+      const a = document.createElement("a");
+      a.href = url.href;
+      a.textContent = href;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      el.append(a);
+      at = m.index + href.length;
+    }
+    el.append(document.createTextNode(text.slice(at)));
+  }
+
   function sideList(ul, map, kind, label) {
     ul.replaceChildren();
     for (const [name, v] of map) {
-      const el = li(undefined, state.current.kind === kind && state.current.name === name ? "current" : "");
+      const el = li(undefined, isCurrent(v) ? "current" : "");
       el.dataset.name = name;
       const title = document.createElement("span");
       title.textContent = label(name);
-      const badge = document.createElement("span");
-      badge.className = "unread";
-      badge.textContent = v.unread ? String(v.unread) : "";
+      const badge = span("unread" + (v.mentions || (kind === "dm" && v.unread) ? " mentioned" : ""), v.unread ? String(v.unread) : "");
       el.append(title, badge);
       if (kind === "room" && name !== LOBBY) {
         const x = document.createElement("button");
@@ -400,62 +657,152 @@
     }
   }
 
+  // counts are the unread messages and mentions (DMs count as mentions)
+  // of every view, for the title, and of the views not on screen, for
+  // the phone's menu badge.
+  function counts() {
+    let unread = 0, mentions = 0, hidden = 0, hiddenMentions = 0;
+    for (const v of [...state.rooms.values(), ...state.dms.values()]) {
+      unread += v.unread;
+      mentions += v.mentions;
+      if (!isCurrent(v)) { hidden += v.unread; hiddenMentions += v.mentions; }
+    }
+    return { unread, mentions, hidden, hiddenMentions };
+  }
+
+  const atEnd = () => { const l = $("messages"); return l.scrollHeight - l.scrollTop - l.clientHeight < 40; };
+
   function render(scrollToEnd) {
     const v = currentView();
+    const c = counts();
+    document.title = (c.unread ? "(" + c.unread + ") " : "") + (c.mentions ? "@" + c.mentions + " " : "") + "Parley";
+    $("menu-badge").textContent = c.hidden ? String(c.hidden) : "";
+    $("menu-badge").classList.toggle("mentioned", c.hiddenMentions > 0);
     $("title").textContent = (v.kind === "room" ? "#" + v.name : "@" + v.name) + " · " + state.nick;
     sideList($("rooms"), state.rooms, "room", (n) => "#" + n);
     sideList($("dms"), state.dms, "dm", (n) => "@" + n);
-    const members = $("members");
-    members.replaceChildren(...[...v.members].sort().map((n) => li(n)));
-    $("member-count").textContent = v.kind === "room" ? "(" + (v.count ?? v.members.size) + ")" : "";
+    const names = [...v.members].sort();
+    const members = names.map((n) => { const el = li(n); el.classList.add(...nickClass(n).split(" ")); return el; });
+    const unlisted = v.count - names.length;
+    if (v.kind === "room" && unlisted > 0) members.push(li("and " + unlisted + " more", "more"));
+    $("members").replaceChildren(...(v.kind === "room" ? members : []));
+    $("member-count").textContent = v.kind === "room" ? "(" + Math.max(v.count, names.length) + ")" : "";
     const list = $("messages");
-    const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const wasAtEnd = atEnd();
     const items = [];
     if (v.kind === "room" && v.more && v.loaded) items.push(li("scroll up for older messages", "more"));
-    for (const m of v.msgs) {
-      const el = li(undefined, m.kind === "notice" ? "notice " + (m.cls || "") : m.mine ? "msg mine" : "msg");
-      if (m.seq) el.dataset.seq = String(m.seq);
-      const t = document.createElement("span");
-      t.className = "time"; t.textContent = time(m.at);
-      el.append(t);
-      if (m.kind === "msg") {
-        const n = document.createElement("span");
-        n.className = "nick"; n.textContent = m.nick;
-        el.append(n);
-      }
-      el.append(document.createTextNode(m.text));
-      items.push(el);
-    }
+    for (const m of v.msgs) items.push(line(m));
     list.replaceChildren(...items);
-    if (scrollToEnd || atEnd) list.scrollTop = list.scrollHeight;
+    if (scrollToEnd || wasAtEnd) { list.scrollTop = list.scrollHeight; state.newBelow = false; }
+    $("new-below").hidden = !state.newBelow;
+    save();
+  }
+
+  function line(m) {
+    if (m.kind !== "msg") {
+      const el = li(undefined, "notice " + (m.cls || ""));
+      el.append(span("time", time(m.at)), document.createTextNode(m.text));
+      return el;
+    }
+    const action = m.text.startsWith("/me ");
+    const cls = ["msg"];
+    if (m.mine) cls.push("mine");
+    if (m.mention) cls.push("mention");
+    if (m.pending) cls.push("pending");
+    if (m.failed) cls.push("failed");
+    if (action) cls.push("action");
+    const el = li(undefined, cls.join(" "));
+    if (m.seq) el.dataset.seq = String(m.seq);
+    el.append(span("time", time(m.at)));
+    if (action) {
+      el.append(span(nickClass(m.nick), "* " + m.nick));
+      linkify(el, " " + m.text.slice(4));
+    } else {
+      el.append(span(nickClass(m.nick), m.nick));
+      linkify(el, m.text);
+    }
+    if (m.failed) el.append(span("why", "✗ " + m.why));
+    return el;
   }
 
   // Wiring.
 
+  function showLogin() {
+    const auth = state.info.auth;
+    $("nick-field").hidden = auth === "required";
+    $("token-field").hidden = auth === "off";
+    $("login-hint").textContent = auth === "required" ? "This server requires a token from the application you log in with."
+      : auth === "optional" ? "Log in with a token, or with a nick as a guest (shown as ~nick)." : "";
+  }
+
   $("login").addEventListener("submit", (e) => {
     e.preventDefault();
-    state.wantNick = $("login-nick").value.trim();
-    state.token = $("login-token").value.trim();
-    if (!state.wantNick && !state.token) { $("login-error").textContent = "a nick or a token, please"; return; }
+    state.wantNick = $("token-field").hidden || !$("login-token").value.trim() ? $("login-nick").value.trim() : "";
+    state.token = $("token-field").hidden ? "" : $("login-token").value.trim();
+    if (!state.wantNick && !state.token) { $("login-error").textContent = state.info.auth === "required" ? "A token, please." : "A nick, please."; return; }
     $("login-error").textContent = "";
+    // Asked on this click, never on load: notifications of DMs and
+    // mentions while the tab is hidden.
+    if (window.Notification && Notification.permission === "default") Notification.requestPermission().catch(() => {});
     state.quitting = false;
     connect();
   });
-  $("compose").addEventListener("submit", (e) => {
+  $("compose").addEventListener("submit", async (e) => {
     e.preventDefault();
     const input = $("input");
     const text = input.value;
+    if (!text.trim()) return;
+    if (!connected()) { notice(currentView(), "Not connected: your message is still in the box; send it once the status says connected.", "lost"); return; }
+    state.sent.push(text);
+    if (state.sent.length > RECALL) state.sent.shift();
+    state.recall = -1;
     input.value = "";
-    submit(text);
+    if (!(await submit(text))) restoreInput(text);
   });
   $("input").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("compose").requestSubmit(); }
+    const input = $("input");
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("compose").requestSubmit(); return; }
+    // Up and Down recall the lines sent, when the caret is on the first
+    // (or last) line of the input.
+    if ((e.key === "ArrowUp" || e.key === "ArrowDown") && state.sent.length) {
+      const before = input.value.slice(0, input.selectionStart);
+      const after = input.value.slice(input.selectionEnd);
+      if (e.key === "ArrowUp" && before.includes("\n")) return;
+      if (e.key === "ArrowDown" && (after.includes("\n") || state.recall < 0)) return;
+      e.preventDefault();
+      if (state.recall < 0) { state.draft = input.value; state.recall = state.sent.length; }
+      state.recall += e.key === "ArrowUp" ? -1 : 1;
+      state.recall = Math.max(0, state.recall);
+      if (state.recall >= state.sent.length) { input.value = state.draft; state.recall = -1; }
+      else input.value = state.sent[state.recall];
+      input.setSelectionRange(input.value.length, input.value.length);
+    }
   });
   $("join-form").addEventListener("submit", (e) => { e.preventDefault(); const r = $("join-room"); submit("/join " + r.value); r.value = ""; });
   $("dm-form").addEventListener("submit", (e) => { e.preventDefault(); const n = $("dm-nick"); openDM(n.value.trim()); n.value = ""; });
   $("menu").addEventListener("click", () => $("side").classList.toggle("open"));
-  $("messages").addEventListener("scroll", () => { if ($("messages").scrollTop === 0) loadHistory(currentView()); });
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) { currentView().unread = 0; render(); } });
+  $("new-below").addEventListener("click", () => { state.newBelow = false; render(true); });
+  $("messages").addEventListener("scroll", () => {
+    if ($("messages").scrollTop === 0) loadHistory(currentView());
+    if (state.newBelow && atEnd()) { state.newBelow = false; $("new-below").hidden = true; }
+  });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) { const v = currentView(); v.unread = 0; v.mentions = 0; render(); } });
+  window.addEventListener("pagehide", save);
+
+  // The login form asks the server whether it takes nicks, tokens or both;
+  // a reload resumes the tab's session.
+  fetch("info").then((r) => r.ok ? r.json() : null).catch(() => null).then((info) => {
+    if (info) Object.assign(state.info, info);
+    showLogin();
+  });
+  if (restore()) {
+    $("login").hidden = true;
+    $("chat").hidden = false;
+    render();
+    connect();
+  } else {
+    showLogin();
+  }
 
   // For tests and for trying resume by hand: drop the connection as a
   // network would, and hold the reconnect for ms.

@@ -1,0 +1,270 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"parley/codec"
+)
+
+// texts is a JavaScript expression: the texts of the open view's lines.
+const texts = `[...document.querySelectorAll("#messages li")].map(li => li.textContent)`
+
+// TestBrowserReloadResumes: a reload keeps the tab's session: the same
+// nick at once (the resume token, not a 30 s wait), its rooms and the room
+// on screen, and the messages said while it reloaded, each once and with
+// the seqs TCP sees.
+func TestBrowserReloadResumes(t *testing.T) {
+	chrome := chromiumPath()
+	if chrome == "" {
+		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
+	}
+	srv := startServer(t, Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
+	url := "http://" + srv.WSAddr().String() + "/"
+	amy := newBrowser(t, chrome)()
+	amy.login(url, "amy")
+	tcp := loggedIn(t, srv, "observer")
+	tcp.joinRoom("golang")
+	amy.say("/join golang")
+	amy.waitFor("the golang room", `document.getElementById("title").textContent.startsWith("#golang")`)
+	tcp.send(&codec.Say{Room: "golang", Body: "before the reload", Ref: "b"})
+	tcp.untilAck("b")
+	amy.waitFor("the first message", shows("before the reload"))
+	amy.say("mine before the reload")
+	amy.waitFor("amy's message acked", `[...document.querySelectorAll("#messages li.mine")].some(li => li.dataset.seq)`)
+
+	// Reload while the server holds the page's next messages back: the
+	// page is away between its old connection's close and the new login.
+	amy.run(chromedp.Reload())
+	tcp.send(&codec.Say{Room: "golang", Body: "during the reload", Ref: "d"})
+	during := tcp.untilAck("d").Seq
+	amy.waitFor("connected after the reload", `document.getElementById("status").textContent === "connected"`)
+	amy.waitFor("the room on screen again", `document.getElementById("title").textContent === "#golang · amy"`)
+	amy.waitFor("the messages back", shows("before the reload")+" && "+shows("mine before the reload")+" && "+shows("during the reload"))
+	if got := amy.seqOf("during the reload"); got != fmt.Sprint(during) {
+		t.Fatalf("the page shows seq %q for the message said during the reload, TCP got %d", got, during)
+	}
+	lines := eval[[]string](amy, texts)
+	for _, want := range []string{"observerbefore the reload", "amymine before the reload", "observerduring the reload"} {
+		n := 0
+		for _, l := range lines {
+			if strings.HasSuffix(l, want) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%q shown %d times after the reload:\n%s", want, n, strings.Join(lines, "\n"))
+		}
+	}
+	if eval[bool](amy, `!document.getElementById("login").hidden`) {
+		t.Fatal("the reload shows the login form")
+	}
+	rooms := eval[[]string](amy, `[...document.querySelectorAll("#rooms li")].map(li => li.dataset.name)`)
+	if strings.Join(rooms, ",") != "lobby,golang" {
+		t.Fatalf("rooms after the reload: %v", rooms)
+	}
+	amy.say("after the reload")
+	if m := tcp.until("amy after the reload", func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Room == "golang" }); m.From != "amy" || m.Body != "after the reload" {
+		t.Fatalf("TCP got %+v", m)
+	}
+	if stored := eval[string](amy, `sessionStorage.getItem("parley.session") || ""`); !strings.Contains(stored, `"golang"`) {
+		t.Fatalf("sessionStorage holds %q", stored)
+	}
+	if eval[int](amy, `localStorage.length`) != 0 {
+		t.Fatal("the page wrote to localStorage")
+	}
+}
+
+// TestBrowserConversation: the web chat's views stay true under joins,
+// leaves and messages: member counts, notice order, the join/leave
+// summary, unread counts in the title and on the phone's menu, links,
+// mentions, a refused DM, and input kept when a message is too long.
+// With $PARLEY_SCREENSHOTS set it saves the desktop, phone and dark
+// screenshots the README shows there.
+func TestBrowserConversation(t *testing.T) {
+	chrome := chromiumPath()
+	if chrome == "" {
+		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
+	}
+	srv := startServer(t, Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
+	url := "http://" + srv.WSAddr().String() + "/"
+	tab := newBrowser(t, chrome)
+	tcp := loggedIn(t, srv, "bob")
+	tcp.send(&codec.Say{Body: "first words of the day", Ref: "s0"})
+	tcp.untilAck("s0")
+	amy := tab()
+	amy.login(url, "amy")
+	amy.waitFor("the lobby's history", shows("first words of the day"))
+	tcp.send(&codec.Say{Body: "and the next ones", Ref: "s1"})
+	tcp.untilAck("s1")
+	amy.waitFor("bob's message", shows("and the next ones"))
+	lines := eval[[]string](amy, texts)
+	welcome, before, after := -1, -1, -1
+	for i, l := range lines {
+		switch {
+		case strings.Contains(l, "welcome, amy"):
+			welcome = i
+		case strings.HasSuffix(l, "first words of the day"):
+			before = i
+		case strings.HasSuffix(l, "and the next ones"):
+			after = i
+		}
+	}
+	if !(before < welcome && welcome < after) {
+		t.Fatalf("lines out of order (history %d, welcome %d, later message %d):\n%s", before, welcome, after, strings.Join(lines, "\n"))
+	}
+
+	// Five join, two leave: one summary line; the count is the names listed.
+	var guests []*tclient
+	for i := range 5 {
+		guests = append(guests, loggedIn(t, srv, fmt.Sprint("guest", i)))
+	}
+	amy.waitFor("five joins", `document.querySelectorAll("#members li").length === 7`)
+	for _, g := range guests[:2] {
+		g.send(&codec.Quit{})
+	}
+	amy.waitFor("two leaves", `document.querySelectorAll("#members li").length === 5`)
+	if c := eval[string](amy, `document.getElementById("member-count").textContent`); c != "(5)" {
+		t.Fatalf("member count %s over 5 names", c)
+	}
+	summaries := eval[[]string](amy, `[...document.querySelectorAll("#messages li.notice")].map(li => li.textContent).filter(t => t.includes("joined") || t.includes(" left"))`)
+	if len(summaries) != 1 || !strings.Contains(summaries[0], "joined") || !strings.Contains(summaries[0], "left") {
+		t.Fatalf("join/leave lines: %q", summaries)
+	}
+
+	// A link is a link, with rel noopener noreferrer; javascript: is text;
+	// a mention of amy is highlighted.
+	tcp.send(&codec.Say{Body: "amy: see https://example.com/a?b=1. and javascript:alert(1)", Ref: "s2"})
+	tcp.untilAck("s2")
+	amy.waitFor("the link", `document.querySelectorAll("#messages a").length === 1`)
+	link := eval[map[string]string](amy, `(a => ({href: a.href, rel: a.rel, text: a.textContent, mention: String(a.closest("li").classList.contains("mention"))}))(document.querySelector("#messages a"))`)
+	if link["href"] != "https://example.com/a?b=1" || link["rel"] != "noopener noreferrer" || link["text"] != "https://example.com/a?b=1" || link["mention"] != "true" {
+		t.Fatalf("link %v", link)
+	}
+	if eval[bool](amy, `[...document.querySelectorAll("a")].some(a => a.href.startsWith("javascript"))`) {
+		t.Fatal("a javascript: URL became a link")
+	}
+
+	// Too long: refused before sending, and the text stays in the box.
+	long := strings.Repeat("x", 5000)
+	amy.say(long)
+	amy.waitFor("the too-long notice", shows("Too long to send"))
+	if v := eval[int](amy, `document.getElementById("input").value.length`); v != 5000 {
+		t.Fatalf("the input holds %d characters after a too-long message, want 5000", v)
+	}
+	eval[any](amy, `document.getElementById("input").value = "", null`)
+
+	// A DM to nobody: a human error, the line back in the box, and no
+	// conversation left open.
+	amy.say("/dm nobody hello?")
+	amy.waitFor("the DM refused", shows("Nobody of that name is online"))
+	if eval[int](amy, `document.querySelectorAll("#dms li").length`) != 0 || eval[string](amy, `document.getElementById("input").value`) != "/dm nobody hello?" {
+		t.Fatal("a refused DM opened a conversation or lost the line")
+	}
+	eval[any](amy, `document.getElementById("input").value = "", null`)
+	amy.say("/me waves")
+	tcp.until("amy's action", func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Body == "/me waves" })
+	amy.waitFor("the action line", `[...document.querySelectorAll("#messages li.action")].some(li => li.textContent.endsWith("* amy waves"))`)
+
+	// On a phone, a DM while amy reads the lobby: the menu's badge and the
+	// title count it.
+	shoot := screenshots(t, amy)
+	shoot("web-chat-desktop.png")
+	amy.run(chromedp.EmulateViewport(390, 760))
+	tcp.send(&codec.DM{To: "amy", Body: "psst", Ref: "d"})
+	tcp.untilAck("d")
+	amy.waitFor("the menu badge", `document.getElementById("menu-badge").textContent === "1" && getComputedStyle(document.getElementById("menu-badge")).display !== "none"`)
+	if title := eval[string](amy, `document.title`); !strings.HasPrefix(title, "(1) ") || !strings.HasSuffix(title, "Parley") {
+		t.Fatalf("title %q", title)
+	}
+	if eval[bool](amy, `document.documentElement.scrollHeight > innerHeight || document.body.scrollHeight > innerHeight`) {
+		t.Fatal("the page scrolls as a whole")
+	}
+	if fs := eval[string](amy, `getComputedStyle(document.getElementById("input")).fontSize`); fs != "16px" {
+		t.Fatalf("input font size %s: phones zoom in below 16px", fs)
+	}
+	shoot("web-chat-phone.png")
+	amy.run(chromedp.Click(chromedp.CSS("#menu")), chromedp.Click(chromedp.CSS(`#dms li[data-name="bob"]`)))
+	amy.waitFor("the DM read", shows("psst")+` && document.title === "Parley"`)
+
+	// Dark mode follows the system's.
+	amy.run(chromedp.EmulateViewport(1100, 720), chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	}))
+	amy.waitFor("dark mode", `(c => c.slice(4, -1).split(",").map(Number).reduce((a, b) => a + b) < 150)(getComputedStyle(document.body).backgroundColor)`)
+	amy.run(chromedp.Click(chromedp.CSS(`#rooms li[data-name="lobby"]`)))
+	shoot("web-chat-dark.png")
+}
+
+// screenshots returns a function saving a screenshot of p under name, in
+// $PARLEY_SCREENSHOTS when set (make screenshots: docs/), else in the
+// test's temporary directory.
+func screenshots(t *testing.T, p *browserPage) func(name string) {
+	dir := os.Getenv("PARLEY_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	return func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestBrowserLoginKnowsAuth: the page asks /info whether the server takes
+// nicks or tokens, and shows the fields that apply; a refused token is
+// told in words. /favicon.ico is the page's icon.
+func TestBrowserLoginKnowsAuth(t *testing.T) {
+	s := newSigner(t)
+	srv := authServer(t, s, "required", func(c *Config) { c.WSAddr = "127.0.0.1:0" })
+	base := "http://" + srv.WSAddr().String()
+	res, err := http.Get(base + "/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Auth    string `json:"auth"`
+		MaxBody int    `json:"max_body"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&info)
+	res.Body.Close()
+	if err != nil || info.Auth != "required" || info.MaxBody != codec.DefaultMaxBody {
+		t.Fatalf("/info = %+v, %v", info, err)
+	}
+	res, err = http.Get(base + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	icon, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(icon), "<svg") {
+		t.Fatalf("/favicon.ico: %d %q", res.StatusCode, icon)
+	}
+
+	chrome := chromiumPath()
+	if chrome == "" {
+		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
+	}
+	p := newBrowser(t, chrome)()
+	p.run(chromedp.Navigate(base + "/"))
+	p.waitFor("the token form", `document.getElementById("nick-field").hidden && !document.getElementById("token-field").hidden && document.getElementById("login-hint").textContent.includes("requires a token")`)
+	p.run(chromedp.SetValue(chromedp.CSS("#login-token"), "not-a-token"), chromedp.Click(chromedp.CSS("#login-button")))
+	p.waitFor("the refusal in words", `document.getElementById("login-error").textContent.startsWith("The token was refused")`)
+}
