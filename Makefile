@@ -6,7 +6,7 @@ FUZZTIME  ?= 30s
 .PHONY: build run test fuzz soak bench bench-rounds microbench screenshots clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/parley
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/parley
 
 run: build
 	./$(BIN) serve --addr :8060

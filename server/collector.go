@@ -108,7 +108,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	histogram := func(name string, h metric.Snapshot) {
 		ch <- prometheus.MustNewConstHistogram(c.descs[name], h.Count, h.Sum, h.Buckets)
 	}
-	gauge("parley_build_info", 1, version(), runtime.Version())
+	gauge("parley_build_info", 1, Version(), runtime.Version())
 	for i, t := range transports {
 		gauge("parley_connections", float64(c.s.transports.open[i].Load()), t)
 		counter("parley_connections_accepted_total", float64(c.s.transports.accepted[i].Load()), t)
@@ -176,10 +176,32 @@ func (c *collector) collectCluster(st *ClusterStats, gauge, counter func(string,
 	counter("parley_cluster_fenced_total", float64(st.Fenced))
 }
 
-// version is the main module's version as the build recorded it.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+// Version is this build's version: the module's, when built from a
+// tagged module; else the commit the binary was built from (with
+// "-dirty" for uncommitted changes), which go build records in a git
+// checkout; else "(devel)".
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
 	}
-	return "unknown"
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	rev := settings["vcs.revision"]
+	if rev == "" {
+		return "(devel)"
+	}
+	rev = rev[:min(12, len(rev))]
+	if settings["vcs.modified"] == "true" {
+		rev += "-dirty"
+	}
+	if t := settings["vcs.time"]; t != "" {
+		rev += " (" + t + ")"
+	}
+	return rev
 }

@@ -217,6 +217,8 @@ func (c Config) validate() error {
 		return errors.New("server: --tls-addr needs --tls-cert and --tls-key")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("server: --tls-cert and --tls-key go together")
+	case c.TLSCert != "" && c.TLSAddr == "" && c.WSAddr == "":
+		return errors.New("server: --tls-cert and --tls-key serve --tls-addr (TLS for the protocol) or --ws-addr (HTTPS for the web chat): give one of them")
 	case c.ProxyProtocol && len(c.ProxyTrusted) == 0:
 		return errors.New("server: --proxy-protocol needs --proxy-trusted: the networks of the load balancers")
 	case c.MaxSessionsPerUser < 0, c.TokenGrace < 0:

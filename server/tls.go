@@ -2,8 +2,11 @@ package server
 
 import (
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 )
 
@@ -20,14 +23,46 @@ func newCertStore(certFile, keyFile string) (*certStore, error) {
 	return cs, cs.load()
 }
 
-// load reads the files; on error the certificate in use stays.
+// load reads the files; on error the certificate in use stays. Its
+// errors name the flag whose file is wrong.
 func (cs *certStore) load() error {
-	cert, err := tls.LoadX509KeyPair(cs.certFile, cs.keyFile)
+	certPEM, err := os.ReadFile(cs.certFile)
 	if err != nil {
-		return fmt.Errorf("server: TLS certificate: %w", err)
+		return fmt.Errorf("server: --tls-cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(cs.keyFile)
+	if err != nil {
+		return fmt.Errorf("server: --tls-key: %w", err)
+	}
+	isCert := func(t string) bool { return t == "CERTIFICATE" }
+	isKey := func(t string) bool { return strings.HasSuffix(t, "PRIVATE KEY") }
+	switch {
+	case !hasPEM(certPEM, isCert) && hasPEM(certPEM, isKey) && hasPEM(keyPEM, isCert):
+		return fmt.Errorf("server: --tls-cert %s holds a private key and --tls-key %s a certificate: swap them", cs.certFile, cs.keyFile)
+	case !hasPEM(certPEM, isCert):
+		return fmt.Errorf("server: --tls-cert %s: no PEM certificate in it (want a BEGIN CERTIFICATE block)", cs.certFile)
+	case !hasPEM(keyPEM, isKey):
+		return fmt.Errorf("server: --tls-key %s: no PEM private key in it (want a BEGIN ... PRIVATE KEY block)", cs.keyFile)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("server: --tls-cert %s and --tls-key %s: %w", cs.certFile, cs.keyFile, err)
 	}
 	cs.cur.Store(&cert)
 	return nil
+}
+
+// hasPEM reports whether data holds a PEM block whose type is wanted.
+func hasPEM(data []byte, want func(string) bool) bool {
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			return false
+		}
+		if want(b.Type) {
+			return true
+		}
+	}
 }
 
 func (cs *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cs.cur.Load(), nil }

@@ -60,7 +60,7 @@ func newWSServer(s *Server, adm *admission) *wsServer {
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
+		ErrorLog:          httpErrorLog(s.cfg.Logger),
 	}
 	if s.certs != nil {
 		w.http.TLSConfig = s.certs.tlsConfig()

@@ -122,7 +122,7 @@ func login(ctx context.Context, f chatFlags, lines *bufio.Reader, errw io.Writer
 			nick = ""
 			continue
 		}
-		return nil, exitError{code: 1, msg: fmt.Sprintf("cannot connect to %s: %s", f.addr, rootCause(err))}
+		return nil, exitError{code: 1, msg: fmt.Sprintf("cannot connect to %s: %s%s", f.addr, rootCause(err), tlsHint(err, opts.TLS != nil))}
 	}
 }
 
@@ -164,6 +164,20 @@ func readToken(path string) (string, error) {
 		return "", fmt.Errorf("token file %s is empty", path)
 	}
 	return strings.TrimSpace(tok), nil
+}
+
+// tlsHint guesses a TLS mismatch from how a login failed: a TLS port
+// closes on a plain login without a word, and a plain port's answer is
+// not a TLS handshake.
+func tlsHint(err error, usedTLS bool) string {
+	var rec tls.RecordHeaderError
+	switch {
+	case usedTLS && errors.As(err, &rec):
+		return " (the server does not speak TLS on this port: drop --tls, or use its --tls-addr)"
+	case !usedTLS && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)):
+		return " (the server closed the connection during login: if this is its --tls-addr, add --tls)"
+	}
+	return ""
 }
 
 // rootCause turns "dial tcp 127.0.0.1:8060: connect: connection refused"

@@ -170,7 +170,7 @@ func TestBadFlagsExit2(t *testing.T) {
 	if code := run([]string{"chat", "--bogus"}, strings.NewReader(""), &out, &errOut); code != 2 {
 		t.Fatalf("exit %d", code)
 	}
-	if !strings.Contains(errOut.String(), "unknown flag: --bogus") || !strings.Contains(errOut.String(), "Usage:") {
+	if !strings.Contains(errOut.String(), "unknown flag: --bogus") || !strings.HasSuffix(errOut.String(), "Run 'parley chat --help' for its flags.\n") {
 		t.Fatalf("stderr = %q", errOut.String())
 	}
 	if code := run([]string{"serve", "--max-frame", "lots"}, strings.NewReader(""), &out, &errOut); code != 2 {

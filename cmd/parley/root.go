@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"parley/server"
 )
 
 func newRootCmd() *cobra.Command {
@@ -27,11 +30,13 @@ line wins over the environment.`,
 			return applyEnv(cmd.Flags())
 		},
 	}
+	// A wrong flag's error is the last thing printed, not buried above
+	// the usage (serve has some sixty flags).
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		fmt.Fprintf(cmd.ErrOrStderr(), "parley: %v\n\n%s", err, cmd.UsageString())
+		fmt.Fprintf(cmd.ErrOrStderr(), "parley: %v\nRun '%s --help' for its flags.\n", err, cmd.CommandPath())
 		return exitError{code: 2}
 	})
-	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd(), newStatusCmd())
+	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd(), newStatusCmd(), newVersionCmd())
 	root.AddCommand(newBenchChildCmds()...)
 	return root
 }
@@ -58,4 +63,18 @@ func applyEnv(flags *pflag.FlagSet) error {
 		}
 	})
 	return firstErr
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this build",
+		Long: `Print this build's version, the Go that built it and the platform. A
+binary built from a git checkout (make build) names the commit, with -dirty
+for uncommitted changes; parley_build_info on the admin port says the same.`,
+		Args: cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "parley %s %s %s/%s\n", server.Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
 }

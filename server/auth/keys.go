@@ -55,6 +55,9 @@ func LoadPublicKey(kid, path string) (Key, error) {
 	if block == nil {
 		return Key{}, fmt.Errorf("%s: not a PEM file", path)
 	}
+	if strings.Contains(block.Type, "PRIVATE KEY") {
+		return Key{}, fmt.Errorf("%s is a private key: give the public key (parley keygen writes it as .pub); the private key signs tokens and stays with the application", path)
+	}
 	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
 		return Key{}, fmt.Errorf("%s: %w", path, err)

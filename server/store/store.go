@@ -102,6 +102,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("store: %s is in use by another parley (or another program holds its lock): stop it, or give this server another --data-dir", cfg.Path)
+		}
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
 	s := &Store{cfg: cfg, db: db, ops: make(chan op, cfg.QueueLen), done: make(chan struct{}), stopped: make(chan struct{}), log: cfg.Logger}
