@@ -33,6 +33,7 @@ func TestParse(t *testing.T) {
 		{"/who", Command{Kind: CmdWho}},
 		{"/who go", Command{Kind: CmdWho, Room: "go"}},
 		{"/help", Command{Kind: CmdHelp}},
+		{"/me waves", Command{Kind: CmdSay, Text: "/me waves"}},
 		{"/quit", Command{Kind: CmdQuit}},
 		{"quit", Command{Kind: CmdQuit}},
 		{"exit", Command{Kind: CmdQuit}},
@@ -44,7 +45,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v; want %+v", c.line, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"/join", "/join a b", "/room", "/dm bob", "/dm", "/dance"} {
+	for _, bad := range []string{"/join", "/join a b", "/room", "/dm bob", "/dm", "/dance", "/me"} {
 		if _, err := Parse(bad); !errors.Is(err, ErrUsage) {
 			t.Errorf("Parse(%q) = %v, want a usage error", bad, err)
 		}

@@ -61,6 +61,7 @@ var Help = []string{
 	"/leave [room]   leave a room (the current one by default)",
 	"/room room      switch to a room you are in",
 	"/dm nick text   send a direct message",
+	"/me action      say an action: /me waves shows as * you waves",
 	"/who [room]     list the members of a room, or everyone online with /who *",
 	"/help           this list",
 	"/quit           leave the chat (also: a bare quit or exit line)",
@@ -79,7 +80,7 @@ var Keys = []string{
 }
 
 // Commands are the command names Tab completes.
-var Commands = []string{"/dm", "/help", "/join", "/leave", "/quit", "/room", "/who"}
+var Commands = []string{"/dm", "/help", "/join", "/leave", "/me", "/quit", "/room", "/who"}
 
 // QueueWait bounds how long a message waits for the connection to come
 // back before it is given up as not sent.
@@ -166,6 +167,11 @@ func Parse(line string) (Command, error) {
 		return Command{Kind: CmdDM, Nick: nick, Text: strings.TrimSpace(text)}, nil
 	case "who", "w":
 		return Command{Kind: CmdWho, Room: rest}, nil
+	case "me":
+		if rest == "" {
+			return Command{}, fmt.Errorf("%w: /me action", ErrUsage)
+		}
+		return Command{Kind: CmdSay, Text: "/me " + rest}, nil
 	case "help", "h", "?":
 		return Command{Kind: CmdHelp}, nil
 	case "quit", "exit", "q":

@@ -37,16 +37,20 @@ func (e *entry) render(width int) string {
 		return e.rendered
 	}
 	stamp := styleTime.Render(e.at.Format("15:04")) + " "
-	var head, text string
+	text, style := e.text, lipgloss.NewStyle()
+	who := nickStyle(e.nick).Render(e.nick + ":")
+	if action, ok := strings.CutPrefix(text, "/me "); ok && e.kind != entryNotice && e.kind != entryError {
+		who, text, style = nickStyle(e.nick).Render("* "+e.nick), action, style.Italic(true)
+	}
+	var head string
 	switch e.kind {
 	case entryRoom:
-		head = stamp + styleRoom.Render("["+e.room+"]") + " " + nickStyle(e.nick).Render(e.nick+":") + " "
+		head = stamp + styleRoom.Render("["+e.room+"]") + " " + who + " "
 	case entryDM:
-		head = stamp + styleDM.Render("["+e.room+"]") + " " + nickStyle(e.nick).Render(e.nick+":") + " "
+		head = stamp + styleDM.Render("["+e.room+"]") + " " + who + " "
 	default:
 		head = stamp
 	}
-	text, style := e.text, lipgloss.NewStyle()
 	switch {
 	case e.kind == entryNotice:
 		style = styleNotice
@@ -57,7 +61,7 @@ func (e *entry) render(width int) string {
 	case e.state == failed:
 		text, style = text+"  ✗ "+e.why, styleError
 	case e.mention:
-		style = styleMention
+		style = style.Inherit(styleMention)
 	}
 	// Wrap the plain text, then style each line: a style that spans lines
 	// would be cut where the view scrolls.
