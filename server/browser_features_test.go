@@ -26,10 +26,7 @@ const texts = `[...document.querySelectorAll("#messages li")].map(li => li.textC
 // on screen, and the messages said while it reloaded, each once and with
 // the seqs TCP sees.
 func TestBrowserReloadResumes(t *testing.T) {
-	chrome := chromiumPath()
-	if chrome == "" {
-		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
-	}
+	chrome := needChromium(t)
 	srv := startServer(t, Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
 	url := "http://" + srv.WSAddr().String() + "/"
 	amy := newBrowser(t, chrome)()
@@ -93,10 +90,7 @@ func TestBrowserReloadResumes(t *testing.T) {
 // With $PARLEY_SCREENSHOTS set it saves the desktop, phone and dark
 // screenshots the README shows there.
 func TestBrowserConversation(t *testing.T) {
-	chrome := chromiumPath()
-	if chrome == "" {
-		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
-	}
+	chrome := needChromium(t)
 	srv := startServer(t, Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
 	url := "http://" + srv.WSAddr().String() + "/"
 	tab := newBrowser(t, chrome)
@@ -258,10 +252,7 @@ func TestBrowserLoginKnowsAuth(t *testing.T) {
 		t.Fatalf("/favicon.ico: %d %q", res.StatusCode, icon)
 	}
 
-	chrome := chromiumPath()
-	if chrome == "" {
-		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
-	}
+	chrome := needChromium(t)
 	p := newBrowser(t, chrome)()
 	p.run(chromedp.Navigate(base + "/"))
 	p.waitFor("the token form", `document.getElementById("nick-field").hidden && !document.getElementById("token-field").hidden && document.getElementById("login-hint").textContent.includes("requires a token")`)

@@ -26,6 +26,16 @@ func chromiumPath() string {
 	return ""
 }
 
+// needChromium returns the Chromium to drive, or skips the test.
+func needChromium(t *testing.T) string {
+	t.Helper()
+	chrome := chromiumPath()
+	if chrome == "" {
+		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
+	}
+	return chrome
+}
+
 // browserPage is one tab of the web chat.
 type browserPage struct {
 	t   *testing.T
@@ -120,10 +130,7 @@ func (p *browserPage) login(url, nick string) {
 // conversation with the same seqs. It saves a screenshot (in
 // $PARLEY_SCREENSHOT when set, else in the test's temporary directory).
 func TestBrowserChat(t *testing.T) {
-	chrome := chromiumPath()
-	if chrome == "" {
-		t.Skip("no Chromium installed (apt-get install chromium): the browser test needs one")
-	}
+	chrome := needChromium(t)
 	srv := startServer(t, Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0"})
 	page := newBrowser(t, chrome)
 	url := "http://" + srv.WSAddr().String() + "/"

@@ -28,6 +28,7 @@ type job struct {
 	room string // the room a say goes to, as of when it was typed
 	line *entry // the line shown for a say or a DM
 	prev string // the room talked in before a /join or /leave switched
+	was  bool   // a /join's or /leave's room was one the user was in
 }
 
 type jobDoneMsg struct {
@@ -86,6 +87,7 @@ func (m *Model) submit() tea.Cmd {
 		m.nicks[cmd.Nick] = true
 	case CmdJoin:
 		j.cmd.Room = RoomName(cmd.Room)
+		j.was = m.in[j.cmd.Room]
 		m.in[j.cmd.Room] = true
 		m.switchTo(j.cmd.Room)
 	case CmdLeave:
@@ -93,6 +95,7 @@ func (m *Model) submit() tea.Cmd {
 			j.cmd.Room = m.room
 		}
 		j.cmd.Room = RoomName(j.cmd.Room)
+		j.was = m.in[j.cmd.Room]
 		delete(m.in, j.cmd.Room)
 		if j.cmd.Room == m.room {
 			m.switchTo(codec.Lobby)
@@ -158,8 +161,10 @@ func (m *Model) jobDone(d jobDoneMsg) tea.Cmd {
 	switch j.cmd.Kind {
 	case CmdJoin:
 		if r.Err != nil {
-			delete(m.in, room)
-			if m.room == room {
+			if !j.was {
+				delete(m.in, room)
+			}
+			if m.room == room && !j.was {
 				m.switchTo(j.prev)
 				m.notice("you talk in " + j.prev + " now")
 			}
@@ -175,7 +180,9 @@ func (m *Model) jobDone(d jobDoneMsg) tea.Cmd {
 		cmds = append(cmds, m.historyCmd(room, 0, false))
 	case CmdLeave:
 		if r.Err != nil {
-			m.in[room] = true
+			if j.was {
+				m.in[room] = true
+			}
 			break
 		}
 		if j.prev == room {
