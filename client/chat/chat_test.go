@@ -92,7 +92,7 @@ func (f *fakeChatter) record(s string) {
 	f.mu.Unlock()
 }
 
-func (f *fakeChatter) Nick() string { return "amy" }
+func (f *fakeChatter) Nick() string                { return "amy" }
 func (f *fakeChatter) Ready(context.Context) error { return nil }
 func (f *fakeChatter) Rooms() []string {
 	f.mu.Lock()
