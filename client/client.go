@@ -2,9 +2,11 @@
 // answers the server's pings, offers typed calls that wait for their
 // answer, delivers everything else as events, and can reconnect.
 //
-// A Client runs two goroutines while connected: one reads (and supervises
-// reconnects), one writes. All exported methods are safe to call from any
-// goroutine. No goroutine outlives Close.
+// A Client runs two goroutines while connected, one that reads (and
+// supervises reconnects) and one that writes, and for a while others: one
+// per gap or direct-message catch-up it fills from history, and one that
+// refreshes a token before it expires. All exported methods are safe to
+// call from any goroutine. No goroutine outlives Close.
 package client
 
 import (
@@ -27,7 +29,7 @@ type Client struct {
 	events    chan Event
 	closing   chan struct{}
 	closeOnce sync.Once
-	wg        sync.WaitGroup // the reader goroutine
+	wg        sync.WaitGroup // the reader goroutine and the token refresher
 	fills     sync.WaitGroup // gap fills under way (resume.go)
 
 	mu       sync.Mutex

@@ -30,7 +30,7 @@ func TestEngineStoppingIsAnError(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(context.Background()) }()
 	<-srv.Ready()
-	_ = srv.engine().Stop(context.Background()) // as if a loop had failed
+	srv.layer.FailLoops()
 	select {
 	case err := <-errc:
 		if err == nil || !strings.Contains(err.Error(), "stopped on their own") {

@@ -3,34 +3,12 @@ package server
 import (
 	"runtime"
 	"runtime/debug"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"parley/server/metric"
+	"parley/server/transport"
 )
-
-// transports are the ways a session connects, the values of the
-// transport label.
-var transports = [...]string{"tcp", "tls", "ws"}
-
-const (
-	transportTCP = iota
-	transportTLS
-	transportWS
-)
-
-// refusalLimits are the limits a connection is refused for (hub.Refuse).
-var refusalLimits = []string{"max-conns", "max-conns-per-ip", "conn-rate-per-ip", "max-http-conns"}
-
-// transportCounts counts connections by transport. Safe from any goroutine.
-type transportCounts struct {
-	open     [len(transports)]atomic.Int64
-	accepted [len(transports)]atomic.Uint64
-}
-
-func (t *transportCounts) opened(i int) { t.open[i].Add(1); t.accepted[i].Add(1) }
-func (t *transportCounts) closed(i int) { t.open[i].Add(-1) }
 
 // collector reads the hub's and the transports' counters at scrape time:
 // the fan-out path counts with atomics and knows nothing of Prometheus.
@@ -109,11 +87,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(c.descs[name], h.Count, h.Sum, h.Buckets)
 	}
 	gauge("parley_build_info", 1, Version(), runtime.Version())
-	for i, t := range transports {
-		gauge("parley_connections", float64(c.s.transports.open[i].Load()), t)
-		counter("parley_connections_accepted_total", float64(c.s.transports.accepted[i].Load()), t)
+	counts := c.s.layer.Counts()
+	for i, t := range transport.Names {
+		gauge("parley_connections", float64(counts.Open(i)), t)
+		counter("parley_connections_accepted_total", float64(counts.Accepted(i)), t)
 	}
-	for _, limit := range refusalLimits {
+	for _, limit := range transport.RefusalLimits {
 		if _, ok := m.RefusedBy[limit]; !ok {
 			m.RefusedBy[limit] = 0 // every series exists from the start
 		}

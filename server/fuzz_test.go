@@ -15,7 +15,7 @@ import (
 	"parley/codec"
 )
 
-// serverTypes and closeReasons are what the server may send: anything
+// serverTypes and byeReasons are what the server may send: anything
 // else in answer to garbage is a bug.
 var (
 	serverTypes = map[string]bool{

@@ -1,8 +1,9 @@
-// Package server is the Parley chat server: it listens on TCP, accepts
-// connections on its own goroutine and hands them to gnet event loops,
-// which the hub (parley/server/hub) drives through its transport
-// interfaces. It implements docs/PROTOCOL.md; docs/ARCHITECTURE.md has the
-// whole picture.
+// Package server is the Parley chat server: it owns the configuration,
+// the listeners, the lifecycle and the admin port, and wires the hub
+// (parley/server/hub, the protocol) to the transport layer
+// (parley/server/transport: plain TCP on gnet's event loops, TLS and
+// WebSocket on its stream loops). It implements docs/PROTOCOL.md;
+// docs/ARCHITECTURE.md has the whole picture.
 //
 // A Server is created with New and run with Serve. All exported methods of
 // Server are safe to call from any goroutine. With Config.NATS set, the
@@ -17,19 +18,20 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
-
 	"parley/server/auth"
 	"parley/server/broker"
 	"parley/server/hub"
 	"parley/server/natsbroker"
 	"parley/server/store"
+	"parley/server/transport"
+	"parley/server/web"
 )
 
 // ShutdownGrace is how long Serve gives its sessions to receive bye shutdown
@@ -41,25 +43,19 @@ var ErrServeTwice = errors.New("server: Serve called more than once")
 
 // Server is a Parley chat server.
 type Server struct {
-	cfg    Config
-	hub    *hub.Hub
-	store  *store.Store  // the history's file with DataDir; nil without
-	ready  chan struct{} // closed once the listener is bound and the loops run
-	booted chan struct{} // closed by the first OnTick: the loops run
-	done   chan struct{} // closed when Serve returns
+	cfg   Config
+	hub   *hub.Hub
+	store *store.Store  // the history's file with DataDir; nil without
+	ready chan struct{} // closed once the listener is bound and the loops run
+	done  chan struct{} // closed when Serve returns
 
-	tickInterval time.Duration // how often the hub's Tick runs
-
-	jwt         *auth.JWT     // the verifier of AuthKeys and AuthSecrets; nil with Config.Verifier
-	certs       *certStore    // TLSCert and TLSKey; nil without TLSAddr
-	proxy       *proxyPolicy  // nil without ProxyProtocol
-	streamLoops []*streamLoop // the TLS transport's loops
-	web         *wsServer     // the web port's HTTP server; nil without WSAddr (under mu)
-	transports  transportCounts
-	leaving     atomic.Bool // Shutdown began: /readyz says 503
+	layer   *transport.Layer
+	jwt     *auth.JWT              // the verifier of AuthKeys and AuthSecrets; nil with Config.Verifier
+	certs   *transport.CertStore   // TLSCert and TLSKey; nil without them
+	proxy   *transport.ProxyPolicy // nil without ProxyProtocol
+	leaving atomic.Bool            // Shutdown began: /readyz says 503
 
 	mu        sync.Mutex
-	eng       gnet.Engine
 	ln        net.Listener
 	tlsLn     net.Listener
 	wsLn      net.Listener
@@ -69,7 +65,6 @@ type Server struct {
 	wsAddr    net.Addr
 	adminAddr net.Addr
 	serving   bool
-	stopping  bool // Shutdown was called: the engine stopping is expected
 }
 
 // New returns a server for cfg. Fields left zero take their defaults.
@@ -87,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	hc := cfg.hubConfig()
 	hc.Loops += cfg.streamLoops()
-	srv := &Server{cfg: cfg, tickInterval: hc.TickInterval(), ready: make(chan struct{}), booted: make(chan struct{}), done: make(chan struct{})}
+	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{})}
 	if err := srv.setupSecurity(&hc); err != nil {
 		return nil, err
 	}
@@ -100,6 +95,11 @@ func New(cfg Config) (*Server, error) {
 		hc.Store = st
 	}
 	srv.hub, srv.store = hub.New(hc, b), st
+	srv.layer = transport.New(transport.Config{
+		Hub: srv.hub, Loops: cfg.Loops, TickInterval: hc.TickInterval(), Handshake: cfg.LoginTimeout,
+		SendBuffer: cfg.SocketSendBuffer, ConnRatePerIP: cfg.ConnRatePerIP, MaxHTTPConns: cfg.MaxHTTPConns,
+		Certs: srv.certs, Proxy: srv.proxy, Page: cfg.page(), Origins: cfg.WSOrigins, Logger: cfg.Logger,
+	})
 	return srv, nil
 }
 
@@ -128,16 +128,16 @@ func (s *Server) setupSecurity(hc *hub.Config) error {
 		s.cfg.Logger.Warn("auth is off: anyone can take any free nick; configure --auth-key to log users in with tokens")
 	}
 	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
-		if s.certs, err = newCertStore(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
+		if s.certs, err = transport.NewCertStore(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
 			return err
 		}
 	}
 	if s.cfg.ProxyProtocol {
-		trusted, err := parsePrefixes(s.cfg.ProxyTrusted)
+		trusted, err := transport.ParsePrefixes(s.cfg.ProxyTrusted)
 		if err != nil {
 			return err
 		}
-		s.proxy = newProxyPolicy(trusted, min(s.cfg.LoginTimeout, 5*time.Second), func(kind, msg string, attrs ...any) {
+		s.proxy = transport.NewProxyPolicy(trusted, min(s.cfg.LoginTimeout, 5*time.Second), func(kind, msg string, attrs ...any) {
 			s.hub.WarnLimited(kind, msg, attrs...)
 		})
 	}
@@ -151,7 +151,7 @@ func (s *Server) setupSecurity(hc *hub.Config) error {
 func (s *Server) Reload() error {
 	var errs []error
 	if s.certs != nil {
-		if err := s.certs.load(); err != nil {
+		if err := s.certs.Load(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -227,7 +227,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("server: max login frame %d is over max frame %d", c.MaxLoginFrame, c.MaxFrame)
 	}
 	for _, o := range c.WSOrigins {
-		if _, ok := parseOrigin(o); !ok && o != "*" {
+		if _, ok := transport.ParseOrigin(o); !ok && o != "*" {
 			return fmt.Errorf("server: --ws-origins %q is not an origin (http or https://host[:port])", o)
 		}
 	}
@@ -299,7 +299,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	// After the engine stops: the sessions' leaves and releases are out.
 	defer s.hub.Stop()
-	return s.run(ln)
+	return s.layer.Run(ln, tlsLn, wsLn, func() { close(s.ready) })
 }
 
 // shutdownOn shuts the server down gracefully when ctx ends.
@@ -311,92 +311,6 @@ func (s *Server) shutdownOn(ctx context.Context, stop <-chan struct{}) {
 		_ = s.Shutdown(sctx)
 	case <-stop:
 	}
-}
-
-// run starts the event loops and the acceptor and waits for both to end.
-func (s *Server) run(ln net.Listener) error {
-	engineAddr, cleanup, err := engineSocket()
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	engErr := make(chan error, 1)
-	go func() { engErr <- gnet.Run(&gnetHandler{srv: s, hub: s.hub}, engineAddr, s.gnetOptions()...) }()
-	select {
-	case <-s.booted:
-	case err := <-engErr:
-		return fmt.Errorf("server: start event loops: %w", err)
-	}
-	cleanup() // nothing is ever to connect to the engine's own socket
-	adm := newAdmission(s.hub, s.cfg.ConnRatePerIP, s.cfg.MaxHTTPConns)
-	acc := &acceptor{h: s.hub, ln: ln, adm: adm, sendBuffer: s.cfg.SocketSendBuffer,
-		hand: gnetHand(s.engine()), plain: true, proxy: s.proxy}
-	accErr := make(chan error, 1)
-	go func() { accErr <- acc.run() }()
-	if stop := s.runStreams(adm); stop != nil {
-		defer stop()
-	}
-	close(s.ready)
-	select {
-	case err = <-accErr:
-		if err != nil {
-			err = fmt.Errorf("server: accept: %w", err)
-			s.cfg.Logger.Error("listener failed; stopping", "err", err.Error())
-			go func() { _ = s.engine().Stop(context.Background()) }()
-		}
-		engStopped := <-engErr
-		if err == nil && !s.isStopping() {
-			err = fmt.Errorf("server: event loops stopped on their own: %v", engStopped)
-		}
-	case engStopped := <-engErr:
-		_ = ln.Close()
-		<-accErr
-		if !s.isStopping() {
-			err = fmt.Errorf("server: event loops stopped on their own: %v", engStopped)
-		}
-	}
-	return err
-}
-
-func (s *Server) gnetOptions() []gnet.Option {
-	return []gnet.Option{
-		gnet.WithMulticore(true),
-		gnet.WithNumEventLoop(s.cfg.Loops),
-		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
-	}
-}
-
-// engineSocket is a Unix socket in a fresh private directory for gnet's
-// engine, which needs a listener of its own; connections come from the
-// acceptor instead. The socket's name is removed once the engine is up,
-// so nothing can connect to it.
-func engineSocket() (string, func(), error) {
-	dir, err := os.MkdirTemp("", "parley-")
-	if err != nil {
-		return "", nil, fmt.Errorf("server: engine socket: %w", err)
-	}
-	var once sync.Once
-	return "unix://" + filepath.Join(dir, "engine.sock"), func() { once.Do(func() { _ = os.RemoveAll(dir) }) }, nil
-}
-
-// setEngine records the engine; OnBoot calls it.
-func (s *Server) setEngine(eng gnet.Engine) {
-	s.mu.Lock()
-	s.eng = eng
-	s.mu.Unlock()
-}
-
-func (s *Server) engine() gnet.Engine {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.eng
-}
-
-func (s *Server) isStopping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopping
 }
 
 // listenIf listens on addr, unless it is empty.
@@ -412,53 +326,6 @@ func addrOf(ln net.Listener) net.Addr {
 		return nil
 	}
 	return ln.Addr()
-}
-
-// runStreams starts the stream transport's loops and the TLS and
-// WebSocket listeners that are configured, and returns what stops them
-// once the engine has stopped.
-func (s *Server) runStreams(adm *admission) func() {
-	s.mu.Lock()
-	tlsLn, wsLn := s.tlsLn, s.wsLn
-	s.mu.Unlock()
-	if tlsLn == nil && wsLn == nil {
-		return nil
-	}
-	for range s.cfg.streamLoops() {
-		s.streamLoops = append(s.streamLoops, newStreamLoop())
-	}
-	var served []func() error
-	if tlsLn != nil {
-		acc := &acceptor{h: s.hub, ln: tlsLn, adm: adm, sendBuffer: s.cfg.SocketSendBuffer,
-			hand: s.tlsHand(s.certs.tlsConfig())}
-		served = append(served, acc.run)
-	}
-	if wsLn != nil {
-		w := newWSServer(s, adm)
-		s.mu.Lock()
-		s.web = w
-		s.mu.Unlock()
-		served = append(served, func() error { return w.serve(wsLn) })
-	}
-	errs := make(chan error, len(served))
-	for _, serve := range served {
-		go func() { errs <- serve() }()
-	}
-	return func() {
-		for _, l := range []net.Listener{tlsLn, wsLn} {
-			if l != nil {
-				_ = l.Close()
-			}
-		}
-		for range served {
-			if err := <-errs; err != nil {
-				s.cfg.Logger.Error("listener failed", "err", err.Error())
-			}
-		}
-		for _, l := range s.streamLoops {
-			l.stop()
-		}
-	}
 }
 
 // Ready is closed once the server listens; Addr is valid from then on.
@@ -512,8 +379,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.mu.Lock()
-	s.stopping = true
-	eng, ln, tlsLn, wsLn, web := s.eng, s.ln, s.tlsLn, s.wsLn, s.web
+	ln, tlsLn, wsLn := s.ln, s.tlsLn, s.wsLn
 	s.mu.Unlock()
 	// /readyz turns 503 first; after DrainDelay the sessions get bye.
 	s.leaving.Store(true)
@@ -526,9 +392,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// The web port's HTTP connections count as connections: those idle
 	// between page requests close now, the others once answered (its
 	// WebSockets are the hub's sessions, which drain below).
-	if web != nil {
-		go func() { _ = web.http.Shutdown(ctx) }()
-	}
+	s.layer.ShutdownWeb(ctx)
 	// The listener stays open while the sessions drain, so that a
 	// connection already waiting in its backlog gets bye shutdown from
 	// the acceptor rather than a reset when the listener closes.
@@ -542,9 +406,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = l.Close()
 		}
 	}
-	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
-	// for Serve to return is faster.
-	go func() { _ = eng.Stop(context.Background()) }()
+	s.layer.Stop()
 	select {
 	case <-s.done:
 		return nil
@@ -561,3 +423,12 @@ type ClusterStats = broker.Stats
 
 // Stats returns a snapshot of the server's tables.
 func (s *Server) Stats() Stats { return s.hub.Stats() }
+
+// page is what the web port serves besides /ws: the chat page, and /info
+// for its login form.
+func (c Config) page() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/info", web.Info(web.ServerInfo{Auth: c.Auth, MaxBody: c.MaxBody, NickHold: c.NickHold.Milliseconds()}))
+	mux.Handle("/", web.Handler())
+	return mux
+}

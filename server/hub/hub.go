@@ -1,8 +1,9 @@
 // Package hub is Parley's chat logic: sessions, nicks, rooms, presence,
 // direct messages, flood control and fan-out through one outbox per event
 // loop. It implements docs/PROTOCOL.md on top of two boundaries: the
-// transport interfaces (Conn, Loop, Inbound), which parley/server
-// implements with gnet, and a broker.Broker, which is broker.Local on a
+// transport interfaces (Conn, Loop, Inbound), which parley/server/transport
+// implements with gnet's loops and its own stream loops (TLS, WebSocket),
+// and a broker.Broker, which is broker.Local on a
 // single node and natsbroker's in a cluster. It imports no network code.
 package hub
 

@@ -3,7 +3,8 @@ package hub
 import "parley/codec"
 
 // Inbound is a connection's received bytes as the transport buffers them;
-// a gnet.Conn is one. Loop goroutine of the connection only.
+// a gnet.Conn is one, and so is a stream connection of
+// parley/server/transport. Loop goroutine of the connection only.
 type Inbound interface {
 	InboundBuffered() int
 	Peek(n int) ([]byte, error)

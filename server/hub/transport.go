@@ -2,7 +2,8 @@ package hub
 
 // The hub (sessions, rooms, fan-out) talks to the network only through Conn
 // and Loop, so it can be tested without sockets and another transport can
-// plug in. parley/server's gnet.go adapts gnet to these interfaces.
+// plug in. parley/server/transport adapts gnet's connections and its own
+// stream connections (TLS, WebSocket) to these interfaces.
 
 // Conn is one client connection as the hub sees it.
 type Conn interface {

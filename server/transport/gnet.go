@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"context"
@@ -16,8 +16,7 @@ import (
 // OnBoot and OnTick runs on the event loop that owns the connection.
 type gnetHandler struct {
 	gnet.BuiltinEventEngine
-	srv      *Server
-	hub      *hub.Hub
+	layer    *Layer
 	tickOnce sync.Once
 }
 
@@ -37,7 +36,7 @@ func (g gnetConn) Flush()                 { _ = g.c.Flush() }
 func (g gnetConn) Close()                 { _ = g.c.Close() }
 
 func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
-	e.srv.setEngine(eng)
+	e.layer.setEngine(eng)
 	return gnet.None
 }
 
@@ -51,11 +50,11 @@ func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if remote == "" {
 		remote = c.RemoteAddr().String()
 	}
-	s, refusal := e.hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c}, remote)
+	s, refusal := e.layer.cfg.Hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c}, remote)
 	if s == nil {
 		return refusal, gnet.Close
 	}
-	e.srv.transports.opened(transportTCP)
+	e.layer.counts.opened(TCP)
 	c.SetContext(s)
 	return nil, gnet.None
 }
@@ -66,7 +65,7 @@ func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(c.InboundBuffered())
 		return gnet.None
 	}
-	e.hub.Traffic(s, c)
+	e.layer.cfg.Hub.Traffic(s, c)
 	return gnet.None
 }
 
@@ -74,8 +73,8 @@ func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
 // the session here, and nothing writes to it afterwards.
 func (e *gnetHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if s, _ := c.Context().(*hub.Session); s != nil {
-		e.hub.Closed(s, err)
-		e.srv.transports.closed(transportTCP)
+		e.layer.cfg.Hub.Closed(s, err)
+		e.layer.counts.closed(TCP)
 	}
 	return gnet.None
 }
@@ -84,14 +83,15 @@ func (e *gnetHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 // registered and running (OnBoot runs before): from then on the engine
 // takes connections.
 func (e *gnetHandler) OnTick() (time.Duration, gnet.Action) {
-	e.tickOnce.Do(func() { close(e.srv.booted) })
+	e.tickOnce.Do(func() { close(e.layer.booted) })
 	// Later ticks run on the same goroutine, not on a loop: the hub only
 	// schedules work on the loops from here.
-	e.hub.Tick()
-	if e.hub.Draining() {
+	h := e.layer.cfg.Hub
+	h.Tick()
+	if h.Draining() {
 		return drainTick, gnet.None // close drained connections promptly
 	}
-	return e.srv.tickInterval, gnet.None
+	return e.layer.cfg.TickInterval, gnet.None
 }
 
 // drainTick is the sweep interval while shutting down.

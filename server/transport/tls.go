@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"crypto/tls"
@@ -10,22 +10,23 @@ import (
 	"sync/atomic"
 )
 
-// certStore is the TLS listener's certificate, read again by Reload
-// (SIGHUP): connections from then on get the new one, those open keep
-// theirs. Safe from any goroutine.
-type certStore struct {
+// CertStore is the TLS listener's certificate (and the web port's), read
+// again by Load (the server's Reload, on SIGHUP): connections from then on
+// get the new one, those open keep theirs. Safe from any goroutine.
+type CertStore struct {
 	certFile, keyFile string
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-func newCertStore(certFile, keyFile string) (*certStore, error) {
-	cs := &certStore{certFile: certFile, keyFile: keyFile}
-	return cs, cs.load()
+// NewCertStore reads the certificate and key files (PEM).
+func NewCertStore(certFile, keyFile string) (*CertStore, error) {
+	cs := &CertStore{certFile: certFile, keyFile: keyFile}
+	return cs, cs.Load()
 }
 
-// load reads the files; on error the certificate in use stays. Its
+// Load reads the files again; on error the certificate in use stays. Its
 // errors name the flag whose file is wrong.
-func (cs *certStore) load() error {
+func (cs *CertStore) Load() error {
 	certPEM, err := os.ReadFile(cs.certFile)
 	if err != nil {
 		return fmt.Errorf("server: --tls-cert: %w", err)
@@ -65,24 +66,19 @@ func hasPEM(data []byte, want func(string) bool) bool {
 	}
 }
 
-func (cs *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cs.cur.Load(), nil }
+func (cs *CertStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cs.cur.Load(), nil }
 
 // tlsConfig is the listener's: TLS 1.2 at least, the Go defaults for
 // cipher suites and curves otherwise.
-func (cs *certStore) tlsConfig() *tls.Config {
+func (cs *CertStore) tlsConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cs.get}
 }
 
-// tlsHand starts an admitted connection on the stream transport, through
-// the next of its loops.
-func (s *Server) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
-	var next atomic.Uint64
+// tlsHand starts an admitted connection (the acceptor set its send
+// buffer) on the stream transport, with TLS around the protocol's frames.
+func (l *Layer) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
 	return func(c *net.TCPConn, remote string) error {
-		if s.cfg.SocketSendBuffer > 0 {
-			_ = c.SetWriteBuffer(s.cfg.SocketSendBuffer)
-		}
-		loop := s.streamLoops[next.Add(1)%uint64(len(s.streamLoops))]
-		startStream(s.hub, loop, tls.Server(c, cfg), remote, &s.cfg, nil, &s.transports)
+		l.startStream(tls.Server(c, cfg), remote, rawFraming{})
 		return nil
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"crypto/tls"
@@ -7,22 +7,17 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
-
-	"parley/server/web"
 )
 
-// wsServer is the HTTP server of --ws-addr: the web chat at / and the
-// WebSocket endpoint at /ws, whose connections run on the stream
-// transport's loops with WebSocket framing.
-type wsServer struct {
-	srv     *Server
-	adm     *admission
-	origins map[string]bool // origins allowed besides the page's own, serialized (parseOrigin); "*": any
-	next    atomic.Uint64
+// webServer is the HTTP server of the web port: the WebSocket endpoint
+// at /ws, whose connections run on the stream loops with WebSocket
+// framing, and Config.Page for every other path.
+type webServer struct {
+	layer   *Layer
+	origins map[string]bool // origins allowed besides the page's own, serialized (ParseOrigin); "*": any
 	http    *http.Server
 }
 
@@ -40,19 +35,20 @@ const (
 	httpWriteTimeout  = 10 * time.Second
 )
 
-func newWSServer(s *Server, adm *admission) *wsServer {
-	w := &wsServer{srv: s, adm: adm, origins: map[string]bool{}}
-	for _, o := range s.cfg.WSOrigins {
-		if norm, ok := parseOrigin(o); ok {
+func newWebServer(l *Layer) *webServer {
+	w := &webServer{layer: l, origins: map[string]bool{}}
+	for _, o := range l.cfg.Origins {
+		if norm, ok := ParseOrigin(o); ok {
 			o = norm
 		}
 		w.origins[o] = true
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", w.upgrade)
-	mux.Handle("/info", web.Info(web.ServerInfo{Auth: s.cfg.Auth, MaxBody: s.cfg.MaxBody, NickHold: s.cfg.NickHold.Milliseconds()}))
-	mux.Handle("/", web.Handler())
-	header := min(s.cfg.LoginTimeout, httpHeaderTimeout)
+	if l.cfg.Page != nil {
+		mux.Handle("/", l.cfg.Page)
+	}
+	header := min(l.cfg.Handshake, httpHeaderTimeout)
 	w.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: header, // a slow upgrade is closed like a login that never comes
@@ -60,17 +56,17 @@ func newWSServer(s *Server, adm *admission) *wsServer {
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          httpErrorLog(s.cfg.Logger),
+		ErrorLog:          httpErrorLog(l.cfg.Logger),
 	}
-	if s.certs != nil {
-		w.http.TLSConfig = s.certs.tlsConfig()
+	if l.cfg.Certs != nil {
+		w.http.TLSConfig = l.cfg.Certs.tlsConfig()
 	}
 	return w
 }
 
 // serve serves ln until it closes.
-func (w *wsServer) serve(ln net.Listener) error {
-	ln = &admitListener{Listener: ln, adm: w.adm, tls: w.http.TLSConfig != nil}
+func (w *webServer) serve(ln net.Listener) error {
+	ln = &admitListener{Listener: ln, adm: w.layer.adm, tls: w.http.TLSConfig != nil}
 	if w.http.TLSConfig != nil {
 		ln = tls.NewListener(ln, w.http.TLSConfig)
 	}
@@ -90,12 +86,12 @@ func (w *wsServer) serve(ln net.Listener) error {
 // listener, or when a proxy that terminated TLS says so in
 // X-Forwarded-Proto: a page in a browser, which this check is about,
 // cannot set that header on its WebSocket's handshake.
-func (w *wsServer) originAllowed(r *http.Request) bool {
+func (w *webServer) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	o, ok := parseOrigin(origin)
+	o, ok := ParseOrigin(origin)
 	switch {
 	case !ok:
 		return false
@@ -106,14 +102,14 @@ func (w *wsServer) originAllowed(r *http.Request) bool {
 	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		scheme = "https"
 	}
-	own, ok := parseOrigin(scheme + "://" + r.Host)
+	own, ok := ParseOrigin(scheme + "://" + r.Host)
 	return ok && o == own
 }
 
-// parseOrigin returns an origin in its serialized form: the scheme
+// ParseOrigin returns an origin in its serialized form: the scheme
 // (http or https) and the host, in lower case, with the port only when it
 // is not the scheme's default. It refuses anything else.
-func parseOrigin(s string) (string, bool) {
+func ParseOrigin(s string) (string, bool) {
 	u, err := url.Parse(s)
 	if err != nil || u.User != nil || u.Host == "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" ||
 		u.Path != "" && u.Path != "/" {
@@ -138,8 +134,8 @@ func parseOrigin(s string) (string, bool) {
 
 // upgrade hands a WebSocket connection to a stream loop; admission
 // counted it when it was accepted, and the hub's session keeps that count.
-func (w *wsServer) upgrade(rw http.ResponseWriter, r *http.Request) {
-	h := w.srv.hub
+func (w *webServer) upgrade(rw http.ResponseWriter, r *http.Request) {
+	h := w.layer.cfg.Hub
 	if !w.originAllowed(r) {
 		h.WarnLimited("ws-origin", "WebSocket refused: origin not allowed", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		http.Error(rw, "origin not allowed", http.StatusForbidden)
@@ -156,7 +152,5 @@ func (w *wsServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 	}
 	ac.release(true)
 	_ = conn.SetDeadline(time.Time{})
-	loops := w.srv.streamLoops
-	loop := loops[w.next.Add(1)%uint64(len(loops))]
-	startStream(h, loop, conn, r.RemoteAddr, &w.srv.cfg, &wsWire{r: brw.Reader}, &w.srv.transports)
+	w.layer.startStream(conn, r.RemoteAddr, &wsWire{r: brw.Reader})
 }

@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"bufio"
@@ -23,7 +23,7 @@ import (
 // gobwas/ws reads the headers; the few bytes of a server frame's header
 // are written here, into that buffer.
 
-// wsWire is one WebSocket connection's framing state.
+// wsWire is one WebSocket connection's framing (a framing) and its state.
 type wsWire struct {
 	r     *bufio.Reader // the hijacked connection's reader: it may hold bytes already
 	limit atomic.Int64  // the largest message accepted now, as the hub says (hub.FrameLimited)
@@ -48,6 +48,10 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 	codec.ReasonLoginTimeout:  4001,
 	codec.ReasonTokenExpired:  4002,
 }
+
+func (w *wsWire) transport() int { return WS }
+
+func (w *wsWire) setLimit(n int) { w.limit.Store(int64(n)) }
 
 var byePrefix = []byte(`{"type":"bye","reason":"`)
 
@@ -102,20 +106,20 @@ func (w *wsWire) appendClose(dst []byte) []byte {
 }
 
 // errWSClosed ends the reader when the client closed the WebSocket.
-var errWSClosed = errors.New("server: the client closed the WebSocket")
+var errWSClosed = errors.New("transport: the client closed the WebSocket")
 
-// readWS reads messages until the connection ends. A message that breaks
+// read reads messages until the connection ends. A message that breaks
 // WebSocket's rules is handed to the hub as the protocol error it is, and
 // then nothing more is read but to wait for the close.
-func (c *streamConn) readWS() {
-	err := c.readMessages()
+func (w *wsWire) read(c *streamConn) {
+	err := w.readMessages(c)
 	var v *wsViolation
 	switch {
 	case errors.As(err, &v):
-		c.violation(v)
-		_, err = io.Copy(io.Discard, c.ws.r) // until the close frame is out and the socket shut
+		w.violation(c, v)
+		_, err = io.Copy(io.Discard, w.r) // until the close frame is out and the socket shut
 	case errors.Is(err, errWSClosed):
-		_, _ = io.Copy(io.Discard, c.ws.r) // until the answering close is out
+		_, _ = io.Copy(io.Discard, w.r) // until the answering close is out
 	}
 	c.end(err)
 }
@@ -134,9 +138,9 @@ func violation(code ws.StatusCode, sentinel *codec.Error, format string, args ..
 
 // violation has the hub answer v (error, then bye protocol_error), with
 // v's close code on the close frame.
-func (c *streamConn) violation(v *wsViolation) {
+func (w *wsWire) violation(c *streamConn, v *wsViolation) {
 	c.mu.Lock()
-	c.ws.code = v.code
+	w.code = v.code
 	c.mu.Unlock()
 	_ = c.loop.Execute(func() {
 		if !c.closed {
@@ -150,8 +154,7 @@ func (c *streamConn) violation(v *wsViolation) {
 // here when its first frame begins is reported to the hub as begun, so
 // that --frame-timeout bounds how long it may take to arrive, as it bounds
 // a partial frame on TCP.
-func (c *streamConn) readMessages() error {
-	w := c.ws
+func (w *wsWire) readMessages(c *streamConn) error {
 	begun := false
 	for {
 		if _, err := w.r.Peek(1); err != nil {
@@ -170,7 +173,7 @@ func (c *streamConn) readMessages() error {
 		}
 		if h.OpCode.IsControl() {
 			begun = begun && len(w.msg) > 0 // a control frame inside a message leaves it begun
-			if err := c.control(h, begun); err != nil {
+			if err := w.control(c, h, begun); err != nil {
 				return err
 			}
 			continue
@@ -191,7 +194,7 @@ func (c *streamConn) readMessages() error {
 			continue
 		}
 		begun = false
-		if err := c.handMessage(); err != nil {
+		if err := w.handMessage(c); err != nil {
 			return err
 		}
 	}
@@ -278,9 +281,9 @@ func (w *wsWire) check(h ws.Header) error {
 // control, the pong queued within the session's outbound limits; the
 // reader waits until the loop took it, as for a message) and answers a
 // close with a close. A pong from the client is charged as a ping is.
-func (c *streamConn) control(h ws.Header, midMessage bool) error {
+func (w *wsWire) control(c *streamConn, h ws.Header, midMessage bool) error {
 	payload := make([]byte, h.Length)
-	if _, err := io.ReadFull(c.ws.r, payload); err != nil {
+	if _, err := io.ReadFull(w.r, payload); err != nil {
 		return err
 	}
 	ws.Cipher(payload, h.Mask, 0)
@@ -322,8 +325,7 @@ func (c *streamConn) handControl(answer []byte, midMessage bool) error {
 
 // handMessage gives the hub the message read, as a length-prefixed
 // frame. Invalid UTF-8 is the hub's to refuse (bad_frame).
-func (c *streamConn) handMessage() error {
-	w := c.ws
+func (w *wsWire) handMessage(c *streamConn) error {
 	binary.BigEndian.PutUint32(w.msg, uint32(len(w.msg)-codec.HeaderSize))
 	ok := c.hand(w.msg)
 	if cap(w.msg) > 4*streamReadSize {

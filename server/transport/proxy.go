@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"bufio"
@@ -19,9 +19,9 @@ import (
 // from them it is required; anyone else's connection is the chat protocol
 // from its first byte, and a PROXY header from it is a bad frame.
 
-// proxyPolicy is the networks trusted to send a PROXY header, and the
+// ProxyPolicy is the networks trusted to send a PROXY header, and the
 // bound on header reads in progress.
-type proxyPolicy struct {
+type ProxyPolicy struct {
 	trusted []netip.Prefix
 	timeout time.Duration
 	slots   chan struct{}
@@ -31,12 +31,15 @@ type proxyPolicy struct {
 // maxProxyReads bounds the connections waiting for their header at once.
 const maxProxyReads = 1024
 
-func newProxyPolicy(trusted []netip.Prefix, timeout time.Duration, warn func(string, string, ...any)) *proxyPolicy {
-	return &proxyPolicy{trusted: trusted, timeout: timeout, slots: make(chan struct{}, maxProxyReads), warn: warn}
+// NewProxyPolicy trusts PROXY headers from the trusted networks, reading
+// each within timeout; warn reports a bad header (rate-limited by the
+// caller, as hub.WarnLimited is).
+func NewProxyPolicy(trusted []netip.Prefix, timeout time.Duration, warn func(string, string, ...any)) *ProxyPolicy {
+	return &ProxyPolicy{trusted: trusted, timeout: timeout, slots: make(chan struct{}, maxProxyReads), warn: warn}
 }
 
-// parsePrefixes reads networks ("10.0.0.0/8") and addresses ("10.0.0.1").
-func parsePrefixes(specs []string) ([]netip.Prefix, error) {
+// ParsePrefixes reads networks ("10.0.0.0/8") and addresses ("10.0.0.1").
+func ParsePrefixes(specs []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range specs {
 		if p, err := netip.ParsePrefix(s); err == nil {
@@ -54,7 +57,7 @@ func parsePrefixes(specs []string) ([]netip.Prefix, error) {
 
 // trusts reports whether a connection from remote must send a header.
 // A nil policy trusts nobody.
-func (p *proxyPolicy) trusts(remote string) bool {
+func (p *ProxyPolicy) trusts(remote string) bool {
 	if p == nil {
 		return false
 	}
@@ -74,7 +77,7 @@ func (p *proxyPolicy) trusts(remote string) bool {
 // admit reads c's header on a goroutine of its own, then admits it under
 // the client's address. A header that is missing, malformed or late
 // closes the connection.
-func (p *proxyPolicy) admit(c *net.TCPConn, remote string, admit func(*net.TCPConn, string)) {
+func (p *ProxyPolicy) admit(c *net.TCPConn, remote string, admit func(*net.TCPConn, string)) {
 	select {
 	case p.slots <- struct{}{}:
 	default:

@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"context"
@@ -32,7 +32,7 @@ type acceptor struct {
 	plain bool
 	// proxy, when set, reads a PROXY protocol header from the networks
 	// it trusts (proxy.go) before the connection is admitted.
-	proxy *proxyPolicy
+	proxy *ProxyPolicy
 
 	mu sync.Mutex // admissions from proxied connections' goroutines
 }

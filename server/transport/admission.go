@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"net"
@@ -31,8 +31,8 @@ type admission struct {
 // parley_connections_refused_total, and the bye reason a client reads.
 const (
 	limitShutdown     = "shutdown"
-	limitConnRate     = hub.LimitConnRate
-	limitMaxHTTPConns = "max-http-conns"
+	LimitConnRate     = hub.LimitConnRate
+	LimitMaxHTTPConns = "max-http-conns"
 )
 
 func newAdmission(h *hub.Hub, ratePerIP float64, maxHTTP int) *admission {
@@ -40,7 +40,7 @@ func newAdmission(h *hub.Hub, ratePerIP float64, maxHTTP int) *admission {
 }
 
 // admit counts a new connection from remote, or says which limit it is
-// over: limitShutdown while the server drains, limitConnRate, or one of
+// over: limitShutdown while the server drains, LimitConnRate, or one of
 // the hub's (hub.Reserve). An admitted connection is the hub's to count
 // down: hub.Closed does when its session ends, hub.Unreserve if it never
 // opens one.
@@ -53,7 +53,7 @@ func (a *admission) admit(remote string) string {
 	ok := a.rate.allow(ip)
 	a.mu.Unlock()
 	if !ok {
-		return limitConnRate
+		return LimitConnRate
 	}
 	return a.h.Reserve(ip)
 }
@@ -62,7 +62,7 @@ func (a *admission) admit(remote string) string {
 func (a *admission) admitHTTP(remote string) string {
 	if n := a.http.Add(1); a.maxHTTP > 0 && n > a.maxHTTP {
 		a.http.Add(-1)
-		return limitMaxHTTPConns
+		return LimitMaxHTTPConns
 	}
 	limit := a.admit(remote)
 	if limit != "" {
@@ -101,7 +101,7 @@ func (l *admitListener) Accept() (net.Conn, error) {
 		}
 		if !l.tls {
 			status := "503 Service Unavailable"
-			if limit == limitConnRate {
+			if limit == LimitConnRate {
 				status = "429 Too Many Requests"
 			}
 			_ = c.SetWriteDeadline(time.Now().Add(refuseWrite))

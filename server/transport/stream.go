@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"crypto/tls"
@@ -21,7 +21,7 @@ import (
 // however many frames it holds.
 
 // errLoopStopped is Execute's answer once the loop has stopped.
-var errLoopStopped = errors.New("server: stream loop stopped")
+var errLoopStopped = errors.New("transport: stream loop stopped")
 
 // streamLoop is a goroutine that runs the tasks given to Execute in order,
 // as a gnet event loop does. Execute is safe from any goroutine.
@@ -98,6 +98,34 @@ func (l *streamLoop) stop() {
 	}
 }
 
+// framing is how a stream connection's bytes carry the protocol's
+// frames: as they are (TLS), or in WebSocket messages (ws.go).
+type framing interface {
+	// transport is the connection's index in Names.
+	transport() int
+	// read is the reader goroutine: it reads until the connection fails
+	// or closes, hands what it read to the loop (c.hand), and ends with
+	// c.end.
+	read(c *streamConn)
+	// appendFrame appends frame f, as the wire carries it, to dst.
+	appendFrame(dst, f []byte) []byte
+	// appendClose appends what ends the connection on the wire (a
+	// WebSocket close frame), if anything.
+	appendClose(dst []byte) []byte
+	// setLimit refuses a message over n bytes on its header, if the
+	// framing can.
+	setLimit(n int)
+}
+
+// rawFraming: the bytes are the protocol's frames (TLS).
+type rawFraming struct{}
+
+func (rawFraming) transport() int                   { return TLS }
+func (rawFraming) read(c *streamConn)               { c.readLoop() }
+func (rawFraming) appendFrame(dst, f []byte) []byte { return append(dst, f...) }
+func (rawFraming) appendClose(dst []byte) []byte    { return dst }
+func (rawFraming) setLimit(int)                     {}
+
 // streamConn is one connection of the stream transport, as a hub.Conn and
 // a hub.Inbound.
 type streamConn struct {
@@ -105,8 +133,8 @@ type streamConn struct {
 	loop  *streamLoop
 	hub   *hub.Hub
 	shake time.Duration // handshake deadline: the login timeout
-	ws    *wsWire       // WebSocket framing (ws.go); nil: the bytes are the protocol's frames
-	count *transportCounts
+	f     framing
+	count *Counts
 
 	// Loop goroutine only.
 	s      *hub.Session
@@ -147,8 +175,8 @@ const closeFlush = 2 * time.Second
 
 // startStream opens a session for nc on loop and starts its goroutines.
 // nc was counted by hub.Reserve.
-func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *Config, ws *wsWire, count *transportCounts) {
-	c := &streamConn{nc: nc, loop: loop, hub: h, shake: cfg.LoginTimeout, ws: ws, count: count, consumed: make(chan bool, 1)}
+func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, shake time.Duration, f framing, count *Counts) {
+	c := &streamConn{nc: nc, loop: loop, hub: h, shake: shake, f: f, count: count, consumed: make(chan bool, 1)}
 	err := loop.Execute(func() {
 		s, refusal := h.Open(loop, c, remote)
 		if s == nil {
@@ -158,21 +186,13 @@ func startStream(h *hub.Hub, loop *streamLoop, nc net.Conn, remote string, cfg *
 		}
 		c.s = s
 		loop.conns[c] = struct{}{}
-		count.opened(c.transport())
+		count.opened(f.transport())
 		go c.shakeHands()
 	})
 	if err != nil {
 		h.Unreserve(hub.IPKey(remote))
 		_ = nc.Close()
 	}
-}
-
-// transport is the connection's transport label index.
-func (c *streamConn) transport() int {
-	if c.ws != nil {
-		return transportWS
-	}
-	return transportTLS
 }
 
 // shakeHands completes the TLS handshake and starts the reader on a
@@ -183,11 +203,7 @@ func (c *streamConn) shakeHands() {
 		c.end(err)
 		return
 	}
-	if c.ws != nil {
-		go c.readWS()
-		return
-	}
-	go c.readLoop()
+	go c.f.read(c)
 }
 
 // readLoop reads until the connection fails or closes, and then reports
@@ -277,7 +293,7 @@ func (c *streamConn) report(err error) {
 	}
 	c.closed = true
 	delete(c.loop.conns, c)
-	c.count.closed(c.transport())
+	c.count.closed(c.f.transport())
 	c.mu.Lock()
 	byServer := c.closing && c.werr == nil
 	if c.werr != nil {
@@ -307,7 +323,7 @@ func (c *streamConn) Discard(n int) (int, error) {
 	return n, nil
 }
 
-var errShort = errors.New("server: fewer bytes buffered than asked for")
+var errShort = errors.New("transport: fewer bytes buffered than asked for")
 
 // Writev queues frames for the writer. Loop goroutine.
 func (c *streamConn) Writev(frames [][]byte) {
@@ -320,11 +336,7 @@ func (c *streamConn) Writev(frames [][]byte) {
 		c.out = (*writeBufs.Get().(*[]byte))[:0]
 	}
 	for _, f := range frames {
-		if c.ws != nil {
-			c.out = c.ws.appendFrame(c.out, f)
-			continue
-		}
-		c.out = append(c.out, f...)
+		c.out = c.f.appendFrame(c.out, f)
 	}
 	c.startWriterLocked()
 }
@@ -341,11 +353,7 @@ func (c *streamConn) Flush() {}
 
 // SetFrameLimit is hub.FrameLimited: a WebSocket connection refuses a
 // message over n on its header. Loop goroutine.
-func (c *streamConn) SetFrameLimit(n int) {
-	if c.ws != nil {
-		c.ws.limit.Store(int64(n))
-	}
-}
+func (c *streamConn) SetFrameLimit(n int) { c.f.setLimit(n) }
 
 // ClosesAfterSending marks that Close sends what is queued first.
 func (c *streamConn) ClosesAfterSending() {}
@@ -356,8 +364,8 @@ func (c *streamConn) Close() {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeFlush))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.closing && c.ws != nil {
-		c.out = c.ws.appendClose(c.out) // the close frame, with the bye's reason
+	if !c.closing {
+		c.out = c.f.appendClose(c.out) // a WebSocket's close frame, with the bye's reason
 	}
 	c.closing = true
 	c.startWriterLocked()

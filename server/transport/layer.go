@@ -1,0 +1,258 @@
+// Package transport is the way into the hub: the acceptors, admission
+// (the one table of per-address rates, and the hub's Reserve), the PROXY
+// protocol, gnet's event loops for plain TCP, and the stream transport's
+// loops for TLS and WebSocket, with the web port's HTTP server and the
+// WebSocket upgrade. It knows the hub (parley/server/hub) and nothing of
+// the server that configures it: the server owns the listeners and the
+// lifecycle, and gives a Layer what it needs in a Config.
+//
+// Every connection reaches the hub as a hub.Conn on a hub.Loop, whichever
+// way it came: the hub does not know the transport of a session.
+package transport
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"parley/server/hub"
+)
+
+// Config is what the transports need. Zero values work but Hub.
+type Config struct {
+	Hub *hub.Hub
+	// Loops is the number of gnet event loops for plain TCP, and of
+	// stream loops for TLS and WebSocket when either listens.
+	Loops int
+	// TickInterval is how often the hub's Tick runs (hub.Config.TickInterval).
+	TickInterval time.Duration
+	// Handshake bounds a TLS handshake and a WebSocket upgrade's headers:
+	// the login timeout.
+	Handshake time.Duration
+	// SendBuffer is SO_SNDBUF for each accepted connection; 0: the kernel's.
+	SendBuffer int
+	// ConnRatePerIP is new connections per second and address, over every
+	// listener; 0: no limit.
+	ConnRatePerIP float64
+	// MaxHTTPConns bounds the web port's connections that are not
+	// WebSockets yet; 0: no bound of their own.
+	MaxHTTPConns int
+	// Certs is the TLS certificate of the TLS listener and of HTTPS on
+	// the web port; nil: neither speaks TLS.
+	Certs *CertStore
+	// Proxy reads PROXY protocol headers on the plain listener from the
+	// networks it trusts; nil: none.
+	Proxy *ProxyPolicy
+	// Page serves the web port's requests other than /ws (the chat page).
+	Page http.Handler
+	// Origins are the browser origins a WebSocket may come from besides
+	// the page's own (ParseOrigin's form, or "*").
+	Origins []string
+	Logger  *slog.Logger
+}
+
+// Layer runs the transports of one server. Create it with New, run it
+// with Run; Stop and ShutdownWeb are safe from any goroutine.
+type Layer struct {
+	cfg    Config
+	adm    *admission
+	counts Counts
+	booted chan struct{} // closed by the engine's first tick: the loops run
+
+	streamLoops []*streamLoop // for TLS and WebSocket
+	next        atomic.Uint64 // the stream loop the next connection goes to
+
+	mu       sync.Mutex
+	eng      gnet.Engine
+	web      *webServer
+	stopping bool // Stop was called: the engine stopping is expected
+}
+
+// New returns the transport layer for cfg.
+func New(cfg Config) *Layer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Layer{cfg: cfg, adm: newAdmission(cfg.Hub, cfg.ConnRatePerIP, cfg.MaxHTTPConns), booted: make(chan struct{})}
+}
+
+// Counts are the layer's connection counts by transport.
+func (l *Layer) Counts() *Counts { return &l.counts }
+
+// Run serves plain TCP on gnet's loops and, when given (non-nil), the TLS
+// and web listeners on the stream loops, until Stop; it calls ready once
+// every listener accepts. It returns nil after Stop, or the error that
+// made the loops or a listener fail on their own. The caller closes the
+// listeners (the plain one last: a connection in its backlog during a
+// shutdown still gets its bye).
+func (l *Layer) Run(plain, tlsLn, webLn net.Listener, ready func()) error {
+	engineAddr, cleanup, err := engineSocket()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	engErr := make(chan error, 1)
+	go func() { engErr <- gnet.Run(&gnetHandler{layer: l}, engineAddr, l.gnetOptions()...) }()
+	select {
+	case <-l.booted:
+	case err := <-engErr:
+		return fmt.Errorf("transport: start event loops: %w", err)
+	}
+	cleanup() // nothing is ever to connect to the engine's own socket
+	acc := &acceptor{h: l.cfg.Hub, ln: plain, adm: l.adm, sendBuffer: l.cfg.SendBuffer,
+		hand: gnetHand(l.engine()), plain: true, proxy: l.cfg.Proxy}
+	accErr := make(chan error, 1)
+	go func() { accErr <- acc.run() }()
+	if stop := l.runStreams(tlsLn, webLn); stop != nil {
+		defer stop()
+	}
+	ready()
+	select {
+	case err = <-accErr:
+		if err != nil {
+			err = fmt.Errorf("transport: accept: %w", err)
+			l.cfg.Logger.Error("listener failed; stopping", "err", err.Error())
+			go func() { _ = l.engine().Stop(context.Background()) }()
+		}
+		engStopped := <-engErr
+		if err == nil && !l.isStopping() {
+			err = fmt.Errorf("transport: event loops stopped on their own: %v", engStopped)
+		}
+	case engStopped := <-engErr:
+		_ = plain.Close()
+		<-accErr
+		if !l.isStopping() {
+			err = fmt.Errorf("transport: event loops stopped on their own: %v", engStopped)
+		}
+	}
+	return err
+}
+
+// Stop stops the event loops; Run then returns nil. The listeners are the
+// caller's to close.
+func (l *Layer) Stop() {
+	l.mu.Lock()
+	l.stopping = true
+	eng := l.eng
+	l.mu.Unlock()
+	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
+	// for Run to return is faster.
+	go func() { _ = eng.Stop(context.Background()) }()
+}
+
+// FailLoops stops the event loops as a failure of theirs would, without
+// Stop: Run then returns an error. A seam for testing what a server does
+// when its loops die.
+func (l *Layer) FailLoops() { _ = l.engine().Stop(context.Background()) }
+
+// ShutdownWeb closes the web port's HTTP connections: those idle between
+// page requests now, the others once answered (its WebSockets are the
+// hub's sessions, which drain through the hub).
+func (l *Layer) ShutdownWeb(ctx context.Context) {
+	l.mu.Lock()
+	web := l.web
+	l.mu.Unlock()
+	if web != nil {
+		go func() { _ = web.http.Shutdown(ctx) }()
+	}
+}
+
+func (l *Layer) gnetOptions() []gnet.Option {
+	return []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(l.cfg.Loops),
+		gnet.WithTicker(true),
+		gnet.WithLogger(gnetLogger{l.cfg.Logger}),
+	}
+}
+
+// engineSocket is a Unix socket in a fresh private directory for gnet's
+// engine, which needs a listener of its own; connections come from the
+// acceptor instead. The socket's name is removed once the engine is up,
+// so nothing can connect to it.
+func engineSocket() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "parley-")
+	if err != nil {
+		return "", nil, fmt.Errorf("transport: engine socket: %w", err)
+	}
+	var once sync.Once
+	return "unix://" + filepath.Join(dir, "engine.sock"), func() { once.Do(func() { _ = os.RemoveAll(dir) }) }, nil
+}
+
+// setEngine records the engine; OnBoot calls it.
+func (l *Layer) setEngine(eng gnet.Engine) {
+	l.mu.Lock()
+	l.eng = eng
+	l.mu.Unlock()
+}
+
+func (l *Layer) engine() gnet.Engine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.eng
+}
+
+func (l *Layer) isStopping() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopping
+}
+
+// runStreams starts the stream loops and the TLS and web listeners that
+// are given, and returns what stops them once the engine has stopped.
+func (l *Layer) runStreams(tlsLn, webLn net.Listener) func() {
+	if tlsLn == nil && webLn == nil {
+		return nil
+	}
+	for range l.cfg.Loops {
+		l.streamLoops = append(l.streamLoops, newStreamLoop())
+	}
+	var served []func() error
+	if tlsLn != nil {
+		acc := &acceptor{h: l.cfg.Hub, ln: tlsLn, adm: l.adm, sendBuffer: l.cfg.SendBuffer,
+			hand: l.tlsHand(l.cfg.Certs.tlsConfig())}
+		served = append(served, acc.run)
+	}
+	if webLn != nil {
+		w := newWebServer(l)
+		l.mu.Lock()
+		l.web = w
+		l.mu.Unlock()
+		served = append(served, func() error { return w.serve(webLn) })
+	}
+	errs := make(chan error, len(served))
+	for _, serve := range served {
+		go func() { errs <- serve() }()
+	}
+	return func() {
+		for _, ln := range []net.Listener{tlsLn, webLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		for range served {
+			if err := <-errs; err != nil {
+				l.cfg.Logger.Error("listener failed", "err", err.Error())
+			}
+		}
+		for _, sl := range l.streamLoops {
+			sl.stop()
+		}
+	}
+}
+
+// startStream opens a session for nc, with its framing, on the next
+// stream loop. nc was counted by admission.
+func (l *Layer) startStream(nc net.Conn, remote string, f framing) {
+	loop := l.streamLoops[l.next.Add(1)%uint64(len(l.streamLoops))]
+	startStream(l.cfg.Hub, loop, nc, remote, l.cfg.Handshake, f, &l.counts)
+}
