@@ -47,6 +47,13 @@ type Verifier interface {
 	Verify(token string) (Identity, error)
 }
 
+// RefuseAll is the Verifier that refuses every token: a hub's default
+// when no other is configured.
+type RefuseAll struct{}
+
+// Verify refuses token.
+func (RefuseAll) Verify(string) (Identity, error) { return Identity{}, ErrBadToken }
+
 // Config configures a JWT verifier. The zero value refuses every token.
 type Config struct {
 	// Keys are the keys tokens may be signed with; a token names one by

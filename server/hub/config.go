@@ -79,9 +79,9 @@ type Config struct {
 	HistoryAge       time.Duration // 0: no age limit
 	HistoryBytes     int64         // every room's history together; 0: no limit
 	ReplayLimit      int           // the most messages a resume replays
-	Store            HistoryStore  // nil: history in memory only
+	Store            HistoryStore  // nil: MemoryHistory, the history in memory only
 	Auth             AuthMode      // who may log in how; AuthOff: by nick, as anyone
-	Verifier         auth.Verifier // checks login tokens; nil refuses every token
+	Verifier         auth.Verifier // checks login tokens; nil: auth.RefuseAll
 	MaxSessions      int           // sessions of one account at once (logins with a token)
 	TokenGrace       time.Duration // how long past its exp a session's token still holds
 	Logger           *slog.Logger
@@ -100,6 +100,36 @@ type Config struct {
 type HistoryStore interface {
 	Append(room, epoch string, seq uint64, at time.Time, frame []byte, stored func(error))
 	Forget(room string)
+}
+
+// MemoryHistory is the HistoryStore of a hub without one: the rooms'
+// histories are the hub's own, in memory, so a message is stored as soon
+// as it is kept there.
+type MemoryHistory struct{}
+
+// Append reports the message stored at once.
+func (MemoryHistory) Append(_, _ string, _ uint64, _ time.Time, _ []byte, stored func(error)) {
+	if stored != nil {
+		stored(nil)
+	}
+}
+
+// Forget has nothing to forget.
+func (MemoryHistory) Forget(string) {}
+
+// withDefaults fills what is left nil with its default implementation:
+// the hub never checks for nil.
+func (c Config) withDefaults() Config {
+	if c.Store == nil {
+		c.Store = MemoryHistory{}
+	}
+	if c.Verifier == nil {
+		c.Verifier = auth.RefuseAll{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
 }
 
 // TickInterval is how often the transport should call Tick: often enough

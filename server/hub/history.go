@@ -44,22 +44,18 @@ func newEpoch() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// rememberLocked keeps a stored message in r's history, and on disk with
-// a store; stored, when not nil, hears when the disk has it (at once
-// without a store or history). The caller runs trimHistory once it has
-// let go of r.mu. r.mu held.
+// rememberLocked keeps a stored message in r's history, and in the store;
+// stored, when not nil, hears when the store has it (at once for
+// MemoryHistory, or without history). The caller runs trimHistory once it
+// has let go of r.mu. r.mu held.
 func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte, stored func(error)) {
-	if h.cfg.HistoryLen <= 0 || h.cfg.Store == nil {
-		if stored != nil {
-			stored(nil) // memory is all there is to keep it in
-		}
-	}
 	if h.cfg.HistoryLen <= 0 {
+		if stored != nil {
+			stored(nil) // nothing is kept: nothing to wait for
+		}
 		return
 	}
-	if h.cfg.Store != nil {
-		h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame, stored)
-	}
+	h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame, stored)
 	first := len(r.hist) == 0 || len(r.hist) >= h.cfg.HistoryLen
 	h.keep(&r.hist, seq, frame)
 	if first {
@@ -151,9 +147,7 @@ func (h *Hub) forgetRoomLocked(r *room) {
 		h.forgetOldest(&r.hist)
 	}
 	h.ages.update(r)
-	if h.cfg.Store != nil {
-		h.cfg.Store.Forget(r.name)
-	}
+	h.cfg.Store.Forget(r.name)
 }
 
 // StoredMsg is a room message a HistoryStore kept.

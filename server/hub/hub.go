@@ -30,11 +30,12 @@ import (
 // methods say which goroutine may call them: the transport events (Open,
 // Traffic, Closed) run on the loop goroutine of their connection.
 type Hub struct {
-	cfg    Config
-	log    *slog.Logger
-	start  time.Time
-	loops  []*loop
-	broker broker.Broker
+	cfg     Config
+	durable bool // the store keeps messages beyond the process: acks wait for it
+	log     *slog.Logger
+	start   time.Time
+	loops   []*loop
+	broker  broker.Broker
 
 	nicks    nickIndex
 	claiming claimSet // nick keys of logins waiting for the broker
@@ -76,7 +77,10 @@ type Hub struct {
 // New returns a hub for cfg (defaults applied) on broker b. Call Start
 // before the transport delivers connections.
 func New(cfg Config, b broker.Broker) *Hub {
+	cfg = cfg.withDefaults()
+	_, memory := cfg.Store.(MemoryHistory)
 	h := &Hub{
+		durable:  !memory,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		start:    time.Now(),

@@ -376,7 +376,7 @@ func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 
 // store once the disk has it (--data-dir), so that an ack means the
 // message survives the process, rather than at once.
 func (h *Hub) storeAcks(ref string) bool {
-	return ref != "" && h.cfg.Store != nil && h.cfg.HistoryLen > 0
+	return ref != "" && h.durable && h.cfg.HistoryLen > 0
 }
 
 // ackWhenStored is the store's callback that acks sender's say, or
