@@ -71,6 +71,13 @@ type Layer struct {
 	streamLoops []*streamLoop // for TLS and WebSocket
 	next        atomic.Uint64 // the stream loop the next connection goes to
 
+	// Engine.Stop polls every 500ms until the engine is down, so it runs
+	// on a goroutine of its own; Run cancels runCtx when it returns and
+	// waits for those goroutines (stops), so none outlives it.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	stops     sync.WaitGroup
+
 	mu       sync.Mutex
 	eng      gnet.Engine
 	web      *webServer
@@ -82,7 +89,19 @@ func New(cfg Config) *Layer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Layer{cfg: cfg, adm: newAdmission(cfg.Hub, cfg.ConnRatePerIP, cfg.MaxHTTPConns), booted: make(chan struct{})}
+	l := &Layer{cfg: cfg, adm: newAdmission(cfg.Hub, cfg.ConnRatePerIP, cfg.MaxHTTPConns), booted: make(chan struct{})}
+	l.runCtx, l.cancelRun = context.WithCancel(context.Background())
+	return l
+}
+
+// stopEngine stops the event loops from a goroutine of its own.
+func (l *Layer) stopEngine() {
+	eng := l.engine()
+	l.stops.Add(1)
+	go func() {
+		defer l.stops.Done()
+		_ = eng.Stop(l.runCtx)
+	}()
 }
 
 // Counts are the layer's connection counts by transport.
@@ -95,6 +114,10 @@ func (l *Layer) Counts() *Counts { return &l.counts }
 // listeners (the plain one last: a connection in its backlog during a
 // shutdown still gets its bye).
 func (l *Layer) Run(plain, tlsLn, webLn net.Listener, ready func()) error {
+	defer func() {
+		l.cancelRun()
+		l.stops.Wait()
+	}()
 	engineAddr, cleanup, err := engineSocket()
 	if err != nil {
 		return err
@@ -121,7 +144,7 @@ func (l *Layer) Run(plain, tlsLn, webLn net.Listener, ready func()) error {
 		if err != nil {
 			err = fmt.Errorf("transport: accept: %w", err)
 			l.cfg.Logger.Error("listener failed; stopping", "err", err.Error())
-			go func() { _ = l.engine().Stop(context.Background()) }()
+			l.stopEngine()
 		}
 		engStopped := <-engErr
 		if err == nil && !l.isStopping() {
@@ -142,17 +165,14 @@ func (l *Layer) Run(plain, tlsLn, webLn net.Listener, ready func()) error {
 func (l *Layer) Stop() {
 	l.mu.Lock()
 	l.stopping = true
-	eng := l.eng
 	l.mu.Unlock()
-	// Engine.Stop polls every 500ms; stopping from a goroutine and waiting
-	// for Run to return is faster.
-	go func() { _ = eng.Stop(context.Background()) }()
+	l.stopEngine()
 }
 
 // FailLoops stops the event loops as a failure of theirs would, without
 // Stop: Run then returns an error. A seam for testing what a server does
 // when its loops die.
-func (l *Layer) FailLoops() { _ = l.engine().Stop(context.Background()) }
+func (l *Layer) FailLoops() { l.stopEngine() }
 
 // ShutdownWeb closes the web port's HTTP connections: those idle between
 // page requests now, the others once answered (its WebSockets are the
