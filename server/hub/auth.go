@@ -119,7 +119,7 @@ const (
 
 // failedLogin charges a failed login to s and its address.
 func (h *Hub) failedLogin(s *Session) {
-	h.stats.badLogins.Add(1)
+	h.count.badLogins.Add(1)
 	if s.limiter != nil {
 		s.limiter.AllowN(time.Now(), loginFailCost-1) // the frame itself was charged already
 	}

@@ -85,13 +85,11 @@ func (r *rateLog) warn(kind, msg string, attrs ...any) {
 	r.log.Warn(msg, attrs...)
 }
 
-// connStats are the connection counters logged once per StatsInterval.
-type connStats struct {
-	opened, logins atomic.Int64
-	badLogins      atomic.Int64 // logins and refreshes with a bad, expired or missing token
-	gaps           atomic.Int64 // gap notices sent to rooms
-	lastAt         time.Time    // ticker goroutine only
-	last           statsSnapshot
+// statsLog is where the periodic log line of the connection counters
+// (hubCounters) was last written. Ticker goroutine only.
+type statsLog struct {
+	lastAt time.Time
+	last   statsSnapshot
 }
 
 type statsSnapshot struct {
@@ -103,12 +101,13 @@ type statsSnapshot struct {
 // what changed since the last line, and what is open now. Ticker
 // goroutine only.
 func (h *Hub) logStats(now time.Time) {
-	if h.cfg.StatsInterval <= 0 || now.Sub(h.stats.lastAt) < h.cfg.StatsInterval {
+	if h.cfg.StatsInterval <= 0 || now.Sub(h.statsLog.lastAt) < h.cfg.StatsInterval {
 		return
 	}
-	cur := statsSnapshot{opened: h.stats.opened.Load(), logins: h.stats.logins.Load(), refused: h.refused.Load(), closes: h.closes.snapshot()}
-	prev := h.stats.last
-	h.stats.lastAt, h.stats.last = now, cur
+	n := &h.count
+	cur := statsSnapshot{opened: n.opened.Load(), logins: n.logins.Load(), refused: n.refused.total(), closes: n.closes.snapshot()}
+	prev := h.statsLog.last
+	h.statsLog.lastAt, h.statsLog.last = now, cur
 	attrs := []any{
 		"opened", cur.opened - prev.opened, "logins", cur.logins - prev.logins, "refused", cur.refused - prev.refused,
 		"conns", h.conns.Load(), "online", h.online.Load(), "outbound_bytes", h.outMem.Load(),

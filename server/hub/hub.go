@@ -48,12 +48,10 @@ type Hub struct {
 	idleOnce sync.Once
 	idle     chan struct{} // closed when draining and no connection is left
 
-	perIP   ipCounter
-	closes  closeCounts
-	refused atomic.Int64
-	stats   connStats
-	warn    *rateLog
-	outMem  atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
+	perIP    ipCounter
+	statsLog statsLog
+	warn     *rateLog
+	outMem   atomic.Int64 // memory held by every session's unsent bytes (outq.mem)
 
 	histBytes  atomic.Int64  // memory every room's history holds (history.go)
 	ages       roomAges      // rooms with a history, oldest message first (ages.go)
@@ -202,7 +200,7 @@ func (h *Hub) Reserve(ip string) string {
 		h.connClosed()
 		return "max-conns-per-ip"
 	}
-	h.stats.opened.Add(1)
+	h.count.opened.Add(1)
 	return ""
 }
 
@@ -223,7 +221,8 @@ func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
 	}
 	l := h.bind(exec)
 	now := h.mono()
-	s := &Session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now, limiter: h.newLimiter(), joins: h.newJoinLimiter()}
+	s := &Session{id: uuid.New(), conn: conn, loop: l, remote: remote, ip: ip, openedAt: now, lastSeen: now,
+		sessionFlood: sessionFlood{limiter: h.newLimiter(), joins: h.newJoinLimiter()}}
 	setFrameLimit(conn, h.maxFrame(s))
 	l.addSession(s)
 	h.log.Debug("connection opened", s.logAttrs()...)
@@ -237,7 +236,6 @@ func (h *Hub) Refuse(remote, limit string) []byte {
 	if limit == LimitConnRate {
 		reason = codec.ReasonConnRate
 	}
-	h.refused.Add(1)
 	h.count.refused.add(limit)
 	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", reason, "limit", limit)
 	return byeFrames[reason]
@@ -271,7 +269,7 @@ func (h *Hub) Closed(s *Session, cause error) {
 		h.logout(s, reason)
 	}
 	h.log.Debug("connection closed", append(s.logAttrs(), "reason", reason, "cause", closeCause(cause))...)
-	h.closes.add(reason)
+	h.count.closes.add(reason)
 	h.perIP.remove(s.ip)
 	h.connClosed()
 }

@@ -22,8 +22,13 @@ type loopCounters struct {
 	broadcast           metric.Histogram // sequencing to hand-off, per room message on this loop
 }
 
-// hubCounters are the hub's own counters. Safe from any goroutine.
+// hubCounters are the hub's own counters, the one set Stats, Metrics and
+// the periodic log line read. Safe from any goroutine.
 type hubCounters struct {
+	opened, logins atomic.Int64  // connections opened, sessions logged in
+	badLogins      atomic.Int64  // logins and refreshes with a bad, expired or missing token
+	gaps           atomic.Int64  // gap notices sent to rooms
+	closes         closeCounts   // connections closed, by reason
 	roomMessages   atomic.Uint64 // sequenced here
 	directMessages atomic.Uint64 // delivered here
 	floodDrops     atomic.Uint64 // frames dropped by flood control
@@ -70,6 +75,17 @@ func (r *refusals) add(limit string) {
 	}
 	r.m[limit]++
 	r.mu.Unlock()
+}
+
+// total is the connections refused for any limit.
+func (r *refusals) total() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n uint64
+	for _, v := range r.m {
+		n += v
+	}
+	return int64(n)
 }
 
 func (r *refusals) snapshot() map[string]uint64 {

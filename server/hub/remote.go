@@ -69,7 +69,7 @@ func (x handler) Deliver(name string, seq uint64, sender broker.Replier, frame [
 		return false
 	}
 	if r.seq > 0 && seq > r.seq+1 {
-		x.h.stats.gaps.Add(1)
+		x.h.count.gaps.Add(1)
 		r.publishLocked(x.h, codec.MustEncode(&codec.Gap{Room: r.name, First: r.seq + 1, Last: seq - 1}), nil)
 	}
 	r.seq = seq

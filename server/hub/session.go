@@ -10,7 +10,7 @@ import (
 	"parley/server/auth"
 )
 
-// session is one client connection and, after login, one user. Its fields
+// Session is one client connection and, after login, one user. Its fields
 // are owned by its loop's goroutine, except the ones marked immutable,
 // which other goroutines may read once the session is in the hub's tables.
 type Session struct {
@@ -42,33 +42,48 @@ type Session struct {
 	rooms map[string]*room // the rooms it is in, by name
 	slots map[*room]int    // its index in each room's local member list
 
-	pending         [][]byte        // frames queued since the last flush
-	pendingBytes    int64           // their length
-	skipped         map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
-	out             outq            // what the transport holds unsent
-	queuedIn        uint64          // the write queue's epoch it was last listed in (writeq.go)
-	lazyWaiting     bool            // a ping or presence frame is pending that no write has been listed for (queueLazy)
-	closing         bool            // a bye is queued or the close has started: read no more
-	closeAfterFlush bool            // close once pending frames are written
-	closed          bool            // the transport reported the close: never write again
-	lingerUntil     int64           // bye written but not all taken by the socket: close by then
-	reason          codec.Reason
-
 	waiting bool     // a request is out on the cluster bus: hold further frames
 	backlog [][]byte // frames that arrived while waiting, in order
 
-	partialSince int64 // when an incomplete frame began waiting, 0 if none
+	sessionOut
+	sessionClose
+	sessionFlood
+}
 
+// sessionOut is what waits to be written to a session, and what it
+// holds. Loop goroutine, but the atomics.
+type sessionOut struct {
+	pending      [][]byte        // frames queued since the last flush
+	pendingBytes int64           // their length
+	skipped      map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
+	out          outq            // what the transport holds unsent
+	queuedIn     uint64          // the write queue's epoch it was last listed in (writeq.go)
+	lazyWaiting  bool            // a ping or presence frame is pending that no write has been listed for (queueLazy)
+	queuedMem    atomic.Int64    // out.mem, read by senders of direct messages on other loops
+	incoming     atomic.Int64    // bytes of direct messages on their way to the loop
+}
+
+// sessionClose is how far a session is in closing. Loop goroutine.
+type sessionClose struct {
+	closing         bool  // a bye is queued or the close has started: read no more
+	closeAfterFlush bool  // close once pending frames are written
+	closed          bool  // the transport reported the close: never write again
+	lingerUntil     int64 // bye written but not all taken by the socket: close by then
+	reason          codec.Reason
+}
+
+// sessionFlood is what flood control and the request limits keep for a
+// session (flood.go, control.go). Loop goroutine.
+type sessionFlood struct {
 	limiter      *rate.Limiter            // flood control; nil when off
 	joins        *rate.Limiter            // joins and leaves; nil when off
 	creates      *rate.Limiter            // rooms created; nil until the first
 	dmLimits     map[string]*rate.Limiter // direct messages per recipient key
-	queuedMem    atomic.Int64             // out.mem, read by senders of direct messages on other loops
-	incoming     atomic.Int64             // bytes of direct messages on their way to the loop
 	flooded      int64                    // time spent over the rate limit, draining while quiet (flood.go)
 	lastDrop     int64                    // when a frame was last dropped
 	controls     int                      // control frames before login (control.go)
 	lastLimitErr int64                    // when rate_limited was last sent
+	partialSince int64                    // when an incomplete frame began waiting, 0 if none
 }
 
 // queue appends a frame for the next flush. Loop goroutine only.

@@ -26,7 +26,7 @@ func (l *loop) queueRoom(s *Session, it *item) bool {
 	}
 	if s.skipped != nil {
 		if gap := s.owed(it.room); gap != nil {
-			l.hub.stats.gaps.Add(1)
+			l.hub.count.gaps.Add(1)
 			s.queue(gap)
 		}
 	}
@@ -79,7 +79,7 @@ func (l *loop) oweAll(s *Session) {
 // already took it.
 func (l *loop) applyOwe(s *Session, r *room) {
 	if gap := s.owed(r); gap != nil {
-		l.hub.stats.gaps.Add(1)
+		l.hub.count.gaps.Add(1)
 		s.queue(gap)
 	}
 }

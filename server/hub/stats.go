@@ -14,7 +14,7 @@ type Stats struct {
 	// Closes counts the connections closed since the start, by reason
 	// (disconnect for those the peer dropped).
 	Closes map[codec.Reason]int64
-	// Refused counts connections refused with server_full.
+	// Refused counts connections refused, for any limit.
 	Refused int64
 	// OutboundBytes is the memory every session's unsent bytes hold now,
 	// as the slow-consumer limits count it.
@@ -42,12 +42,12 @@ func (h *Hub) Stats() Stats {
 		Nicks:         h.nicks.len(),
 		Rooms:         h.rooms.len(),
 		Online:        int(h.online.Load()),
-		Closes:        h.closes.snapshot(),
-		Refused:       h.refused.Load(),
+		Closes:        h.count.closes.snapshot(),
+		Refused:       h.count.refused.total(),
 		OutboundBytes: h.outMem.Load(),
 		HeldNicks:     h.holds.len(),
-		Gaps:          h.stats.gaps.Load(),
-		BadLogins:     h.stats.badLogins.Load(),
+		Gaps:          h.count.gaps.Load(),
+		BadLogins:     h.count.badLogins.Load(),
 		Inboxes:       int(h.inboxCount.Load()),
 		HistoryBytes:  h.histBytes.Load(),
 		Cluster:       h.broker.Stats(),
