@@ -294,7 +294,7 @@ var historyPrefix = []byte(`{"type":"history"`)
 const fillRef = "fill:"
 
 func fillRequest(room string, since, last uint64) []byte {
-	limit := 100
+	limit := codec.HistoryPage
 	return codec.MustEncode(&codec.History{Room: room, Since: &since, Limit: &limit, Ref: fillRef + strconv.FormatUint(last, 10)})
 }
 

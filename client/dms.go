@@ -53,7 +53,7 @@ func (c *Client) fillDMs(since, last uint64) {
 	for since < last {
 		from := since
 		ev, err := c.call(ctx, func(ref string) codec.Message {
-			limit := 100
+			limit := codec.HistoryPage
 			return &codec.History{DM: true, Since: &from, Limit: &limit, Ref: ref}
 		})
 		if err != nil || len(ev.Msgs) == 0 {

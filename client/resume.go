@@ -167,7 +167,7 @@ func (c *Client) fill(gap codec.Event) {
 	for since := gap.First - 1; since < gap.Last; {
 		from := since
 		ev, err := c.call(ctx, func(ref string) codec.Message {
-			limit := 100
+			limit := codec.HistoryPage
 			return &codec.History{Room: gap.Room, Since: &from, Limit: &limit, Ref: ref}
 		})
 		if err != nil || len(ev.Msgs) == 0 {

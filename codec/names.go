@@ -21,6 +21,9 @@ const (
 	MaxRef          = 64   // bytes
 	// WhoPage is the most nicks one users frame carries.
 	WhoPage = 500
+	// HistoryPage is the most messages one history answer carries: a
+	// history request's limit is 1 to HistoryPage.
+	HistoryPage = 100
 	// Lobby is the room every session starts in.
 	Lobby = "lobby"
 )

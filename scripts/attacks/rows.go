@@ -252,7 +252,7 @@ func historyFlood(bin string) {
 		members = append(members, c)
 	}
 	sent0 := t.metric("parley_sent_bytes_total")
-	limit := 100
+	limit := codec.HistoryPage
 	var req []byte
 	for range 16 { // 16 requests a write
 		req = append(req, codec.MustEncode(&codec.History{Room: "hist", Limit: &limit, Ref: "h"})...)

@@ -31,9 +31,6 @@ type histEntry struct {
 // against HistoryBytes.
 const histOverhead = 48
 
-// HistoryPage is the most messages one history answer carries.
-const HistoryPage = 100
-
 // defaultHistoryLimit is a history request's limit when it gives none.
 const defaultHistoryLimit = 50
 
@@ -235,8 +232,8 @@ func historyLimit(limit *int) (int, error) {
 	switch {
 	case limit == nil:
 		return defaultHistoryLimit, nil
-	case *limit < 1 || *limit > HistoryPage:
-		return 0, fmt.Errorf("%w: limit is 1 to %d", codec.ErrBadRequest, HistoryPage)
+	case *limit < 1 || *limit > codec.HistoryPage:
+		return 0, fmt.Errorf("%w: limit is 1 to %d", codec.ErrBadRequest, codec.HistoryPage)
 	}
 	return *limit, nil
 }
