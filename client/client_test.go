@@ -195,17 +195,13 @@ func TestReconnectAfterRestart(t *testing.T) {
 	// amy is in "go" again on the new server.
 	// The rejoin is sent before EventReconnected but not awaited: poll.
 	bob := dial(t, srv2.Addr().String(), "bob", Options{})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	servertest.Eventually(t, waitFor, "amy in go after the reconnect", func() error {
 		nicks, _, err := bob.Who(ctxT(t), "go")
-		if err == nil && strings.Join(nicks, ",") == "amy" {
-			break
+		if err != nil || strings.Join(nicks, ",") != "amy" {
+			return fmt.Errorf("go has %v (%v)", nicks, err)
 		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("go after reconnect: %v %v", nicks, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	if _, err := amy.Say(ctxT(t), "go", "back"); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"parley/codec"
+	"parley/internal/poll"
 )
 
 // waitFor bounds every wait in these tests.
@@ -286,13 +287,12 @@ func rawFrame(body string) []byte {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	poll.Until(t, waitFor, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // reaches polls count until it returns want. It fails only when count

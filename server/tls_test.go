@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"parley/codec"
+	"parley/internal/poll"
 	"parley/server/tlstest"
 )
 
@@ -177,13 +179,12 @@ func TestTLSSlowConsumer(t *testing.T) {
 		talker.send(&codec.Say{Body: big, Ref: "s"})
 		talker.untilAck("s") // one at a time: the listener keeps up
 	}
-	deadline := time.Now().Add(waitFor)
-	for st := srv.Stats(); st.Online != 1 || st.OutboundBytes >= 64<<10; st = srv.Stats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("online %d, outbound %d bytes, closes %v", st.Online, st.OutboundBytes, st.Closes)
+	poll.Until(t, waitFor, "the stalled reader closed", func() error {
+		if st := srv.Stats(); st.Online != 1 || st.OutboundBytes >= 64<<10 {
+			return fmt.Errorf("online %d, outbound %d bytes, closes %v", st.Online, st.OutboundBytes, st.Closes)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	listener, _ := dialTLS(t, srv, ca)
 	listener.login("listener")
 	talker.send(&codec.Say{Body: "after", Ref: "a"})

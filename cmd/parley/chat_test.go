@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -68,13 +69,12 @@ func (c *cli) say(t *testing.T, line string) {
 // waitOutput waits until the output holds want.
 func (c *cli) waitOutput(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !strings.Contains(c.out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output lacks %q:\n%s\nstderr:\n%s", want, c.out.String(), c.errOut.String())
+	servertest.Eventually(t, waitFor, fmt.Sprintf("the output to hold %q", want), func() error {
+		if !strings.Contains(c.out.String(), want) {
+			return fmt.Errorf("output:\n%s\nstderr:\n%s", c.out.String(), c.errOut.String())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (c *cli) exitCode(t *testing.T) int {
@@ -198,20 +198,13 @@ func TestChatSurvivesServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	deadline := time.Now().Add(waitFor)
-	for {
+	servertest.Eventually(t, waitFor, "amy's line typed while the server was down in the lobby's history", func() error {
 		msgs, _, err := reader.History(context.Background(), codec.Lobby, 0, 10)
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || len(msgs) != 1 || msgs[0].From != "amy" || msgs[0].Body != "typed while the server was down" {
+			return fmt.Errorf("history %+v, %v\n%s", msgs, err, amy.out.String())
 		}
-		if len(msgs) == 1 && msgs[0].From == "amy" && msgs[0].Body == "typed while the server was down" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lobby's history is %+v, want amy's line typed while the server was down\n%s", msgs, amy.out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	bob := startChat(t, "--addr", addr, "--nick", "bob")
 	bob.waitOutput(t, "* welcome, bob")
 	bob.say(t, "are you back?")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"parley/codec"
+	"parley/server/servertest"
 )
 
 // limitedBinary wraps bin in a script that lowers the open-file limit of
@@ -44,15 +46,14 @@ func TestDescriptorExhaustion(t *testing.T) {
 			}
 		}},
 		{"max-conns above the descriptors", []string{"--max-conns", "1000"}, func(t *testing.T, p *serverProcess, _ []net.Conn) {
-			deadline := time.Now().Add(waitFor)
 			// Descriptors run out in accept or when gnet duplicates an
 			// accepted one; both back off or drop, and say so.
-			for !strings.Contains(p.log.String(), "too many open files") {
-				if time.Now().After(deadline) {
-					t.Fatalf("no descriptor exhaustion logged:\n%s", p.log.String())
+			servertest.Eventually(t, waitFor, "descriptor exhaustion logged", func() error {
+				if !strings.Contains(p.log.String(), "too many open files") {
+					return fmt.Errorf("log:\n%s", p.log.String())
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return nil
+			})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

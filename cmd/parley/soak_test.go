@@ -41,18 +41,14 @@ func startServerProcess(t *testing.T, bin string, args ...string) *serverProcess
 	}
 	go func() { p.exited <- p.cmd.Wait() }()
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
-	deadline := time.Now().Add(waitFor)
-	for {
+	servertest.Eventually(t, waitFor, "the server to listen", func() error {
 		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return p
+		if err != nil {
+			return fmt.Errorf("%v\n%s", err, p.log.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not listen: %v\n%s", err, p.log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return c.Close()
+	})
+	return p
 }
 
 // member is a logged-in raw connection that reads until bye and reports

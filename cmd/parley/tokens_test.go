@@ -3,12 +3,12 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"parley/server/servertest"
 	"parley/server/tlstest"
@@ -72,19 +72,17 @@ func TestTokensAndTLSEndToEnd(t *testing.T) {
 	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitFor)
-	for serial := int64(0); serial != 200; {
-		if time.Now().After(deadline) {
-			t.Fatalf("still serving serial %d after SIGHUP:\n%s", serial, srv.log.String())
-		}
+	servertest.Eventually(t, waitFor, "the new certificate served after SIGHUP", func() error {
 		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		serial = c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
-		c.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer c.Close()
+		if serial := c.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); serial != 200 {
+			return fmt.Errorf("still serving serial %d:\n%s", serial, srv.log.String())
+		}
+		return nil
+	})
 	phone.say(t, "still here after the reload")
 	bob.waitOutput(t, "[lobby] amy: still here after the reload")
 }

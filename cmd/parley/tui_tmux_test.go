@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mattn/go-runewidth"
 
@@ -61,24 +60,17 @@ func (p *pane) screen() string { p.t.Helper(); return p.tmux("capture-pane", "-p
 // waitScreen waits until the screen shows every one of want.
 func (p *pane) waitScreen(want ...string) string {
 	p.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		s := p.screen()
-		missing := ""
+	var s string
+	servertest.Eventually(p.t, waitFor, fmt.Sprintf("the screen to show %q", want), func() error {
+		s = p.screen()
 		for _, w := range want {
 			if !strings.Contains(s, w) {
-				missing = w
-				break
+				return fmt.Errorf("it lacks %q:\n%s", w, s)
 			}
 		}
-		if missing == "" {
-			return s
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("screen lacks %q:\n%s", missing, s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return s
 }
 
 // TestTUIInTmux runs the real binary in a tmux pane: it types, switches

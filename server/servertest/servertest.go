@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/poll"
 	"parley/server"
 	"parley/server/natstest"
 )
@@ -62,3 +63,10 @@ func Stop(tb testing.TB, srv *server.Server) {
 // port range, for a server that must be restarted on the same address or
 // started by another process; see natstest.FixedAddr.
 func FixedAddr(tb testing.TB) string { return natstest.FixedAddr(tb) }
+
+// Eventually checks cond every poll.Every until it returns nil, and
+// fails the test with what and cond's last error if within passes first.
+func Eventually(tb testing.TB, within time.Duration, what string, cond func() error) {
+	tb.Helper()
+	poll.Until(tb, within, what, cond)
+}
