@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"parley/bench"
+	"parley/internal/bench"
 )
 
 type benchFlags struct {

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"parley/client"
-	"parley/client/chat"
+	"parley/internal/chat"
 	"parley/codec"
 )
 
