@@ -38,7 +38,7 @@ type Config struct {
 	// Heartbeat is how often the node tells the others it is alive; one
 	// silent for 3 heartbeats is dead.
 	Heartbeat time.Duration
-	// Logger receives the broker's log.
+	// Logger receives the broker's log; nil discards it.
 	Logger *slog.Logger
 	// QueueLen bounds the messages waiting for the bus (docs/CLUSTER.md).
 	// Default 65536.
@@ -157,6 +157,9 @@ func ValidName(s string) bool {
 func New(cfg Config) *Broker {
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = DefaultQueueLen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = max(cfg.Heartbeat, time.Second)

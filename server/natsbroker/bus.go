@@ -213,6 +213,7 @@ func (n *Broker) roomTraffic(name, what string, m *nats.Msg) {
 // presence applies a join, a leave or a full member list from another
 // node. Dispatcher goroutine.
 func (n *Broker) presence(room string, in *busMsg) {
+	n.heardFrom(in.Node)
 	switch {
 	case in.Sync:
 		for _, u := range in.Members {

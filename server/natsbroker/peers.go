@@ -37,8 +37,15 @@ func (n *Broker) heard(m *busMsg) {
 		n.bury(m.Node)
 		return
 	}
+	n.heardFrom(m.Node)
+}
+
+// heardFrom notes that node id was alive just now: its heartbeat, or
+// presence it sent. A node whose members this node records must be one
+// it knows of, or its death would leave them here for good.
+func (n *Broker) heardFrom(id string) {
 	n.mu.Lock()
-	n.peers[m.Node] = time.Now()
+	n.peers[id] = time.Now()
 	n.mu.Unlock()
 }
 
