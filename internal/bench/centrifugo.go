@@ -53,6 +53,18 @@ const centrifugoConfig = `{
   "websocket": {"write_timeout": "10s"}
 }`
 
+// centrifugoSystem is Centrifugo: a channel per room, receivers on its
+// WebSocket, senders on its HTTP API.
+type centrifugoSystem struct{}
+
+func (centrifugoSystem) start(cfg Config, _ Target) (*running, error) { return startCentrifugo(cfg) }
+
+func (centrifugoSystem) receivers(cfg GroupConfig) (receivers, error) { return newStreamGroup(cfg) }
+
+func (centrifugoSystem) sender(addr, room, _ string, size int) (sender, error) {
+	return openCentrifugoSender(addr, room, size)
+}
+
 func startCentrifugo(cfg Config) (*running, error) {
 	bin, err := centrifugoBinary()
 	if err != nil {

@@ -2,12 +2,39 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
+
+	"parley/codec"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 )
+
+// floorSystem is the floor: a server that only relays frames.
+type floorSystem struct{}
+
+func (floorSystem) start(cfg Config, _ Target) (*running, error) {
+	if cfg.FloorAddr != "" {
+		return &running{addrs: []string{cfg.FloorAddr}, stop: func() {}, note: "using the running floor at " + cfg.FloorAddr}, nil
+	}
+	return startChild(cfg.Exe, func(port int) []string {
+		return []string{"bench-floor", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}
+	}, "", "started: floor server in a child process")
+}
+
+func (floorSystem) receivers(cfg GroupConfig) (receivers, error) { return newFramedGroup(cfg) }
+
+func (floorSystem) sender(addr, room, name string, size int) (sender, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &floorSender{conn: conn, room: room, from: name, size: size}
+	go discardFrames(conn)
+	return s, nil
+}
 
 // Floor is the cost floor of a fan-out on this machine: a loopback server
 // with no protocol logic. Every frame any connection sends is written, as
@@ -147,4 +174,37 @@ func (l *floorLoop) drain(context.Context) error {
 		}
 	}
 	return nil
+}
+
+// floorSender writes pre-framed msg frames, byte for byte what Parley would
+// send its members, for the floor server to relay.
+type floorSender struct {
+	conn net.Conn
+	room string
+	from string
+	size int
+	body []byte
+	buf  []byte
+}
+
+func (s *floorSender) send(due int64, seq uint64) error {
+	s.body = Body(s.body, due, seq, s.size)
+	var err error
+	s.buf, err = codec.Append(s.buf[:0], &codec.Msg{From: s.from, Room: s.room, Body: string(s.body), TS: due / 1e6, Seq: seq})
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.Write(s.buf)
+	return err
+}
+
+func (s *floorSender) close() { s.conn.Close() }
+
+func discardFrames(conn net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			return
+		}
+	}
 }

@@ -26,40 +26,6 @@ type receivers interface {
 	open() error
 }
 
-// leanTarget is TargetParley when its receivers are to be lean, else a
-// target that matches nothing.
-func leanTarget(cfg GroupConfig) Target {
-	if cfg.Lean {
-		return TargetParley
-	}
-	return "-"
-}
-
-func openLocalGroup(cfg GroupConfig) (receivers, error) {
-	var g receivers
-	switch cfg.Target {
-	case TargetNATS:
-		g = newNATSGroup(cfg)
-	case TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetRedis, leanTarget(cfg):
-		tg, err := newStreamGroup(cfg)
-		if err != nil {
-			return nil, err
-		}
-		g = tg
-	default:
-		fg, err := newFramedGroup(cfg)
-		if err != nil {
-			return nil, err
-		}
-		g = fg
-	}
-	if err := g.open(); err != nil {
-		g.close()
-		return nil, err
-	}
-	return g, nil
-}
-
 // workerMsg is one line between the coordinator and a worker process.
 type workerMsg struct {
 	Cmd    string       `json:"cmd,omitempty"` // to the worker: window, collect

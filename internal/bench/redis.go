@@ -16,6 +16,22 @@ import (
 // clients): receivers SUBSCRIBE to the room's channel, senders PUBLISH.
 const TargetRedis Target = "redis"
 
+// redisSystem is Redis pub/sub: a channel per room.
+type redisSystem struct{}
+
+func (redisSystem) start(cfg Config, _ Target) (*running, error) {
+	if cfg.RedisAddr != "" {
+		return &running{addrs: []string{cfg.RedisAddr}, stop: func() {}, note: "using the running Redis at " + cfg.RedisAddr}, nil
+	}
+	return startRedis(cfg)
+}
+
+func (redisSystem) receivers(cfg GroupConfig) (receivers, error) { return newStreamGroup(cfg) }
+
+func (redisSystem) sender(addr, room, _ string, size int) (sender, error) {
+	return openRedisSender(addr, room, size)
+}
+
 func startRedis(cfg Config) (*running, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"parley/codec"
 )
 
@@ -14,30 +12,6 @@ import (
 type sender interface {
 	send(due int64, seq uint64) error
 	close()
-}
-
-func openSender(t Target, addr, room, name string, size int) (sender, error) {
-	switch t {
-	case TargetNATS:
-		nc, err := nats.Connect(addr, nats.Name(name))
-		if err != nil {
-			return nil, err
-		}
-		return &natsSender{nc: nc, subject: room, size: size}, nil
-	case TargetCentrifugo:
-		return openCentrifugoSender(addr, room, size)
-	case TargetRedis:
-		return openRedisSender(addr, room, size)
-	case TargetFloor:
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		s := &floorSender{conn: conn, room: room, from: name, size: size}
-		go discardFrames(conn)
-		return s, nil
-	}
-	return openParleySender(addr, room, name, size)
 }
 
 // parleySender is a logged-in Parley session that says each message.
@@ -108,55 +82,4 @@ func answerPings(conn net.Conn, r *codec.Reader) {
 			_, _ = conn.Write(pongFrame)
 		}
 	}
-}
-
-// floorSender writes pre-framed msg frames, byte for byte what Parley would
-// send its members, for the floor server to relay.
-type floorSender struct {
-	conn net.Conn
-	room string
-	from string
-	size int
-	body []byte
-	buf  []byte
-}
-
-func (s *floorSender) send(due int64, seq uint64) error {
-	s.body = Body(s.body, due, seq, s.size)
-	var err error
-	s.buf, err = codec.Append(s.buf[:0], &codec.Msg{From: s.from, Room: s.room, Body: string(s.body), TS: due / 1e6, Seq: seq})
-	if err != nil {
-		return err
-	}
-	_, err = s.conn.Write(s.buf)
-	return err
-}
-
-func (s *floorSender) close() { s.conn.Close() }
-
-func discardFrames(conn net.Conn) {
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := conn.Read(buf); err != nil {
-			return
-		}
-	}
-}
-
-// natsSender publishes each message on the subject.
-type natsSender struct {
-	nc      *nats.Conn
-	subject string
-	size    int
-	body    []byte
-}
-
-func (s *natsSender) send(due int64, seq uint64) error {
-	s.body = Body(s.body, due, seq, s.size)
-	return s.nc.Publish(s.subject, s.body)
-}
-
-func (s *natsSender) close() {
-	_ = s.nc.Flush()
-	s.nc.Close()
 }

@@ -30,44 +30,47 @@ type running struct {
 // new connections, since every receiver dials from 127.0.0.1.
 var BenchServerFlags = []string{"--log-level", "warn", "--rate-limit", "0", "--max-conn-rate-per-ip", "0"}
 
-// startTarget starts (or finds) the server for t.
-func startTarget(cfg Config, t Target) (*running, error) {
-	switch t {
-	case TargetParley:
-		if cfg.Addr != "" {
-			return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr + " (its flood control must allow the senders' rate and its per-address limits the receivers': start it with --rate-limit 0 --max-conn-rate-per-ip 0)"}, nil
-		}
-		args := append([]string{"serve"}, BenchServerFlags...)
-		if cfg.ServerLoops > 0 {
-			args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
-		}
-		return startChild(cfg.Exe, func(port int) []string {
-			return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
-		}, "", "started: parley "+strings.Join(args, " ")+" (flood control and the per-address connection rate off, so the senders and receivers are not throttled)")
-	case TargetParleyTLS, TargetParleyWS:
-		return startStreamTarget(cfg, t)
-	case TargetCentrifugo:
-		return startCentrifugo(cfg)
-	case TargetRedis:
-		if cfg.RedisAddr != "" {
-			return &running{addrs: []string{cfg.RedisAddr}, stop: func() {}, note: "using the running Redis at " + cfg.RedisAddr}, nil
-		}
-		return startRedis(cfg)
-	case TargetNATS:
-		if cfg.NATSURL != "" {
-			return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil
-		}
-		return startChild(cfg.Exe, func(port int) []string {
-			return []string{"bench-nats-server", "--port", strconv.Itoa(port)}
-		}, "nats://", "started: nats-server (default limits) in a child process")
-	default:
-		if cfg.FloorAddr != "" {
-			return &running{addrs: []string{cfg.FloorAddr}, stop: func() {}, note: "using the running floor at " + cfg.FloorAddr}, nil
-		}
-		return startChild(cfg.Exe, func(port int) []string {
-			return []string{"bench-floor", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}
-		}, "", "started: floor server in a child process")
+// parleySystem is Parley with receivers and senders on its plain listener.
+type parleySystem struct{}
+
+func (parleySystem) start(cfg Config, _ Target) (*running, error) {
+	if cfg.Addr != "" {
+		return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr + " (its flood control must allow the senders' rate and its per-address limits the receivers': start it with --rate-limit 0 --max-conn-rate-per-ip 0)"}, nil
 	}
+	args := append([]string{"serve"}, BenchServerFlags...)
+	if cfg.ServerLoops > 0 {
+		args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
+	}
+	return startChild(cfg.Exe, func(port int) []string {
+		return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
+	}, "", "started: parley "+strings.Join(args, " ")+" (flood control and the per-address connection rate off, so the senders and receivers are not throttled)")
+}
+
+// receivers are gnet's (framedGroup), or with --lean a goroutine and a
+// small buffer each (streamGroup).
+func (parleySystem) receivers(cfg GroupConfig) (receivers, error) {
+	if cfg.Lean {
+		return newStreamGroup(cfg)
+	}
+	return newFramedGroup(cfg)
+}
+
+func (parleySystem) sender(addr, room, name string, size int) (sender, error) {
+	return openParleySender(addr, room, name, size)
+}
+
+// parleyStreamSystem is Parley with receivers on TLS or WebSocket and
+// senders on the plain listener.
+type parleyStreamSystem struct{}
+
+func (parleyStreamSystem) start(cfg Config, t Target) (*running, error) {
+	return startStreamTarget(cfg, t)
+}
+
+func (parleyStreamSystem) receivers(cfg GroupConfig) (receivers, error) { return newStreamGroup(cfg) }
+
+func (parleyStreamSystem) sender(addr, room, name string, size int) (sender, error) {
+	return openParleySender(addr, room, name, size)
 }
 
 // startStreamTarget starts a Parley server whose receivers connect over

@@ -2,12 +2,35 @@ package bench
 
 import (
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
+
+// natsSystem is core NATS: a subject per room.
+type natsSystem struct{}
+
+func (natsSystem) start(cfg Config, _ Target) (*running, error) {
+	if cfg.NATSURL != "" {
+		return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil
+	}
+	return startChild(cfg.Exe, func(port int) []string {
+		return []string{"bench-nats-server", "--port", strconv.Itoa(port)}
+	}, "nats://", "started: nats-server (default limits) in a child process")
+}
+
+func (natsSystem) receivers(cfg GroupConfig) (receivers, error) { return newNATSGroup(cfg), nil }
+
+func (natsSystem) sender(addr, room, name string, size int) (sender, error) {
+	nc, err := nats.Connect(addr, nats.Name(name))
+	if err != nil {
+		return nil, err
+	}
+	return &natsSender{nc: nc, subject: room, size: size}, nil
+}
 
 // natsGroup holds receivers of a NATS server through the official client:
 // one nats.Conn and one subscription per receiver.
@@ -91,4 +114,22 @@ func (g *natsGroup) close() {
 	for _, nc := range conns {
 		nc.Close()
 	}
+}
+
+// natsSender publishes each message on the subject.
+type natsSender struct {
+	nc      *nats.Conn
+	subject string
+	size    int
+	body    []byte
+}
+
+func (s *natsSender) send(due int64, seq uint64) error {
+	s.body = Body(s.body, due, seq, s.size)
+	return s.nc.Publish(s.subject, s.body)
+}
+
+func (s *natsSender) close() {
+	_ = s.nc.Flush()
+	s.nc.Close()
 }

@@ -1,0 +1,69 @@
+package bench
+
+import "fmt"
+
+// system is one benchmarked system: how its server starts (or is found),
+// how a group of receivers joins it, and how a sender publishes to it.
+// Each lives in a file of its own (parley.go, redis.go, nats.go,
+// centrifugo.go, floor.go); systems maps each Target to its system.
+type system interface {
+	// start starts the server for target t, or finds the one cfg names.
+	start(cfg Config, t Target) (*running, error)
+	// receivers returns a group of cfg.Conns receivers, not yet open.
+	receivers(cfg GroupConfig) (receivers, error)
+	// sender connects one sender, named name, that publishes to room.
+	sender(addr, room, name string, size int) (sender, error)
+}
+
+var systems = map[Target]system{
+	TargetParley:     parleySystem{},
+	TargetParleyTLS:  parleyStreamSystem{},
+	TargetParleyWS:   parleyStreamSystem{},
+	TargetCentrifugo: centrifugoSystem{},
+	TargetRedis:      redisSystem{},
+	TargetNATS:       natsSystem{},
+	TargetFloor:      floorSystem{},
+}
+
+// systemOf is t's system.
+func systemOf(t Target) (system, error) {
+	if s, ok := systems[t]; ok {
+		return s, nil
+	}
+	return nil, fmt.Errorf("bench: unknown target %q", t)
+}
+
+// startTarget starts (or finds) the server for t.
+func startTarget(cfg Config, t Target) (*running, error) {
+	s, err := systemOf(t)
+	if err != nil {
+		return nil, err
+	}
+	return s.start(cfg, t)
+}
+
+// openLocalGroup opens cfg's receivers in this process.
+func openLocalGroup(cfg GroupConfig) (receivers, error) {
+	s, err := systemOf(cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	g, err := s.receivers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.open(); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// openSender connects one sender to t's server at addr.
+func openSender(t Target, addr, room, name string, size int) (sender, error) {
+	s, err := systemOf(t)
+	if err != nil {
+		return nil, err
+	}
+	return s.sender(addr, room, name, size)
+}
