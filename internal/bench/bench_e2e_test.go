@@ -422,7 +422,7 @@ func TestReceiverFillsGaps(t *testing.T) {
 	g := &framedGroup{cfg: GroupConfig{Target: TargetParley, Room: "lobby", Conns: 1}, sink: newSink(1, 1)}
 	from := time.Now().Add(-time.Hour)
 	g.sink.setWindow(from, from.Add(2*time.Hour))
-	rc := &rconn{nick: "filler", loggedIn: true}
+	rc := &rconn{parleyRecv: parleyRecv{room: "lobby", fill: true, loggedIn: true}, g: g, nick: "filler"}
 	c := writeConn{nc: nc}
 	g.frame(c, rc, codec.MustEncode(&codec.Gap{Room: "lobby", First: 3, Last: 8})[codec.HeaderSize:], time.Now().UnixNano())
 	g.frame(c, rc, next(codec.TypeHistory), time.Now().UnixNano())

@@ -212,23 +212,43 @@ func (c *chatRun) read(u *chatUser, rooms int, counted bool) {
 		}
 	}
 	r := codec.NewReader(u.conn, 0)
+	cc := &chatConn{c: c, u: u, counted: counted, ready: ready}
 	for {
 		body, err := r.Next()
 		if err != nil {
 			return
 		}
-		if i := bytes.Index(body, bodyKey); i >= 0 && bytes.HasPrefix(body, []byte(`{"type":"msg"`)) {
-			c.record(u, body[i+len(bodyKey):], counted)
-			continue
-		}
-		switch {
-		case bytes.HasPrefix(body, []byte(`{"type":"welcome"`)), bytes.HasPrefix(body, []byte(`{"type":"ack","ref":"j"`)):
-			ready()
-		case bytes.HasPrefix(body, []byte(`{"type":"ping"`)):
-			_ = u.write(pongFrame)
-		}
+		cc.frame(body, cc)
 	}
 }
+
+// chatConn is a chat user's Parley connection: its parleyRecv and its
+// hooks. Its reader goroutine only.
+type chatConn struct {
+	parleyRecv
+	c       *chatRun
+	u       *chatUser
+	counted bool
+	ready   func() // the login or a join answered
+}
+
+func (cc *chatConn) write(frames []byte) { _ = cc.u.write(frames) }
+
+func (cc *chatConn) msg(frame []byte) {
+	if i := bytes.Index(frame, bodyKey); i >= 0 {
+		cc.c.record(cc.u, frame[i+len(bodyKey):], cc.counted)
+	}
+}
+
+func (cc *chatConn) filled([]byte) {}
+
+func (cc *chatConn) answered(ev *codec.Event) {
+	if ev.Type == codec.TypeWelcome || ev.Ref == "j" {
+		cc.ready()
+	}
+}
+
+func (cc *chatConn) other(*codec.Event) {}
 
 // record counts a delivery to u, unless u sent it (Redis hands a
 // publisher's own subscription its message; Parley does not).

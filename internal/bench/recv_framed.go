@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,17 +33,16 @@ type framedGroup struct {
 // rconn is a receiving connection's state, owned by its loop. A Parley
 // receiver whose connection drops dials again and resumes its room where
 // it was (resume.go's way for the Go client): the messages it missed come
-// as deliveries, late, and the run counts the resume.
+// as deliveries, late, and the run counts the resume. It is its
+// parleyRecv's hooks.
 type rconn struct {
-	nick     string
-	shard    int
-	loggedIn bool
-	resume   string // the session's resume token, from its welcome
-	epoch    string // the room's epoch
-	last     uint64 // the room's last seq received
-	resuming bool   // this connection resumes an earlier one
-	welcomed bool   // this connection's login was answered
-	tries    int    // dials of this resume so far
+	parleyRecv
+	g     *framedGroup
+	c     gnet.Conn // the connection now; loop goroutine
+	nick  string
+	shard int
+	now   int64 // when the frames being handled were read
+	tries int   // dials of this resume so far
 }
 
 func newFramedGroup(cfg GroupConfig) (*framedGroup, error) {
@@ -72,7 +68,8 @@ func (g *framedGroup) open() error {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(g.cfg.Conns); i = next.Add(1) - 1 {
-				c, err := g.cli.DialContext("tcp", g.cfg.Addr, &rconn{nick: g.cfg.receiverNick(int(i))})
+				rc := &rconn{parleyRecv: parleyRecv{room: g.cfg.Room, fill: true}, g: g, nick: g.cfg.receiverNick(int(i))}
+				c, err := g.cli.DialContext("tcp", g.cfg.Addr, rc)
 				if err != nil {
 					select {
 					case errc <- fmt.Errorf("dial receiver %d: %w", i, err):
@@ -105,16 +102,6 @@ func (g *framedGroup) open() error {
 	}
 }
 
-// loginFrames logs a receiver in and, for a room other than the lobby,
-// joins it.
-func loginFrames(nick, room string) []byte {
-	b, _ := codec.Append(nil, &codec.Login{Nick: nick})
-	if room != codec.Lobby {
-		b, _ = codec.Append(b, &codec.Join{Room: room, Ref: "j"})
-	}
-	return b
-}
-
 func (g *framedGroup) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	rc := c.Context().(*rconn)
 	g.mu.Lock()
@@ -124,28 +111,11 @@ func (g *framedGroup) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		g.loops[c.EventLoop()] = sh
 	}
 	g.mu.Unlock()
-	rc.shard = sh
-	switch {
-	case g.cfg.Target != TargetParley:
+	rc.shard, rc.c = sh, c
+	if g.cfg.Target != TargetParley {
 		return nil, gnet.None
-	case rc.resuming:
-		return resumeFrames(rc, g.cfg.Room), gnet.None
 	}
-	return loginFrames(rc.nick, g.cfg.Room), gnet.None
-}
-
-// resumeFrames logs a receiver in again with its resume token, resuming
-// its room after the last seq it received.
-func resumeFrames(rc *rconn, room string) []byte {
-	login := &codec.Login{Nick: rc.nick, Resume: rc.resume}
-	if room == codec.Lobby {
-		login.Since, login.Epoch = &rc.last, rc.epoch
-	}
-	b, _ := codec.Append(nil, login)
-	if room != codec.Lobby {
-		b, _ = codec.Append(b, &codec.Join{Room: room, Since: &rc.last, Epoch: rc.epoch, Ref: "j"})
-	}
-	return b
+	return rc.loginFrames(rc.nick), gnet.None
 }
 
 // OnClose dials a logged-in Parley receiver again, unless the run is over.
@@ -197,49 +167,56 @@ func (g *framedGroup) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 func (g *framedGroup) frame(c gnet.Conn, rc *rconn, body []byte, now int64) {
-	if bytes.HasPrefix(body, historyPrefix) {
-		g.filled(c, rc, body, now)
-		return
-	}
-	if due, seq, ok := ParseFrame(body); ok {
-		if s := roomSeq(body); s > rc.last {
-			rc.last = s
+	if g.cfg.Target != TargetParley { // the floor: messages only
+		if due, seq, ok := ParseFrame(body); ok {
+			g.sink.deliver(rc.shard, due, seq, now)
 		}
-		g.sink.deliver(rc.shard, due, seq, now)
 		return
 	}
-	var ev codec.Event
-	if codec.DecodeEvent(body, &ev) != nil {
-		return
+	rc.c, rc.now = c, now
+	rc.frame(body, rc)
+}
+
+// write, msg, filled, answered and other are rconn's recvHooks. Loop
+// goroutine.
+func (rc *rconn) write(frames []byte) { _, _ = rc.c.Write(frames) }
+
+func (rc *rconn) msg(frame []byte) {
+	if due, seq, ok := ParseFrame(frame); ok {
+		rc.g.sink.deliver(rc.shard, due, seq, rc.now)
 	}
+}
+
+func (rc *rconn) filled(body []byte) {
+	if due, seq, ok := ParseBody(body); ok {
+		rc.g.sink.deliver(rc.shard, due, seq, rc.now)
+	}
+}
+
+func (rc *rconn) answered(ev *codec.Event) {
+	g := rc.g
+	if ev.Type == codec.TypeWelcome {
+		rc.tries = 0
+	}
+	if ev.Type == codec.TypeAck || g.cfg.Room == codec.Lobby {
+		if !rc.loggedIn && g.ready.Add(1) == int64(g.cfg.Conns) {
+			close(g.readyc)
+		}
+		rc.loggedIn = true
+	}
+}
+
+func (rc *rconn) other(ev *codec.Event) {
+	g := rc.g
 	switch ev.Type {
-	case codec.TypePing:
-		_, _ = c.Write(pongFrame)
-	case codec.TypeWelcome, codec.TypeAck:
-		if ev.Type == codec.TypeWelcome {
-			rc.resume, rc.welcomed, rc.tries = ev.Resume, true, 0
-		}
-		if ev.Type == codec.TypeAck || g.cfg.Room == codec.Lobby {
-			if !rc.resuming {
-				rc.epoch, rc.last = ev.Epoch, max(rc.last, ev.Seq)
-			}
-			if !rc.loggedIn && g.ready.Add(1) == int64(g.cfg.Conns) {
-				close(g.readyc)
-			}
-			rc.loggedIn = true
-		}
 	case codec.TypeRecover:
 		g.sink.resumed(ev.Recovered)
-	case codec.TypeGap:
-		// The server dropped room messages while this receiver was
-		// behind: they come from history, late.
-		_, _ = c.Write(fillRequest(ev.Room, ev.First-1, ev.Last))
 	case codec.TypeError:
 		if rc.resuming && !rc.welcomed && ev.Code == codec.CodeNickTaken {
 			// The server has not seen the drop yet: OnClose dials again,
 			// a little later.
 			rc.tries++
-			_ = c.Close()
+			_ = rc.c.Close()
 			return
 		}
 		select {
@@ -250,8 +227,6 @@ func (g *framedGroup) frame(c gnet.Conn, rc *rconn, body []byte, now int64) {
 		g.sink.closedBy(string(ev.Reason))
 	}
 }
-
-var pongFrame = codec.MustEncode(&codec.Pong{})
 
 func (g *framedGroup) setWindow(from, to time.Time) { g.sink.setWindow(from, to) }
 func (g *framedGroup) completed() <-chan uint64     { return g.sink.completed }
@@ -267,57 +242,4 @@ func (g *framedGroup) close() {
 		_ = c.Close()
 	}
 	_ = g.cli.Stop()
-}
-
-// roomSeq reads a msg frame's room seq (the "seq" field, near its end).
-func roomSeq(body []byte) uint64 {
-	i := bytes.LastIndex(body, seqKey)
-	if i < 0 {
-		return 0
-	}
-	var n uint64
-	for _, c := range body[i+len(seqKey):] {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n
-}
-
-var seqKey = []byte(`"seq":`)
-
-// A gap is filled by paging history; the page's ref carries the gap's last
-// seq, so the answer says how far to go.
-var historyPrefix = []byte(`{"type":"history"`)
-
-const fillRef = "fill:"
-
-func fillRequest(room string, since, last uint64) []byte {
-	limit := codec.HistoryPage
-	return codec.MustEncode(&codec.History{Room: room, Since: &since, Limit: &limit, Ref: fillRef + strconv.FormatUint(last, 10)})
-}
-
-// filled records the messages of a history page that fills a gap, and asks
-// for the next page until the gap is filled.
-func (g *framedGroup) filled(c gnet.Conn, rc *rconn, body []byte, now int64) {
-	var ev codec.Event
-	if codec.DecodeEvent(body, &ev) != nil || !strings.HasPrefix(ev.Ref, fillRef) {
-		return
-	}
-	last, _ := strconv.ParseUint(ev.Ref[len(fillRef):], 10, 64)
-	seq := uint64(0)
-	for _, m := range ev.Msgs {
-		if m.Seq > last {
-			return
-		}
-		if due, bseq, ok := ParseBody([]byte(m.Body)); ok {
-			g.sink.deliver(rc.shard, due, bseq, now)
-		}
-		seq = m.Seq
-		rc.last = max(rc.last, m.Seq)
-	}
-	if seq > 0 && seq < last {
-		_, _ = c.Write(fillRequest(ev.Room, seq, last))
-	}
 }

@@ -128,39 +128,56 @@ func (g *streamGroup) dialWire() (*wire, error) {
 // read records every delivery until the connection ends.
 func (g *streamGroup) read(c *wire, shard int) {
 	defer g.wg.Done()
-	loggedIn := false
+	sc := &streamConn{parleyRecv: parleyRecv{room: g.cfg.Room}, g: g, w: c, shard: shard}
 	for {
 		body, err := c.next()
 		if err != nil {
 			return
 		}
-		now := time.Now().UnixNano()
-		if due, seq, ok := ParseFrame(body); ok {
-			g.sink.deliver(shard, due, seq, now)
-			continue
+		sc.now = time.Now().UnixNano()
+		sc.frame(body, sc)
+	}
+}
+
+// streamConn is a stream receiver's state and its parleyRecv's hooks.
+// Its reader goroutine only.
+type streamConn struct {
+	parleyRecv
+	g     *streamGroup
+	w     *wire
+	shard int
+	now   int64
+}
+
+func (sc *streamConn) write(frames []byte) { _ = sc.w.send(frames) }
+
+func (sc *streamConn) msg(frame []byte) {
+	if due, seq, ok := ParseFrame(frame); ok {
+		sc.g.sink.deliver(sc.shard, due, seq, sc.now)
+	}
+}
+
+func (sc *streamConn) filled([]byte) {} // no fill: gaps are lost here
+
+func (sc *streamConn) answered(ev *codec.Event) {
+	g := sc.g
+	if !sc.loggedIn && (ev.Type == codec.TypeAck || g.cfg.Room == codec.Lobby) {
+		sc.loggedIn = true
+		if g.ready.Add(1) == int64(g.cfg.Conns) {
+			close(g.readyc)
 		}
-		var ev codec.Event
-		if codec.DecodeEvent(body, &ev) != nil {
-			continue
+	}
+}
+
+func (sc *streamConn) other(ev *codec.Event) {
+	switch ev.Type {
+	case codec.TypeError:
+		select {
+		case sc.g.failed <- fmt.Errorf("receiver refused: %s: %s", ev.Code, ev.Message):
+		default:
 		}
-		switch ev.Type {
-		case codec.TypePing:
-			_ = c.send(pongFrame)
-		case codec.TypeWelcome, codec.TypeAck:
-			if !loggedIn && (ev.Type == codec.TypeAck || g.cfg.Room == codec.Lobby) {
-				loggedIn = true
-				if g.ready.Add(1) == int64(g.cfg.Conns) {
-					close(g.readyc)
-				}
-			}
-		case codec.TypeError:
-			select {
-			case g.failed <- fmt.Errorf("receiver refused: %s: %s", ev.Code, ev.Message):
-			default:
-			}
-		case codec.TypeBye:
-			g.sink.closedBy(string(ev.Reason))
-		}
+	case codec.TypeBye:
+		sc.g.sink.closedBy(string(ev.Reason))
 	}
 }
 
