@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"parley/codec"
+	"parley/internal/poll"
 )
 
 // TestSlowConsumer: one member stops reading while another sends thousands
@@ -183,14 +184,20 @@ func TestChurnSoak(t *testing.T) {
 		return st.Conns == 0 && st.Nicks == 0 && st.Rooms == 1 && st.Online == 0 && st.HeldNicks == 0 &&
 			countFDs(t) <= baseFDs && ownGoroutines() <= baseGoroutines
 	}
-	for deadline := time.Now().Add(2 * waitFor); !settled(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
+	stacks := func() {
+		if t.Failed() {
 			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("not settled: stats %+v, open files %d (baseline %d), goroutines %d (baseline %d)\n%s",
-				srv.Stats(), countFDs(t), baseFDs, ownGoroutines(), baseGoroutines, buf[:n])
+			t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 		}
 	}
+	t.Cleanup(stacks)
+	poll.Until(t, 2*waitFor, "the server to settle after the churn", func() error {
+		if settled() {
+			return nil
+		}
+		return fmt.Errorf("stats %+v, open files %d (baseline %d), goroutines %d (baseline %d)",
+			srv.Stats(), countFDs(t), baseFDs, ownGoroutines(), baseGoroutines)
+	})
 	heap := liveHeap()
 	t.Logf("churn: %d clients for %v; messages per room %v; closes %v; live heap %d KiB before, %d KiB after",
 		clients, length, finals, srv.Stats().Closes, baseHeap>>10, heap>>10)

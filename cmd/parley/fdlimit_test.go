@@ -79,15 +79,13 @@ func TestDescriptorExhaustion(t *testing.T) {
 			// The server frees the descriptors as it sees the closes: until
 			// then a new connection may still be dropped, and is retried.
 			var m *member
-			var err error
-			for deadline := time.Now().Add(2 * waitFor); ; time.Sleep(50 * time.Millisecond) {
-				if m, err = join(p.addr, "after"); err == nil {
-					break
+			servertest.Eventually(t, 2*waitFor, "a login after the flood", func() error {
+				var err error
+				if m, err = join(p.addr, "after"); err != nil {
+					return fmt.Errorf("%v\n%s", err, p.log.String())
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("login after the flood: %v\n%s", err, p.log.String())
-				}
-			}
+				return nil
+			})
 			m.conn.Close()
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -153,10 +154,12 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}()
 	}
 	// Wait until the storm reaches the members, then stop the server.
-	deadline := time.Now().Add(waitFor)
-	for members[0].msgs.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	servertest.Eventually(t, waitFor, "the storm to reach the members", func() error {
+		if members[0].msgs.Load() == 0 {
+			return errors.New("no message yet")
+		}
+		return nil
+	})
 	start := time.Now()
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

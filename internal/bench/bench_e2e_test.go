@@ -16,6 +16,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"parley/codec"
+	"parley/internal/poll"
 	"parley/server"
 	"parley/server/servertest"
 	"parley/server/tlstest"
@@ -364,10 +365,13 @@ func TestReceiversResume(t *testing.T) {
 	wait(msgs)
 	// A resume's recovered notice follows its replay: the last message
 	// can complete before the last receiver has read the notice.
-	r := g.collect()
-	for deadline := time.Now().Add(waitFor); r.Resumed < conns && time.Now().Before(deadline); r = g.collect() {
-		time.Sleep(5 * time.Millisecond)
-	}
+	var r GroupReport
+	poll.Until(t, waitFor, "every receiver's recovered notice", func() error {
+		if r = g.collect(); r.Resumed < conns {
+			return fmt.Errorf("%d of %d resumed", r.Resumed, conns)
+		}
+		return nil
+	})
 	if r.Received != conns*msgs || r.Resumed != conns || r.Unrecovered != 0 {
 		t.Fatalf("received %d (want %d), resumed %d (want %d), not recovered %d", r.Received, conns*msgs, r.Resumed, conns, r.Unrecovered)
 	}

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"parley/internal/poll"
 )
 
 // TestStoreKeepsTrimsAndReopens: a room keeps its last Keep messages in
@@ -56,10 +59,12 @@ func TestStoreKeepsTrimsAndReopens(t *testing.T) {
 	}
 	// Not closed: as after a crash.
 	s.Append("a", "e1", 13, now, []byte("a13"), nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for w, _, _ := s.Stats(); w < 1 && time.Now().Before(deadline); w, _, _ = s.Stats() {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, "the append written", func() error {
+		if w, _, _ := s.Stats(); w < 1 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
 	}
