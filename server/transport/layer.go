@@ -79,6 +79,7 @@ type Layer struct {
 	stops     sync.WaitGroup
 
 	mu       sync.Mutex
+	ran      bool // Run returned: there is no engine left to stop
 	eng      gnet.Engine
 	web      *webServer
 	stopping bool // Stop was called: the engine stopping is expected
@@ -94,10 +95,17 @@ func New(cfg Config) *Layer {
 	return l
 }
 
-// stopEngine stops the event loops from a goroutine of its own.
+// stopEngine stops the event loops from a goroutine of its own, unless
+// Run has returned.
 func (l *Layer) stopEngine() {
-	eng := l.engine()
-	l.stops.Add(1)
+	l.mu.Lock()
+	if l.ran {
+		l.mu.Unlock()
+		return
+	}
+	eng := l.eng
+	l.stops.Add(1) // under mu: before Run's Wait, or not at all
+	l.mu.Unlock()
 	go func() {
 		defer l.stops.Done()
 		_ = eng.Stop(l.runCtx)
@@ -115,6 +123,9 @@ func (l *Layer) Counts() *Counts { return &l.counts }
 // shutdown still gets its bye).
 func (l *Layer) Run(plain, tlsLn, webLn net.Listener, ready func()) error {
 	defer func() {
+		l.mu.Lock()
+		l.ran = true
+		l.mu.Unlock()
 		l.cancelRun()
 		l.stops.Wait()
 	}()
