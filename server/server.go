@@ -249,28 +249,36 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	defer close(s.done)
 
+	// The protocol's listener binds last: once it takes connections,
+	// every other port of the server is bound too.
+	var others []net.Listener
+	defer func() {
+		for _, l := range others {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}()
+	tlsLn, err := listenIf(s.cfg.TLSAddr)
+	if err != nil {
+		return err
+	}
+	others = append(others, tlsLn)
+	wsLn, err := listenIf(s.cfg.WSAddr)
+	if err != nil {
+		return err
+	}
+	others = append(others, wsLn)
+	adminLn, err := listenIf(s.cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	others = append(others, adminLn)
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	tlsLn, err := listenIf(s.cfg.TLSAddr)
-	if err != nil {
-		return err
-	}
-	wsLn, err := listenIf(s.cfg.WSAddr)
-	if err != nil {
-		return err
-	}
-	adminLn, err := listenIf(s.cfg.AdminAddr)
-	if err != nil {
-		return err
-	}
-	for _, l := range []net.Listener{tlsLn, wsLn, adminLn} {
-		if l != nil {
-			defer l.Close()
-		}
-	}
 	s.mu.Lock()
 	s.ln, s.addr, s.tlsLn, s.wsLn, s.adminLn = ln, ln.Addr(), tlsLn, wsLn, adminLn
 	s.tlsAddr, s.wsAddr, s.adminAddr = addrOf(tlsLn), addrOf(wsLn), addrOf(adminLn)

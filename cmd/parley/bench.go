@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,7 +92,7 @@ given with --addr needs the same.`,
 	fl.IntVar(&f.cfg.ServerLoops, "server-loops", 0, "--loops of the Parley server it starts (0: the server's default)")
 	fl.StringVar(&f.cfg.Room, "room", "lobby", "room (NATS: subject)")
 	fl.IntVar(&f.cfg.Rounds, "rounds", 1, "measure every target this many times, taking turns (A B, then B A, ...); the ratios are the medians of the rounds'")
-	fl.StringVar(&f.cfg.OutDir, "out", "bench-results", "directory for the JSON results and plots")
+	fl.StringVar(&f.cfg.OutDir, "out", "bench-results", "directory for the JSON results, the plots and the started servers' own output (<time>-peers.log)")
 	return cmd
 }
 
@@ -113,6 +115,9 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	when := time.Now()
+	peers, closePeers := peerLog(cfg.OutDir, when)
+	defer closePeers(cmd.OutOrStdout())
+	cfg.PeerLog = peers
 	switch f.scenario {
 	case "":
 	case "chat":
@@ -139,6 +144,28 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		return exitError{code: 1, msg: "bench: " + err.Error()}
 	}
 	return nil
+}
+
+// peerLog opens the file that the servers the benchmark starts print to
+// (their start-up lines and warnings stay out of the table), in dir, and
+// returns what closes it and names it at the end; without a file, their
+// output is dropped.
+func peerLog(dir string, when time.Time) (io.Writer, func(out io.Writer)) {
+	if dir == "" {
+		dir = "bench-results"
+	}
+	path := filepath.Join(dir, when.UTC().Format("20060102-150405")+"-peers.log")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return io.Discard, func(io.Writer) {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return io.Discard, func(io.Writer) {}
+	}
+	return f, func(out io.Writer) {
+		_ = f.Close()
+		fmt.Fprintf(out, "the servers' own output: %s\n", path)
+	}
 }
 
 // runChatScenario runs --scenario chat and prints its table and plot.

@@ -75,7 +75,7 @@ func startCentrifugo(cfg Config) (*running, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "config.json")
-	r, err := startChild(bin, func(port int) []string {
+	r, err := startChild(cfg.PeerLog, bin, func(port int) []string {
 		_ = os.WriteFile(conf, fmt.Appendf(nil, centrifugoConfig, port), 0o600)
 		return []string{"--config", conf}
 	}, "", "started: "+bin+" (insecure client mode: no tokens, any client subscribes and publishes; client queue 64 MiB; WebSocket JSON protocol)")

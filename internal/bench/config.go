@@ -81,9 +81,16 @@ type Config struct {
 	OutDir string
 	// Log receives progress lines; default discard.
 	Log io.Writer
+	// PeerLog receives what the servers it starts print themselves (their
+	// start-up lines and warnings), so that they stay out of the table;
+	// default discard.
+	PeerLog io.Writer
 }
 
 func (c Config) withDefaults() Config {
+	if c.PeerLog == nil {
+		c.PeerLog = io.Discard
+	}
 	if len(c.Targets) == 0 {
 		c.Targets = []Target{TargetParley}
 	}

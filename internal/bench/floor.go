@@ -19,7 +19,7 @@ func (floorSystem) start(cfg Config, _ Target) (*running, error) {
 	if cfg.FloorAddr != "" {
 		return &running{addrs: []string{cfg.FloorAddr}, stop: func() {}, note: "using the running floor at " + cfg.FloorAddr}, nil
 	}
-	return startChild(cfg.Exe, func(port int) []string {
+	return startChild(cfg.PeerLog, cfg.Exe, func(port int) []string {
 		return []string{"bench-floor", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}
 	}, "", "started: floor server in a child process")
 }

@@ -17,7 +17,7 @@ func (natsSystem) start(cfg Config, _ Target) (*running, error) {
 	if cfg.NATSURL != "" {
 		return &running{addrs: []string{cfg.NATSURL}, stop: func() {}, note: "using the running NATS server at " + cfg.NATSURL}, nil
 	}
-	return startChild(cfg.Exe, func(port int) []string {
+	return startChild(cfg.PeerLog, cfg.Exe, func(port int) []string {
 		return []string{"bench-nats-server", "--port", strconv.Itoa(port)}
 	}, "nats://", "started: nats-server (default limits) in a child process")
 }

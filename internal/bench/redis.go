@@ -37,7 +37,7 @@ func startRedis(cfg Config) (*running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no redis-server: apt-get install redis-server (make bench does)")
 	}
-	return startChild(bin, func(port int) []string {
+	return startChild(cfg.PeerLog, bin, func(port int) []string {
 		return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--protected-mode", "no", "--client-output-buffer-limit", "pubsub 0 0 0", "--maxclients", "100000", "--loglevel", "warning"}
 	}, "", "started: "+bin+" (persistence off, pub/sub output buffers unlimited)")

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -41,7 +42,7 @@ func (parleySystem) start(cfg Config, _ Target) (*running, error) {
 	if cfg.ServerLoops > 0 {
 		args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
 	}
-	return startChild(cfg.Exe, func(port int) []string {
+	return startChild(cfg.PeerLog, cfg.Exe, func(port int) []string {
 		return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
 	}, "", "started: parley "+strings.Join(args, " ")+" (flood control and the per-address connection rate off, so the senders and receivers are not throttled)")
 }
@@ -110,7 +111,7 @@ func startStreamTarget(cfg Config, t Target) (*running, error) {
 	} else {
 		args = append(args, "--ws-addr", recvAddr)
 	}
-	r, err := startChild(cfg.Exe, func(port int) []string {
+	r, err := startChild(cfg.PeerLog, cfg.Exe, func(port int) []string {
 		return append(args, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
 	}, "", "started: parley "+strings.Join(args, " ")+" ("+how+")")
 	if err == nil {
@@ -129,15 +130,15 @@ func startStreamTarget(cfg Config, t Target) (*running, error) {
 	return r, nil
 }
 
-// startChild runs exe with the arguments for a free port and waits until
-// it listens.
-func startChild(exe string, argsFor func(port int) []string, scheme, note string) (*running, error) {
+// startChild runs exe with the arguments for a free port, its output to
+// out, and waits until it listens.
+func startChild(out io.Writer, exe string, argsFor func(port int) []string, scheme, note string) (*running, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe, argsFor(port)...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
