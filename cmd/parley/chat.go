@@ -18,8 +18,8 @@ import (
 	"golang.org/x/term"
 
 	"parley/client"
-	"parley/internal/chat"
 	"parley/codec"
+	"parley/internal/chat"
 )
 
 type chatFlags struct {
