@@ -56,7 +56,7 @@ func newWebServer(l *Layer) *webServer {
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          httpErrorLog(l.cfg.Logger),
+		ErrorLog:          httpErrorLog(l.cfg.Hub.WarnLimited),
 	}
 	if l.cfg.Certs != nil {
 		w.http.TLSConfig = l.cfg.Certs.tlsConfig()
