@@ -47,7 +47,14 @@
     try { sessionStorage.setItem(SAVED, JSON.stringify(s)); } catch { /* private mode: no reload resume */ }
   }
 
-  function forget() { try { sessionStorage.removeItem(SAVED); } catch { /* nothing saved */ } }
+  // saveSoon saves within a second: render runs for every message, and
+  // the session need not be written that often (pagehide saves at once).
+  let saveTimer = 0;
+  function saveSoon() {
+    if (!saveTimer) saveTimer = setTimeout(() => { saveTimer = 0; save(); }, 1000);
+  }
+
+  function forget() { clearTimeout(saveTimer); saveTimer = 0; try { sessionStorage.removeItem(SAVED); } catch { /* nothing saved */ } }
 
   function restore() {
     let s;
@@ -695,7 +702,7 @@
     list.replaceChildren(...items);
     if (scrollToEnd || wasAtEnd) { list.scrollTop = list.scrollHeight; state.newBelow = false; }
     $("new-below").hidden = !state.newBelow;
-    save();
+    saveSoon();
   }
 
   function line(m) {
