@@ -42,11 +42,13 @@ said in the current room or is a command, every event is printed as one line
 ([lobby] bob: hi, [dm] bob: hi, * bob joined lobby, ! code: message). At the
 end of input it sends quit and waits briefly for the server's bye.
 
-Commands: /join room, /leave [room], /room room, /dm nick text, /who [room]
-(/who * for everyone online), /help, /quit; a bare quit or exit line also
-leaves. Without --nick it asks for one, and asks again when a nick is taken.
+Commands: /join room, /leave [room], /room room (a room you are in),
+/dm nick text, /me action, /who [room] (/who * for everyone online), /help,
+/quit; a bare quit or exit line also leaves. Lines take effect in the order
+typed. Without --nick it asks for one, and asks again when a nick is taken.
 It reconnects after a lost connection or a server restart unless
---no-reconnect is given.
+--no-reconnect is given, and sends the lines typed meanwhile once it is
+back (at most 50, within 2 minutes); a refused token or nick ends it.
 
 With --token-file it logs in with the token in that file (the nick comes from
 the token), reading the file again before every reconnect and every refresh,
