@@ -26,6 +26,7 @@ var metricHelp = []struct {
 	{"parley_build_info", "Parley's version and the Go that built it; always 1.", []string{"version", "go_version"}},
 	{"parley_connections", "Open connections, by transport.", []string{"transport"}},
 	{"parley_connections_accepted_total", "Connections accepted and handed to the hub, by transport.", []string{"transport"}},
+	{"parley_transport_writes_total", "Writes of the hub's frames to connections, by transport: one per connection and wake, however many frames.", []string{"transport"}},
 	{"parley_connections_refused_total", "Connections refused, by the limit they were over.", []string{"limit"}},
 	{"parley_sessions_online", "Logged-in sessions on this node.", nil},
 	{"parley_users_online", "Nicks online on this node (an account with several sessions counts once).", nil},
@@ -91,6 +92,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, t := range transport.Names {
 		gauge("parley_connections", float64(counts.Open(i)), t)
 		counter("parley_connections_accepted_total", float64(counts.Accepted(i)), t)
+		counter("parley_transport_writes_total", float64(counts.Writes(i)), t)
 	}
 	for _, limit := range transport.RefusalLimits {
 		if _, ok := m.RefusedBy[limit]; !ok {

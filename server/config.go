@@ -370,15 +370,6 @@ func (c Config) hubConfig() hub.Config {
 	}
 }
 
-// streamLoops is how many loops the stream transport (TLS, WebSocket)
-// runs: as many as gnet's when one of them listens, none otherwise.
-func (c Config) streamLoops() int {
-	if c.TLSAddr == "" && c.WSAddr == "" {
-		return 0
-	}
-	return c.Loops
-}
-
 // authConfig reads the configured keys for the verifier.
 func (c Config) authConfig() (auth.Config, error) {
 	cfg := auth.Config{Audience: c.AuthAudience, Issuer: c.AuthIssuer}

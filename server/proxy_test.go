@@ -48,6 +48,13 @@ func TestProxyProtocol(t *testing.T) {
 	bare.expectClosed()
 	a.send(&codec.Ping{})
 	a.until("pong", func(e codec.Event) bool { return e.Type == codec.TypePong })
+	// A closed session gives its count back to the address it was counted
+	// for, the header's, not the balancer's: amy's address takes one again.
+	open := srv.Stats().Conns
+	a.send(&codec.Quit{})
+	a.expectClosed()
+	reaches(t, "open connections after amy's quit", open-1, func() int { return srv.Stats().Conns })
+	proxied(t, srv, 1, "203.0.113.5:4002").login("amy")
 
 	strict := startServer(t, Config{Addr: "127.0.0.1:0", ProxyProtocol: true, ProxyTrusted: []string{"10.9.9.9"}, MaxConnsPerIP: 2, ConnRatePerIP: -1})
 	spoof := proxied(t, strict, 1, "198.51.100.1:4000") // 127.0.0.1 is not trusted there

@@ -1,8 +1,8 @@
 // Package server is the Parley chat server: it owns the configuration,
 // the listeners, the lifecycle and the admin port, and wires the hub
 // (parley/server/hub, the protocol) to the transport layer
-// (parley/server/transport: plain TCP on gnet's event loops, TLS and
-// WebSocket on its stream loops). It implements docs/PROTOCOL.md;
+// (parley/server/transport: plain TCP, TLS and WebSocket on gnet's event
+// loops). It implements docs/PROTOCOL.md;
 // docs/ARCHITECTURE.md has the whole picture.
 //
 // A Server is created with New and run with Serve. All exported methods of
@@ -81,7 +81,6 @@ func New(cfg Config) (*Server, error) {
 		})
 	}
 	hc := cfg.hubConfig()
-	hc.Loops += cfg.streamLoops()
 	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{})}
 	if err := srv.setupSecurity(&hc); err != nil {
 		return nil, err

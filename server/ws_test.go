@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"parley/codec"
+	"parley/server/transport"
 )
 
 // wsPeer is a test client's WebSocket side: how it frames what it sends,
@@ -345,5 +346,53 @@ func TestWSResumeAfterDrop(t *testing.T) {
 	}
 	if r := b.until("recovered", func(e codec.Event) bool { return e.Type == codec.TypeRecover && e.Room == "golang" }); !r.Recovered {
 		t.Fatalf("recovered %+v", r)
+	}
+}
+
+// TestWSFanoutBatches: when a room is busy, a WebSocket member gets many
+// messages in one write, as a TCP member does: the messages of one loop
+// wake go to each member in one write, not one write per message. Two
+// WebSocket senders each send 100 says in one socket write; every member
+// receives all 200, and the WebSocket writes (the transport's counter)
+// are far fewer than the deliveries.
+func TestWSFanoutBatches(t *testing.T) {
+	srv := startWSServer(t, func(c *Config) { c.RateLimit = -1 })
+	const members, perSender = 20, 100
+	var room []*tclient
+	for i := range members {
+		c := dialWS(t, srv, nil)
+		c.login(fmt.Sprintf("m%d", i))
+		room = append(room, c)
+	}
+	senders := []*tclient{dialWS(t, srv, nil), dialWS(t, srv, nil)}
+	for i, s := range senders {
+		s.login(fmt.Sprintf("s%d", i))
+	}
+	counts := srv.layer.Counts()
+	before := counts.Writes(transport.WS)
+	for i, s := range senders {
+		var burst []byte
+		for j := range perSender {
+			burst = append(burst, s.ws.frame(codec.MustEncode(&codec.Say{Room: codec.Lobby, Body: fmt.Sprintf("s%d-%d", i, j)}))...)
+		}
+		if _, err := s.conn.Write(burst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for m, c := range room {
+		next := map[string]int{"s0": 0, "s1": 0}
+		for received := 0; received < len(senders)*perSender; received++ {
+			e := c.until("the senders' says", func(e codec.Event) bool { return e.Type == codec.TypeMsg })
+			if want := fmt.Sprintf("%s-%d", e.From, next[e.From]); e.Body != want {
+				t.Fatalf("member %d got %q, want %q: in order, none lost", m, e.Body, want)
+			}
+			next[e.From]++
+		}
+	}
+	deliveries := members * len(senders) * perSender
+	writes := counts.Writes(transport.WS) - before
+	t.Logf("%d deliveries in %d WebSocket writes", deliveries, writes)
+	if writes == 0 || deliveries/int(writes) < 10 {
+		t.Fatalf("%d deliveries took %d WebSocket writes: want at least 10 deliveries a write", deliveries, writes)
 	}
 }

@@ -128,19 +128,31 @@ func (a *acceptor) bye(c *net.TCPConn, frame []byte) {
 	_ = c.Close()
 }
 
-// remoteKey carries the address a connection's limits counted (the
-// client's, from a PROXY header) through gnet's registration to OnOpen.
-type remoteKey struct{}
-
-// gnetHand registers an admitted connection with one of eng's loops.
-func gnetHand(eng gnet.Engine) func(*net.TCPConn, string) error {
-	return func(c *net.TCPConn, remote string) error {
-		ctx := context.WithValue(gnet.NewNetConnContext(context.Background(), c), remoteKey{}, remote)
-		ch, err := eng.Register(ctx)
-		if err != nil {
-			c.Close()
-			return err
-		}
-		return (<-ch).Err
-	}
+// registration is what an admitted connection carries through gnet's
+// registration to OnOpen (as the connection's context): the address its
+// limits counted (the client's, from a PROXY header), and a TLS or
+// WebSocket connection's state (wire.go).
+type registration struct {
+	remote string
+	wire   *wireConn
 }
+
+// register hands c to one of the loops (gnet keeps a duplicate of its
+// descriptor and closes c), with w when it is TLS or WebSocket, and waits
+// until the loop has opened it. gnet's round-robin pick of the loop is
+// not safe for concurrent use, and the acceptors, the handshakes and the
+// upgrades all register: regMu takes them one at a time.
+func (l *Layer) register(c *net.TCPConn, remote string, w *wireConn) error {
+	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), c), &registration{remote: remote, wire: w})
+	l.regMu.Lock()
+	ch, err := l.engine().Register(ctx)
+	l.regMu.Unlock()
+	if err != nil {
+		c.Close()
+		return err
+	}
+	return (<-ch).Err
+}
+
+// registerPlain is the plain acceptor's hand.
+func (l *Layer) registerPlain(c *net.TCPConn, remote string) error { return l.register(c, remote, nil) }

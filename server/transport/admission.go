@@ -137,6 +137,15 @@ func (c *admittedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// tcp is the socket under c; c is nil when admittedOf found none.
+func (c *admittedConn) tcp() (*net.TCPConn, bool) {
+	if c == nil {
+		return nil, false
+	}
+	tc, ok := c.Conn.(*net.TCPConn)
+	return tc, ok
+}
+
 // admittedOf finds the admittedConn under an HTTP connection (under TLS
 // too), or nil.
 func admittedOf(c net.Conn) *admittedConn {

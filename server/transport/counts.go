@@ -21,10 +21,18 @@ var RefusalLimits = []string{"max-conns", "max-conns-per-ip", LimitConnRate, Lim
 type Counts struct {
 	open     [len(Names)]atomic.Int64
 	accepted [len(Names)]atomic.Uint64
+	writes   [len(Names)]atomic.Uint64
 }
 
 func (t *Counts) opened(i int) { t.open[i].Add(1); t.accepted[i].Add(1) }
 func (t *Counts) closed(i int) { t.open[i].Add(-1) }
+func (t *Counts) wrote(i int)  { t.writes[i].Add(1) }
+
+// Writes is how many writes the hub's frames for connections of
+// transport i took: one per connection and wake, however many frames it
+// held (a TLS or WebSocket connection's handshake and control answers
+// count too). Deliveries divided by it is how well writes batch.
+func (t *Counts) Writes(i int) uint64 { return t.writes[i].Load() }
 
 // Open is how many connections of transport i are open.
 func (t *Counts) Open(i int) int64 { return t.open[i].Load() }

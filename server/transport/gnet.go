@@ -27,13 +27,19 @@ func (g gnetLoop) Execute(fn func()) error {
 	return g.el.Execute(context.Background(), gnet.RunnableFunc(func(_ context.Context) error { fn(); return nil }))
 }
 
-// gnetConn is a gnet connection as a Conn.
-type gnetConn struct{ c gnet.Conn }
+// gnetConn is a plain TCP gnet connection as a Conn.
+type gnetConn struct {
+	c      gnet.Conn
+	counts *Counts
+}
 
-func (g gnetConn) Writev(frames [][]byte) { _, _ = g.c.Writev(frames) }
-func (g gnetConn) Buffered() int          { return g.c.OutboundBuffered() }
-func (g gnetConn) Flush()                 { _ = g.c.Flush() }
-func (g gnetConn) Close()                 { _ = g.c.Close() }
+func (g gnetConn) Writev(frames [][]byte) {
+	g.counts.wrote(TCP)
+	_, _ = g.c.Writev(frames)
+}
+func (g gnetConn) Buffered() int { return g.c.OutboundBuffered() }
+func (g gnetConn) Flush()        { _ = g.c.Flush() }
+func (g gnetConn) Close()        { _ = g.c.Close() }
 
 func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
 	e.layer.setEngine(eng)
@@ -42,15 +48,17 @@ func (e *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
 
 func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	// RemoteAddr is only valid inside the callback: keep a copy (gnet #714).
-	// A PROXY header's address came through the registration's context.
-	remote := ""
-	if ctx, ok := c.Context().(context.Context); ok {
-		remote, _ = ctx.Value(remoteKey{}).(string)
+	// A PROXY header's address, or a TLS or WebSocket connection's state,
+	// came through the registration's context.
+	reg, _ := c.Context().(*registration)
+	if reg == nil {
+		reg = &registration{remote: c.RemoteAddr().String()}
 	}
-	if remote == "" {
-		remote = c.RemoteAddr().String()
+	remote := reg.remote
+	if reg.wire != nil {
+		return e.openWire(c, reg.wire, remote)
 	}
-	s, refusal := e.layer.cfg.Hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c}, remote)
+	s, refusal := e.layer.cfg.Hub.Open(gnetLoop{c.EventLoop()}, gnetConn{c, &e.layer.counts}, remote)
 	if s == nil {
 		return refusal, gnet.Close
 	}
@@ -59,22 +67,48 @@ func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
-	s, _ := c.Context().(*hub.Session)
-	if s == nil {
-		_, _ = c.Discard(c.InboundBuffered())
-		return gnet.None
+// openWire opens the session of a TLS or WebSocket connection that
+// reached its loop, and reads what came with it: records TLS holds
+// already, bytes read with the HTTP upgrade.
+func (e *gnetHandler) openWire(c gnet.Conn, w *wireConn, remote string) ([]byte, gnet.Action) {
+	w.gc, w.h, w.counts = c, e.layer.cfg.Hub, &e.layer.counts
+	if w.lc != nil {
+		w.lc.gc = c
 	}
-	e.layer.cfg.Hub.Traffic(s, c)
+	s, refusal := w.h.Open(gnetLoop{c.EventLoop()}, w, remote)
+	if s == nil {
+		w.Writev([][]byte{refusal})
+		return nil, gnet.Close
+	}
+	w.s = s
+	e.layer.counts.opened(w.transport)
+	c.SetContext(w)
+	w.traffic()
+	return nil, gnet.None
+}
+
+func (e *gnetHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	switch v := c.Context().(type) {
+	case *hub.Session:
+		e.layer.cfg.Hub.Traffic(v, c)
+	case *wireConn:
+		v.traffic()
+	default:
+		_, _ = c.Discard(-1)
+	}
 	return gnet.None
 }
 
 // OnClose runs before gnet closes the socket (gnet #621): the hub forgets
 // the session here, and nothing writes to it afterwards.
 func (e *gnetHandler) OnClose(c gnet.Conn, err error) gnet.Action {
-	if s, _ := c.Context().(*hub.Session); s != nil {
-		e.layer.cfg.Hub.Closed(s, err)
+	switch v := c.Context().(type) {
+	case *hub.Session:
+		e.layer.cfg.Hub.Closed(v, err)
 		e.layer.counts.closed(TCP)
+	case *wireConn:
+		v.closedByPeer(err)
+		e.layer.counts.closed(v.transport)
 	}
 	return gnet.None
 }

@@ -1,8 +1,8 @@
 // Package transport is the way into the hub: the acceptors, admission
 // (the one table of per-address rates, and the hub's Reserve), the PROXY
-// protocol, gnet's event loops for plain TCP, and the stream transport's
-// loops for TLS and WebSocket, with the web port's HTTP server and the
-// WebSocket upgrade. It knows the hub (parley/server/hub) and nothing of
+// protocol, gnet's event loops for every connection (plain TCP, TLS and
+// WebSocket, wire.go), the TLS handshake, and the web port's HTTP server
+// with the WebSocket upgrade. It knows the hub (parley/server/hub) and nothing of
 // the server that configures it: the server owns the listeners and the
 // lifecycle, and gives a Layer what it needs in a Config.
 //
@@ -12,6 +12,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -30,8 +30,8 @@ import (
 // Config is what the transports need. Zero values work but Hub.
 type Config struct {
 	Hub *hub.Hub
-	// Loops is the number of gnet event loops for plain TCP, and of
-	// stream loops for TLS and WebSocket when either listens.
+	// Loops is the number of gnet event loops, which serve every
+	// transport.
 	Loops int
 	// TickInterval is how often the hub's Tick runs (hub.Config.TickInterval).
 	TickInterval time.Duration
@@ -68,8 +68,8 @@ type Layer struct {
 	counts Counts
 	booted chan struct{} // closed by the engine's first tick: the loops run
 
-	streamLoops []*streamLoop // for TLS and WebSocket
-	next        atomic.Uint64 // the stream loop the next connection goes to
+	shaking connSet    // TLS connections in their handshake, each on a goroutine
+	regMu   sync.Mutex // Engine.Register, one at a time (register)
 
 	// Engine.Stop polls every 500ms until the engine is down, so it runs
 	// on a goroutine of its own; Run cancels runCtx when it returns and
@@ -143,10 +143,10 @@ func (l *Layer) Run(plain, tlsLn, webLn net.Listener, ready func()) error {
 	}
 	cleanup() // nothing is ever to connect to the engine's own socket
 	acc := &acceptor{h: l.cfg.Hub, ln: plain, adm: l.adm, sendBuffer: l.cfg.SendBuffer,
-		hand: gnetHand(l.engine()), plain: true, proxy: l.cfg.Proxy}
+		hand: l.registerPlain, plain: true, proxy: l.cfg.Proxy}
 	accErr := make(chan error, 1)
 	go func() { accErr <- acc.run() }()
-	if stop := l.runStreams(tlsLn, webLn); stop != nil {
+	if stop := l.runListeners(tlsLn, webLn); stop != nil {
 		defer stop()
 	}
 	ready()
@@ -238,14 +238,11 @@ func (l *Layer) isStopping() bool {
 	return l.stopping
 }
 
-// runStreams starts the stream loops and the TLS and web listeners that
-// are given, and returns what stops them once the engine has stopped.
-func (l *Layer) runStreams(tlsLn, webLn net.Listener) func() {
+// runListeners serves the TLS and web listeners that are given, and
+// returns what stops them once the engine has stopped.
+func (l *Layer) runListeners(tlsLn, webLn net.Listener) func() {
 	if tlsLn == nil && webLn == nil {
 		return nil
-	}
-	for range l.cfg.Loops {
-		l.streamLoops = append(l.streamLoops, newStreamLoop())
 	}
 	var served []func() error
 	if tlsLn != nil {
@@ -275,15 +272,63 @@ func (l *Layer) runStreams(tlsLn, webLn net.Listener) func() {
 				l.cfg.Logger.Error("listener failed", "err", err.Error())
 			}
 		}
-		for _, sl := range l.streamLoops {
-			sl.stop()
-		}
+		l.shaking.closeAll()
 	}
 }
 
-// startStream opens a session for nc, with its framing, on the next
-// stream loop. nc was counted by admission.
-func (l *Layer) startStream(nc net.Conn, remote string, f framing) {
-	loop := l.streamLoops[l.next.Add(1)%uint64(len(l.streamLoops))]
-	startStream(l.cfg.Hub, loop, nc, remote, l.cfg.Handshake, f, &l.counts)
+// toLoop hands a TLS or WebSocket connection, counted by admission, to
+// an event loop, or gives its count back.
+func (l *Layer) toLoop(c *net.TCPConn, remote string, w *wireConn) {
+	if err := l.register(c, remote, w); err != nil {
+		l.cfg.Hub.Unreserve(hub.IPKey(remote))
+		l.cfg.Hub.WarnLimited("register", "connection dropped: it could not be handed to an event loop", "remote", remote, "err", err.Error())
+	}
+}
+
+// errLayerStopped refuses a connection that arrives as the layer stops.
+var errLayerStopped = errors.New("transport: stopped")
+
+// connSet is the connections that goroutines work on before they reach a
+// loop (TLS handshakes), so that stopping closes them and waits for the
+// goroutines. Safe from any goroutine.
+type connSet struct {
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// add counts c in, unless the set is stopped.
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[net.Conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// remove is the goroutine's last word on c.
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// closeAll closes the connections in the set, refuses new ones, and waits
+// for their goroutines.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.stopped = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
 }

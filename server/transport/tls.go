@@ -2,12 +2,18 @@ package transport
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"parley/server/hub"
 )
 
 // CertStore is the TLS listener's certificate (and the web port's), read
@@ -69,16 +75,167 @@ func hasPEM(data []byte, want func(string) bool) bool {
 func (cs *CertStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cs.cur.Load(), nil }
 
 // tlsConfig is the listener's: TLS 1.2 at least, the Go defaults for
-// cipher suites and curves otherwise.
+// cipher suites and curves otherwise. Records are as large as the bytes a
+// write has (dynamic record sizing off): a wake's frames for a connection
+// go out as few records as they fit in, each one AEAD seal.
 func (cs *CertStore) tlsConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cs.get}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cs.get, DynamicRecordSizingDisabled: true}
 }
 
-// tlsHand starts an admitted connection (the acceptor set its send
-// buffer) on the stream transport, with TLS around the protocol's frames.
-func (l *Layer) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
-	return func(c *net.TCPConn, remote string) error {
-		l.startStream(tls.Server(c, cfg), remote, rawFraming{})
+// TLS runs on the event loops after its handshake. crypto/tls has no
+// record layer apart from a net.Conn, so each connection's tls.Conn sits
+// on a loopConn: during the handshake, on a goroutine of its own with the
+// login timeout as its deadline, the loopConn is the socket; once the
+// handshake is done the socket goes to a gnet loop, and the loopConn is
+// gnet's buffers: Read takes whole records from what gnet read and says
+// errWouldBlock when none is left, and Write collects records for the
+// loop to hand gnet in one write. crypto/tls keeps no error that says it
+// is temporary (a net.Error whose Temporary is true), so the next read
+// goes on where this one stopped. The handshake's state and its goroutine
+// are gone by then; a connection keeps the tls.Conn (its keys and small
+// buffers).
+
+// errWouldBlock is loopConn's read error when no whole record is buffered.
+var errWouldBlock net.Error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "transport: no whole TLS record buffered" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
+
+// loopConn is the net.Conn under a tls.Conn (see above).
+type loopConn struct {
+	net.Conn           // the socket, until the connection is on its loop
+	gc       gnet.Conn // the connection on its loop; nil during the handshake
+	out      *[]byte   // records written, from stages, for the loop to send
+}
+
+// NetConn is the connection under it during the handshake (admittedOf).
+func (c *loopConn) NetConn() net.Conn { return c.Conn }
+
+// recordHeader is a TLS record's header: type, version, length.
+const recordHeader = 5
+
+// Read reads the socket during the handshake; on the loop, it takes the
+// whole records gnet holds, leaving a partial one there for the next
+// callback.
+func (c *loopConn) Read(p []byte) (int, error) {
+	if c.gc == nil {
+		return c.Conn.Read(p)
+	}
+	buf, _ := c.gc.Peek(-1)
+	whole := 0
+	for len(buf)-whole >= recordHeader {
+		n := recordHeader + int(binary.BigEndian.Uint16(buf[whole+3:]))
+		if len(buf)-whole < n {
+			break
+		}
+		whole += n
+	}
+	if whole == 0 && len(buf) >= recordHeader && int(binary.BigEndian.Uint16(buf[3:])) > maxRecord {
+		whole = len(buf) // an oversized record: crypto/tls refuses it on its header
+	}
+	if whole == 0 {
+		return 0, errWouldBlock
+	}
+	n := copy(p, buf[:whole])
+	_, _ = c.gc.Discard(n)
+	return n, nil
+}
+
+// maxRecord is the largest TLS record crypto/tls takes (TLS 1.2's
+// limit, RFC 5246 section 6.2.3; TLS 1.3's is lower): a record header
+// over it is handed over at once for crypto/tls to refuse.
+const maxRecord = 1<<14 + 2048
+
+// Write writes the socket during the handshake; on the loop, it collects
+// the records for flushTLS.
+func (c *loopConn) Write(p []byte) (int, error) {
+	if c.gc == nil {
+		return c.Conn.Write(p)
+	}
+	if c.out == nil {
+		c.out = getStage()
+	}
+	*c.out = append(*c.out, p...)
+	return len(p), nil
+}
+
+// pending is what Write collected.
+func (c *loopConn) pending() []byte {
+	if c.out == nil {
 		return nil
 	}
+	return *c.out
+}
+
+// release gives the collected records' buffer back once gnet has them.
+func (c *loopConn) release() {
+	if c.out != nil {
+		putStage(c.out)
+		c.out = nil
+	}
+}
+
+// Close, and the deadlines, are the socket's during the handshake; on the
+// loop gnet closes the connection.
+func (c *loopConn) Close() error {
+	if c.gc == nil {
+		return c.Conn.Close()
+	}
+	return nil
+}
+
+func (c *loopConn) SetDeadline(t time.Time) error {
+	if c.gc == nil {
+		return c.Conn.SetDeadline(t)
+	}
+	return nil
+}
+
+func (c *loopConn) SetReadDeadline(t time.Time) error {
+	if c.gc == nil {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (c *loopConn) SetWriteDeadline(t time.Time) error {
+	if c.gc == nil {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// tlsHand starts an admitted connection's TLS handshake on a goroutine of
+// its own; the connection goes to a loop once it is done.
+func (l *Layer) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
+	return func(c *net.TCPConn, remote string) error {
+		if !l.shaking.add(c) {
+			return errLayerStopped
+		}
+		go l.shakeHands(c, remote, cfg)
+		return nil
+	}
+}
+
+// shakeHands completes a TLS handshake within the login timeout (a client
+// that stalls it is closed as one that never logs in would be) and hands
+// the connection to a loop.
+func (l *Layer) shakeHands(c *net.TCPConn, remote string, cfg *tls.Config) {
+	defer l.shaking.remove(c)
+	lc := &loopConn{Conn: c}
+	tc := tls.Server(lc, cfg)
+	_ = c.SetDeadline(time.Now().Add(l.cfg.Handshake))
+	err := tc.Handshake()
+	if err == nil {
+		err = c.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = c.Close()
+		l.cfg.Hub.Unreserve(hub.IPKey(remote))
+		return
+	}
+	l.toLoop(c, remote, &wireConn{transport: TLS, tc: tc, lc: lc})
 }

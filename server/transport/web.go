@@ -13,8 +13,8 @@ import (
 )
 
 // webServer is the HTTP server of the web port: the WebSocket endpoint
-// at /ws, whose connections run on the stream loops with WebSocket
-// framing, and Config.Page for every other path.
+// at /ws, whose connections go to the event loops once upgraded, and
+// Config.Page for every other path.
 type webServer struct {
 	layer   *Layer
 	origins map[string]bool // origins allowed besides the page's own, serialized (ParseOrigin); "*": any
@@ -68,7 +68,7 @@ func newWebServer(l *Layer) *webServer {
 func (w *webServer) serve(ln net.Listener) error {
 	ln = &admitListener{Listener: ln, adm: w.layer.adm, tls: w.http.TLSConfig != nil}
 	if w.http.TLSConfig != nil {
-		ln = tls.NewListener(ln, w.http.TLSConfig)
+		ln = &tlsListener{Listener: ln, cfg: w.http.TLSConfig}
 	}
 	err := w.http.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
@@ -132,8 +132,25 @@ func ParseOrigin(s string) (string, bool) {
 	return scheme + "://" + host, true
 }
 
-// upgrade hands a WebSocket connection to a stream loop; admission
-// counted it when it was accepted, and the hub's session keeps that count.
+// tlsListener is tls.NewListener with each tls.Conn on a loopConn, so
+// that an upgraded WebSocket's TLS can go on on its loop.
+type tlsListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(&loopConn{Conn: c}, l.cfg), nil
+}
+
+// upgrade answers a WebSocket handshake (gobwas/ws, on net/http's
+// goroutine for the connection) and hands the connection to an event
+// loop, with what was read past the request. Admission counted it when
+// it was accepted, and the hub's session keeps that count.
 func (w *webServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 	h := w.layer.cfg.Hub
 	if !w.originAllowed(r) {
@@ -146,11 +163,20 @@ func (w *webServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 		return // net/http closes the connection, which gives its count back
 	}
 	ac := admittedOf(conn)
-	if ac == nil {
+	tcp, ok := ac.tcp()
+	if !ok {
 		_ = conn.Close()
 		return
 	}
 	ac.release(true)
 	_ = conn.SetDeadline(time.Time{})
-	w.layer.startStream(conn, r.RemoteAddr, &wsWire{r: brw.Reader})
+	wc := &wireConn{transport: WS, ws: &wsCodec{}}
+	if tc, ok := conn.(*tls.Conn); ok {
+		wc.tc, wc.lc = tc, tc.NetConn().(*loopConn)
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		wc.plain = append([]byte(nil), b...)
+	}
+	w.layer.toLoop(tcp, r.RemoteAddr, wc)
 }
