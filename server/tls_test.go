@@ -12,6 +12,7 @@ import (
 	"parley/codec"
 	"parley/internal/poll"
 	"parley/server/tlstest"
+	"parley/server/transport"
 )
 
 func tlsServer(t *testing.T, ca *tlstest.CA, tweak func(*Config)) (*Server, string) {
@@ -207,4 +208,14 @@ func TestTLSShutdown(t *testing.T) {
 	}
 	sec.untilBye(codec.ReasonShutdown)
 	plain.untilBye(codec.ReasonShutdown)
+}
+
+// TestTLSFanoutBatches: a TLS sender's burst (many records in one read,
+// which crypto/tls takes in pieces smaller than a record) is read whole
+// and in order, and a busy room's TLS members get many messages in one
+// write (fanoutBatches).
+func TestTLSFanoutBatches(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	srv, _ := tlsServer(t, ca, func(c *Config) { c.RateLimit = -1 })
+	fanoutBatches(t, srv, transport.TLS, func() *tclient { c, _ := dialTLS(t, srv, ca); return c })
 }

@@ -350,30 +350,40 @@ func TestWSResumeAfterDrop(t *testing.T) {
 }
 
 // TestWSFanoutBatches: when a room is busy, a WebSocket member gets many
-// messages in one write, as a TCP member does: the messages of one loop
-// wake go to each member in one write, not one write per message. Two
-// WebSocket senders each send 100 says in one socket write; every member
-// receives all 200, and the WebSocket writes (the transport's counter)
-// are far fewer than the deliveries.
+// messages in one write, as a TCP member does (fanoutBatches).
 func TestWSFanoutBatches(t *testing.T) {
 	srv := startWSServer(t, func(c *Config) { c.RateLimit = -1 })
+	fanoutBatches(t, srv, transport.WS, func() *tclient { return dialWS(t, srv, nil) })
+}
+
+// fanoutBatches checks that the messages of one loop wake go to each
+// member in one write, not one write per message, on a transport: two
+// senders each send 100 says in one socket write; every member receives
+// all 200 in order, and the transport's writes (its counter) are far
+// fewer than the deliveries.
+func fanoutBatches(t *testing.T, srv *Server, tr int, dial func() *tclient) {
+	t.Helper()
 	const members, perSender = 20, 100
 	var room []*tclient
 	for i := range members {
-		c := dialWS(t, srv, nil)
+		c := dial()
 		c.login(fmt.Sprintf("m%d", i))
 		room = append(room, c)
 	}
-	senders := []*tclient{dialWS(t, srv, nil), dialWS(t, srv, nil)}
+	senders := []*tclient{dial(), dial()}
 	for i, s := range senders {
 		s.login(fmt.Sprintf("s%d", i))
 	}
 	counts := srv.layer.Counts()
-	before := counts.Writes(transport.WS)
+	before := counts.Writes(tr)
 	for i, s := range senders {
 		var burst []byte
 		for j := range perSender {
-			burst = append(burst, s.ws.frame(codec.MustEncode(&codec.Say{Room: codec.Lobby, Body: fmt.Sprintf("s%d-%d", i, j)}))...)
+			f := codec.MustEncode(&codec.Say{Room: codec.Lobby, Body: fmt.Sprintf("s%d-%d", i, j)})
+			if s.ws != nil {
+				f = s.ws.frame(f)
+			}
+			burst = append(burst, f...)
 		}
 		if _, err := s.conn.Write(burst); err != nil {
 			t.Fatal(err)
@@ -390,9 +400,9 @@ func TestWSFanoutBatches(t *testing.T) {
 		}
 	}
 	deliveries := members * len(senders) * perSender
-	writes := counts.Writes(transport.WS) - before
-	t.Logf("%d deliveries in %d WebSocket writes", deliveries, writes)
+	writes := counts.Writes(tr) - before
+	t.Logf("%s: %d deliveries in %d writes", transport.Names[tr], deliveries, writes)
 	if writes == 0 || deliveries/int(writes) < 10 {
-		t.Fatalf("%d deliveries took %d WebSocket writes: want at least 10 deliveries a write", deliveries, writes)
+		t.Fatalf("%d deliveries took %d %s writes: want at least 10 deliveries a write", deliveries, writes, transport.Names[tr])
 	}
 }

@@ -235,7 +235,7 @@ func TestWorkersMergeHistograms(t *testing.T) {
 		defer g.close()
 		groups = append(groups, g)
 	}
-	s, err := openSender(TargetFloor, addr, "lobby", "sender-0", 64)
+	s, err := openSender(senderSpec{target: TargetFloor, addr: addr, room: "lobby", name: "sender-0", size: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestReceiversResume(t *testing.T) {
 	if err := g.open(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openSender(TargetParley, addr, "lobby", "sender-0", 64)
+	s, err := openSender(senderSpec{target: TargetParley, addr: addr, room: "lobby", name: "sender-0", size: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func (w writeConn) Write(b []byte) (int, error) { return w.nc.Write(b) }
 // messages from the server's history and counts them as deliveries.
 func TestReceiverFillsGaps(t *testing.T) {
 	addr := startParley(t)
-	s, err := openSender(TargetParley, addr, "lobby", "sender-0", 64)
+	s, err := openSender(senderSpec{target: TargetParley, addr: addr, room: "lobby", name: "sender-0", size: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

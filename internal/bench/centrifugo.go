@@ -61,8 +61,8 @@ func (centrifugoSystem) start(cfg Config, _ Target) (*running, error) { return s
 
 func (centrifugoSystem) receivers(cfg GroupConfig) (receivers, error) { return newStreamGroup(cfg) }
 
-func (centrifugoSystem) sender(addr, room, _ string, size int) (sender, error) {
-	return openCentrifugoSender(addr, room, size)
+func (centrifugoSystem) sender(sp senderSpec) (sender, error) {
+	return openCentrifugoSender(sp.addr, sp.room, sp.size)
 }
 
 func startCentrifugo(cfg Config) (*running, error) {

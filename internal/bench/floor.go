@@ -26,12 +26,12 @@ func (floorSystem) start(cfg Config, _ Target) (*running, error) {
 
 func (floorSystem) receivers(cfg GroupConfig) (receivers, error) { return newFramedGroup(cfg) }
 
-func (floorSystem) sender(addr, room, name string, size int) (sender, error) {
-	conn, err := net.Dial("tcp", addr)
+func (floorSystem) sender(sp senderSpec) (sender, error) {
+	conn, err := net.Dial("tcp", sp.addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &floorSender{conn: conn, room: room, from: name, size: size}
+	s := &floorSender{conn: conn, room: sp.room, from: sp.name, size: sp.size}
 	go discardFrames(conn)
 	return s, nil
 }

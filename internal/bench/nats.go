@@ -24,12 +24,12 @@ func (natsSystem) start(cfg Config, _ Target) (*running, error) {
 
 func (natsSystem) receivers(cfg GroupConfig) (receivers, error) { return newNATSGroup(cfg), nil }
 
-func (natsSystem) sender(addr, room, name string, size int) (sender, error) {
-	nc, err := nats.Connect(addr, nats.Name(name))
+func (natsSystem) sender(sp senderSpec) (sender, error) {
+	nc, err := nats.Connect(sp.addr, nats.Name(sp.name))
 	if err != nil {
 		return nil, err
 	}
-	return &natsSender{nc: nc, subject: room, size: size}, nil
+	return &natsSender{nc: nc, subject: sp.room, size: sp.size}, nil
 }
 
 // natsGroup holds receivers of a NATS server through the official client:

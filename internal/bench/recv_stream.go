@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"sync"
@@ -18,7 +16,6 @@ import (
 type streamGroup struct {
 	cfg    GroupConfig
 	sink   *sink
-	tls    *tls.Config // TargetParleyTLS
 	ready  atomic.Int64
 	readyc chan struct{}
 	failed chan error
@@ -29,15 +26,7 @@ type streamGroup struct {
 }
 
 func newStreamGroup(cfg GroupConfig) (*streamGroup, error) {
-	g := &streamGroup{cfg: cfg, sink: newSink(cfg.Conns, 8), readyc: make(chan struct{}), failed: make(chan error, 1)}
-	if cfg.Target == TargetParleyTLS {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(cfg.CertPEM)) {
-			return nil, fmt.Errorf("tls receivers: no certificate to trust")
-		}
-		g.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(64)}
-	}
-	return g, nil
+	return &streamGroup{cfg: cfg, sink: newSink(cfg.Conns, 8), readyc: make(chan struct{}), failed: make(chan error, 1)}, nil
 }
 
 // open dials every receiver, 8 at a time, and waits for their logins.
@@ -107,22 +96,7 @@ func (g *streamGroup) dialWire() (*wire, error) {
 	case TargetRedis:
 		return dialRedis(g.cfg.Addr, g.cfg.Room)
 	}
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	if g.cfg.Target == TargetParley { // lean receivers
-		c, err := d.Dial("tcp", g.cfg.Addr)
-		if err != nil {
-			return nil, err
-		}
-		return &wire{conn: c, r: codec.NewReader(c, 0)}, nil
-	}
-	if g.tls != nil {
-		c, err := tls.DialWithDialer(d, "tcp", g.cfg.Addr, g.tls)
-		if err != nil {
-			return nil, err
-		}
-		return &wire{conn: c, r: codec.NewReader(c, 0)}, nil
-	}
-	return dialWS(d, g.cfg.Addr)
+	return dialParley(g.cfg.Target, g.cfg.Addr, g.cfg.CertPEM)
 }
 
 // read records every delivery until the connection ends.

@@ -28,8 +28,8 @@ func (redisSystem) start(cfg Config, _ Target) (*running, error) {
 
 func (redisSystem) receivers(cfg GroupConfig) (receivers, error) { return newStreamGroup(cfg) }
 
-func (redisSystem) sender(addr, room, _ string, size int) (sender, error) {
-	return openRedisSender(addr, room, size)
+func (redisSystem) sender(sp senderSpec) (sender, error) {
+	return openRedisSender(sp.addr, sp.room, sp.size)
 }
 
 func startRedis(cfg Config) (*running, error) {

@@ -240,8 +240,13 @@ func (p *point) openGroup(gc GroupConfig) (group, int, error) {
 }
 
 func (p *point) openSenders() error {
+	addrs := p.srv.addrs
+	if len(p.srv.recvAddrs) > 0 { // TLS, WebSocket: senders on the receivers' transport
+		addrs = p.srv.recvAddrs
+	}
 	for i := 0; i < p.cfg.Senders; i++ {
-		s, err := openSender(p.target, p.srv.addrs[i%len(p.srv.addrs)], p.cfg.Room, fmt.Sprintf("sender-%d-%d", p.opening, i), p.cfg.Size)
+		s, err := openSender(senderSpec{target: p.target, addr: addrs[i%len(addrs)], certPEM: p.srv.certPEM,
+			name: fmt.Sprintf("sender-%d-%d", p.opening, i), room: p.cfg.Room, size: p.cfg.Size})
 		if err != nil {
 			return fmt.Errorf("sender %d: %w", i, err)
 		}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"net"
 	"time"
 
 	"parley/codec"
@@ -14,45 +13,46 @@ type sender interface {
 	close()
 }
 
-// parleySender is a logged-in Parley session that says each message.
+// parleySender is a logged-in Parley session that says each message,
+// on the target's transport: plain TCP, TLS or WebSocket.
 type parleySender struct {
-	conn net.Conn
+	w    *wire
 	room string
 	size int
 	body []byte
 	buf  []byte
 }
 
-func openParleySender(addr, room, name string, size int) (*parleySender, error) {
-	conn, err := net.Dial("tcp", addr)
+func openParleySender(sp senderSpec) (*parleySender, error) {
+	w, err := dialParley(sp.target, sp.addr, sp.certPEM)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Write(loginFrames(name, room)); err != nil {
-		conn.Close()
+	if err := w.send(loginFrames(sp.name, sp.room)); err != nil {
+		w.conn.Close()
 		return nil, err
 	}
-	r := codec.NewReader(conn, 0)
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_ = w.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for joined := false; !joined; {
-		body, err := r.Next()
+		body, err := w.next()
 		if err != nil {
-			conn.Close()
+			w.conn.Close()
 			return nil, fmt.Errorf("sender login: %w", err)
 		}
 		var ev codec.Event
 		_ = codec.DecodeEvent(body, &ev)
 		switch {
 		case ev.Type == codec.TypeError:
-			conn.Close()
+			w.conn.Close()
 			return nil, fmt.Errorf("sender login: %s: %s", ev.Code, ev.Message)
-		case ev.Type == codec.TypeAck, ev.Type == codec.TypeWelcome && room == codec.Lobby:
+		case ev.Type == codec.TypeAck, ev.Type == codec.TypeWelcome && sp.room == codec.Lobby:
 			joined = true
 		}
 	}
-	_ = conn.SetReadDeadline(time.Time{})
-	go answerPings(conn, r)
-	return &parleySender{conn: conn, room: room, size: size}, nil
+	_ = w.conn.SetReadDeadline(time.Time{})
+	s := &parleySender{w: w, room: sp.room, size: sp.size}
+	go s.answerPings()
+	return s, nil
 }
 
 func (s *parleySender) send(due int64, seq uint64) error {
@@ -62,24 +62,25 @@ func (s *parleySender) send(due int64, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.conn.Write(s.buf)
-	return err
+	return s.w.send(s.buf)
 }
 
-func (s *parleySender) close() { s.conn.Close() }
+func (s *parleySender) close() { s.w.conn.Close() }
 
 // answerPings reads a sender's connection (room messages from other
 // senders, presence, pings) so it never looks like a slow consumer, and
-// answers pings so it never looks idle.
-func answerPings(conn net.Conn, r *codec.Reader) {
+// answers pings so it never looks idle. Writes from here and from send
+// share the connection: over TLS and WebSocket, a frame must go in one
+// Write, which wire.send does.
+func (s *parleySender) answerPings() {
 	for {
-		body, err := r.Next()
+		body, err := s.w.next()
 		if err != nil {
 			return
 		}
 		var ev codec.Event
 		if codec.DecodeEvent(body, &ev) == nil && ev.Type == codec.TypePing {
-			_, _ = conn.Write(pongFrame)
+			_ = s.w.send(pongFrame)
 		}
 	}
 }

@@ -11,8 +11,8 @@ type system interface {
 	start(cfg Config, t Target) (*running, error)
 	// receivers returns a group of cfg.Conns receivers, not yet open.
 	receivers(cfg GroupConfig) (receivers, error)
-	// sender connects one sender, named name, that publishes to room.
-	sender(addr, room, name string, size int) (sender, error)
+	// sender connects one sender that publishes to a room.
+	sender(sp senderSpec) (sender, error)
 }
 
 var systems = map[Target]system{
@@ -59,11 +59,19 @@ func openLocalGroup(cfg GroupConfig) (receivers, error) {
 	return g, nil
 }
 
-// openSender connects one sender to t's server at addr.
-func openSender(t Target, addr, room, name string, size int) (sender, error) {
-	s, err := systemOf(t)
+// senderSpec is one sender: where it connects (with the certificate to
+// trust over TLS), its name, its room and its messages' size.
+type senderSpec struct {
+	target                    Target
+	addr, certPEM, name, room string
+	size                      int
+}
+
+// openSender connects one sender to its target's server.
+func openSender(sp senderSpec) (sender, error) {
+	s, err := systemOf(sp.target)
 	if err != nil {
 		return nil, err
 	}
-	return s.sender(addr, room, name, size)
+	return s.sender(sp)
 }

@@ -56,12 +56,10 @@ func (parleySystem) receivers(cfg GroupConfig) (receivers, error) {
 	return newFramedGroup(cfg)
 }
 
-func (parleySystem) sender(addr, room, name string, size int) (sender, error) {
-	return openParleySender(addr, room, name, size)
-}
+func (parleySystem) sender(sp senderSpec) (sender, error) { return openParleySender(sp) }
 
-// parleyStreamSystem is Parley with receivers on TLS or WebSocket and
-// senders on the plain listener.
+// parleyStreamSystem is Parley with receivers and senders on TLS or
+// WebSocket.
 type parleyStreamSystem struct{}
 
 func (parleyStreamSystem) start(cfg Config, t Target) (*running, error) {
@@ -70,13 +68,11 @@ func (parleyStreamSystem) start(cfg Config, t Target) (*running, error) {
 
 func (parleyStreamSystem) receivers(cfg GroupConfig) (receivers, error) { return newStreamGroup(cfg) }
 
-func (parleyStreamSystem) sender(addr, room, name string, size int) (sender, error) {
-	return openParleySender(addr, room, name, size)
-}
+func (parleyStreamSystem) sender(sp senderSpec) (sender, error) { return openParleySender(sp) }
 
-// startStreamTarget starts a Parley server whose receivers connect over
-// TLS (a self-signed certificate they trust) or WebSocket, and whose
-// senders use the plain listener.
+// startStreamTarget starts a Parley server whose receivers and senders
+// connect over TLS (a self-signed certificate they trust) or WebSocket,
+// as browsers and public deployments do.
 func startStreamTarget(cfg Config, t Target) (*running, error) {
 	switch {
 	case cfg.Addr != "" && cfg.StreamAddr != "":
@@ -99,7 +95,7 @@ func startStreamTarget(cfg Config, t Target) (*running, error) {
 	if cfg.ServerLoops > 0 {
 		args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
 	}
-	how, certPEM := "receivers on WebSocket (/ws), senders on the plain listener", ""
+	how, certPEM := "receivers and senders on WebSocket (/ws)", ""
 	if t == TargetParleyTLS {
 		var certFile, keyFile string
 		if certFile, keyFile, certPEM, err = selfSigned(dir); err != nil {
@@ -107,7 +103,7 @@ func startStreamTarget(cfg Config, t Target) (*running, error) {
 			return nil, err
 		}
 		args = append(args, "--tls-addr", recvAddr, "--tls-cert", certFile, "--tls-key", keyFile)
-		how = "receivers on TLS 1.3 with a self-signed ECDSA P-256 certificate, senders on the plain listener"
+		how = "receivers and senders on TLS 1.3 with a self-signed ECDSA P-256 certificate"
 	} else {
 		args = append(args, "--ws-addr", recvAddr)
 	}

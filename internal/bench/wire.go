@@ -2,11 +2,15 @@ package bench
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -18,9 +22,54 @@ import (
 // WebSocket messages (one object each, without the length).
 type wire struct {
 	conn net.Conn
-	r    *codec.Reader // TLS: length-prefixed frames
+	r    *codec.Reader // TCP, TLS: length-prefixed frames
 	br   *bufio.Reader // WebSocket
 	buf  []byte
+
+	mu  sync.Mutex // send's scratch, WebSocket
+	out []byte
+}
+
+// dialParley connects to a Parley server at addr on target's transport:
+// plain TCP, TLS (trusting certPEM) or WebSocket.
+func dialParley(target Target, addr, certPEM string) (*wire, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	switch target {
+	case TargetParleyWS:
+		return dialWS(d, addr)
+	case TargetParleyTLS:
+		cfg, err := trusting(certPEM)
+		if err != nil {
+			return nil, err
+		}
+		c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &wire{conn: c, r: codec.NewReader(c, 0)}, nil
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &wire{conn: c, r: codec.NewReader(c, 0)}, nil
+}
+
+// tlsConfigs are the client configurations by certificate: one session
+// cache per server, shared by its receivers and senders.
+var tlsConfigs sync.Map
+
+// trusting is a client TLS configuration that trusts certPEM.
+func trusting(certPEM string) (*tls.Config, error) {
+	if c, ok := tlsConfigs.Load(certPEM); ok {
+		return c.(*tls.Config), nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(certPEM)) {
+		return nil, fmt.Errorf("tls: no certificate to trust")
+	}
+	c, _ := tlsConfigs.LoadOrStore(certPEM, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(64)})
+	return c.(*tls.Config), nil
 }
 
 // dialWS upgrades a connection to addr's /ws.
@@ -72,20 +121,23 @@ func (w *wire) next() ([]byte, error) {
 	}
 }
 
-// send writes length-prefixed frames: as they are over TLS, as one
-// masked text message each over WebSocket.
+// send writes length-prefixed frames in one Write: as they are over TCP
+// and TLS, as one masked text message each over WebSocket. Safe from
+// several goroutines (a sender's and its ping answerer).
 func (w *wire) send(frames []byte) error {
 	if w.r != nil {
 		_, err := w.conn.Write(frames)
 		return err
 	}
-	var out []byte
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out = w.out[:0]
 	for len(frames) >= codec.HeaderSize {
 		n := int(binary.BigEndian.Uint32(frames))
-		out = appendMasked(out, frames[codec.HeaderSize:codec.HeaderSize+n])
+		w.out = appendMasked(w.out, frames[codec.HeaderSize:codec.HeaderSize+n])
 		frames = frames[codec.HeaderSize+n:]
 	}
-	_, err := w.conn.Write(out)
+	_, err := w.conn.Write(w.out)
 	return err
 }
 

@@ -109,6 +109,7 @@ type loopConn struct {
 	net.Conn           // the socket, until the connection is on its loop
 	gc       gnet.Conn // the connection on its loop; nil during the handshake
 	out      *[]byte   // records written, from stages, for the loop to send
+	whole    int       // bytes at the front of gnet's buffer that end a whole record
 }
 
 // NetConn is the connection under it during the handshake (admittedOf).
@@ -119,27 +120,30 @@ const recordHeader = 5
 
 // Read reads the socket during the handshake; on the loop, it takes the
 // whole records gnet holds, leaving a partial one there for the next
-// callback.
+// callback. crypto/tls may take them in smaller pieces than records:
+// whole counts what is left of the records already found whole.
 func (c *loopConn) Read(p []byte) (int, error) {
 	if c.gc == nil {
 		return c.Conn.Read(p)
 	}
 	buf, _ := c.gc.Peek(-1)
-	whole := 0
-	for len(buf)-whole >= recordHeader {
-		n := recordHeader + int(binary.BigEndian.Uint16(buf[whole+3:]))
-		if len(buf)-whole < n {
-			break
+	if c.whole == 0 {
+		for len(buf)-c.whole >= recordHeader {
+			n := recordHeader + int(binary.BigEndian.Uint16(buf[c.whole+3:]))
+			if len(buf)-c.whole < n {
+				break
+			}
+			c.whole += n
 		}
-		whole += n
+		if c.whole == 0 && len(buf) >= recordHeader && int(binary.BigEndian.Uint16(buf[3:])) > maxRecord {
+			c.whole = len(buf) // an oversized record: crypto/tls refuses it on its header
+		}
 	}
-	if whole == 0 && len(buf) >= recordHeader && int(binary.BigEndian.Uint16(buf[3:])) > maxRecord {
-		whole = len(buf) // an oversized record: crypto/tls refuses it on its header
-	}
-	if whole == 0 {
+	if c.whole == 0 {
 		return 0, errWouldBlock
 	}
-	n := copy(p, buf[:whole])
+	n := copy(p, buf[:c.whole])
+	c.whole -= n
 	_, _ = c.gc.Discard(n)
 	return n, nil
 }
