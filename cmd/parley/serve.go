@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -71,7 +70,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Addr, "addr", server.DefaultAddr, "TCP address to listen on")
-	f.IntVar(&cfg.Loops, "loops", runtime.GOMAXPROCS(0), "event loops (goroutines that own connections)")
+	f.IntVar(&cfg.Loops, "loops", server.DefaultLoops(), "event loops (goroutines that own connections); the default is one per core but one, at least one")
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", server.DefaultHeartbeat, "interval between pings to each session")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a session that sent nothing for this long (bye timeout)")
 	f.DurationVar(&cfg.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in after this long (bye login_timeout)")

@@ -59,17 +59,24 @@ type loop struct {
 	batch    []byte // scratch: a blocked client's frames as one slice
 	depth    int    // nesting of enter/leave: a write may close a connection inside a drain
 
+	wakes      []*loop // under mu: loops to wake when this callback ends (wakeLater)
+	spareWakes []*loop // wakeOthers' other slice
+
 	count               loopCounters // read by Hub.Metrics
 	framesOut, bytesOut uint64       // written since the last flush, for count
 }
 
 // push queues it for the loop. Safe from any goroutine; callers may hold a
-// room lock (push takes only the outbox lock, and never writes to a socket).
-func (l *loop) push(it item) { l.pushFanout(it, 0) }
+// room lock (push takes only the outbox locks, and never writes to a
+// socket).
+func (l *loop) push(it item) { l.pushFanout(it, 0, nil) }
 
 // pushFanout is push for an item that makes about members deliveries on
-// the loop, which leaveLater weighs. Safe from any goroutine.
-func (l *loop) pushFanout(it item, members int) {
+// the loop, which leaveLater weighs. from is the loop of the session the
+// item comes from, if any: while that loop is in a callback, the wake-up
+// this loop needs waits until the callback ends (wakeLater). Safe from
+// any goroutine.
+func (l *loop) pushFanout(it item, members int, from *loop) {
 	l.mu.Lock()
 	l.items = append(l.items, it)
 	l.fanout += members
@@ -78,14 +85,51 @@ func (l *loop) pushFanout(it item, members int) {
 		l.scheduled = true
 	}
 	l.mu.Unlock()
-	if wake {
-		if err := l.exec.Execute(l.runFunc); err != nil {
-			// The engine is stopping: nobody will drain again.
-			l.mu.Lock()
-			l.scheduled = false
-			l.mu.Unlock()
-		}
+	if wake && (from == nil || from == l || !from.wakeLater(l)) {
+		l.wake()
 	}
+}
+
+// wake has the loop drain its outbox soon. The caller set scheduled.
+func (l *loop) wake() {
+	if err := l.exec.Execute(l.runFunc); err != nil {
+		// The engine is stopping: nobody will drain again.
+		l.mu.Lock()
+		l.scheduled = false
+		l.mu.Unlock()
+	}
+}
+
+// wakeLater takes on waking other when this loop's callback ends, and
+// reports false if this loop is not in one. A sender's read often holds
+// many messages: its loop sequences them all before the other loops
+// start on the first, so each of them writes every member the messages
+// of the whole read at once, instead of the first alone and then the
+// rest. Safe from any goroutine: the wake is taken on under mu, which
+// leave and leaveLater hold when they clear active, and they wake what
+// was taken on after that.
+func (l *loop) wakeLater(other *loop) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active {
+		return false
+	}
+	l.wakes = append(l.wakes, other)
+	return true
+}
+
+// wakeOthers wakes the loops whose wake-ups waited for this callback.
+// Loop goroutine only; mu not held.
+func (l *loop) wakeOthers() {
+	l.mu.Lock()
+	wakes := l.wakes
+	l.wakes = l.spareWakes[:0]
+	l.mu.Unlock()
+	for i, o := range wakes {
+		o.wake()
+		wakes[i] = nil
+	}
+	l.spareWakes = wakes[:0]
 }
 
 // deferFanout is the number of queued deliveries from which a read
@@ -121,14 +165,21 @@ func (l *loop) leave() {
 		return
 	}
 	// depth stays 1 while draining, so a close nested in a write sees an
-	// outer drain in progress and leaves the items to it.
+	// outer drain in progress and leaves the items to it. The other
+	// loops' wake-ups go first: their members need not wait for this
+	// loop's writes.
+	l.wakeOthers()
 	for {
 		l.drain()
 		l.mu.Lock()
 		if len(l.items) == 0 {
 			l.active = false
 			l.depth = 0
+			wakes := len(l.wakes) > 0
 			l.mu.Unlock()
+			if wakes {
+				l.wakeOthers()
+			}
 			return
 		}
 		l.mu.Unlock()
@@ -160,6 +211,7 @@ func (l *loop) leaveLater() {
 	l.active = false
 	l.depth = 0
 	l.mu.Unlock()
+	l.wakeOthers()
 	if wake && l.exec.Execute(l.runFunc) != nil {
 		l.run() // the engine is stopping: drain now, nobody else will
 	}

@@ -66,15 +66,20 @@ func (r *room) publishLocked(h *Hub, frame []byte, except *Session) {
 
 // publishSeqLocked is publishLocked for a message with its seq: a member
 // that has fallen behind may have it dropped, and be told with a gap
-// (skip.go).
+// (skip.go). The other loops are woken once the sender's loop has read
+// all of what came with the message (loop.wakeLater).
 func (r *room) publishSeqLocked(h *Hub, frame []byte, except *Session, seq uint64) {
 	var at int64
 	if seq > 0 {
 		at = h.mono()
 	}
+	var from *loop
+	if except != nil {
+		from = except.loop
+	}
 	for i, n := range r.perLoop {
 		if n > 0 {
-			h.loops[i].pushFanout(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq, at: at}, n)
+			h.loops[i].pushFanout(item{kind: itemRoom, room: r, frame: frame, except: except, seq: seq, at: at}, n, from)
 		}
 	}
 }

@@ -51,6 +51,10 @@ func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	// A PROXY header's address, or a TLS or WebSocket connection's state,
 	// came through the registration's context.
 	reg, _ := c.Context().(*registration)
+	// gnet keeps the registration's context as the safe context too, and
+	// with it the closed net.Conn it came from: a few hundred bytes a
+	// connection for its whole life, which nothing here reads.
+	c.SetSafeContext(nil)
 	if reg == nil {
 		reg = &registration{remote: c.RemoteAddr().String()}
 	}
