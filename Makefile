@@ -28,17 +28,24 @@ SOAKTESTS := TestFlood|TestBystanderLatencyUnderAbuse|TestConnectStorm|TestConne
 soak:
 	PARLEY_SOAK=1 $(GO) test -count=1 -timeout 10m -v -run '^($(SOAKTESTS))$$' ./server ./cmd/parley
 
-# Parley, Redis pub/sub, NATS and the floor side by side at 1,000 and
-# 10,000 receivers: 10 and 100 messages/s and saturation, 10 s windows.
-# Receivers are lean (a goroutine and a small buffer each) and the Parley
-# server it starts runs one event loop, as Redis runs one thread, on this
-# 2-core machine the load generator shares. Installs Debian's
-# redis-server when it is missing. Finishes in under 5 minutes on 2 cores.
-BENCHFLAGS ?= --target all --lean --server-loops 1 --conns 1000,10000 --rate 10,100,0 --duration 10s --warmup 1s --drain 2s
+# Parley on TCP (the default loops, and one loop), WebSocket and TLS
+# (senders on the receivers' transport), Centrifugo over WebSocket and
+# Redis pub/sub side by side at 1,000 and 10,000 receivers: 10 and 100
+# messages/s and saturation, 5 s windows; then the chat scenario (10,000
+# users in 2,000 rooms, DMs, churn) on Parley over TCP and WebSocket and
+# on Redis. Receivers are lean (a goroutine and a small buffer each).
+# Installs Debian's redis-server when it is missing, and builds Centrifugo
+# v6.9.1 with go install (about 4 minutes, once). Under 8 minutes on 2
+# cores after that (docs/PERFORMANCE.md).
+BENCHFLAGS ?= --target parley,parley-1loop,parley-ws,parley-tls,centrifugo,redis --lean --conns 1000,10000 --rate 10,100,0 --duration 5s --warmup 1s --drain 2s
+BENCHCHATFLAGS ?= --scenario chat --target parley,parley-ws,redis --lean --conns 10000 --rate 50 --duration 10s --warmup 2s --drain 5s
+CENTRIFUGO := github.com/centrifugal/centrifugo/v6@v6.9.1
 
 bench: build
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	command -v centrifugo >/dev/null || test -x "$$($(GO) env GOPATH)/bin/centrifugo" || $(GO) install $(CENTRIFUGO)
 	./$(BIN) bench $(BENCHFLAGS)
+	./$(BIN) bench $(BENCHCHATFLAGS)
 
 # The paced rows of make bench, Parley and Redis only, five rounds taking
 # turns: CPU per delivery at a paced rate moves by more between runs than

@@ -35,9 +35,11 @@ func newBenchCmd() *cobra.Command {
 connections in one room, against Parley and, with --target all, against
 Redis pub/sub, a NATS server and a protocol-free floor server on the same
 machine, with the same load generator and the same measuring code. Other
-targets: parley-tls and parley-ws (Parley's receivers over TLS or WebSocket;
---transport tcp,tls,ws picks them), centrifugo (a Centrifugo binary, v6.9.1
-via go install). Every row reports the server's CPU per delivery and
+targets: parley-tls and parley-ws (Parley's receivers and senders over TLS
+or WebSocket; --transport tcp,tls,ws picks them), parley-1loop (Parley with
+--loops 1, what the default number of loops is compared with), centrifugo
+(a Centrifugo binary, v6.9.1 via go install; its receivers and senders on
+its WebSocket). Every row reports the server's CPU per delivery and
 deliveries per write system call over the measured window. --lean gives
 Parley's TCP receivers the shape of the Redis ones (a goroutine each).
 
@@ -66,7 +68,7 @@ given with --addr needs the same.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.target, "target", "parley", "parley, parley-tls (receivers over TLS), parley-ws (over WebSocket), centrifugo, redis, nats, floor or all (comma-separated list)")
+	fl.StringVar(&f.target, "target", "parley", "parley, parley-1loop (--loops 1), parley-tls (over TLS), parley-ws (over WebSocket), centrifugo, redis, nats, floor or all (comma-separated list)")
 	fl.StringVar(&f.cfg.RedisAddr, "redis-addr", "", "use this running Redis (host:port)")
 	fl.StringVar(&f.scenario, "scenario", "", "chat: the traffic of a chat service instead of one room (users in Zipf-sized rooms, DMs, churn, who; parley and redis targets; --conns users, --rate messages/s)")
 	fl.IntVar(&f.chat.PerUser, "chat-rooms-per-user", 3, "chat scenario: rooms each user is in")
@@ -198,10 +200,10 @@ func parseTargets(s string) ([]bench.Target, error) {
 	var out []bench.Target
 	for _, t := range strings.Split(s, ",") {
 		switch bench.Target(t) {
-		case bench.TargetParley, bench.TargetParleyTLS, bench.TargetParleyWS, bench.TargetCentrifugo, bench.TargetRedis, bench.TargetNATS, bench.TargetFloor:
+		case bench.TargetParley, bench.TargetParleyOneLoop, bench.TargetParleyTLS, bench.TargetParleyWS, bench.TargetCentrifugo, bench.TargetRedis, bench.TargetNATS, bench.TargetFloor:
 			out = append(out, bench.Target(t))
 		default:
-			return nil, fmt.Errorf("invalid --target %q: use parley, parley-tls, parley-ws, centrifugo, redis, nats, floor or all", t)
+			return nil, fmt.Errorf("invalid --target %q: use parley, parley-1loop, parley-tls, parley-ws, centrifugo, redis, nats, floor or all", t)
 		}
 	}
 	return out, nil

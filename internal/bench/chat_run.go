@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,19 +44,29 @@ type chatRun struct {
 type chatUser struct {
 	id   int
 	conn net.Conn
+	w    *wire // Parley: its transport's framing
 	mu   sync.Mutex
 	buf  []byte
 }
 
+// write sends length-prefixed frames to Parley (framed for the wire), or
+// RESP to Redis.
 func (u *chatUser) write(b []byte) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.w != nil {
+		return u.w.send(b)
+	}
 	_, err := u.conn.Write(b)
 	return err
 }
 
+// chatTargets are the targets with a chat scenario: Parley on each of
+// its transports, and Redis.
+var chatTargets = []Target{TargetParley, TargetParleyOneLoop, TargetParleyWS, TargetParleyTLS, TargetRedis}
+
 // RunChat runs the chat scenario against each of cfg's targets that
-// supports it (parley, redis).
+// supports it (chatTargets).
 func RunChat(ctx context.Context, cfg Config, sc ChatScenario) ([]ChatResult, error) {
 	cfg, err := cfg.prepare()
 	if err != nil {
@@ -64,7 +75,7 @@ func RunChat(ctx context.Context, cfg Config, sc ChatScenario) ([]ChatResult, er
 	sc = sc.withDefaults(cfg)
 	var out []ChatResult
 	for _, t := range cfg.Targets {
-		if t != TargetParley && t != TargetRedis {
+		if !slices.Contains(chatTargets, t) {
 			fmt.Fprintf(cfg.Log, "chat: %s has no chat scenario; skipped\n", t)
 			continue
 		}
@@ -106,7 +117,14 @@ func (c *chatRun) largest() int {
 	return n
 }
 
-func (c *chatRun) addr() string { return c.srv.addrs[0] }
+// addr is where users connect: the TLS or WebSocket listener for those
+// targets, else the server's address.
+func (c *chatRun) addr() string {
+	if len(c.srv.recvAddrs) > 0 {
+		return c.srv.recvAddrs[0]
+	}
+	return c.srv.addrs[0]
+}
 
 // connect logs every user in and puts it in its rooms, 8 at a time.
 func (c *chatRun) connect() error {
@@ -160,11 +178,20 @@ func (c *chatRun) connect() error {
 // dial connects user id (a churner when counted is false) and puts it in
 // rooms.
 func (c *chatRun) dial(id int, rooms []int, counted bool) (*chatUser, error) {
-	conn, err := net.DialTimeout("tcp", c.addr(), 10*time.Second)
-	if err != nil {
-		return nil, err
+	u := &chatUser{id: id}
+	if c.target == TargetRedis {
+		conn, err := net.DialTimeout("tcp", c.addr(), 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		u.conn = conn
+	} else {
+		w, err := dialParley(c.target, c.addr(), c.srv.certPEM)
+		if err != nil {
+			return nil, err
+		}
+		u.w, u.conn = w, w.conn
 	}
-	u := &chatUser{id: id, conn: conn}
 	var hello []byte
 	if c.target == TargetRedis {
 		args := [][]byte{[]byte("SUBSCRIBE"), []byte(userChannel(id))}
@@ -179,7 +206,7 @@ func (c *chatRun) dial(id int, rooms []int, counted bool) (*chatUser, error) {
 		}
 	}
 	if err := u.write(hello); err != nil {
-		conn.Close()
+		u.conn.Close()
 		return nil, err
 	}
 	go c.read(u, len(rooms), counted)
@@ -211,10 +238,9 @@ func (c *chatRun) read(u *chatUser, rooms int, counted bool) {
 			}
 		}
 	}
-	r := codec.NewReader(u.conn, 0)
 	cc := &chatConn{c: c, u: u, counted: counted, ready: ready}
 	for {
-		body, err := r.Next()
+		body, err := u.w.next()
 		if err != nil {
 			return
 		}

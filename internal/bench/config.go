@@ -21,15 +21,28 @@ const (
 	TargetParley Target = "parley"
 	TargetNATS   Target = "nats"
 	TargetFloor  Target = "floor"
-	// TargetParleyTLS is Parley with its receivers on the TLS listener
-	// (the senders say on the plain one).
+	// TargetParleyTLS is Parley with its receivers and senders on the
+	// TLS listener.
 	TargetParleyTLS Target = "parley-tls"
-	// TargetParleyWS is Parley with its receivers on WebSocket (the
-	// senders say on the plain listener).
+	// TargetParleyWS is Parley with its receivers and senders on
+	// WebSocket.
 	TargetParleyWS Target = "parley-ws"
+	// TargetParleyOneLoop is Parley on plain TCP with one event loop
+	// (--loops 1), whatever --server-loops says: what the default number
+	// of loops is measured against.
+	TargetParleyOneLoop Target = "parley-1loop"
 )
 
-var knownTargets = []Target{TargetParley, TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetRedis, TargetNATS, TargetFloor}
+// receiving is the target whose receivers t's are: one loop's Parley has
+// Parley's.
+func (t Target) receiving() Target {
+	if t == TargetParleyOneLoop {
+		return TargetParley
+	}
+	return t
+}
+
+var knownTargets = []Target{TargetParley, TargetParleyOneLoop, TargetParleyTLS, TargetParleyWS, TargetCentrifugo, TargetRedis, TargetNATS, TargetFloor}
 
 // AllTargets is the order `--target all` runs them in.
 var AllTargets = []Target{TargetParley, TargetRedis, TargetNATS, TargetFloor}

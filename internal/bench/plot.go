@@ -22,9 +22,11 @@ var targetColours = map[Target]color.Color{
 	// TargetParleyTLS is Parley's blue, lighter.
 	TargetParleyTLS: color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
 	// TargetParleyWS is Parley's blue, darker.
-	TargetParleyWS:   color.RGBA{R: 0x0b, G: 0x3d, B: 0x6b, A: 0xff},
-	TargetCentrifugo: color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
-	TargetRedis:      color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	TargetParleyWS: color.RGBA{R: 0x0b, G: 0x3d, B: 0x6b, A: 0xff},
+	// TargetParleyOneLoop is Parley's blue, greyed.
+	TargetParleyOneLoop: color.RGBA{R: 0x7f, G: 0x8c, B: 0x99, A: 0xff},
+	TargetCentrifugo:    color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
+	TargetRedis:         color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
 }
 
 // WritePlots draws, for each rate, the latency by percentile of every

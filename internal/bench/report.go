@@ -127,12 +127,13 @@ func writeRatios(w io.Writer, rs []Result) {
 }
 
 // comparedWith lists the targets a target's ratios are taken against:
-// Parley against the others; a Parley transport against plain Parley
-// (what the transport costs) and the server it competes with.
+// Parley against one loop of its own (what the default number of loops
+// gives) and the others; a Parley transport against plain Parley (what
+// the transport costs) and the server it competes with.
 func comparedWith(t Target) []Target {
 	switch t {
 	case TargetParley:
-		return []Target{TargetRedis, TargetNATS, TargetFloor}
+		return []Target{TargetParleyOneLoop, TargetRedis, TargetNATS, TargetFloor}
 	case TargetParleyTLS, TargetParleyWS:
 		return []Target{TargetParley, TargetCentrifugo}
 	}

@@ -204,7 +204,7 @@ func (p *point) openGroups() error {
 		if len(p.srv.recvAddrs) > 0 {
 			addrs = p.srv.recvAddrs
 		}
-		gc := GroupConfig{Target: p.target, Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Opening: p.opening, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM, Lean: p.cfg.Lean}
+		gc := GroupConfig{Target: p.target.receiving(), Addr: addrs[w%len(addrs)], Room: p.cfg.Room, Conns: n, Opening: p.opening, Worker: w, Loops: p.cfg.Loops, CertPEM: p.srv.certPEM, Lean: p.cfg.Lean}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

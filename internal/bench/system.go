@@ -16,13 +16,14 @@ type system interface {
 }
 
 var systems = map[Target]system{
-	TargetParley:     parleySystem{},
-	TargetParleyTLS:  parleyStreamSystem{},
-	TargetParleyWS:   parleyStreamSystem{},
-	TargetCentrifugo: centrifugoSystem{},
-	TargetRedis:      redisSystem{},
-	TargetNATS:       natsSystem{},
-	TargetFloor:      floorSystem{},
+	TargetParley:        parleySystem{},
+	TargetParleyOneLoop: parleySystem{},
+	TargetParleyTLS:     parleyStreamSystem{},
+	TargetParleyWS:      parleyStreamSystem{},
+	TargetCentrifugo:    centrifugoSystem{},
+	TargetRedis:         redisSystem{},
+	TargetNATS:          natsSystem{},
+	TargetFloor:         floorSystem{},
 }
 
 // systemOf is t's system.

@@ -34,12 +34,15 @@ var BenchServerFlags = []string{"--log-level", "warn", "--rate-limit", "0", "--m
 // parleySystem is Parley with receivers and senders on its plain listener.
 type parleySystem struct{}
 
-func (parleySystem) start(cfg Config, _ Target) (*running, error) {
+func (parleySystem) start(cfg Config, t Target) (*running, error) {
 	if cfg.Addr != "" {
 		return &running{addrs: strings.Split(cfg.Addr, ","), stop: func() {}, note: "using the running server at " + cfg.Addr + " (its flood control must allow the senders' rate and its per-address limits the receivers': start it with --rate-limit 0 --max-conn-rate-per-ip 0)"}, nil
 	}
 	args := append([]string{"serve"}, BenchServerFlags...)
-	if cfg.ServerLoops > 0 {
+	switch {
+	case t == TargetParleyOneLoop:
+		args = append(args, "--loops", "1")
+	case cfg.ServerLoops > 0:
 		args = append(args, "--loops", strconv.Itoa(cfg.ServerLoops))
 	}
 	return startChild(cfg.PeerLog, cfg.Exe, func(port int) []string {
