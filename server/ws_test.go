@@ -406,3 +406,47 @@ func fanoutBatches(t *testing.T, srv *Server, tr int, dial func() *tclient) {
 		t.Fatalf("%d deliveries took %d %s writes: want at least 10 deliveries a write", deliveries, writes, transport.Names[tr])
 	}
 }
+
+// TestWSAfterPageRequest: a WebSocket handshake on a connection that
+// first fetched a page (a kept-alive one, which net/http serves rather
+// than the door) is upgraded too, and its session works.
+func TestWSAfterPageRequest(t *testing.T) {
+	srv := startWSServer(t, nil)
+	conn, err := net.Dial("tcp", srv.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(waitFor))
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /info HTTP/1.1\r\nHost: "+srv.WSAddr().String()+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Close {
+		t.Fatalf("/info: %s, close %v: want 200 on a kept-alive connection", res.Status, res.Close)
+	}
+	key := "dGhlIHNhbXBsZSBub25jZQ=="
+	if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: "+srv.WSAddr().String()+
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "+key+"\r\nSec-WebSocket-Version: 13\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %s", res.Status)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c := &tclient{t: t, conn: conn, events: make(chan codec.Event, 64), done: make(chan struct{}), ws: &wsPeer{}}
+	go c.readWS(br)
+	if w := c.login("amy"); w.Nick != "amy" {
+		t.Fatalf("welcome %+v", w)
+	}
+}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -12,13 +13,17 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// webServer is the HTTP server of the web port: the WebSocket endpoint
-// at /ws, whose connections go to the event loops once upgraded, and
-// Config.Page for every other path.
+// webServer is the web port: the WebSocket endpoint at /ws, whose
+// connections go to the event loops once upgraded, and net/http for every
+// other path (Config.Page). Each new connection first meets the door
+// (door.go), which answers a WebSocket handshake itself and hands
+// everything else to net/http.
 type webServer struct {
 	layer   *Layer
 	origins map[string]bool // origins allowed besides the page's own, serialized (ParseOrigin); "*": any
+	tls     *tls.Config     // nil: plain HTTP
 	http    *http.Server
+	pages   *connQueue // the connections net/http serves
 }
 
 // upgradeTimeout bounds writing the handshake's answer.
@@ -35,6 +40,13 @@ const (
 	httpWriteTimeout  = 10 * time.Second
 )
 
+// maxHeaderBytes bounds a request's head.
+const maxHeaderBytes = 16 << 10
+
+// tlsKey marks, in a request's context, that its connection came over
+// TLS: the door does the web port's TLS, so net/http does not set r.TLS.
+type tlsKey struct{}
+
 func newWebServer(l *Layer) *webServer {
 	w := &webServer{layer: l, origins: map[string]bool{}}
 	for _, o := range l.cfg.Origins {
@@ -44,7 +56,7 @@ func newWebServer(l *Layer) *webServer {
 		w.origins[o] = true
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", w.upgrade)
+	mux.HandleFunc("/ws", w.upgradeHTTP)
 	if l.cfg.Page != nil {
 		mux.Handle("/", l.cfg.Page)
 	}
@@ -55,23 +67,43 @@ func newWebServer(l *Layer) *webServer {
 		ReadTimeout:       header, // requests have no body worth waiting for
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          httpErrorLog(l.cfg.Hub.WarnLimited),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, tlsKey{}, isTLS(c))
+		},
 	}
 	if l.cfg.Certs != nil {
-		w.http.TLSConfig = l.cfg.Certs.tlsConfig()
+		w.tls = l.cfg.Certs.tlsConfig()
 	}
 	return w
 }
 
-// serve serves ln until it closes.
+// serve serves ln until it closes: every connection admitted goes through
+// the door, on a goroutine of its own, and net/http serves what the door
+// hands it.
 func (w *webServer) serve(ln net.Listener) error {
-	ln = &admitListener{Listener: ln, adm: w.layer.adm, tls: w.http.TLSConfig != nil}
-	if w.http.TLSConfig != nil {
-		ln = &tlsListener{Listener: ln, cfg: w.http.TLSConfig}
+	w.pages = newConnQueue(ln.Addr())
+	served := make(chan error, 1)
+	go func() { served <- w.http.Serve(w.pages) }()
+	adm := &admitListener{Listener: ln, adm: w.layer.adm, tls: w.tls != nil}
+	var err error
+	for {
+		var c net.Conn
+		if c, err = adm.Accept(); err != nil {
+			break
+		}
+		if !w.layer.shaking.add(c) {
+			_ = c.Close()
+			continue
+		}
+		go w.door(c)
 	}
-	err := w.http.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+	_ = w.pages.Close()
+	if herr := <-served; herr != nil && !errors.Is(herr, http.ErrServerClosed) && !errors.Is(herr, net.ErrClosed) {
+		return herr
+	}
+	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
@@ -80,14 +112,13 @@ func (w *webServer) serve(ln net.Listener) error {
 // originAllowed: a request without Origin comes from a program, not a
 // page, and is let through; a browser's must be the server's own origin
 // (the scheme the page was served with, its host and port), always
-// allowed, or one of --ws-origins, compared the same way. An origin with userinfo, a path
-// or another scheme is never a page's own (RFC 6454 serializes an origin
-// as scheme://host[:port] alone). The page's scheme is https on a TLS
-// listener, or when a proxy that terminated TLS says so in
-// X-Forwarded-Proto: a page in a browser, which this check is about,
-// cannot set that header on its WebSocket's handshake.
-func (w *webServer) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
+// allowed, or one of --ws-origins, compared the same way. An origin with
+// userinfo, a path or another scheme is never a page's own (RFC 6454
+// serializes an origin as scheme://host[:port] alone). The page's scheme
+// is https on a TLS listener, or when a proxy that terminated TLS says so
+// in X-Forwarded-Proto (proto): a page in a browser, which this check is
+// about, cannot set that header on its WebSocket's handshake.
+func (w *webServer) originAllowed(origin, host string, overTLS bool, proto string) bool {
 	if origin == "" {
 		return true
 	}
@@ -99,10 +130,10 @@ func (w *webServer) originAllowed(r *http.Request) bool {
 		return true
 	}
 	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+	if overTLS || strings.EqualFold(proto, "https") {
 		scheme = "https"
 	}
-	own, ok := ParseOrigin(scheme + "://" + r.Host)
+	own, ok := ParseOrigin(scheme + "://" + host)
 	return ok && o == own
 }
 
@@ -132,29 +163,14 @@ func ParseOrigin(s string) (string, bool) {
 	return scheme + "://" + host, true
 }
 
-// tlsListener is tls.NewListener with each tls.Conn on a loopConn, so
-// that an upgraded WebSocket's TLS can go on on its loop.
-type tlsListener struct {
-	net.Listener
-	cfg *tls.Config
-}
-
-func (l *tlsListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return tls.Server(&loopConn{Conn: c}, l.cfg), nil
-}
-
-// upgrade answers a WebSocket handshake (gobwas/ws, on net/http's
-// goroutine for the connection) and hands the connection to an event
-// loop, with what was read past the request. Admission counted it when
-// it was accepted, and the hub's session keeps that count.
-func (w *webServer) upgrade(rw http.ResponseWriter, r *http.Request) {
-	h := w.layer.cfg.Hub
-	if !w.originAllowed(r) {
-		h.WarnLimited("ws-origin", "WebSocket refused: origin not allowed", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+// upgradeHTTP answers a WebSocket handshake on a connection net/http
+// already serves (a kept-alive one: the door sent it on for an earlier
+// request), with gobwas/ws on net/http's goroutine, and hands the
+// connection to a loop.
+func (w *webServer) upgradeHTTP(rw http.ResponseWriter, r *http.Request) {
+	overTLS, _ := r.Context().Value(tlsKey{}).(bool)
+	if !w.originAllowed(r.Header.Get("Origin"), r.Host, overTLS, r.Header.Get("X-Forwarded-Proto")) {
+		w.refused(r.RemoteAddr, r.Header.Get("Origin"))
 		http.Error(rw, "origin not allowed", http.StatusForbidden)
 		return
 	}
@@ -162,6 +178,32 @@ func (w *webServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // net/http closes the connection, which gives its count back
 	}
+	var rest []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		rest = append([]byte(nil), b...)
+	}
+	if rc, ok := conn.(*readConn); ok {
+		// net/http reads through the door's reader: what it still holds
+		// came after what net/http read.
+		if n := rc.r.Buffered(); n > 0 {
+			b, _ := rc.r.Peek(n)
+			rest = append(rest, b...)
+		}
+		conn = rc.Conn
+	}
+	w.handOver(conn, rest)
+}
+
+// refused logs a WebSocket refused for its origin.
+func (w *webServer) refused(remote, origin string) {
+	w.layer.cfg.Hub.WarnLimited("ws-origin", "WebSocket refused: origin not allowed", "remote", remote, "origin", origin)
+}
+
+// handOver sends an upgraded WebSocket to a loop, with the bytes read past
+// its handshake. Admission counted it when it was accepted, and the hub's
+// session keeps that count.
+func (w *webServer) handOver(conn net.Conn, rest []byte) {
 	ac := admittedOf(conn)
 	tcp, ok := ac.tcp()
 	if !ok {
@@ -170,13 +212,9 @@ func (w *webServer) upgrade(rw http.ResponseWriter, r *http.Request) {
 	}
 	ac.release(true)
 	_ = conn.SetDeadline(time.Time{})
-	wc := &wireConn{transport: WS, ws: &wsCodec{}}
+	wc := &wireConn{transport: WS, ws: &wsCodec{}, plain: rest}
 	if tc, ok := conn.(*tls.Conn); ok {
 		wc.tc, wc.lc = tc, tc.NetConn().(*loopConn)
 	}
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		wc.plain = append([]byte(nil), b...)
-	}
-	w.layer.toLoop(tcp, r.RemoteAddr, wc)
+	w.layer.toLoop(tcp, conn.RemoteAddr().String(), wc)
 }
