@@ -206,7 +206,7 @@ func (l *loop) leaveLater() {
 		l.leave()
 		return
 	}
-	wake := (len(l.items) > 0 || len(l.wq.touched) > 0) && !l.scheduled
+	wake := (len(l.items) > 0 || !l.wq.empty()) && !l.scheduled
 	l.scheduled = l.scheduled || wake
 	l.active = false
 	l.depth = 0
@@ -244,6 +244,13 @@ func (l *loop) drain() {
 }
 
 func (l *loop) apply(it *item) {
+	switch it.kind {
+	case itemRoom, itemPresence:
+		l.wq.urgent = len(it.room.local[l.index]) <= smallFanout
+	default:
+		l.wq.urgent = true
+	}
+	defer func() { l.wq.urgent = false }()
 	switch it.kind {
 	case itemRoom:
 		queued := 0

@@ -58,6 +58,7 @@ type sessionOut struct {
 	skipped      map[*room]*skip // room messages dropped while behind, owed a gap notice (skip.go)
 	out          outq            // what the transport holds unsent
 	queuedIn     uint64          // the write queue's epoch it was last listed in (writeq.go)
+	firstIn      uint64          // the epoch it was last listed in among the urgent
 	lazyWaiting  bool            // a ping or presence frame is pending that no write has been listed for (queueLazy)
 	queuedMem    atomic.Int64    // out.mem, read by senders of direct messages on other loops
 	incoming     atomic.Int64    // bytes of direct messages on their way to the loop

@@ -386,3 +386,81 @@ func TestSweepWritesInChunks(t *testing.T) {
 		t.Fatalf("%d of %d sessions were written their pings", n, len(conns))
 	}
 }
+
+// orderedConn notes when it is first written after mark: the order in
+// which a flush writes the loop's sessions.
+type orderedConn struct {
+	recordingConn
+	clock *int
+	at    int // the clock when first written since the mark; 0: not yet
+}
+
+func (c *orderedConn) Writev(frames [][]byte) {
+	c.recordingConn.Writev(frames)
+	if c.at == 0 {
+		*c.clock++
+		c.at = *c.clock
+	}
+}
+
+// TestUrgentWrittenFirst: in one drain, a large room's message queued
+// before a small room's, the small room's members are written first (they
+// would wait for every large-room write otherwise), and every member gets
+// its messages once, in order.
+func TestUrgentWrittenFirst(t *testing.T) {
+	h, loop := oneLoopHub(t, testConfig())
+	clock := 0
+	var sessions []*Session
+	open := func(nick string, rooms ...string) *orderedConn {
+		conn := &orderedConn{clock: &clock}
+		h.Reserve("fake")
+		s, refusal := h.Open(loop, conn, "fake")
+		if refusal != nil {
+			t.Fatal("refused")
+		}
+		frames := [][]byte{codec.MustEncode(&codec.Login{Nick: nick})}
+		for _, r := range rooms {
+			frames = append(frames, codec.MustEncode(&codec.Join{Room: r}))
+		}
+		for _, f := range frames {
+			s.loop.enter()
+			h.handleFrame(s, f[codec.HeaderSize:])
+			s.loop.leave()
+			for loop.run() {
+			}
+		}
+		sessions = append(sessions, s)
+		return conn
+	}
+	var big, small []*orderedConn
+	for i := range 2 * smallFanout {
+		big = append(big, open(fmt.Sprintf("b%d", i), "big"))
+	}
+	for i := range 3 {
+		small = append(small, open(fmt.Sprintf("s%d", i), "small", "big"))
+	}
+	sender := sessions[len(sessions)-3] // s0
+	clock = 0
+	for _, c := range append(big, small...) {
+		c.at, c.got = 0, nil
+	}
+	say(t, h, sender, "big", "one") // both drained by one run of the loop
+	say(t, h, sender, "small", "two")
+	for loop.run() {
+	}
+	for i, c := range small[1:] {
+		if got := c.bodies(t); strings.Join(got, ",") != "big:one,small:two" {
+			t.Fatalf("small member %d got %v", i+1, got)
+		}
+		for j, b := range big {
+			if c.at == 0 || b.at == 0 || c.at > b.at {
+				t.Fatalf("small member %d written at %d, big member %d at %d: small rooms first", i+1, c.at, j, b.at)
+			}
+		}
+	}
+	for j, b := range big {
+		if got := b.bodies(t); strings.Join(got, ",") != "big:one" {
+			t.Fatalf("big member %d got %v", j, got)
+		}
+	}
+}
