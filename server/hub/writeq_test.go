@@ -49,6 +49,11 @@ func (c *recordingConn) bodies(t *testing.T) []string {
 // openMember logs nick in on loop and joins it to rooms.
 func openMember(tb testing.TB, h *Hub, loop *fakeLoop, nick string, rooms ...string) (*Session, *recordingConn) {
 	conn := &recordingConn{}
+	return openOn(tb, h, loop, conn, nick, rooms...), conn
+}
+
+// openOn is openMember on a connection of the caller's.
+func openOn(tb testing.TB, h *Hub, loop *fakeLoop, conn Conn, nick string, rooms ...string) *Session {
 	h.Reserve("fake")
 	s, refusal := h.Open(loop, conn, "fake")
 	if refusal != nil {
@@ -65,7 +70,7 @@ func openMember(tb testing.TB, h *Hub, loop *fakeLoop, nick string, rooms ...str
 		for loop.run() {
 		}
 	}
-	return s, conn
+	return s
 }
 
 // oneLoopHub is a started hub with cfg on one fake loop.
@@ -413,23 +418,7 @@ func TestUrgentWrittenFirst(t *testing.T) {
 	var sessions []*Session
 	open := func(nick string, rooms ...string) *orderedConn {
 		conn := &orderedConn{clock: &clock}
-		h.Reserve("fake")
-		s, refusal := h.Open(loop, conn, "fake")
-		if refusal != nil {
-			t.Fatal("refused")
-		}
-		frames := [][]byte{codec.MustEncode(&codec.Login{Nick: nick})}
-		for _, r := range rooms {
-			frames = append(frames, codec.MustEncode(&codec.Join{Room: r}))
-		}
-		for _, f := range frames {
-			s.loop.enter()
-			h.handleFrame(s, f[codec.HeaderSize:])
-			s.loop.leave()
-			for loop.run() {
-			}
-		}
-		sessions = append(sessions, s)
+		sessions = append(sessions, openOn(t, h, loop, conn, nick, rooms...))
 		return conn
 	}
 	var big, small []*orderedConn
