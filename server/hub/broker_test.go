@@ -437,3 +437,29 @@ func TestHubLeaveDuringFollow(t *testing.T) {
 		t.Fatalf("who r = %+v, want amy and yan: zed left during the follow", evs)
 	}
 }
+
+// TestHubRoomLivesForItsJoin: a room whose Follow has finished is not
+// dropped as unused before the joins that waited for it enter, though it
+// has no member and no history yet: a history sweep then (which weighs
+// every room's life) used to drop it, and the join failed as unavailable.
+func TestHubRoomLivesForItsJoin(t *testing.T) {
+	r := newBrokerRig(t)
+	a, ca := r.client(0, "amy")
+	ca.take()
+	r.send(a, &codec.Join{Room: "r", Ref: "ja"})
+	r.b.mu.Lock()
+	done := r.b.follows["r"]
+	r.b.mu.Unlock()
+	if done == nil {
+		t.Fatal("no Follow for room r")
+	}
+	done(nil, 0, nil)
+	r.h.dropIfUnused(r.h.rooms.get("r")) // as the sweep does, before the join's retry runs
+	r.settle()
+	if got := types(ca.take()); len(got) == 0 || got[0] != "ack:ja" {
+		t.Fatalf("amy got %v, want the join's ack", got)
+	}
+	if !r.h.HasRoom("r") {
+		t.Fatal("room r dropped with amy in it")
+	}
+}

@@ -26,7 +26,7 @@ func (h *Hub) handleJoin(s *Session, req *codec.Request) error {
 			return err
 		}
 	}
-	return h.join(s, name, req.Ref, resumeOf(req))
+	return h.join(s, name, req.Ref, resumeOf(req), false)
 }
 
 func (h *Hub) handleLeave(s *Session, req *codec.Request) error {
@@ -99,20 +99,33 @@ func (h *Hub) announceLocked(r *room, before int, joined bool, frame func() []by
 // join puts s in the room called name, creating it if needed, and acks
 // ref. A room the broker does not follow yet is followed first: s is held
 // until then, and joins of other sessions meanwhile wait with it.
-func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
+//
+// A join that waits (for the follow, for a replay, for the log) is
+// retried by retryJoin, and counts in the room's joining until then, so
+// that the room, still without members, does not die under it; retried
+// says this is that retry, which takes its count back once it holds the
+// room's lock again.
+func (h *Hub) join(s *Session, name, ref string, rs *resume, retried bool) error {
 	if _, in := s.rooms[name]; in {
+		h.unjoin(name, retried)
 		h.ack(s, ref, 0)
 		return nil
 	}
 	if len(s.rooms) >= h.cfg.RoomsPerSession {
+		h.unjoin(name, retried)
 		return codec.ErrTooManyRooms
 	}
 	r := h.rooms.acquire(name, h.newRoom)
+	if retried {
+		r.joining--
+	}
 	if wait := h.replayWaitLocked(s, r, rs); wait > 0 {
+		r.joining++
 		r.mu.Unlock()
 		return h.after(s, wait, func() { h.retryJoin(s, name, ref, rs) })
 	}
 	if r.followed && h.needsLog(r, rs) {
+		r.joining++
 		r.mu.Unlock()
 		return h.readForResume(s, name, rs, func() { h.retryJoin(s, name, ref, rs) })
 	}
@@ -130,6 +143,7 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
 	return h.call(s, func(done func(func())) {
 		first := r.following == nil
 		r.following = append(r.following, func() { done(func() { h.retryJoin(s, name, ref, rs) }) })
+		r.joining++
 		r.mu.Unlock()
 		if first {
 			h.broker.Follow(name, func(remote []broker.User, last uint64, err error) { h.followDone(r, remote, last, err) })
@@ -137,11 +151,13 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume) error {
 	})
 }
 
-// retryJoin joins again once the broker's Follow finished; if it failed,
-// the join fails with unavailable. Loop goroutine of s.
+// retryJoin joins again once the broker's Follow finished (or a replay or
+// the log it waited for); if the follow failed, the join fails with
+// unavailable. Loop goroutine of s.
 func (h *Hub) retryJoin(s *Session, name, ref string, rs *resume) {
 	r := h.rooms.get(name)
 	if s.closing || s.closed || r == nil || !r.isFollowed() {
+		h.unjoin(name, true)
 		if r != nil {
 			h.dropIfUnused(r)
 		}
@@ -150,8 +166,21 @@ func (h *Hub) retryJoin(s *Session, name, ref string, rs *resume) {
 		}
 		return
 	}
-	if err := h.join(s, name, ref, rs); err != nil && !errors.Is(err, errHeld) {
+	if err := h.join(s, name, ref, rs, true); err != nil && !errors.Is(err, errHeld) {
 		h.replyError(s, err, ref)
+	}
+}
+
+// unjoin takes back a retried join's count of the room called name
+// without joining it.
+func (h *Hub) unjoin(name string, retried bool) {
+	if !retried {
+		return
+	}
+	if r := h.rooms.get(name); r != nil {
+		r.mu.Lock()
+		r.joining--
+		r.mu.Unlock()
 	}
 }
 
@@ -223,9 +252,9 @@ func (h *Hub) leave(s *Session, r *room, reason codec.Reason) {
 
 // mayDieLocked decides a room's life, in one place: a room with no local
 // member dies unless it is the lobby, the broker owns it here (it holds
-// the room's seq), or a follow is in progress. r.mu held.
+// the room's seq), or a follow or a join that waited is in progress. r.mu held.
 func (h *Hub) mayDieLocked(r *room) bool {
-	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned && r.following == nil &&
+	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned && r.following == nil && r.joining == 0 &&
 		(len(r.hist) == 0 || h.brokerLog)
 	if r.dead {
 		h.forgetRoomLocked(r)

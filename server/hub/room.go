@@ -35,6 +35,7 @@ type room struct {
 	owned     bool                   // the broker sequences it here: keep it while empty
 	followed  bool                   // the broker delivers its traffic here
 	following []func()               // joins waiting for Follow to finish; nil when none
+	joining   int                    // joins woken by Follow's end and not retried yet: the room may not die before them
 	departed  map[string]bool        // remote members who left while Follow ran: its list of them is stale
 }
 
