@@ -28,7 +28,7 @@ import (
 // door reads the start of a new connection's first request, within the
 // header timeout, and sends the connection on its way.
 func (w *webServer) door(c net.Conn) {
-	defer w.layer.shaking.remove(c)
+	defer w.layer.arriving.remove(c)
 	_ = c.SetDeadline(time.Now().Add(min(w.layer.cfg.Handshake, httpHeaderTimeout)))
 	conn := c
 	if w.tls != nil {

@@ -68,8 +68,8 @@ type Layer struct {
 	counts Counts
 	booted chan struct{} // closed by the engine's first tick: the loops run
 
-	shaking connSet    // TLS connections in their handshake, each on a goroutine
-	regMu   sync.Mutex // Engine.Register, one at a time (register)
+	arriving connSet    // connections on a goroutine before a loop: TLS handshakes, the web port's door
+	regMu    sync.Mutex // Engine.Register, one at a time (register)
 
 	// Engine.Stop polls every 500ms until the engine is down, so it runs
 	// on a goroutine of its own; Run cancels runCtx when it returns and
@@ -272,7 +272,7 @@ func (l *Layer) runListeners(tlsLn, webLn net.Listener) func() {
 				l.cfg.Logger.Error("listener failed", "err", err.Error())
 			}
 		}
-		l.shaking.closeAll()
+		l.arriving.closeAll()
 	}
 }
 
@@ -289,8 +289,8 @@ func (l *Layer) toLoop(c *net.TCPConn, remote string, w *wireConn) {
 var errLayerStopped = errors.New("transport: stopped")
 
 // connSet is the connections that goroutines work on before they reach a
-// loop (TLS handshakes), so that stopping closes them and waits for the
-// goroutines. Safe from any goroutine.
+// loop (TLS handshakes, the web port's door), so that stopping closes
+// them and waits for the goroutines. Safe from any goroutine.
 type connSet struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}

@@ -216,7 +216,7 @@ func (c *loopConn) SetWriteDeadline(t time.Time) error {
 // its own; the connection goes to a loop once it is done.
 func (l *Layer) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
 	return func(c *net.TCPConn, remote string) error {
-		if !l.shaking.add(c) {
+		if !l.arriving.add(c) {
 			return errLayerStopped
 		}
 		go l.shakeHands(c, remote, cfg)
@@ -228,7 +228,7 @@ func (l *Layer) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
 // that stalls it is closed as one that never logs in would be) and hands
 // the connection to a loop.
 func (l *Layer) shakeHands(c *net.TCPConn, remote string, cfg *tls.Config) {
-	defer l.shaking.remove(c)
+	defer l.arriving.remove(c)
 	lc := &loopConn{Conn: c}
 	tc := tls.Server(lc, cfg)
 	_ = c.SetDeadline(time.Now().Add(l.cfg.Handshake))

@@ -93,7 +93,7 @@ func (w *webServer) serve(ln net.Listener) error {
 		if c, err = adm.Accept(); err != nil {
 			break
 		}
-		if !w.layer.shaking.add(c) {
+		if !w.layer.arriving.add(c) {
 			_ = c.Close()
 			continue
 		}
