@@ -180,4 +180,11 @@ func TestRatiosAreMediansOfRounds(t *testing.T) {
 	if m := medianRatio([]float64{3, 1, 2, 10}); m != "2.50" {
 		t.Fatalf("median of four = %s, want 2.50", m)
 	}
+	// Against a target that delivered nothing, the deliveries' ratio is
+	// inf; its latencies, which it has none of, are left out.
+	var none ratioRow
+	none.add(Result{PerSec: 1e6, Latency: Percentiles{P50: 10}, CPUPerDelivery: 0.5}, Result{})
+	if d, p50 := medianRatio(none.cols[0]), medianRatio(none.cols[1]); d != "inf" || p50 != "n/a" {
+		t.Fatalf("against nothing delivered: deliveries %s, p50 %s; want inf and n/a", d, p50)
+	}
 }

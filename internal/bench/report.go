@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,7 +111,7 @@ func writeRatios(w io.Writer, rs []Result) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nratios (deliveries/s: above 1 means Parley delivers more; latency and CPU per delivery: below 1 means Parley is faster or cheaper)")
+	fmt.Fprintln(w, "\nratios (deliveries/s: above 1 means Parley delivers more, inf that the other delivered nothing; latency and CPU per delivery: below 1 means Parley is faster or cheaper)")
 	if rounds > 1 {
 		fmt.Fprintf(w, "each the median of %d rounds' ratios\n", rounds)
 	}
@@ -141,7 +142,9 @@ func comparedWith(t Target) []Target {
 }
 
 // ratioRow is one pair of targets at one point: each column's ratio in
-// every round, left out where the other target's figure was zero.
+// every round, left out where the other target's figure was zero, but
+// for deliveries: there a target that delivered against one that
+// delivered nothing is infinitely ahead, which medianRatio prints as inf.
 type ratioRow struct {
 	label string
 	cols  [7][]float64 // deliveries/s, p50, p90, p99, p99.9, max, CPU per delivery
@@ -151,8 +154,11 @@ func (row *ratioRow) add(r, o Result) {
 	a := [7]float64{r.PerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.CPUPerDelivery}
 	b := [7]float64{o.PerSec, o.Latency.P50, o.Latency.P90, o.Latency.P99, o.Latency.P999, o.Latency.Max, o.CPUPerDelivery}
 	for i := range a {
-		if b[i] != 0 && (i != 6 || a[i] != 0) { // a CPU figure of 0 was not measured
+		switch {
+		case b[i] != 0 && (i != 6 || a[i] != 0): // a CPU figure of 0 was not measured
 			row.cols[i] = append(row.cols[i], a[i]/b[i])
+		case i == 0 && a[i] > 0: // the other delivered nothing
+			row.cols[i] = append(row.cols[i], math.Inf(1))
 		}
 	}
 }
@@ -167,6 +173,9 @@ func medianRatio(vs []float64) string {
 	m := s[len(s)/2]
 	if len(s)%2 == 0 {
 		m = (s[len(s)/2-1] + m) / 2
+	}
+	if math.IsInf(m, 1) {
+		return "inf"
 	}
 	return fmt.Sprintf("%.2f", m)
 }
