@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -221,4 +222,48 @@ func mergeReports(rs []GroupReport) (*hdrhistogram.Histogram, GroupReport) {
 		}
 	}
 	return Merge(hs...), total
+}
+
+// dialAll runs dial for receivers 0 to n-1, 8 at a time, and returns the
+// first error, after which no more are dialled.
+func dialAll(n int, dial func(i int) error) error {
+	var next atomic.Int64
+	errc := make(chan error, 1)
+	var dialers sync.WaitGroup
+	for range 8 {
+		dialers.Add(1)
+		go func() {
+			defer dialers.Done()
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				if err := dial(int(i)); err != nil {
+					select {
+					case errc <- fmt.Errorf("dial receiver %d: %w", i, err):
+					default:
+					}
+					next.Store(int64(n)) // the others stop too
+					return
+				}
+			}
+		}()
+	}
+	dialers.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// waitLogins waits until readyc closes (all n receivers logged in) or a
+// receiver was refused, for a minute at most.
+func waitLogins(readyc <-chan struct{}, failed <-chan error, ready *atomic.Int64, n int) error {
+	select {
+	case <-readyc:
+		return nil
+	case err := <-failed:
+		return err
+	case <-time.After(time.Minute):
+		return fmt.Errorf("only %d of %d receivers logged in within a minute", ready.Load(), n)
+	}
 }

@@ -58,48 +58,26 @@ func newFramedGroup(cfg GroupConfig) (*framedGroup, error) {
 	return g, nil
 }
 
-// open dials every receiver, with a few dialers in parallel.
+// open dials every receiver, 8 at a time, and waits for their logins.
 func (g *framedGroup) open() error {
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	next := atomic.Int64{}
-	for d := 0; d < 8; d++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < int64(g.cfg.Conns); i = next.Add(1) - 1 {
-				rc := &rconn{parleyRecv: parleyRecv{room: g.cfg.Room, fill: true}, g: g, nick: g.cfg.receiverNick(int(i))}
-				c, err := g.cli.DialContext("tcp", g.cfg.Addr, rc)
-				if err != nil {
-					select {
-					case errc <- fmt.Errorf("dial receiver %d: %w", i, err):
-					default:
-					}
-					return
-				}
-				g.mu.Lock()
-				g.conns = append(g.conns, c)
-				g.mu.Unlock()
-				if g.cfg.Target != TargetParley && g.ready.Add(1) == int64(g.cfg.Conns) {
-					close(g.readyc)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errc:
-		return err
-	default:
-	}
-	select {
-	case <-g.readyc:
+	err := dialAll(g.cfg.Conns, func(i int) error {
+		rc := &rconn{parleyRecv: parleyRecv{room: g.cfg.Room, fill: true}, g: g, nick: g.cfg.receiverNick(i)}
+		c, err := g.cli.DialContext("tcp", g.cfg.Addr, rc)
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.conns = append(g.conns, c)
+		g.mu.Unlock()
+		if g.cfg.Target != TargetParley && g.ready.Add(1) == int64(g.cfg.Conns) {
+			close(g.readyc) // the floor: connected is ready
+		}
 		return nil
-	case err := <-g.failed:
+	})
+	if err != nil {
 		return err
-	case <-time.After(time.Minute):
-		return fmt.Errorf("only %d of %d receivers logged in within a minute", g.ready.Load(), g.cfg.Conns)
 	}
+	return waitLogins(g.readyc, g.failed, &g.ready, g.cfg.Conns)
 }
 
 func (g *framedGroup) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {

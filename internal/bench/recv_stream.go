@@ -31,35 +31,10 @@ func newStreamGroup(cfg GroupConfig) (*streamGroup, error) {
 
 // open dials every receiver, 8 at a time, and waits for their logins.
 func (g *streamGroup) open() error {
-	next := atomic.Int64{}
-	errc := make(chan error, 1)
-	var dialers sync.WaitGroup
-	for d := 0; d < 8; d++ {
-		dialers.Add(1)
-		go func() {
-			defer dialers.Done()
-			for i := next.Add(1) - 1; i < int64(g.cfg.Conns); i = next.Add(1) - 1 {
-				if err := g.dial(int(i)); err != nil {
-					select {
-					case errc <- fmt.Errorf("dial receiver %d: %w", i, err):
-					default:
-					}
-					return
-				}
-			}
-		}()
-	}
-	dialers.Wait()
-	select {
-	case err := <-errc:
+	if err := dialAll(g.cfg.Conns, g.dial); err != nil {
 		return err
-	case <-g.readyc:
-		return nil
-	case err := <-g.failed:
-		return err
-	case <-time.After(time.Minute):
-		return fmt.Errorf("only %d of %d receivers logged in within a minute", g.ready.Load(), g.cfg.Conns)
 	}
+	return waitLogins(g.readyc, g.failed, &g.ready, g.cfg.Conns)
 }
 
 func (g *streamGroup) dial(i int) error {

@@ -76,17 +76,6 @@ func (h *Hub) addFlood(s *Session, d int64) bool {
 	return true
 }
 
-// floodRecent is how recently a frame must have been dropped for a
-// session to count as flooding (Flooding).
-const floodRecent = 100 * time.Millisecond
-
-// Flooding reports whether flood control dropped a frame of s within
-// floodRecent: a transport that reads each connection on a goroutine of
-// its own may read it more slowly then. Loop goroutine of s.
-func (h *Hub) Flooding(s *Session) bool {
-	return s.lastDrop != 0 && h.mono()-s.lastDrop < int64(floodRecent)
-}
-
 // newJoinLimiter returns the budget of joins and leaves of one session,
 // or nil when it is off.
 func (h *Hub) newJoinLimiter() *rate.Limiter {

@@ -423,7 +423,7 @@ const byeLinger = 2 * time.Second
 // closeOrLinger closes s once its buffered bytes, bye included, are all
 // with the socket; until then the sweep checks again. Loop goroutine only.
 func (l *loop) closeOrLinger(s *Session) {
-	if s.conn.Buffered() == 0 || s.reason == codec.ReasonSlowConsumer || closesAfterSending(s.conn) {
+	if s.conn.Buffered() == 0 || s.reason == codec.ReasonSlowConsumer {
 		s.lingerUntil = 0
 		s.conn.Close()
 		return

@@ -2,8 +2,8 @@ package hub
 
 // The hub (sessions, rooms, fan-out) talks to the network only through Conn
 // and Loop, so it can be tested without sockets and another transport can
-// plug in. parley/server/transport adapts gnet's connections and its own
-// stream connections (TLS, WebSocket) to these interfaces.
+// plug in. parley/server/transport adapts gnet's connections (plain TCP,
+// and TLS and WebSocket on the same loops) to these interfaces.
 
 // Conn is one client connection as the hub sees it.
 type Conn interface {
@@ -30,20 +30,11 @@ type Loop interface {
 	Execute(fn func()) error
 }
 
-// AfterSending is a Conn whose Close sends everything written before it,
-// within a bound of its own, and then closes: the hub need not wait for
-// the socket to take a bye first. The stream transport's connections are
-// one; gnet's are not (its Close drops what the socket has not taken).
-type AfterSending interface {
-	Conn
-	ClosesAfterSending()
-}
-
 // FrameLimited is a Conn whose transport frames messages of its own
 // before the hub sees them (WebSocket) and must refuse one on its header:
 // the hub tells it the largest frame the session may send, at open (the
 // login limit) and again at login (MaxFrame). Loop goroutine of the
-// connection; the transport may read the limit from its own goroutines.
+// connection.
 type FrameLimited interface {
 	Conn
 	SetFrameLimit(n int)
@@ -54,9 +45,4 @@ func setFrameLimit(c Conn, n int) {
 	if fl, ok := c.(FrameLimited); ok {
 		fl.SetFrameLimit(n)
 	}
-}
-
-func closesAfterSending(c Conn) bool {
-	_, ok := c.(AfterSending)
-	return ok
 }
