@@ -122,9 +122,20 @@ func TestPresenceInBigRooms(t *testing.T) {
 	m3.send(&codec.Quit{})
 	m3.untilBye(codec.ReasonQuit)
 	// 5 -> 4 is counted; 4 -> 3 happens with 4 members before: counted too.
-	p = first.expect(codec.TypePresence)
-	if p.Count != 3 || p.Left != 2 || p.Joined != 0 {
-		t.Fatalf("presence = %+v", p)
+	// Both usually fall in one presence interval; on a loaded machine the
+	// interval may end between them, and then two counts say it.
+	left := 0
+	for {
+		p = first.expect(codec.TypePresence)
+		if p.Joined != 0 || p.Count != 3 && p.Count != 4 {
+			t.Fatalf("presence = %+v", p)
+		}
+		if left += p.Left; p.Count == 3 {
+			break
+		}
+	}
+	if left != 2 {
+		t.Fatalf("presence counted %d left, want 2 (m3 and m4)", left)
 	}
 	// At 3 the room is small again: individual notices.
 	others[1].send(&codec.Quit{})
