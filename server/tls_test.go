@@ -4,10 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"parley/codec"
 	"parley/internal/poll"
@@ -36,32 +41,31 @@ func dialTLS(t *testing.T, srv *Server, ca *tlstest.CA) (*tclient, *tls.Conn) {
 }
 
 // TestTLSMixedRoom: a real handshake against the test's CA; a TLS member
-// and a TCP member of one room get the same messages with the same seqs.
+// and a TCP member of one room get the same messages with the same seqs,
+// over TLS 1.3 (whose records the server protects itself, tls13.go) and
+// over TLS 1.2 (crypto/tls on the loop).
 func TestTLSMixedRoom(t *testing.T) {
 	ca := tlstest.NewCA(t)
 	srv, _ := tlsServer(t, ca, nil)
-	sec, conn := dialTLS(t, srv, ca)
-	if v := conn.ConnectionState().Version; v < tls.VersionTLS12 {
-		t.Fatalf("negotiated TLS version %x", v)
-	}
-	sec.login("secure")
 	plain := loggedIn(t, srv, "plain")
-	sec.until("plain joined", func(e codec.Event) bool { return e.Type == codec.TypeJoined && e.Nick == "plain" })
-	for i := 0; i < 50; i++ {
-		from := sec
-		if i%2 == 1 {
-			from = plain
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", srv.TLSAddr().String(),
+			&tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v})
+		if err != nil {
+			t.Fatal(err)
 		}
-		from.send(&codec.Say{Body: "m", Ref: "s"})
-		seq := from.untilAck("s").Seq
-		other := plain
-		if from == plain {
-			other = sec
+		if got := conn.ConnectionState().Version; got != v {
+			t.Fatalf("negotiated TLS version %x, want %x", got, v)
 		}
-		if m := other.until("msg", func(e codec.Event) bool { return e.Type == codec.TypeMsg }); m.Seq != seq {
-			t.Fatalf("message %d: seq %d over one transport, %d over the other", i, seq, m.Seq)
-		}
+		sec := wrap(t, conn)
+		nick := fmt.Sprintf("secure%x", v)
+		sec.login(nick)
+		plain.until(nick+" joined", func(e codec.Event) bool { return e.Type == codec.TypeJoined && e.Nick == nick })
+		mixedRoom(t, sec, plain)
+		sec.send(&codec.Quit{})
+		sec.expectBye(codec.ReasonQuit)
 	}
+
 	// A client limited to TLS 1.1 is refused.
 	old, err := tls.Dial("tcp", srv.TLSAddr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS11})
 	if err == nil {
@@ -218,4 +222,146 @@ func TestTLSFanoutBatches(t *testing.T) {
 	ca := tlstest.NewCA(t)
 	srv, _ := tlsServer(t, ca, func(c *Config) { c.RateLimit = -1 })
 	fanoutBatches(t, srv, transport.TLS, func() *tclient { c, _ := dialTLS(t, srv, ca); return c })
+}
+
+// mixedRoom has a and b, members of one room on two transports, take
+// turns saying; each message reaches the other with the same seq. Then a
+// burst of large messages from b, more than one TLS record's worth in a
+// write, reaches a whole and in order.
+func mixedRoom(t *testing.T, a, b *tclient) {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		from, other := a, b
+		if i%2 == 1 {
+			from, other = b, a
+		}
+		from.send(&codec.Say{Body: strings.Repeat("m", 1+i*80), Ref: "s"})
+		seq := from.untilAck("s").Seq
+		if m := other.until("msg", func(e codec.Event) bool { return e.Type == codec.TypeMsg }); m.Seq != seq || len(m.Body) != 1+i*80 {
+			t.Fatalf("message %d: seq %d over one transport, %d (%d bytes) over the other", i, seq, m.Seq, len(m.Body))
+		}
+	}
+	for i := 0; i < 20; i++ {
+		b.send(&codec.Say{Body: fmt.Sprintf("%04d%s", i, strings.Repeat("x", 4000)), Ref: fmt.Sprint("burst", i)})
+	}
+	for i := 0; i < 20; i++ {
+		m := a.until("burst", func(e codec.Event) bool { return e.Type == codec.TypeMsg })
+		if want := fmt.Sprintf("%04d", i); !strings.HasPrefix(m.Body, want) || len(m.Body) != 4004 {
+			t.Fatalf("burst message %d: got %.4s (%d bytes)", i, m.Body, len(m.Body))
+		}
+	}
+}
+
+// TestWSSBothVersions: the web port over TLS 1.3 and over TLS 1.2. A wss
+// session and a TCP member share a room; the page's /info comes over
+// HTTPS (net/http on the TLS connection); a WebSocket upgrade after a
+// page request on a kept-alive connection, with a login in the upgrade's
+// write, gets its session.
+func TestWSSBothVersions(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	srv, _ := tlsServer(t, ca, func(c *Config) { c.WSAddr = "127.0.0.1:0" })
+	plain := loggedIn(t, srv, "plain")
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v}
+		d := ws.Dialer{Timeout: waitFor, TLSConfig: cfg}
+		conn, br, _, err := d.Dial(t.Context(), "wss://"+srv.WSAddr().String()+"/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if got := conn.(*tls.Conn).ConnectionState().Version; got != v {
+			t.Fatalf("negotiated TLS version %x, want %x", got, v)
+		}
+		var r io.Reader = conn
+		if br != nil {
+			r = br
+		}
+		sec := &tclient{t: t, conn: conn, events: make(chan codec.Event, 4096), done: make(chan struct{}), ws: &wsPeer{}}
+		go sec.readWS(r)
+		nick := fmt.Sprintf("wss%x", v)
+		sec.login(nick)
+		plain.until(nick+" joined", func(e codec.Event) bool { return e.Type == codec.TypeJoined && e.Nick == nick })
+		mixedRoom(t, sec, plain)
+		sec.send(&codec.Quit{})
+		sec.untilBye(codec.ReasonQuit)
+
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: waitFor}
+		res, err := hc.Get("https://" + srv.WSAddr().String() + "/info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.TLS == nil || res.TLS.Version != v {
+			t.Fatalf("/info over HTTPS: %s, TLS %+v", res.Status, res.TLS)
+		}
+		hc.CloseIdleConnections()
+
+		wsAfterPage(t, srv, fmt.Sprintf("page%x", v), func() net.Conn {
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", srv.WSAddr().String(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		})
+	}
+}
+
+// TestTLSKeyUpdateOpenSSL: OpenSSL's s_client, a TLS 1.3 peer that is not
+// Go's, logs in over the TLS listener, updates its keys asking for the
+// server's too ("K"), then without asking ("k"), and after each the
+// session still says and reads: the server read the client's new keys
+// and its own answered update is one OpenSSL followed. Its close_notify
+// ends the session.
+func TestTLSKeyUpdateOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("no openssl installed (apt-get install openssl; .ci/run installs it)")
+	}
+	ca := tlstest.NewCA(t)
+	srv, _ := tlsServer(t, ca, nil)
+	plain := loggedIn(t, srv, "plain")
+	cmd := exec.CommandContext(t.Context(), "openssl", "s_client", "-tls1_3", "-connect", srv.TLSAddr().String())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	seen := func(b *lockedBuffer, s string) {
+		t.Helper()
+		poll.Until(t, waitFor, "openssl to show "+s, func() error {
+			if !strings.Contains(b.String(), s) {
+				return fmt.Errorf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			}
+			return nil
+		})
+	}
+	write := func(b []byte) {
+		t.Helper()
+		if _, err := stdin.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(codec.MustEncode(&codec.Login{Nick: "openssl"}))
+	seen(&stdout, `"type":"welcome"`)
+	for i, command := range []string{"K\n", "k\n"} {
+		write([]byte(command))
+		seen(&stderr, strings.Repeat("KEYUPDATE\n", i+1)) // before the next write: s_client drops what follows a command in one read
+		ref := fmt.Sprintf("after-update-%d", i)
+		write(codec.MustEncode(&codec.Say{Body: ref, Ref: ref}))
+		seen(&stdout, `"ref":"`+ref+`"`)
+		plain.until(ref, func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Body == ref })
+		plain.send(&codec.Say{Body: "back-" + ref, Ref: "b"})
+		plain.untilAck("b")
+		seen(&stdout, `"body":"back-`+ref+`"`)
+	}
+	_ = stdin.Close() // s_client says close_notify and exits
+	plain.until("openssl left", func(e codec.Event) bool { return e.Type == codec.TypeLeft && e.Nick == "openssl" })
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, stderr.String())
+	}
 }

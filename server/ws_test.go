@@ -412,10 +412,22 @@ func fanoutBatches(t *testing.T, srv *Server, tr int, dial func() *tclient) {
 // than the door) is upgraded too, and its session works.
 func TestWSAfterPageRequest(t *testing.T) {
 	srv := startWSServer(t, nil)
-	conn, err := net.Dial("tcp", srv.WSAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	wsAfterPage(t, srv, "amy", func() net.Conn {
+		conn, err := net.Dial("tcp", srv.WSAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	})
+}
+
+// wsAfterPage fetches /info on a connection dial makes, then upgrades it
+// to a WebSocket with a login frame in the same write as the upgrade's
+// request (bytes the handshake's reader holds go to the loop with the
+// connection), and checks that the session answers.
+func wsAfterPage(t *testing.T, srv *Server, nick string, dial func() net.Conn) {
+	t.Helper()
+	conn := dial()
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(waitFor))
 	br := bufio.NewReader(conn)
@@ -432,8 +444,11 @@ func TestWSAfterPageRequest(t *testing.T) {
 		t.Fatalf("/info: %s, close %v: want 200 on a kept-alive connection", res.Status, res.Close)
 	}
 	key := "dGhlIHNhbXBsZSBub25jZQ=="
-	if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: "+srv.WSAddr().String()+
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "+key+"\r\nSec-WebSocket-Version: 13\r\n\r\n"); err != nil {
+	upgrade := "GET /ws HTTP/1.1\r\nHost: " + srv.WSAddr().String() +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	peer := &wsPeer{}
+	login := peer.frame(codec.MustEncode(&codec.Login{Nick: nick}))
+	if _, err := conn.Write(append([]byte(upgrade), login...)); err != nil {
 		t.Fatal(err)
 	}
 	res, err = http.ReadResponse(br, nil)
@@ -444,9 +459,13 @@ func TestWSAfterPageRequest(t *testing.T) {
 		t.Fatalf("upgrade: %s", res.Status)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	c := &tclient{t: t, conn: conn, events: make(chan codec.Event, 64), done: make(chan struct{}), ws: &wsPeer{}}
+	c := &tclient{t: t, conn: conn, events: make(chan codec.Event, 64), done: make(chan struct{}), ws: peer}
 	go c.readWS(br)
-	if w := c.login("amy"); w.Nick != "amy" {
+	if w := c.expect(codec.TypeWelcome); w.Nick != nick {
 		t.Fatalf("welcome %+v", w)
 	}
+	c.send(&codec.Ping{})
+	c.expect(codec.TypePong)
+	c.send(&codec.Quit{})
+	c.untilBye(codec.ReasonQuit)
 }

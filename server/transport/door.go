@@ -32,12 +32,12 @@ func (w *webServer) door(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(min(w.layer.cfg.Handshake, httpHeaderTimeout)))
 	conn := c
 	if w.tls != nil {
-		tc := tls.Server(&loopConn{Conn: c}, w.tls)
-		if err := tc.Handshake(); err != nil {
+		hs, err := serverHandshake(c, w.tls)
+		if err != nil {
 			_ = c.Close()
 			return
 		}
-		conn = tc
+		conn = hs.conn(c)
 	}
 	br := doorReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
@@ -119,8 +119,11 @@ func isTLS(c net.Conn) bool {
 	if rc, ok := c.(*readConn); ok {
 		c = rc.Conn
 	}
-	_, ok := c.(*tls.Conn)
-	return ok
+	switch c.(type) {
+	case *tls.Conn, *recordConn:
+		return true
+	}
+	return false
 }
 
 // readConn is a connection whose first bytes were read into r.

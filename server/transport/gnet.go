@@ -76,9 +76,6 @@ func (e *gnetHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 // already, bytes read with the HTTP upgrade.
 func (e *gnetHandler) openWire(c gnet.Conn, w *wireConn, remote string) ([]byte, gnet.Action) {
 	w.gc, w.h, w.counts = c, e.layer.cfg.Hub, &e.layer.counts
-	if w.lc != nil {
-		w.lc.gc = c
-	}
 	s, refusal := w.h.Open(gnetLoop{c.EventLoop()}, w, remote)
 	if s == nil {
 		w.Writev([][]byte{refusal})

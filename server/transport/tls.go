@@ -1,9 +1,12 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -77,23 +80,192 @@ func (cs *CertStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { retur
 // tlsConfig is the listener's: TLS 1.2 at least, the Go defaults for
 // cipher suites and curves otherwise. Records are as large as the bytes a
 // write has (dynamic record sizing off): a wake's frames for a connection
-// go out as few records as they fit in, each one AEAD seal.
+// go out as few records as they fit in, each one AEAD seal. No session
+// tickets: under TLS 1.3 a ticket is sent under the application keys,
+// which records takes over (tls13.go) counting from zero; a session
+// resumes at the protocol's level (resume tokens), and a reconnect pays a
+// full handshake.
 func (cs *CertStore) tlsConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cs.get, DynamicRecordSizingDisabled: true}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cs.get, DynamicRecordSizingDisabled: true, SessionTicketsDisabled: true}
 }
 
-// TLS runs on the event loops after its handshake. crypto/tls has no
-// record layer apart from a net.Conn, so each connection's tls.Conn sits
-// on a loopConn: during the handshake, on a goroutine of its own with the
-// login timeout as its deadline, the loopConn is the socket; once the
-// handshake is done the socket goes to a gnet loop, and the loopConn is
-// gnet's buffers: Read takes whole records from what gnet read and says
-// errWouldBlock when none is left, and Write collects records for the
-// loop to hand gnet in one write. crypto/tls keeps no error that says it
-// is temporary (a net.Error whose Temporary is true), so the next read
-// goes on where this one stopped. The handshake's state and its goroutine
-// are gone by then; a connection keeps the tls.Conn (its keys and small
-// buffers).
+// TLS runs on the event loops after its handshake, which runs on a
+// goroutine of its own with the login timeout as its deadline
+// (shakeHands; the web port's door does the same). crypto/tls does the
+// handshake over a loopConn, the socket, read a record at a time so that
+// crypto/tls holds no bytes past its last handshake record. Then:
+//   - TLS 1.3 (every current client): crypto/tls's key log gives the
+//     application traffic secrets, the tls.Conn is dropped, and records
+//     (tls13.go) protects the connection's records on its loop;
+//   - TLS 1.2: the tls.Conn stays, over the loopConn, which is now gnet's
+//     buffers: Read takes whole records from what gnet read and says
+//     errWouldBlock when none is left, and Write collects records for the
+//     loop to hand gnet in one write. crypto/tls keeps no error that says
+//     it is temporary (a net.Error whose Temporary is true), so the next
+//     read goes on where this one stopped.
+
+// secure is a connection's TLS on its loop. Loop goroutine.
+type secure interface {
+	// read appends the application data of the whole records gnet holds
+	// to plain, taking them from gnet; partial says part of a record
+	// waits for the rest. An error ends the connection (io.EOF: the
+	// peer's close_notify).
+	read(gc gnet.Conn, plain []byte) (_ []byte, partial bool, err error)
+	// write hands gnet p, encrypted.
+	write(gc gnet.Conn, p []byte)
+	// closeNotify hands gnet the close_notify alert.
+	closeNotify(gc gnet.Conn)
+}
+
+// handshake is what a completed handshake leaves: TLS 1.3's records, or
+// the tls.Conn of TLS 1.2.
+type handshake struct {
+	rec *records
+	tc  *tls.Conn
+	lc  *loopConn // under tc
+}
+
+// serverHandshake runs a TLS handshake on c, a socket whose deadline the
+// caller set.
+func serverHandshake(c net.Conn, base *tls.Config) (handshake, error) {
+	secrets := &trafficSecrets{}
+	cfg := base.Clone()
+	cfg.KeyLogWriter = secrets
+	lc := &loopConn{Conn: c}
+	tc := tls.Server(lc, cfg)
+	if err := tc.Handshake(); err != nil {
+		return handshake{}, err
+	}
+	st := tc.ConnectionState()
+	if st.Version == tls.VersionTLS13 {
+		if rec, err := newRecords(st.CipherSuite, secrets.client, secrets.server); err == nil {
+			return handshake{rec: rec}, nil
+		}
+	}
+	return handshake{tc: tc, lc: lc}, nil
+}
+
+// secure is the handshake's TLS for a loop.
+func (h handshake) secure() secure {
+	if h.rec != nil {
+		return h.rec
+	}
+	return &tlsConnRecords{tc: h.tc, lc: h.lc}
+}
+
+// conn is the connection over the socket c for goroutines to read and
+// write (the web port's door, net/http).
+func (h handshake) conn(c net.Conn) net.Conn {
+	if h.rec != nil {
+		return &recordConn{Conn: c, rec: h.rec}
+	}
+	return h.tc
+}
+
+// trafficSecrets takes the application traffic secrets from crypto/tls's
+// key log (the NSS key log format, one line a secret) for records. The
+// secrets stay in memory, as they do in a tls.Conn.
+type trafficSecrets struct{ client, server []byte }
+
+func (s *trafficSecrets) Write(line []byte) (int, error) {
+	f := bytes.Fields(line)
+	if len(f) != 3 {
+		return len(line), nil
+	}
+	var dst *[]byte
+	switch string(f[0]) {
+	case "CLIENT_TRAFFIC_SECRET_0":
+		dst = &s.client
+	case "SERVER_TRAFFIC_SECRET_0":
+		dst = &s.server
+	default:
+		return len(line), nil
+	}
+	b, err := hex.DecodeString(string(f[2]))
+	if err != nil {
+		return 0, err
+	}
+	*dst = b
+	return len(line), nil
+}
+
+// read, write and closeNotify make records a loop's secure.
+func (r *records) read(gc gnet.Conn, plain []byte) ([]byte, bool, error) {
+	buf, _ := gc.Peek(-1)
+	plain, used, err := r.open(plain, buf)
+	_, _ = gc.Discard(used)
+	ob := getStage()
+	defer putStage(ob)
+	out := r.owed((*ob)[:0])
+	var alert *alertError
+	if errors.As(err, &alert) && !alert.received {
+		out = r.alert(out, alert.desc)
+	}
+	if len(out) > 0 {
+		_, _ = gc.Write(out)
+	}
+	*ob = out
+	return plain, err == nil && used < len(buf), err
+}
+
+func (r *records) write(gc gnet.Conn, p []byte) {
+	ob := getStage()
+	*ob = r.seal((*ob)[:0], p)
+	_, _ = gc.Write(*ob)
+	putStage(ob)
+}
+
+func (r *records) closeNotify(gc gnet.Conn) {
+	ob := getStage()
+	*ob = r.alert((*ob)[:0], alertCloseNotify)
+	_, _ = gc.Write(*ob)
+	putStage(ob)
+}
+
+// tlsConnRecords is TLS 1.2's secure: crypto/tls over a loopConn on gnet's
+// buffers.
+type tlsConnRecords struct {
+	tc *tls.Conn
+	lc *loopConn
+}
+
+func (t *tlsConnRecords) read(gc gnet.Conn, plain []byte) ([]byte, bool, error) {
+	t.lc.gc = gc
+	defer t.flush(gc) // what reading wrote: an alert
+	for {
+		if len(plain) == cap(plain) {
+			plain = append(plain, 0)[:len(plain)]
+		}
+		n, err := t.tc.Read(plain[len(plain):cap(plain)])
+		plain = plain[:len(plain)+n]
+		switch {
+		case errors.Is(err, errWouldBlock):
+			return plain, gc.InboundBuffered() > 0, nil
+		case err != nil:
+			return plain, false, err
+		}
+	}
+}
+
+func (t *tlsConnRecords) write(gc gnet.Conn, p []byte) {
+	t.lc.gc = gc
+	_, _ = t.tc.Write(p)
+	t.flush(gc)
+}
+
+func (t *tlsConnRecords) closeNotify(gc gnet.Conn) {
+	t.lc.gc = gc
+	_ = t.tc.CloseWrite()
+	t.flush(gc)
+}
+
+// flush hands gnet the records TLS wrote to the loopConn.
+func (t *tlsConnRecords) flush(gc gnet.Conn) {
+	if out := t.lc.pending(); len(out) > 0 {
+		_, _ = gc.Write(out)
+	}
+	t.lc.release()
+}
 
 // errWouldBlock is loopConn's read error when no whole record is buffered.
 var errWouldBlock net.Error = wouldBlock{}
@@ -110,6 +282,12 @@ type loopConn struct {
 	gc       gnet.Conn // the connection on its loop; nil during the handshake
 	out      *[]byte   // records written, from stages, for the loop to send
 	whole    int       // bytes at the front of gnet's buffer that end a whole record
+
+	// On the socket, reads stop at each record's end: the header's bytes
+	// read so far, then what is left of the record.
+	header  [recordHeader]byte
+	headerN int
+	left    int
 }
 
 // NetConn is the connection under it during the handshake (admittedOf).
@@ -118,13 +296,13 @@ func (c *loopConn) NetConn() net.Conn { return c.Conn }
 // recordHeader is a TLS record's header: type, version, length.
 const recordHeader = 5
 
-// Read reads the socket during the handshake; on the loop, it takes the
-// whole records gnet holds, leaving a partial one there for the next
-// callback. crypto/tls may take them in smaller pieces than records:
-// whole counts what is left of the records already found whole.
+// Read reads the socket during the handshake, a record at a time; on the
+// loop, it takes the whole records gnet holds, leaving a partial one there
+// for the next callback. crypto/tls may take them in smaller pieces than
+// records: whole counts what is left of the records already found whole.
 func (c *loopConn) Read(p []byte) (int, error) {
 	if c.gc == nil {
-		return c.Conn.Read(p)
+		return c.readRecord(p)
 	}
 	buf, _ := c.gc.Peek(-1)
 	if c.whole == 0 {
@@ -146,6 +324,27 @@ func (c *loopConn) Read(p []byte) (int, error) {
 	c.whole -= n
 	_, _ = c.gc.Discard(n)
 	return n, nil
+}
+
+// readRecord reads the socket no further than the end of the record
+// being read.
+func (c *loopConn) readRecord(p []byte) (int, error) {
+	if c.left == 0 {
+		p = p[:min(len(p), recordHeader-c.headerN)]
+	} else {
+		p = p[:min(len(p), c.left)]
+	}
+	n, err := c.Conn.Read(p)
+	switch {
+	case c.left > 0:
+		c.left -= n
+	case n > 0:
+		c.headerN += copy(c.header[c.headerN:], p[:n])
+		if c.headerN == recordHeader {
+			c.headerN, c.left = 0, int(binary.BigEndian.Uint16(c.header[3:]))
+		}
+	}
+	return n, err
 }
 
 // maxRecord is the largest TLS record crypto/tls takes (TLS 1.2's
@@ -229,10 +428,8 @@ func (l *Layer) tlsHand(cfg *tls.Config) func(*net.TCPConn, string) error {
 // the connection to a loop.
 func (l *Layer) shakeHands(c *net.TCPConn, remote string, cfg *tls.Config) {
 	defer l.arriving.remove(c)
-	lc := &loopConn{Conn: c}
-	tc := tls.Server(lc, cfg)
 	_ = c.SetDeadline(time.Now().Add(l.cfg.Handshake))
-	err := tc.Handshake()
+	hs, err := serverHandshake(c, cfg)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
@@ -241,5 +438,5 @@ func (l *Layer) shakeHands(c *net.TCPConn, remote string, cfg *tls.Config) {
 		l.cfg.Hub.Unreserve(hub.IPKey(remote))
 		return
 	}
-	l.toLoop(c, remote, &wireConn{transport: TLS, tc: tc, lc: lc})
+	l.toLoop(c, remote, &wireConn{transport: TLS, sec: hs.secure()})
 }

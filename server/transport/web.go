@@ -213,8 +213,12 @@ func (w *webServer) handOver(conn net.Conn, rest []byte) {
 	ac.release(true)
 	_ = conn.SetDeadline(time.Time{})
 	wc := &wireConn{transport: WS, ws: &wsCodec{}, plain: rest}
-	if tc, ok := conn.(*tls.Conn); ok {
-		wc.tc, wc.lc = tc, tc.NetConn().(*loopConn)
+	switch c := conn.(type) {
+	case *recordConn:
+		wc.sec = c.rec
+		wc.plain = append(wc.plain, c.pending()...) // read after rest
+	case *tls.Conn:
+		wc.sec = &tlsConnRecords{tc: c, lc: c.NetConn().(*loopConn)}
 	}
 	w.layer.toLoop(tcp, conn.RemoteAddr().String(), wc)
 }

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"sync"
@@ -22,10 +21,10 @@ import (
 // the HTTP upgrade run on goroutines (tls.go, web.go), which end once the
 // connection reaches its loop.
 //
-// In, one OnTraffic: gnet's buffer → [TLS: tls.Conn.Read over loopConn]
-// → plain bytes → [WebSocket: wsCodec.parse] → protocol frames →
-// hub.Traffic. Out, one Writev: frames → [WebSocket: headers] → [TLS:
-// tls.Conn.Write over loopConn] → gnet's Write.
+// In, one OnTraffic: gnet's buffer → [TLS: secure.read] → plain bytes →
+// [WebSocket: wsCodec.parse] → protocol frames → hub.Traffic. Out, one
+// Writev: frames → [WebSocket: headers] → [TLS: secure.write] → gnet's
+// Write.
 //
 // Scratch buffers come from stages while a callback runs; a connection
 // keeps bytes between callbacks only when they are not whole yet (part of
@@ -36,9 +35,8 @@ type wireConn struct {
 	s         *hub.Session
 	counts    *Counts
 	transport int       // TLS or WS
-	tc        *tls.Conn // nil: no TLS
-	lc        *loopConn // under tc
-	ws        *wsCodec  // nil: the plain bytes are the protocol's frames
+	sec       secure   // nil: no TLS
+	ws        *wsCodec // nil: the plain bytes are the protocol's frames
 
 	plain   []byte // plain bytes not whole yet: part of a WebSocket frame, or of a protocol frame
 	closed  bool   // OnClose ran
@@ -133,26 +131,13 @@ func (w *wireConn) deliver(frames []byte) {
 // readPlain appends what arrived, decrypted if TLS, to plain, and says
 // whether part of a TLS record waits for the rest.
 func (w *wireConn) readPlain(plain []byte) ([]byte, bool, error) {
-	if w.tc == nil {
-		buf, _ := w.gc.Peek(-1)
-		plain = append(plain, buf...)
-		_, _ = w.gc.Discard(-1)
-		return plain, false, nil
+	if w.sec != nil {
+		return w.sec.read(w.gc, plain)
 	}
-	defer w.flushTLS() // what reading wrote: an alert, a key update's answer
-	for {
-		if len(plain) == cap(plain) {
-			plain = append(plain, 0)[:len(plain)]
-		}
-		n, err := w.tc.Read(plain[len(plain):cap(plain)])
-		plain = plain[:len(plain)+n]
-		switch {
-		case errors.Is(err, errWouldBlock):
-			return plain, w.gc.InboundBuffered() > 0, nil
-		case err != nil:
-			return plain, false, err
-		}
-	}
+	buf, _ := w.gc.Peek(-1)
+	plain = append(plain, buf...)
+	_, _ = w.gc.Discard(-1)
+	return plain, false, nil
 }
 
 // fail closes a connection whose bytes cannot be read (TLS refused them).
@@ -167,20 +152,11 @@ func (w *wireConn) fail(err error) {
 // through TLS if the connection has it. Loop goroutine.
 func (w *wireConn) send(b []byte) {
 	w.counts.wrote(w.transport)
-	if w.tc == nil {
-		_, _ = w.gc.Write(b)
+	if w.sec != nil {
+		w.sec.write(w.gc, b)
 		return
 	}
-	_, _ = w.tc.Write(b)
-	w.flushTLS()
-}
-
-// flushTLS hands gnet the records TLS wrote to the loopConn.
-func (w *wireConn) flushTLS() {
-	if out := w.lc.pending(); len(out) > 0 {
-		_, _ = w.gc.Write(out)
-	}
-	w.lc.release()
+	_, _ = w.gc.Write(b)
 }
 
 // Writev frames the hub's frames for the wire and writes them in one
@@ -219,9 +195,8 @@ func (w *wireConn) Writev(frames [][]byte) {
 	}
 	*ob = buf
 	w.send(buf)
-	if bye && w.tc != nil {
-		_ = w.tc.CloseWrite()
-		w.flushTLS()
+	if bye && w.sec != nil {
+		w.sec.closeNotify(w.gc)
 	}
 }
 
