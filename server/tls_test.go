@@ -58,10 +58,7 @@ func TestTLSMixedRoom(t *testing.T) {
 			t.Fatalf("negotiated TLS version %x, want %x", got, v)
 		}
 		sec := wrap(t, conn)
-		nick := fmt.Sprintf("secure%x", v)
-		sec.login(nick)
-		plain.until(nick+" joined", func(e codec.Event) bool { return e.Type == codec.TypeJoined && e.Nick == nick })
-		mixedRoom(t, sec, plain)
+		mixedRoom(t, sec, plain, fmt.Sprintf("secure%x", v))
 		sec.send(&codec.Quit{})
 		sec.expectBye(codec.ReasonQuit)
 	}
@@ -224,12 +221,14 @@ func TestTLSFanoutBatches(t *testing.T) {
 	fanoutBatches(t, srv, transport.TLS, func() *tclient { c, _ := dialTLS(t, srv, ca); return c })
 }
 
-// mixedRoom has a and b, members of one room on two transports, take
-// turns saying; each message reaches the other with the same seq. Then a
-// burst of large messages from b, more than one TLS record's worth in a
-// write, reaches a whole and in order.
-func mixedRoom(t *testing.T, a, b *tclient) {
+// mixedRoom logs a in as nick and has a and b, members of one room on
+// two transports, take turns saying; each message reaches the other with
+// the same seq. Then a burst of large messages from b, more than one TLS
+// record's worth in a write, reaches a whole and in order.
+func mixedRoom(t *testing.T, a, b *tclient, nick string) {
 	t.Helper()
+	a.login(nick)
+	b.until(nick+" joined", func(e codec.Event) bool { return e.Type == codec.TypeJoined && e.Nick == nick })
 	for i := 0; i < 50; i++ {
 		from, other := a, b
 		if i%2 == 1 {
@@ -278,10 +277,7 @@ func TestWSSBothVersions(t *testing.T) {
 		}
 		sec := &tclient{t: t, conn: conn, events: make(chan codec.Event, 4096), done: make(chan struct{}), ws: &wsPeer{}}
 		go sec.readWS(r)
-		nick := fmt.Sprintf("wss%x", v)
-		sec.login(nick)
-		plain.until(nick+" joined", func(e codec.Event) bool { return e.Type == codec.TypeJoined && e.Nick == nick })
-		mixedRoom(t, sec, plain)
+		mixedRoom(t, sec, plain, fmt.Sprintf("wss%x", v))
 		sec.send(&codec.Quit{})
 		sec.untilBye(codec.ReasonQuit)
 

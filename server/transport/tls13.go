@@ -55,7 +55,7 @@ const (
 
 	handshakeKeyUpdate = 24
 
-	maxPlaintext      = 1 << 14         // RFC 8446 section 5.1
+	maxPlaintext      = 1 << 14            // RFC 8446 section 5.1
 	maxCiphertext13   = maxPlaintext + 256 // section 5.2
 	maxUselessRecords = 16                 // crypto/tls's limit
 )

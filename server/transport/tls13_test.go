@@ -121,7 +121,9 @@ func TestRecordsRefusals(t *testing.T) {
 		{"unknown content type", func(c *records) []byte { return c.sealOne(nil, 99, []byte("x")) }, alertUnexpectedMessage},
 		{"new session ticket", func(c *records) []byte { return c.sealOne(nil, recordHandshake, []byte{4, 0, 0, 1, 0}) }, alertUnexpectedMessage},
 		{"key update split", func(c *records) []byte { return c.sealOne(nil, recordHandshake, []byte{handshakeKeyUpdate, 0, 0, 1}) }, alertUnexpectedMessage},
-		{"key update, bad request", func(c *records) []byte { return c.sealOne(nil, recordHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 7}) }, alertIllegalParameter},
+		{"key update, bad request", func(c *records) []byte {
+			return c.sealOne(nil, recordHandshake, []byte{handshakeKeyUpdate, 0, 0, 1, 7})
+		}, alertIllegalParameter},
 		{"malformed alert", func(c *records) []byte { return c.sealOne(nil, recordAlert, []byte{2}) }, alertDecodeError},
 		{"empty records", func(c *records) []byte {
 			var w []byte

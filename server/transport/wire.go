@@ -34,7 +34,7 @@ type wireConn struct {
 	h         *hub.Hub
 	s         *hub.Session
 	counts    *Counts
-	transport int       // TLS or WS
+	transport int      // TLS or WS
 	sec       secure   // nil: no TLS
 	ws        *wsCodec // nil: the plain bytes are the protocol's frames
 
