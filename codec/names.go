@@ -96,7 +96,7 @@ func parseName(s string, max int, profile *precis.Profile) (Name, error) {
 	if !singleScript(display) {
 		return Name{}, fmt.Errorf("a name may not mix scripts")
 	}
-	key := foldKey(confusables.Skeleton(cases.Fold().String(display)))
+	key := foldKey(confusables.Skeleton(Fold(display)))
 	for _, r := range key {
 		if r < utf8.RuneSelf && !nameRune(r) {
 			return Name{}, fmt.Errorf("a name may not hold characters that look like punctuation")
@@ -109,13 +109,25 @@ func parseName(s string, max int, profile *precis.Profile) (Name, error) {
 // and composed. It differs between any two nicks online at once, since
 // their keys differ.
 func SortKey(nick string) string {
-	return cases.Fold().String(norm.NFC.String(nick))
+	return Fold(norm.NFC.String(nick))
 }
 
 // foldKey makes a skeleton comparable: confusable prototypes can be upper
 // case (0 maps to O), so it is folded and composed again.
 func foldKey(skeleton string) string {
-	return norm.NFC.String(cases.Fold().String(skeleton))
+	return norm.NFC.String(Fold(skeleton))
+}
+
+// Fold is Unicode case folding (cases.Fold). An ASCII string, which most
+// names are, folds to its lower case; x/text's transformer would allocate
+// its buffers for it on every call, and a login folds three times.
+func Fold(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return cases.Fold().String(s)
+		}
+	}
+	return strings.ToLower(s)
 }
 
 // checkRunes enforces the character rule and the length on a mapped name.

@@ -30,7 +30,7 @@ func (h *Hub) loginName(s *Session, req *codec.Request) (codec.Name, error) {
 		if err != nil || codec.IsGuest(name.Display) {
 			return codec.Name{}, fmt.Errorf("%w: the token's name is not a valid nick", codec.ErrBadNick)
 		}
-		s.account, s.ident, s.expires = auth.AccountKey(id.Subject), id, h.expiry(id.Expires)
+		s.account, s.ident, s.expires = auth.AccountKey(id.Subject), &id, h.expiry(id.Expires)
 		return name, nil
 	}
 	if h.cfg.Auth == AuthRequired {

@@ -225,7 +225,7 @@ func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
 		sessionFlood: sessionFlood{limiter: h.newLimiter(), joins: h.newJoinLimiter()}}
 	setFrameLimit(conn, h.maxFrame(s))
 	l.addSession(s)
-	h.log.Debug("connection opened", s.logAttrs()...)
+	h.debug(s, "connection opened")
 	return s, nil
 }
 
@@ -268,7 +268,7 @@ func (h *Hub) Closed(s *Session, cause error) {
 	if s.loggedIn {
 		h.logout(s, reason)
 	}
-	h.log.Debug("connection closed", append(s.logAttrs(), "reason", reason, "cause", closeCause(cause))...)
+	h.debug(s, "connection closed", "reason", reason, "cause", closeCause(cause))
 	h.count.closes.add(reason)
 	h.perIP.remove(s.ip)
 	h.connClosed()
@@ -277,8 +277,8 @@ func (h *Hub) Closed(s *Session, cause error) {
 // logout takes a logged-in session out of its rooms and the nick tables.
 // Unless it quit, its nick stays held for NickHold, for its resume token.
 func (h *Hub) logout(s *Session, reason codec.Reason) {
-	for _, r := range s.rooms {
-		h.leave(s, r, leftReason(reason))
+	for len(s.rooms) > 0 { // leave takes the room out of s.rooms
+		h.leave(s, s.rooms[len(s.rooms)-1], leftReason(reason))
 	}
 	h.online.Add(-1)
 	if !h.nicks.release(s.key, s) {

@@ -18,7 +18,7 @@ func (h *Hub) handleJoin(s *Session, req *codec.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, in := s.rooms[name]; !in {
+	if s.rooms.get(name) == nil {
 		if !h.allowJoin(s) {
 			return fmt.Errorf("%w: joining and leaving rooms too fast", codec.ErrRateLimited)
 		}
@@ -56,7 +56,7 @@ func (h *Hub) enterRoomLocked(s *Session, r *room) {
 	before := r.count()
 	r.perLoop[s.loop.index]++
 	s.loop.push(item{kind: itemAdd, room: r, to: s})
-	s.rooms[r.name] = r
+	s.rooms.add(r)
 	if m := r.members[s.key]; m != nil {
 		m.sessions++
 		return
@@ -106,7 +106,7 @@ func (h *Hub) announceLocked(r *room, before int, joined bool, frame func() []by
 // says this is that retry, which takes its count back once it holds the
 // room's lock again.
 func (h *Hub) join(s *Session, name, ref string, rs *resume, retried bool) error {
-	if _, in := s.rooms[name]; in {
+	if s.rooms.get(name) != nil {
 		h.unjoin(name, retried)
 		h.ack(s, ref, 0)
 		return nil
@@ -244,7 +244,7 @@ func (h *Hub) enterLobby(s *Session, welcome *codec.Welcome, rs *resume) {
 // leave takes s out of r, tells the others why, and drops r when nothing
 // needs it any more. Loop goroutine of s.
 func (h *Hub) leave(s *Session, r *room, reason codec.Reason) {
-	delete(s.rooms, r.name)
+	s.rooms.remove(r)
 	if h.leaveLocked(s, r, reason) {
 		h.dropRoom(r)
 	}

@@ -122,7 +122,6 @@ func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 	s.loggedIn = true
 	setFrameLimit(s.conn, h.maxFrame(s))
 	s.lastPing = s.lastSeen
-	s.rooms = make(map[string]*room)
 	s.resume = newResumeToken()
 	h.online.Add(1)
 	_, _, online := h.broker.Users("", 0)
@@ -134,5 +133,5 @@ func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 		welcome.DMSeq = &dmSeq
 	}
 	h.enterLobby(s, welcome, rs)
-	h.log.Debug("login", s.logAttrs()...)
+	h.debug(s, "login")
 }

@@ -444,7 +444,7 @@ func pendingBytes(frames [][]byte) int {
 // addSession and removeSession keep the loop's session list, which the
 // heartbeat sweep walks. Loop goroutine only.
 func (l *loop) addSession(s *Session) {
-	s.loopPos = len(l.sessions)
+	s.loopPos = int32(len(l.sessions))
 	l.sessions = append(l.sessions, s)
 }
 

@@ -88,24 +88,26 @@ func (r *room) publishSeqLocked(h *Hub, frame []byte, except *Session, seq uint6
 // addLocal and removeLocal maintain one loop's member list. Loop goroutine
 // of index only.
 func (r *room) addLocal(index int, s *Session) {
-	if s.slots == nil {
-		s.slots = make(map[*room]int)
-	}
-	s.slots[r] = len(r.local[index])
+	s.slots = append(s.slots, roomSlot{r, len(r.local[index])})
 	r.local[index] = append(r.local[index], s)
 }
 
 func (r *room) removeLocal(index int, s *Session) {
-	pos, ok := s.slots[r]
-	if !ok {
+	i := s.slots.find(r)
+	if i < 0 {
 		return
 	}
-	delete(s.slots, r)
+	pos := s.slots[i].pos
+	end := len(s.slots) - 1
+	s.slots[i] = s.slots[end]
+	s.slots[end] = roomSlot{} // the backing array must not keep r alive
+	s.slots = s.slots[:end]
 	list := r.local[index]
 	last := len(list) - 1
 	if pos != last {
 		list[pos] = list[last]
-		list[pos].slots[r] = pos
+		moved := list[pos]
+		moved.slots[moved.slots.find(r)].pos = pos
 	}
 	list[last] = nil
 	r.local[index] = list[:last]

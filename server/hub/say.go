@@ -59,14 +59,14 @@ func (h *Hub) memberRoom(s *Session, name string) (*room, error) {
 	if name == "" {
 		name = codec.Lobby
 	}
-	if r := s.rooms[name]; r != nil {
+	if r := s.rooms.get(name); r != nil {
 		return r, nil
 	}
 	n, err := codec.ParseRoom(name)
 	if err != nil {
 		return nil, err
 	}
-	if r := s.rooms[n.Display]; r != nil {
+	if r := s.rooms.get(n.Display); r != nil {
 		return r, nil
 	}
 	return nil, fmt.Errorf("%w: not in room %q", codec.ErrNotInRoom, n.Display)

@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"context"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -29,20 +31,20 @@ type Session struct {
 
 	// Set at login with a token (Config.Auth), before the session enters
 	// any shared table; account is immutable afterwards.
-	account string        // the account's identity key (auth.AccountKey); "" for a nick login
-	ident   auth.Identity // what the token said
-	expires int64         // monotonic nanoseconds past which the token no longer holds, grace included; 0: never
+	account string         // the account's identity key (auth.AccountKey); "" for a nick login
+	ident   *auth.Identity // what the token said; nil for a nick login
+	expires int64          // monotonic nanoseconds past which the token no longer holds, grace included; 0: never
 
 	loggedIn bool
+	waiting  bool  // a request is out on the cluster bus: hold further frames
+	loopPos  int32 // index in loop.sessions
 	openedAt int64 // monotonic nanoseconds
 	lastSeen int64
 	lastPing int64
-	loopPos  int // index in loop.sessions
 
-	rooms map[string]*room // the rooms it is in, by name
-	slots map[*room]int    // its index in each room's local member list
+	rooms roomSet  // the rooms it is in
+	slots slotList // its index in each room's local member list
 
-	waiting bool     // a request is out on the cluster bus: hold further frames
 	backlog [][]byte // frames that arrived while waiting, in order
 
 	sessionOut
@@ -101,6 +103,16 @@ func (s *Session) queue(frame []byte) {
 // in order with everything else queued for the loop.
 func (s *Session) send(frame []byte) {
 	s.loop.push(item{kind: itemOne, to: s, frame: frame})
+}
+
+// debug logs a session's event at debug level. The session's attributes
+// are built only when that level is on: at the default level, building
+// them cost every connection a few hundred bytes of garbage.
+func (h *Hub) debug(s *Session, msg string, extra ...any) {
+	if !h.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	h.log.Debug(msg, append(s.logAttrs(), extra...)...)
 }
 
 func (s *Session) logAttrs() []any {
