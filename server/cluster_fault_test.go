@@ -298,6 +298,7 @@ const testLogLen = 1 << 20
 func TestClusterOwnerDeathGivesNoSeqTwice(t *testing.T) {
 	nats := natstest.Start(t)
 	cluster := fmt.Sprintf("t%d", time.Now().UnixNano())
+	logger := failureLog(t)
 	next := 0
 	type node struct {
 		srv      *Server
@@ -309,7 +310,7 @@ func TestClusterOwnerDeathGivesNoSeqTwice(t *testing.T) {
 	start := func() *node {
 		id := fmt.Sprintf("n%d", next)
 		next++
-		srv := startServer(t, Config{NATS: nats.URL(), NodeID: id, ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1, busLogLen: testLogLen})
+		srv := startServer(t, Config{NATS: nats.URL(), NodeID: id, ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat, RateLimit: -1, busLogLen: testLogLen, Logger: logger})
 		nd := &node{srv: srv, stop: make(chan struct{})}
 		nd.speaker = newChatter(t, srv, "s"+id, codec.Lobby)
 		nd.listener = newChatter(t, srv, "l"+id, codec.Lobby)

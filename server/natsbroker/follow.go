@@ -29,7 +29,11 @@ type cursor struct {
 	known    bool     // last is set: Follow read the log's end
 	fetching bool     // a catch-up is under way: live messages wait in held
 	held     []logMsg // live messages that arrived during the catch-up, in order
-	dropped  bool     // held overflowed: fetch again once it reaches the end
+	// again: messages may be missing past the end this catch-up reads
+	// (held overflowed, or a resync was asked for while it ran, after
+	// messages that no held one follows may have been lost): read the log
+	// once more when it gets there.
+	again bool
 }
 
 // logMsg is one stored room message, as the stream republished it or a
@@ -94,7 +98,7 @@ func (n *Broker) received(room string, lm logMsg) {
 
 func (l *cursor) hold(lm logMsg) {
 	if len(l.held) >= maxHeld {
-		l.held, l.dropped = nil, true
+		l.held, l.again = nil, true
 		return
 	}
 	l.held = append(l.held, lm)
@@ -114,15 +118,30 @@ func (n *Broker) deliver(room string, e entry) {
 // after the room's owner died. Any goroutine.
 func (n *Broker) resync(room string) {
 	n.mu.Lock()
-	l := n.cursors[room]
-	if l == nil || !l.known || l.fetching {
-		n.mu.Unlock()
-		return
+	var from uint64
+	if l := n.cursors[room]; l != nil {
+		from = l.resync()
+	}
+	n.mu.Unlock()
+	if from > 0 {
+		n.fetch(room, from, false)
+	}
+}
+
+// resync starts a catch-up and returns where to read the log from, or 0
+// if it cannot start one. A catch-up under way reads the log once more at
+// its end instead: the loss this resync is for may lie past what it reads,
+// with no live message after it to show the break. n.mu held.
+func (l *cursor) resync() uint64 {
+	switch {
+	case !l.known:
+		return 0
+	case l.fetching:
+		l.again = true
+		return 0
 	}
 	l.fetching = true
-	from := l.last + 1
-	n.mu.Unlock()
-	n.fetch(room, from, false)
+	return l.last + 1
 }
 
 // fetch reads one batch of a room's log from stream sequence from on, on
@@ -190,36 +209,13 @@ func (n *Broker) readLog(room string, from uint64) fetchResult {
 // caughtUp delivers a catch-up step, then the held live messages that
 // follow on from it, and decides whether to read on. Dispatcher goroutine.
 func (n *Broker) caughtUp(res fetchResult) {
-	var out []entry
-	var from uint64
-	failed := false
 	n.mu.Lock()
 	l := n.cursors[res.room]
 	if l == nil {
 		n.mu.Unlock()
 		return
 	}
-	for _, lm := range res.msgs {
-		if lm.sseq > l.last {
-			l.last = lm.sseq
-			out = append(out, lm.entry)
-		}
-	}
-	switch {
-	case res.err != nil && n.connectedLocked():
-		from, failed = l.last+1, true // try again in a moment
-	case res.err != nil:
-		// The bus is down: stop here; the reconnection starts over from
-		// l.last.
-		l.fetching, l.held, l.dropped, failed = false, nil, false, true
-	case !res.end:
-		from = l.last + 1
-	case l.dropped:
-		l.dropped = false
-		from = l.last + 1
-	default:
-		out, from = l.releaseHeld(out)
-	}
+	out, from, failed := l.step(res, n.connectedLocked())
 	over := from == 0 && res.err == nil
 	n.mu.Unlock()
 	for _, e := range out {
@@ -234,6 +230,35 @@ func (n *Broker) caughtUp(res fetchResult) {
 	if from > 0 {
 		n.fetch(res.room, from, failed)
 	}
+}
+
+// step takes a catch-up step's messages past the last delivered, and
+// returns them with the held ones that follow on once the log's end is
+// reached; from is where to read the log next, 0 when the catch-up is
+// over; failed says the step failed. n.mu held.
+func (l *cursor) step(res fetchResult, connected bool) (out []entry, from uint64, failed bool) {
+	for _, lm := range res.msgs {
+		if lm.sseq > l.last {
+			l.last = lm.sseq
+			out = append(out, lm.entry)
+		}
+	}
+	switch {
+	case res.err != nil && connected:
+		return out, l.last + 1, true // try again in a moment
+	case res.err != nil:
+		// The bus is down: stop here; the reconnection starts over from
+		// l.last.
+		l.fetching, l.held, l.again = false, nil, false
+		return out, 0, true
+	case !res.end:
+		return out, l.last + 1, false
+	case l.again:
+		l.again = false
+		return out, l.last + 1, false
+	}
+	out, from = l.releaseHeld(out)
+	return out, from, false
 }
 
 // releaseHeld appends to out the held messages that follow on from

@@ -48,3 +48,30 @@ func TestCursorReleasesHeldInOrder(t *testing.T) {
 		t.Fatalf("released %+v, from %d, fetching %v; want 20 and 21, done", out, from, l.fetching)
 	}
 }
+
+// TestCursorResyncDuringCatchUpReadsAgain: a resync asked for while a
+// catch-up runs (a slow consumer's drop, the bus back, an owner buried)
+// is not lost. The catch-up reads the log once more at its end, since
+// what was dropped may lie past what it read with no held message after
+// it to show the break; a resync with none under way starts one.
+func TestCursorResyncDuringCatchUpReadsAgain(t *testing.T) {
+	l := &cursor{last: 10, known: true}
+	if from := l.resync(); from != 11 || !l.fetching {
+		t.Fatalf("resync from %d (fetching %v); want 11", from, l.fetching)
+	}
+	if from := l.resync(); from != 0 || !l.again {
+		t.Fatalf("a second resync started a catch-up from %d (again %v); want none, and again", from, l.again)
+	}
+	msg := func(sseq, prev uint64) logMsg { return logMsg{sseq: sseq, prev: prev, entry: entry{seq: sseq}} }
+	out, from, failed := l.step(fetchResult{msgs: []logMsg{msg(11, 10), msg(12, 11)}, end: true}, true)
+	if len(out) != 2 || from != 13 || failed || !l.fetching || l.again {
+		t.Fatalf("step: %d out, from %d, failed %v, fetching %v, again %v; want 2, from 13, still fetching", len(out), from, failed, l.fetching, l.again)
+	}
+	out, from, _ = l.step(fetchResult{msgs: []logMsg{msg(13, 12)}, end: true}, true)
+	if len(out) != 1 || from != 0 || l.fetching || l.last != 13 {
+		t.Fatalf("second step: %d out, from %d, fetching %v, last %d; want 1, over at 13", len(out), from, l.fetching, l.last)
+	}
+	if from := (&cursor{last: 5}).resync(); from != 0 {
+		t.Fatalf("a cursor that has not read the log's end resynced from %d", from)
+	}
+}
