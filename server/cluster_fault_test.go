@@ -283,6 +283,15 @@ func settled(t *testing.T, logOf *Server, room string, whole []*chatter) {
 		}
 		return n
 	}
+	defer func() {
+		if t.Failed() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			end, err := natsBroker(logOf).LastSeq(ctx, room)
+			last, catchingUp, held := natsBroker(logOf).Cursor(room)
+			t.Logf("log's last seq %d (%v); the node's cursor: stream seq %d, catching up %v, %d held", end, err, last, catchingUp, held)
+		}
+	}()
 	reaches(t, "every member has the log's last message (messages missing)", 0, behind)
 }
 

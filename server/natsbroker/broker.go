@@ -417,6 +417,18 @@ func (n *Broker) Owns(room string) bool {
 	return ok
 }
 
+// Cursor says where this node is in a followed room's log, for tests and
+// diagnostics: the stream sequence of the last message delivered here,
+// whether a catch-up is under way, and how many live messages it holds.
+func (n *Broker) Cursor(room string) (last uint64, catchingUp bool, held int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l := n.cursors[room]; l != nil {
+		return l.last, l.fetching, len(l.held)
+	}
+	return 0, false, 0
+}
+
 // Subscriptions is the number of NATS subscriptions the broker holds, for
 // tests and diagnostics.
 func (n *Broker) Subscriptions() int { return n.nc.NumSubscriptions() }
