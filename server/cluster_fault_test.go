@@ -289,7 +289,10 @@ func settled(t *testing.T, logOf *Server, room string, whole []*chatter) {
 			defer cancel()
 			end, err := natsBroker(logOf).LastSeq(ctx, room)
 			last, catchingUp, held := natsBroker(logOf).Cursor(room)
-			t.Logf("log's last seq %d (%v); the node's cursor: stream seq %d, catching up %v, %d held", end, err, last, catchingUp, held)
+			seq, _ := logOf.hub.RoomSeq(room)
+			m := logOf.hub.Metrics()
+			t.Logf("log's last seq %d (%v); the node's cursor: stream seq %d, catching up %v, %d held; its hub: room seq %d, %d skipped, %d gaps, %d bytes unsent",
+				end, err, last, catchingUp, held, seq, m.Skipped, m.Gaps, m.OutboundBytes)
 		}
 	}()
 	reaches(t, "every member has the log's last message (messages missing)", 0, behind)

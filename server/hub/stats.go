@@ -57,3 +57,16 @@ func (h *Hub) Stats() Stats {
 // HasRoom reports whether the hub keeps a room called name, for tests and
 // diagnostics. Safe from any goroutine.
 func (h *Hub) HasRoom(name string) bool { return h.rooms.get(name) != nil }
+
+// RoomSeq is the last seq the hub delivered or sequenced in the room
+// called name, for tests and diagnostics: a stored message at or below it
+// is dropped as a replay. Safe from any goroutine.
+func (h *Hub) RoomSeq(name string) (seq uint64, ok bool) {
+	r := h.rooms.get(name)
+	if r == nil {
+		return 0, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq, true
+}
