@@ -306,9 +306,10 @@ func TestWSSBothVersions(t *testing.T) {
 // TestTLSKeyUpdateOpenSSL: OpenSSL's s_client, a TLS 1.3 peer that is not
 // Go's, logs in over the TLS listener, updates its keys asking for the
 // server's too ("K"), then without asking ("k"), and after each the
-// session still says and reads: the server read the client's new keys
-// and its own answered update is one OpenSSL followed. Its close_notify
-// ends the session.
+// session still says and reads: the server read the client's new keys,
+// answered "K" with a key update of its own (s_client -msg shows it
+// arrive) and "k" with none, and OpenSSL reads the server's new keys. Its
+// close_notify ends the session. Once for each TLS 1.3 cipher suite.
 func TestTLSKeyUpdateOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("no openssl installed (apt-get install openssl; .ci/run installs it)")
@@ -316,7 +317,16 @@ func TestTLSKeyUpdateOpenSSL(t *testing.T) {
 	ca := tlstest.NewCA(t)
 	srv, _ := tlsServer(t, ca, nil)
 	plain := loggedIn(t, srv, "plain")
-	cmd := exec.CommandContext(t.Context(), "openssl", "s_client", "-tls1_3", "-connect", srv.TLSAddr().String())
+	for i, suite := range []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"} {
+		t.Run(suite, func(t *testing.T) { keyUpdatesWithOpenSSL(t, srv, plain, suite, fmt.Sprint("openssl", i)) })
+	}
+}
+
+// serverKeyUpdate is how s_client -msg shows a KeyUpdate it received.
+const serverKeyUpdate = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"
+
+func keyUpdatesWithOpenSSL(t *testing.T, srv *Server, plain *tclient, suite, nick string) {
+	cmd := exec.CommandContext(t.Context(), "openssl", "s_client", "-tls1_3", "-ciphersuites", suite, "-msg", "-connect", srv.TLSAddr().String())
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -342,12 +352,16 @@ func TestTLSKeyUpdateOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(codec.MustEncode(&codec.Login{Nick: "openssl"}))
+	write(codec.MustEncode(&codec.Login{Nick: nick}))
 	seen(&stdout, `"type":"welcome"`)
+	seen(&stdout, "Cipher is "+suite)
 	for i, command := range []string{"K\n", "k\n"} {
 		write([]byte(command))
 		seen(&stderr, strings.Repeat("KEYUPDATE\n", i+1)) // before the next write: s_client drops what follows a command in one read
-		ref := fmt.Sprintf("after-update-%d", i)
+		if i == 0 {
+			seen(&stdout, serverKeyUpdate) // "K" asked for the server's: -msg shows it arrive
+		}
+		ref := fmt.Sprintf("%s-after-update-%d", nick, i)
 		write(codec.MustEncode(&codec.Say{Body: ref, Ref: ref}))
 		seen(&stdout, `"ref":"`+ref+`"`)
 		plain.until(ref, func(e codec.Event) bool { return e.Type == codec.TypeMsg && e.Body == ref })
@@ -355,8 +369,11 @@ func TestTLSKeyUpdateOpenSSL(t *testing.T) {
 		plain.untilAck("b")
 		seen(&stdout, `"body":"back-`+ref+`"`)
 	}
+	if n := strings.Count(stdout.String(), serverKeyUpdate); n != 1 {
+		t.Fatalf("the server sent %d key updates, want 1 (for \"K\" alone)", n)
+	}
 	_ = stdin.Close() // s_client says close_notify and exits
-	plain.until("openssl left", func(e codec.Event) bool { return e.Type == codec.TypeLeft && e.Nick == "openssl" })
+	plain.until(nick+" left", func(e codec.Event) bool { return e.Type == codec.TypeLeft && e.Nick == nick })
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("openssl: %v\n%s", err, stderr.String())
 	}

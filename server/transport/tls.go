@@ -194,6 +194,10 @@ func (r *records) read(gc gnet.Conn, plain []byte) ([]byte, bool, error) {
 	buf, _ := gc.Peek(-1)
 	plain, used, err := r.open(plain, buf)
 	_, _ = gc.Discard(used)
+	partial := err == nil && used < len(buf)
+	if !r.owesUpdate && err == nil {
+		return plain, partial, nil // nothing to send back: no stage
+	}
 	ob := getStage()
 	defer putStage(ob)
 	out := r.owed((*ob)[:0])
@@ -205,7 +209,7 @@ func (r *records) read(gc gnet.Conn, plain []byte) ([]byte, bool, error) {
 		_, _ = gc.Write(out)
 	}
 	*ob = out
-	return plain, err == nil && used < len(buf), err
+	return plain, partial, err
 }
 
 func (r *records) write(gc gnet.Conn, p []byte) {

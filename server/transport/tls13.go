@@ -103,7 +103,7 @@ type suite13 struct {
 }
 
 // suites13 are TLS 1.3's suites that crypto/tls negotiates. A suite not
-// here (none today) keeps the tls.Conn (tlsRecords).
+// here (none today) keeps the tls.Conn (tlsConnRecords).
 var suites13 = map[uint16]*suite13{
 	tls.TLS_AES_128_GCM_SHA256:       {keyLen: 16, hash: sha256.New, aead: aesGCM},
 	tls.TLS_AES_256_GCM_SHA384:       {keyLen: 32, hash: sha512.New384, aead: aesGCM},
@@ -191,6 +191,9 @@ func newRecords(suiteID uint16, clientSecret, serverSecret []byte) (*records, er
 	s, ok := suites13[suiteID]
 	if !ok {
 		return nil, errors.New("transport: TLS 1.3 suite not handled")
+	}
+	if n := s.hash().Size(); len(clientSecret) != n || len(serverSecret) != n {
+		return nil, errors.New("transport: the key log gave no traffic secrets") // the tls.Conn carries on
 	}
 	in, err := s.keys(clientSecret)
 	if err != nil {

@@ -9,8 +9,9 @@ import (
 )
 
 // Unit tests of TLS 1.3's record layer: a client's records and the
-// server's, keyed from the same two secrets. Interoperation with real
-// clients (crypto/tls, OpenSSL, Chromium) is tested in package server.
+// server's, keyed from the same two secrets. The handshake's hand-over to
+// records is tested with crypto/tls's client (handshake_test.go), and
+// interoperation with crypto/tls and OpenSSL in package server.
 
 // recordPair is a server's records and a client's, its mirror.
 func recordPair(t *testing.T, suite uint16) (server, client *records) {
