@@ -46,6 +46,21 @@ type roomSlot struct {
 // slotList is a session's roomSlots. Loop goroutine of the session.
 type slotList []roomSlot
 
+// take removes r's slot and returns its position. The order of the
+// others may change.
+func (sl *slotList) take(r *room) (pos int, ok bool) {
+	s := *sl
+	i := s.find(r)
+	if i < 0 {
+		return 0, false
+	}
+	pos, end := s[i].pos, len(s)-1
+	s[i] = s[end]
+	s[end] = roomSlot{} // the backing array must not keep r alive
+	*sl = s[:end]
+	return pos, true
+}
+
 // find returns the index of r's slot, or -1.
 func (sl slotList) find(r *room) int {
 	for i := range sl {

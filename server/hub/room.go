@@ -93,15 +93,10 @@ func (r *room) addLocal(index int, s *Session) {
 }
 
 func (r *room) removeLocal(index int, s *Session) {
-	i := s.slots.find(r)
-	if i < 0 {
+	pos, ok := s.slots.take(r)
+	if !ok {
 		return
 	}
-	pos := s.slots[i].pos
-	end := len(s.slots) - 1
-	s.slots[i] = s.slots[end]
-	s.slots[end] = roomSlot{} // the backing array must not keep r alive
-	s.slots = s.slots[:end]
 	list := r.local[index]
 	last := len(list) - 1
 	if pos != last {
