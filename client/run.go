@@ -64,8 +64,12 @@ func (c *Client) dispatch(ev codec.Event, raw []byte) {
 	switch ev.Type {
 	case codec.TypeAck:
 		answered = c.rejoined(ev) || c.answer(ev)
-	case codec.TypeError, codec.TypeUsers, codec.TypeHistory:
+	case codec.TypeError, codec.TypeUsers, codec.TypeHistory, codec.TypeRooms, codec.TypeAudit:
 		answered = c.answer(ev)
+	case codec.TypeLeft:
+		if ev.Nick == c.Nick() { // kicked or banned: not a room to rejoin
+			c.setRoom(ev.Room, false)
+		}
 	case codec.TypePing, codec.TypePong:
 		answered = true
 	}

@@ -32,6 +32,10 @@ const (
 	CodeTokenExpired    Code = "token_expired"     // the token's exp has passed
 	CodeTooManySessions Code = "too_many_sessions" // the account has as many sessions as the server allows
 	CodeNotStored       Code = "not_stored"        // a say was delivered to the room but not written to disk (--data-dir)
+	CodeForbidden       Code = "forbidden"         // the session's account lacks the role the request needs (nick logins and guests hold none)
+	CodeBanned          Code = "banned"            // join or say in a room that bans the account
+	CodeMuted           Code = "muted"             // say in a room that mutes the account
+	CodeInviteOnly      Code = "invite_only"       // join of a private room without an invitation
 )
 
 // Error is a protocol error: a Code and a message for people. The exported
@@ -74,6 +78,10 @@ var (
 	ErrTokenExpired    = &Error{CodeTokenExpired, "the token has expired"}
 	ErrTooManySessions = &Error{CodeTooManySessions, "too many sessions for this account"}
 	ErrNotStored       = &Error{CodeNotStored, "not stored"}
+	ErrForbidden       = &Error{CodeForbidden, "not allowed"}
+	ErrBanned          = &Error{CodeBanned, "banned from the room"}
+	ErrMuted           = &Error{CodeMuted, "muted in the room"}
+	ErrInviteOnly      = &Error{CodeInviteOnly, "the room is invite-only"}
 )
 
 var sentinels = map[Code]*Error{}
@@ -84,6 +92,7 @@ func init() {
 		ErrNotLoggedIn, ErrAlreadyLoggedIn, ErrBadNick, ErrNickTaken, ErrBadRoom,
 		ErrNotInRoom, ErrNoSuchUser, ErrBodyTooLarge, ErrTooManyRooms, ErrRateLimited,
 		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions, ErrNotStored,
+		ErrForbidden, ErrBanned, ErrMuted, ErrInviteOnly,
 	} {
 		sentinels[e.Code] = e
 		codeOrder = append(codeOrder, e.Code)
@@ -148,4 +157,6 @@ const (
 	ReasonFlood         Reason = "flood"          // bye: the client kept exceeding the frame rate limit
 	ReasonTokenExpired  Reason = "token_expired"  // bye: the session's token expired and was not refreshed
 	ReasonConnRate      Reason = "conn_rate"      // bye: the client's address opens connections faster than allowed
+	ReasonKick          Reason = "kick"           // left: an operator removed the member; it may join again
+	ReasonBan           Reason = "ban"            // left: an operator banned the member's account from the room
 )

@@ -335,6 +335,15 @@ type Request struct {
 	Limit  *int    `json:"limit"`
 	Epoch  string  `json:"epoch"`
 	DM     bool    `json:"dm"`
+	// The moderation requests' (moderation.go): the target's account, a
+	// ban's or mute's length in seconds, the reason; a topic, a room's
+	// privacy, a rooms page's offset.
+	Account  string  `json:"account"`
+	Duration *int64  `json:"duration"`
+	Reason   string  `json:"reason"`
+	Topic    *string `json:"topic"`
+	Private  *bool   `json:"private"`
+	Offset   int     `json:"offset"`
 }
 
 // Event is a decoded server-to-client frame: the union of the fields of
@@ -374,6 +383,15 @@ type Event struct {
 	More      bool     `json:"more"`
 	Code      Code     `json:"code"`
 	Message   string   `json:"message"`
+	// Room governance (moderation.go): a mod notice's action, actor and
+	// end; a topic; a rooms answer's total and page; an audit page.
+	Action  string       `json:"action"`
+	By      string       `json:"by"`
+	Until   int64        `json:"until"`
+	Topic   string       `json:"topic"`
+	Total   int          `json:"total"`
+	Rooms   []RoomInfo   `json:"rooms"`
+	Entries []AuditEntry `json:"entries"`
 }
 
 var requestTypes = map[string]bool{

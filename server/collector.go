@@ -6,7 +6,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"parley/codec"
 	"parley/server/metric"
+	"parley/server/moderation"
 	"parley/server/transport"
 )
 
@@ -40,6 +42,8 @@ var metricHelp = []struct {
 	{"parley_direct_messages_total", "Direct messages delivered to sessions on this node.", nil},
 	{"parley_deliveries_total", "Room messages queued for a member on this node.", nil},
 	{"parley_errors_total", "Error frames sent, by code.", []string{"code"}},
+	{"parley_moderation_actions_total", "Moderation actions taken (and timed bans and mutes that ended), by action.", []string{"action"}},
+	{"parley_audit_entries", "Entries the audit log keeps.", nil},
 	{"parley_broadcast_duration_seconds", "Time from a room message's hand-off to the event loops to its queueing for the members of one loop.", nil},
 	{"parley_flood_dropped_frames_total", "Frames dropped by flood control.", nil},
 	{"parley_room_messages_skipped_total", "Room messages not queued for a member that was behind its room budget (it gets a gap).", nil},
@@ -118,6 +122,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for code, n := range m.Errors {
 		counter("parley_errors_total", float64(n), string(code))
 	}
+	for _, action := range moderationActions {
+		counter("parley_moderation_actions_total", float64(m.Moderation[action]), action) // every series exists from the start
+	}
+	gauge("parley_audit_entries", float64(m.AuditEntries))
 	histogram("parley_broadcast_duration_seconds", m.Broadcast)
 	counter("parley_flood_dropped_frames_total", float64(m.FloodDrops))
 	counter("parley_room_messages_skipped_total", float64(m.Skipped))
@@ -186,3 +194,14 @@ func Version() string {
 	}
 	return rev
 }
+
+// moderationActions are the actions parley_moderation_actions_total
+// counts: every request of docs/PROTOCOL.md "Rooms people run", and the
+// ends of timed bans and mutes.
+var moderationActions = func() []string {
+	out := append([]string{}, codec.TargetTypes...)
+	for _, a := range []moderation.Action{moderation.ActTopic, moderation.ActPrivate, moderation.ActPublic, moderation.ActBanEnd, moderation.ActMuteEnd} {
+		out = append(out, string(a))
+	}
+	return out
+}()

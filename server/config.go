@@ -11,6 +11,7 @@ import (
 
 	"parley/server/auth"
 	"parley/server/hub"
+	"parley/server/moderation"
 	"parley/server/natsbroker"
 
 	"parley/codec"
@@ -127,6 +128,9 @@ type Config struct {
 	// resume (docs/PROTOCOL.md); in a cluster, how many the room's log
 	// keeps. Default 1000; negative keeps none.
 	HistoryLen int
+	// AuditLen is how many moderation actions the audit log keeps, in
+	// memory and, with DataDir, on disk. Default 10,000.
+	AuditLen int
 	// HistoryAge forgets messages older than this on a single node.
 	// Default 24h; negative keeps them however old.
 	HistoryAge time.Duration
@@ -307,6 +311,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.SocketSendBuffer, DefaultSocketSendBuffer)
 	setDefault(&c.NickHold, DefaultNickHold)
 	setDefault(&c.HistoryLen, DefaultHistoryLen)
+	setDefault(&c.AuditLen, moderation.DefaultAuditLen)
 	setDefault(&c.HistoryAge, DefaultHistoryAge)
 	setDefault(&c.HistoryBytes, DefaultHistoryBytes)
 	setDefault(&c.ReplayLimit, max(c.HistoryLen, 1))
@@ -366,7 +371,7 @@ func (c Config) hubConfig() hub.Config {
 		NickHold: c.NickHold, HistoryLen: max(c.HistoryLen, 0), HistoryAge: max(c.HistoryAge, 0), HistoryBytes: c.HistoryBytes,
 		ReplayLimit: c.ReplayLimit, DMRate: c.DMRate, DMBurst: c.DMBurst, JoinRate: c.JoinRate, JoinBurst: c.JoinBurst,
 		StatsInterval: c.StatsInterval, Logger: c.Logger, BeforeHandle: c.beforeHandle,
-		MaxSessions: c.MaxSessionsPerUser, TokenGrace: c.TokenGrace,
+		MaxSessions: c.MaxSessionsPerUser, TokenGrace: c.TokenGrace, AuditLen: c.AuditLen,
 	}
 }
 

@@ -91,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 		if st, err = openStore(cfg); err != nil {
 			return nil, err
 		}
-		hc.Store = st
+		hc.Store, hc.Rules = st, st
 	}
 	srv.hub, srv.store = hub.New(hc, b), st
 	srv.layer = transport.New(transport.Config{
@@ -191,6 +191,20 @@ func (s *Server) restore() error {
 		}
 		s.hub.Restore(r.Name, r.Epoch, msgs, s.store.Unclean)
 	}
+	rules, err := s.store.LoadRules()
+	if err != nil {
+		return fmt.Errorf("server: read the data dir's rules: %w", err)
+	}
+	for room, data := range rules {
+		if err := s.hub.RestoreRules(room, data); err != nil {
+			return fmt.Errorf("server: read the data dir: %w", err)
+		}
+	}
+	audit, err := s.store.LoadAudit()
+	if err != nil {
+		return fmt.Errorf("server: read the data dir's audit log: %w", err)
+	}
+	s.hub.RestoreAudit(audit)
 	if s.store.Unclean {
 		s.cfg.Logger.Warn("the data dir was not closed cleanly: every room starts a new epoch, and resumes from before say recovered false", "rooms", len(rooms))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"parley/codec"
 	"parley/server"
+	"parley/server/moderation"
 )
 
 func newServeCmd() *cobra.Command {
@@ -95,6 +96,7 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.Float64Var(&cfg.ConnRatePerIP, "max-conn-rate-per-ip", server.DefaultConnRatePerIP, "new connections per second from one IP address (a /64 for IPv6) on all listeners together, bursts of twice that, 0 for no limit; over it: bye conn_rate")
 	f.Var(&sendBuffer, "socket-send-buffer", "fixed kernel send buffer per connection, 0 for the kernel's autotuning; bounds what a client that never reads costs")
 	f.IntVar(&cfg.HistoryLen, "history", server.DefaultHistoryLen, "messages each room keeps for history and resume (in a cluster, in its log), 0 for none")
+	f.IntVar(&cfg.AuditLen, "audit-len", moderation.DefaultAuditLen, "moderation actions the audit log keeps (in memory, and on disk with --data-dir)")
 	f.DurationVar(&cfg.HistoryAge, "history-age", server.DefaultHistoryAge, "single node: forget room messages older than this, 0 to keep them however old")
 	f.Var(&memoryLimit, "memory-limit", "the Go runtime's soft memory limit, past which it collects harder and gives memory back; 0 for none (default: three quarters of the cgroup's or the machine's memory; GOMEMLIMIT, when set, wins)")
 	f.Var(&historyBytes, "history-bytes", "memory for every room's history together (in a cluster, the whole log); past it the oldest message of all rooms goes first, and a room left without members or history dies")

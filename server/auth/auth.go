@@ -28,6 +28,10 @@ var (
 	ErrTokenExpired = errors.New("the token has expired")
 )
 
+// RoleAdmin is the role claim of a server admin, who holds every room
+// power in every room (docs/PROTOCOL.md "Rooms people run").
+const RoleAdmin = "admin"
+
 // MaxSubject bounds the sub claim, in bytes.
 const MaxSubject = 256
 

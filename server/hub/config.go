@@ -7,6 +7,7 @@ import (
 
 	"parley/codec"
 	"parley/server/auth"
+	"parley/server/moderation"
 )
 
 // AuthMode says how sessions log in (--auth).
@@ -84,6 +85,8 @@ type Config struct {
 	Verifier         auth.Verifier // checks login tokens; nil: auth.RefuseAll
 	MaxSessions      int           // sessions of one account at once (logins with a token)
 	TokenGrace       time.Duration // how long past its exp a session's token still holds
+	Rules            RulesStore    // nil: MemoryRules, the rooms' rules and audit log in memory only
+	AuditLen         int           // audit entries kept; 0: moderation.DefaultAuditLen
 	Logger           *slog.Logger
 
 	// BeforeHandle, when set, runs on the session's loop before each
@@ -122,6 +125,12 @@ func (MemoryHistory) Forget(string) {}
 func (c Config) withDefaults() Config {
 	if c.Store == nil {
 		c.Store = MemoryHistory{}
+	}
+	if c.Rules == nil {
+		c.Rules = MemoryRules{}
+	}
+	if c.AuditLen <= 0 {
+		c.AuditLen = moderation.DefaultAuditLen
 	}
 	if c.Verifier == nil {
 		c.Verifier = auth.RefuseAll{}

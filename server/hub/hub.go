@@ -63,6 +63,7 @@ type Hub struct {
 	inboxes    *shardMap[string, *inbox] // accounts' direct messages, by account key (inbox.go)
 	inboxCount atomic.Int64
 
+	gov        *governance // rooms' rules and the audit log (govern.go)
 	loginFails loginFailures
 	count      hubCounters // read by Metrics
 
@@ -89,6 +90,7 @@ func New(cfg Config, b broker.Broker) *Hub {
 		idle:     make(chan struct{}),
 		warn:     newRateLog(cfg.Logger),
 		holds:    newNickHolds(),
+		gov:      newGovernance(cfg.AuditLen),
 		inboxes:  newInboxes(),
 		count:    hubCounters{errors: newErrorCounts()},
 		replays:  rate.NewLimiter(replayBytesPerSecond, replayBytesPerSecond),
@@ -359,6 +361,7 @@ func (h *Hub) Tick() {
 	h.flushPresence(now)
 	h.expireHolds(now)
 	h.expireHistory(now)
+	h.expireLimits(time.Now())
 	h.loginFails.expire(now)
 	h.logStats(time.Now())
 }

@@ -103,6 +103,17 @@ func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 		return h.handleHistory(s, req)
 	case codec.TypeRefresh:
 		return h.handleRefresh(s, req)
+	case codec.TypeOp, codec.TypeDeop, codec.TypeKick, codec.TypeBan, codec.TypeUnban,
+		codec.TypeMute, codec.TypeUnmute, codec.TypeInvite, codec.TypeUninvite:
+		return h.handleModerate(s, req)
+	case codec.TypeTopic:
+		return h.handleTopic(s, req)
+	case codec.TypePrivate:
+		return h.handlePrivate(s, req)
+	case codec.TypeRooms:
+		return h.handleRooms(s, req)
+	case codec.TypeAudit:
+		return h.handleAudit(s, req)
 	}
 	return fmt.Errorf("%w: %q", codec.ErrUnknownType, req.Type)
 }

@@ -22,6 +22,9 @@ func (h *Hub) handleJoin(s *Session, req *codec.Request) error {
 		if !h.allowJoin(s) {
 			return fmt.Errorf("%w: joining and leaving rooms too fast", codec.ErrRateLimited)
 		}
+		if err := h.mayEnter(s, name); err != nil {
+			return err
+		}
 		if err := h.allowCreate(s, name); err != nil {
 			return err
 		}
@@ -61,7 +64,7 @@ func (h *Hub) enterRoomLocked(s *Session, r *room) {
 		m.sessions++
 		return
 	}
-	r.members[s.key] = &member{nick: s.nick, order: s.order, sessions: 1}
+	r.members[s.key] = &member{nick: s.nick, order: s.order, account: s.account, sessions: 1}
 	h.announceLocked(r, before, true, func() []byte { return joinedFrame(s.nick, r.name) }, s)
 	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick})
 }
@@ -115,10 +118,15 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume, retried bool) error
 		h.unjoin(name, retried)
 		return codec.ErrTooManyRooms
 	}
-	r := h.rooms.acquire(name, h.newRoom)
+	created := false
+	r := h.rooms.acquire(name, func(name string) *room { created = true; return h.newRoom(name) })
 	if retried {
 		r.joining--
 	}
+	if created {
+		h.claimRoom(s, name)
+	}
+	h.refreshLimitedLocked(r)
 	if wait := h.replayWaitLocked(s, r, rs); wait > 0 {
 		r.joining++
 		r.mu.Unlock()
@@ -133,6 +141,9 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume, retried bool) error
 		h.enterRoomLocked(s, r)
 		if ref != "" {
 			s.send(codec.MustEncode(&codec.Ack{Ref: ref, Seq: r.seq, Epoch: r.epoch}))
+		}
+		if topic := h.topicOf(name); topic != nil {
+			s.send(topic)
 		}
 		if rs != nil {
 			h.resumeLocked(s, r, rs)

@@ -40,6 +40,7 @@ type hubCounters struct {
 	resumes        [2]atomic.Uint64
 	errors         errorCounts
 	refused        refusals
+	moderation     refusals // moderation actions, by action
 }
 
 // errorCounts counts error frames sent, by code; the set of codes is
@@ -62,7 +63,8 @@ func (e errorCounts) add(c codec.Code) {
 	}
 }
 
-// refusals counts refused connections by the limit they were over.
+// refusals counts refused connections by the limit they were over, and
+// moderation actions by action: events by a name from a fixed set.
 type refusals struct {
 	mu sync.Mutex
 	m  map[string]uint64
@@ -111,6 +113,8 @@ type Metrics struct {
 	Resumed, ResumedLost                   uint64 // resumes that recovered everything, and those that did not
 	Errors                                 map[codec.Code]uint64
 	RefusedBy                              map[string]uint64
+	Moderation                             map[string]uint64 // actions taken, by action (codec.AuditEntry.Action)
+	AuditEntries                           int               // entries the audit log keeps
 	Broadcast                              metric.Snapshot
 }
 
@@ -136,5 +140,7 @@ func (h *Hub) Metrics() Metrics {
 		m.Errors[c] = v.Load()
 	}
 	m.RefusedBy = n.refused.snapshot()
+	m.Moderation = n.moderation.snapshot()
+	m.AuditEntries = h.gov.audit.Len()
 	return m
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"parley/server/broker"
 )
@@ -21,6 +22,7 @@ type room struct {
 	members map[string]*member // by nick key (codec.Name.Key)
 	perLoop []int              // members on each loop: which loops a broadcast visits
 	dead    bool               // emptied and leaving the room table
+	limited atomic.Bool        // its rules ban or mute someone: a say checks them (govern.go)
 
 	counted              bool  // over the presence limit: changes are counted
 	presJoined, presLeft int   // changes counted since the last presence frame
@@ -43,6 +45,7 @@ type room struct {
 // account's sessions are in the room.
 type member struct {
 	nick, order string
+	account     string // its account's identity key; "" for a nick login
 	sessions    int
 }
 

@@ -19,6 +19,9 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.maySay(s, r); err != nil {
+		return err
+	}
 	if err := h.checkBody(req.Body); err != nil {
 		return err
 	}

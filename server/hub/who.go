@@ -31,6 +31,10 @@ func (h *Hub) handleWho(s *Session, req *codec.Request) error {
 		return err
 	}
 	req.Room = room.Display
+	if h.hiddenFrom(s, room.Display) {
+		h.sendUsers(s, req, nil, 0) // as a room that does not exist
+		return nil
+	}
 	r := h.rooms.get(room.Display)
 	if r == nil || !r.isFollowed() {
 		return h.whoElsewhere(s, req, afterKey)

@@ -1,9 +1,12 @@
 // Package store keeps a single node's room histories on disk (--data-dir),
 // so that a restarted server continues every room's seq and serves its
-// history. It is one bbolt file: a bucket per room, holding its messages
-// under big-endian seq keys, so a room's log is appended at its end and
-// trimmed from its front, each in order; and a bucket of the rooms'
-// epochs. One writer goroutine commits what the hub appends in groups; the
+// history, and its rooms' rules and audit log. It is one bbolt file: in
+// the bucket rooms, a bucket per room, holding its messages under
+// big-endian seq keys, so a room's log is appended at its end and trimmed
+// from its front, each in order; a bucket of the rooms' epochs; one of
+// the rooms' rules (JSON by room name); and the audit log (JSON under
+// big-endian seq keys). Room buckets sit one level down so that no room
+// name can be one of the store's own buckets. One writer goroutine commits what the hub appends in groups; the
 // hub never waits for the disk.
 package store
 
@@ -68,13 +71,23 @@ type Store struct {
 }
 
 type op struct {
+	kind        opKind
 	room, epoch string
 	seq         uint64
 	at          int64
-	frame       []byte
-	forget      bool
+	frame       []byte      // a message's frame; a room's rules (nil: forget them); an audit entry
+	keep        int         // audit entries to keep
 	stored      func(error) // told once the op's group is committed, or failed
 }
+
+type opKind uint8
+
+const (
+	opAppend opKind = iota // a room message
+	opForget               // a room that is gone
+	opRules                // a room's rules
+	opAudit                // an audit entry
+)
 
 // ErrQueueFull is an append's outcome when the disk is too slow for the
 // messages: the writer's queue was full, and the message was dropped.
@@ -86,6 +99,9 @@ var errClosed = errors.New("store: closed")
 var (
 	epochsBucket = []byte("epochs")
 	metaBucket   = []byte("meta")
+	roomsBucket  = []byte("rooms")
+	rulesBucket  = []byte("rules")
+	auditBucket  = []byte("audit")
 	cleanKey     = []byte("clean")
 )
 
@@ -113,7 +129,12 @@ func Open(cfg Config) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.CreateBucketIfNotExists(epochsBucket); err != nil {
+		for _, name := range [][]byte{epochsBucket, roomsBucket, rulesBucket, auditBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if err := moveRooms(tx); err != nil {
 			return err
 		}
 		s.Unclean = meta.Get(cleanKey) == nil && tx.Bucket(epochsBucket).Stats().KeyN > 0
@@ -133,7 +154,7 @@ func (s *Store) Load() ([]Room, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(epochsBucket).ForEach(func(name, epoch []byte) error {
 			r := Room{Name: string(name), Epoch: string(epoch)}
-			if b := tx.Bucket(name); b != nil {
+			if b := tx.Bucket(roomsBucket).Bucket(name); b != nil {
 				err := b.ForEach(func(k, v []byte) error {
 					if len(k) == 8 && len(v) >= 8 {
 						r.Msgs = append(r.Msgs, Msg{Seq: binary.BigEndian.Uint64(k), At: time.Unix(0, int64(binary.BigEndian.Uint64(v))),
@@ -162,7 +183,7 @@ func (s *Store) Append(room, epoch string, seq uint64, at time.Time, frame []byt
 }
 
 // Forget queues the removal of a room that is gone.
-func (s *Store) Forget(room string) { s.queue(op{room: room, forget: true}) }
+func (s *Store) Forget(room string) { s.queue(op{kind: opForget, room: room}) }
 
 func (s *Store) queue(o op) {
 	select {
@@ -291,19 +312,25 @@ func (s *Store) commit(group []op) {
 // new epoch starts the room afresh, then adds the message and trims the
 // room to Keep messages from its front.
 func (s *Store) apply(tx *bolt.Tx, o op) error {
-	epochs := tx.Bucket(epochsBucket)
+	switch o.kind {
+	case opRules:
+		return putRules(tx, o)
+	case opAudit:
+		return putAudit(tx, o)
+	}
+	epochs, rooms := tx.Bucket(epochsBucket), tx.Bucket(roomsBucket)
 	name := []byte(o.room)
-	if o.forget {
-		if tx.Bucket(name) != nil {
-			if err := tx.DeleteBucket(name); err != nil {
+	if o.kind == opForget {
+		if rooms.Bucket(name) != nil {
+			if err := rooms.DeleteBucket(name); err != nil {
 				return err
 			}
 		}
 		return epochs.Delete(name)
 	}
 	if string(epochs.Get(name)) != o.epoch {
-		if tx.Bucket(name) != nil {
-			if err := tx.DeleteBucket(name); err != nil {
+		if rooms.Bucket(name) != nil {
+			if err := rooms.DeleteBucket(name); err != nil {
 				return err
 			}
 		}
@@ -311,7 +338,7 @@ func (s *Store) apply(tx *bolt.Tx, o op) error {
 			return err
 		}
 	}
-	b, err := tx.CreateBucketIfNotExists(name)
+	b, err := rooms.CreateBucketIfNotExists(name)
 	if err != nil {
 		return err
 	}
@@ -322,10 +349,16 @@ func (s *Store) apply(tx *bolt.Tx, o op) error {
 	if err := b.Put(k[:], append(v, o.frame...)); err != nil {
 		return err
 	}
-	if o.seq <= uint64(s.cfg.Keep) {
+	return trimTo(b, o.seq, s.cfg.Keep)
+}
+
+// trimTo deletes the keys of b (big-endian seqs) that fall more than keep
+// below last, the newest.
+func trimTo(b *bolt.Bucket, last uint64, keep int) error {
+	if keep <= 0 || last <= uint64(keep) {
 		return nil
 	}
-	keepFrom := o.seq - uint64(s.cfg.Keep) + 1
+	keepFrom := last - uint64(keep) + 1
 	var old [][]byte // deleting while a cursor walks can skip keys
 	c := b.Cursor()
 	for key, _ := c.First(); key != nil && binary.BigEndian.Uint64(key) < keepFrom; key, _ = c.Next() {
