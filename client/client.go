@@ -189,16 +189,27 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 // Who returns the sorted nicks of room, or of everyone online when room is
 // "", fetching every page, and the count the server reported.
 func (c *Client) Who(ctx context.Context, room string) ([]string, int, error) {
+	nicks, _, count, err := c.WhoRoles(ctx, room)
+	return nicks, count, err
+}
+
+// WhoRoles is Who with the roles in room of the members who hold one
+// (nick to "owner" or "operator").
+func (c *Client) WhoRoles(ctx context.Context, room string) ([]string, map[string]string, int, error) {
 	var nicks []string
+	roles := map[string]string{}
 	after := ""
 	for {
 		ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.Who{Room: room, After: after, Ref: ref} })
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		nicks = append(nicks, ev.Nicks...)
+		for n, r := range ev.Roles {
+			roles[n] = r
+		}
 		if !ev.More || len(ev.Nicks) == 0 {
-			return nicks, ev.Count, nil
+			return nicks, roles, ev.Count, nil
 		}
 		after = ev.Nicks[len(ev.Nicks)-1]
 	}

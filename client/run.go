@@ -64,7 +64,7 @@ func (c *Client) dispatch(ev codec.Event, raw []byte) {
 	switch ev.Type {
 	case codec.TypeAck:
 		answered = c.rejoined(ev) || c.answer(ev)
-	case codec.TypeError, codec.TypeUsers, codec.TypeHistory, codec.TypeRooms, codec.TypeAudit:
+	case codec.TypeError, codec.TypeUsers, codec.TypeHistory, codec.TypeRooms, codec.TypeAudit, codec.TypeServerBans:
 		answered = c.answer(ev)
 	case codec.TypeLeft:
 		if ev.Nick == c.Nick() { // kicked or banned: not a room to rejoin

@@ -159,4 +159,6 @@ const (
 	ReasonConnRate      Reason = "conn_rate"      // bye: the client's address opens connections faster than allowed
 	ReasonKick          Reason = "kick"           // left: an operator removed the member; it may join again
 	ReasonBan           Reason = "ban"            // left: an operator banned the member's account from the room
+	ReasonBanned        Reason = "banned"         // bye: an admin banned the session's account or address from the server
+	ReasonTokenRevoked  Reason = "token_revoked"  // bye: an admin revoked the session's token
 )

@@ -209,7 +209,10 @@ type Users struct {
 	Count int      `json:"count"`
 	Nicks []string `json:"nicks"`
 	More  bool     `json:"more"`
-	Ref   string   `json:"ref,omitempty"`
+	// Roles maps the page's nicks that hold a role in the room (owner,
+	// operator) to it.
+	Roles map[string]string `json:"roles,omitempty"`
+	Ref   string            `json:"ref,omitempty"`
 }
 
 // Ack tells that the request carrying Ref succeeded. Seq is always
@@ -344,6 +347,13 @@ type Request struct {
 	Topic    *string `json:"topic"`
 	Private  *bool   `json:"private"`
 	Offset   int     `json:"offset"`
+	// Server-wide moderation's: an address or CIDR network to ban, the
+	// time before which an account's tokens are revoked (Unix ms), a
+	// token's id, a lockdown level.
+	Address      string `json:"address"`
+	IssuedBefore int64  `json:"issued_before"`
+	JTI          string `json:"jti"`
+	Level        string `json:"level"`
 }
 
 // Event is a decoded server-to-client frame: the union of the fields of
@@ -392,6 +402,11 @@ type Event struct {
 	Total   int          `json:"total"`
 	Rooms   []RoomInfo   `json:"rooms"`
 	Entries []AuditEntry `json:"entries"`
+	// A users answer's roles (nick to owner or operator).
+	Roles map[string]string `json:"roles"`
+	// A server_bans answer's bans and lockdown level.
+	Bans     []BanInfo `json:"bans"`
+	Lockdown string    `json:"lockdown"`
 }
 
 var requestTypes = map[string]bool{

@@ -19,6 +19,12 @@ const (
 	TypePrivate  = "private"
 	TypeRooms    = "rooms"
 	TypeAudit    = "audit"
+	// Server-wide moderation, for admins.
+	TypeServerBan   = "server_ban"
+	TypeServerUnban = "server_unban"
+	TypeServerBans  = "server_bans"
+	TypeRevoke      = "revoke"
+	TypeLockdown    = "lockdown"
 	// TypeMod is the server's notice of a moderation action in a room.
 	TypeMod = "mod"
 )
@@ -143,10 +149,78 @@ type AuditPageMsg struct {
 	Ref     string       `json:"ref,omitempty"`
 }
 
+// ServerBan bans (server_ban) or unbans (server_unban) an account or an
+// address or CIDR network from the whole server; Type says which.
+type ServerBan struct {
+	Type     string `json:"type"`
+	Account  string `json:"account,omitempty"`
+	Address  string `json:"address,omitempty"`
+	Duration *int64 `json:"duration,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Ref      string `json:"ref,omitempty"`
+}
+
+// ListBans asks for a page of the server bans and the lockdown level.
+type ListBans struct {
+	Type   string `json:"type"`
+	Offset int    `json:"offset,omitempty"`
+	Limit  *int   `json:"limit,omitempty"`
+	Ref    string `json:"ref,omitempty"`
+}
+
+// BanInfo is one server ban: an account or an address or network, who
+// gave it, why, when (Unix ms) and until when (0: until lifted).
+type BanInfo struct {
+	Account string `json:"account,omitempty"`
+	Address string `json:"address,omitempty"`
+	By      string `json:"by"`
+	Reason  string `json:"reason,omitempty"`
+	At      int64  `json:"at"`
+	Until   int64  `json:"until,omitempty"`
+}
+
+// BanList answers ListBans.
+type BanList struct {
+	Type     string    `json:"type"`
+	Lockdown string    `json:"lockdown"`
+	Total    int       `json:"total"`
+	Bans     []BanInfo `json:"bans"`
+	More     bool      `json:"more"`
+	Ref      string    `json:"ref,omitempty"`
+}
+
+// Revoke refuses an account's tokens issued before IssuedBefore (Unix
+// ms; 0: now), or the one token whose jti is JTI.
+type Revoke struct {
+	Type         string `json:"type"`
+	Account      string `json:"account,omitempty"`
+	IssuedBefore int64  `json:"issued_before,omitempty"`
+	JTI          string `json:"jti,omitempty"`
+	Ref          string `json:"ref,omitempty"`
+}
+
+// SetLockdown sets the lockdown level: off, accounts or admins.
+type SetLockdown struct {
+	Type  string `json:"type"`
+	Level string `json:"level"`
+	Ref   string `json:"ref,omitempty"`
+}
+
 // MessageType returns Type, which the sender sets: one struct serves the
 // nine request types that name a target.
 func (m *Target) MessageType() string { return m.Type }
 func (m *Target) stamp()              {}
+
+func (m *ServerBan) MessageType() string { return m.Type }
+func (m *ServerBan) stamp()              {}
+func (*ListBans) MessageType() string    { return TypeServerBans }
+func (m *ListBans) stamp()               { m.Type = TypeServerBans }
+func (*BanList) MessageType() string     { return TypeServerBans }
+func (m *BanList) stamp()                { m.Type = TypeServerBans }
+func (*Revoke) MessageType() string      { return TypeRevoke }
+func (m *Revoke) stamp()                 { m.Type = TypeRevoke }
+func (*SetLockdown) MessageType() string { return TypeLockdown }
+func (m *SetLockdown) stamp()            { m.Type = TypeLockdown }
 
 func (*SetTopic) MessageType() string     { return TypeTopic }
 func (*SetPrivate) MessageType() string   { return TypePrivate }
@@ -170,10 +244,11 @@ func (m *AuditPageMsg) stamp() { m.Type = TypeAudit }
 var TargetTypes = []string{TypeOp, TypeDeop, TypeKick, TypeBan, TypeUnban, TypeMute, TypeUnmute, TypeInvite, TypeUninvite}
 
 func init() {
-	for _, t := range append(TargetTypes, TypeTopic, TypePrivate, TypeRooms, TypeAudit) {
+	for _, t := range append(TargetTypes, TypeTopic, TypePrivate, TypeRooms, TypeAudit,
+		TypeServerBan, TypeServerUnban, TypeServerBans, TypeRevoke, TypeLockdown) {
 		requestTypes[t] = true
 	}
-	for _, t := range []string{TypeMod, TypeTopic, TypeRooms, TypeAudit} {
+	for _, t := range []string{TypeMod, TypeTopic, TypeRooms, TypeAudit, TypeServerBans} {
 		eventTypes[t] = true
 	}
 }

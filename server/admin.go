@@ -14,8 +14,9 @@ import (
 )
 
 // The admin endpoint (--admin-addr; off unless set): /metrics in the
-// Prometheus format, /healthz, /readyz and /debug/pprof/. It is for
-// operators: serve it on a loopback or private address.
+// Prometheus format, /healthz, /readyz, /moderation/ (admin_moderation.go)
+// and /debug/pprof/. It is for operators: serve it on a loopback or
+// private address.
 
 // healthTimeout is how long every event loop has to answer /healthz.
 const healthTimeout = time.Second
@@ -35,6 +36,7 @@ func newAdminServer(s *Server) *adminServer {
 	a := &adminServer{srv: s}
 	mux.HandleFunc("/healthz", a.healthz)
 	mux.HandleFunc("/readyz", a.readyz)
+	a.routeModeration(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -257,3 +257,52 @@ func TestBrowserLoginKnowsAuth(t *testing.T) {
 	p.run(chromedp.SetValue(chromedp.CSS("#login-token"), "not-a-token"), chromedp.Click(chromedp.CSS("#login-button")))
 	p.waitFor("the refusal in words", `document.getElementById("login-error").textContent.startsWith("The token was refused")`)
 }
+
+// TestBrowserGovernsARoom: in a real Chromium, the owner of a room sets
+// its topic (shown in the bar), sees its members' roles, and kicks and
+// bans from the member list; the kicked member, a TCP client, is told;
+// a second page finds the room in the public list and joins it by a
+// click, topic and all.
+func TestBrowserGovernsARoom(t *testing.T) {
+	chrome := needChromium(t)
+	s := newSigner(t)
+	srv := authServer(t, s, "optional", func(c *Config) { c.WSAddr = "127.0.0.1:0"; c.RateLimit = -1 })
+	base := "http://" + srv.WSAddr().String() + "/"
+	open := newBrowser(t, chrome)
+	amy := open()
+	amy.run(chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#login-token")),
+		chromedp.SetValue(chromedp.CSS("#login-token"), s.tokenWith("amy", nil)), chromedp.Click(chromedp.CSS("#login-button")))
+	amy.waitFor("amy connected", `document.getElementById("status").textContent === "connected"`)
+	amy.say("/join den")
+	amy.waitFor("den open", `document.getElementById("title").textContent.startsWith("#den")`)
+	bob := account(t, srv, s, "bob", nil)
+	bob.joinRoom("den")
+	amy.say("/topic all things den")
+	amy.waitFor("the topic in the bar", `document.getElementById("topic").textContent === "all things den"`)
+	bob.until("the topic", func(ev codec.Event) bool { return ev.Type == codec.TypeTopic && ev.Topic == "all things den" })
+	amy.say("/who")
+	amy.waitFor("amy marked owner, bob with buttons", `(() => {
+		const me = document.querySelector('#members li[data-nick="amy"]'), b = document.querySelector('#members li[data-nick="bob"]');
+		return !!(me && me.textContent.includes("owner") && !me.querySelector("button") && b && b.querySelector("button.kick") && b.querySelector("button.op"));
+	})()`)
+	amy.run(chromedp.Click(chromedp.CSS(`#members li[data-nick="bob"] button.kick`)))
+	bob.untilLeft("bob", "den", codec.ReasonKick)
+	amy.waitFor("the kick shown", shows("bob kicked by amy"))
+
+	gus := open()
+	gus.login(base, "gus")
+	// The list is a snapshot rebuilt at most once a second: ask until it
+	// holds den.
+	gus.waitFor("den in the public list", `(() => {
+		const ok = [...document.querySelectorAll("#public-rooms li")].some(li => li.dataset.name === "den" && li.textContent.includes("all things den"));
+		if (!ok && Date.now() - (window.lastAsk || 0) > 200) { window.lastAsk = Date.now(); document.getElementById("list-rooms").click(); }
+		return ok;
+	})()`)
+	gus.run(chromedp.Click(chromedp.CSS(`#public-rooms li[data-name="den"]`)))
+	gus.waitFor("den joined with its topic", `document.getElementById("title").textContent.startsWith("#den") && document.getElementById("topic").textContent === "all things den"`)
+	gus.say("/kick amy")
+	gus.waitFor("a guest refused", shows("You do not hold the role"))
+	amy.waitFor("gus in amy's member list", `!!document.querySelector('#members li[data-nick="~gus"] button.ban')`)
+	amy.run(chromedp.Click(chromedp.CSS(`#members li[data-nick="~gus"] button.kick`)))
+	gus.waitFor("gus told it was removed", `document.getElementById("title").textContent.startsWith("#lobby") && `+shows("you were removed from den (kick)"))
+}

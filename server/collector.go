@@ -200,7 +200,9 @@ func Version() string {
 // ends of timed bans and mutes.
 var moderationActions = func() []string {
 	out := append([]string{}, codec.TargetTypes...)
-	for _, a := range []moderation.Action{moderation.ActTopic, moderation.ActPrivate, moderation.ActPublic, moderation.ActBanEnd, moderation.ActMuteEnd} {
+	out = append(out, codec.TypeServerBan, codec.TypeServerUnban, codec.TypeRevoke, codec.TypeLockdown)
+	for _, a := range []moderation.Action{moderation.ActTopic, moderation.ActPrivate, moderation.ActPublic,
+		moderation.ActBanEnd, moderation.ActMuteEnd, moderation.ActServerBanEnd} {
 		out = append(out, string(a))
 	}
 	return out

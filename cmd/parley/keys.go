@@ -70,7 +70,8 @@ defaults to the key file's name without extension, as parley serve names
 	f.StringVar(&t.KeyID, "kid", "", "key id (default: the key file's name without extension)")
 	f.StringVar(&t.Audience, "aud", "", "audience, for --auth-audience")
 	f.StringVar(&t.Issuer, "iss", "", "issuer, for --auth-issuer")
-	f.StringSliceVar(&t.Rooms, "rooms", nil, "rooms the account may enter (claim rooms)")
-	f.StringVar(&t.Role, "role", "", "role claim")
+	f.StringSliceVar(&t.Rooms, "rooms", nil, "private rooms the account may enter without an invitation (claim rooms)")
+	f.StringVar(&t.Role, "role", "", "role claim: admin makes a server admin")
+	f.StringVar(&t.ID, "jti", "", "the token's id, to revoke it alone (parley revoke --jti)")
 	return cmd
 }

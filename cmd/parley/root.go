@@ -37,6 +37,7 @@ line wins over the environment.`,
 		return exitError{code: 2}
 	})
 	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd(), newStatusCmd(), newVersionCmd())
+	root.AddCommand(newModerationCmds()...)
 	root.AddCommand(newBenchChildCmds()...)
 	return root
 }

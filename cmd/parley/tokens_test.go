@@ -21,22 +21,12 @@ import (
 // the open ones go on.
 func TestTokensAndTLSEndToEnd(t *testing.T) {
 	bin := buildBinary(t)
-	dir := t.TempDir()
+	dir := keygen(t)
 	var out, errOut bytes.Buffer
-	if code := run([]string{"keygen", "--out", filepath.Join(dir, "app")}, strings.NewReader(""), &out, &errOut); code != 0 {
-		t.Fatalf("keygen exited %d: %s", code, errOut.String())
-	}
 	if code := run([]string{"keygen", "--out", filepath.Join(dir, "app")}, strings.NewReader(""), &out, &errOut); code == 0 {
 		t.Fatal("keygen overwrote an existing key")
 	}
-	token := func(sub, name string) string {
-		t.Helper()
-		var tok, e bytes.Buffer
-		if code := run([]string{"token", "--key", filepath.Join(dir, "app.key"), "--sub", sub, "--name", name, "--ttl", "1h"}, strings.NewReader(""), &tok, &e); code != 0 {
-			t.Fatalf("token exited %d: %s", code, e.String())
-		}
-		return tok.String()
-	}
+	token := func(sub, name string) string { return mintToken(t, dir, "--sub", sub, "--name", name) }
 	tokFile := filepath.Join(dir, "amy.jwt")
 	if err := os.WriteFile(tokFile, []byte(token("u-42", "amy")), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,6 +75,29 @@ func TestTokensAndTLSEndToEnd(t *testing.T) {
 	})
 	phone.say(t, "still here after the reload")
 	bob.waitOutput(t, "[lobby] amy: still here after the reload")
+}
+
+// keygen writes app.key and app.pub with parley keygen in a new
+// directory, and returns it.
+func keygen(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"keygen", "--out", filepath.Join(dir, "app")}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("keygen exited %d: %s", code, errOut.String())
+	}
+	return dir
+}
+
+// mintToken signs a token living an hour with parley token and dir's
+// app.key; args give its claims.
+func mintToken(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	var tok, e bytes.Buffer
+	if code := run(append([]string{"token", "--key", filepath.Join(dir, "app.key"), "--ttl", "1h"}, args...), strings.NewReader(""), &tok, &e); code != 0 {
+		t.Fatalf("token exited %d: %s", code, e.String())
+	}
+	return tok.String()
 }
 
 func writeToken(t *testing.T, dir, name, tok string) string {

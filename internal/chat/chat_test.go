@@ -38,6 +38,20 @@ func TestParse(t *testing.T) {
 		{"quit", Command{Kind: CmdQuit}},
 		{"exit", Command{Kind: CmdQuit}},
 		{"  exit ", Command{Kind: CmdQuit}},
+		{"/kick bob", Command{Kind: CmdModerate, Action: "kick", Nick: "bob"}},
+		{"/kick bob cool off", Command{Kind: CmdModerate, Action: "kick", Nick: "bob", Text: "cool off"}},
+		{"/ban bob 10m spam links", Command{Kind: CmdModerate, Action: "ban", Nick: "bob", Duration: 10 * time.Minute, Text: "spam links"}},
+		{"/ban account:eve", Command{Kind: CmdModerate, Action: "ban", Nick: "account:eve"}},
+		{"/mute bob too loud", Command{Kind: CmdModerate, Action: "mute", Nick: "bob", Text: "too loud"}},
+		{"/invite bob 1h", Command{Kind: CmdModerate, Action: "invite", Nick: "bob", Duration: time.Hour}},
+		{"/op bob", Command{Kind: CmdModerate, Action: "op", Nick: "bob"}},
+		{"/topic all about Go", Command{Kind: CmdTopic, Text: "all about Go"}},
+		{"/topic -", Command{Kind: CmdTopic}},
+		{"/private on", Command{Kind: CmdPrivate, On: true}},
+		{"/private off", Command{Kind: CmdPrivate}},
+		{"/rooms", Command{Kind: CmdRooms}},
+		{"/rooms 21", Command{Kind: CmdRooms, From: 20}},
+		{"/audit", Command{Kind: CmdAudit}},
 	}
 	for _, c := range cases {
 		got, err := Parse(c.line)
@@ -45,7 +59,8 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v; want %+v", c.line, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"/join", "/join a b", "/room", "/dm bob", "/dm", "/dance", "/me"} {
+	for _, bad := range []string{"/join", "/join a b", "/room", "/dm bob", "/dm", "/dance", "/me",
+		"/kick", "/op bob why", "/unban bob 10m", "/ban bob 10ms", "/topic", "/private maybe", "/rooms 0", "/rooms x"} {
 		if _, err := Parse(bad); !errors.Is(err, ErrUsage) {
 			t.Errorf("Parse(%q) = %v, want a usage error", bad, err)
 		}
@@ -66,6 +81,10 @@ func TestFormat(t *testing.T) {
 		{codec.Event{Type: codec.TypeWelcome, Nick: "amy", Room: "lobby", Online: 2}, "* welcome, amy: you are in lobby, 2 other users online"},
 		{codec.Event{Type: codec.TypeRecover, Room: "go"}, "! go: messages sent while you were away could not be recovered"},
 		{codec.Event{Type: codec.TypeGap, Room: "go", First: 4, Last: 9}, "! go: messages 4 to 9 were lost"},
+		{codec.Event{Type: codec.TypeMod, Room: "go", Action: "kick", Nick: "eve", By: "amy", Reason: "spam"}, "* eve was kicked from go by amy: spam"},
+		{codec.Event{Type: codec.TypeMod, Room: "go", Action: "op", Nick: "bob", By: "amy"}, "* amy made bob an operator of go"},
+		{codec.Event{Type: codec.TypeMod, Room: "go", Action: "private", By: "amy"}, "* amy made go private: invitations only"},
+		{codec.Event{Type: codec.TypeTopic, Room: "go", Topic: "Go\x1b[2J", By: "amy"}, "* go topic: Go\uFFFD[2J (set by amy)"},
 	}
 	for _, c := range cases {
 		got, ok := Format(client.Event{Event: c.ev})
@@ -128,7 +147,28 @@ func (f *fakeChatter) Who(_ context.Context, room string) ([]string, int, error)
 	return []string{"amy", "bob"}, 2, nil
 }
 func (f *fakeChatter) Count(_ context.Context, room string) (int, error) { return 7, nil }
-func (f *fakeChatter) Quit(_ context.Context) error                      { f.record("quit"); return nil }
+func (f *fakeChatter) WhoRoles(_ context.Context, room string) ([]string, map[string]string, int, error) {
+	return []string{"amy", "bob"}, map[string]string{"amy": "owner"}, 2, nil
+}
+func (f *fakeChatter) Moderate(_ context.Context, typ, room string, t client.Target, d time.Duration, reason string) error {
+	f.record(fmt.Sprintf("%s %s %v %s %s", typ, room, t, d, reason))
+	return nil
+}
+func (f *fakeChatter) SetTopic(_ context.Context, room, topic string) error {
+	f.record("topic " + room + " " + topic)
+	return nil
+}
+func (f *fakeChatter) SetPrivate(_ context.Context, room string, private bool) error {
+	f.record(fmt.Sprint("private ", room, " ", private))
+	return nil
+}
+func (f *fakeChatter) ListRooms(_ context.Context, offset, limit int) ([]codec.RoomInfo, int, bool, error) {
+	return []codec.RoomInfo{{Room: "big", Count: 9, Topic: "things"}}, 1, false, nil
+}
+func (f *fakeChatter) Audit(_ context.Context, room string, before uint64, limit int) ([]codec.AuditEntry, bool, error) {
+	return []codec.AuditEntry{{Action: "ban", By: "amy", Target: "eve", Reason: "spam"}}, false, nil
+}
+func (f *fakeChatter) Quit(_ context.Context) error { f.record("quit"); return nil }
 
 // History serves seqs 1 to 120 of room "old", and nothing of the others.
 func (f *fakeChatter) History(_ context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error) {
@@ -513,5 +553,36 @@ func TestTUITypedBurstIsText(t *testing.T) {
 	}
 	if got := m.input.Value(); got != "going down and up end" {
 		t.Fatalf("input %q", got)
+	}
+}
+
+// TestGovernRun: governance commands act on the room talked in, and what
+// they list reads as the help says.
+func TestGovernRun(t *testing.T) {
+	f := &fakeChatter{}
+	ctx := context.Background()
+	for _, line := range []string{"/ban bob 1h spam", "/kick account:eve", "/topic hello", "/private on"} {
+		cmd, err := Parse(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := Run(ctx, f, "den", "", cmd); res.Err != nil || len(res.Lines) != 0 {
+			t.Fatalf("%s: %+v", line, res)
+		}
+	}
+	want := fmt.Sprint([]string{"ban den {bob } 1h0m0s spam", "kick den { eve} 0s ", "topic den hello", "private den true"})
+	if got := fmt.Sprint(f.calls); got != want {
+		t.Fatalf("calls %s, want %s", got, want)
+	}
+	for line, want := range map[string]string{
+		"/who":   "* den (2): amy (owner), bob",
+		"/rooms": "  big (9): things",
+		"/audit": "amy ban eve: spam",
+	} {
+		cmd, _ := Parse(line)
+		res := Run(ctx, f, "den", "", cmd)
+		if res.Err != nil || !strings.Contains(strings.Join(res.Lines, "\n"), want) {
+			t.Errorf("%s printed %q, want %q in it", line, res.Lines, want)
+		}
 	}
 }

@@ -30,6 +30,14 @@ type Chatter interface {
 	Count(ctx context.Context, room string) (int, error)
 	History(ctx context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error)
 	Quit(ctx context.Context) error
+
+	// Rooms people run (govern.go).
+	WhoRoles(ctx context.Context, room string) ([]string, map[string]string, int, error)
+	Moderate(ctx context.Context, typ, room string, t client.Target, d time.Duration, reason string) error
+	SetTopic(ctx context.Context, room, topic string) error
+	SetPrivate(ctx context.Context, room string, private bool) error
+	ListRooms(ctx context.Context, offset, limit int) ([]codec.RoomInfo, int, bool, error)
+	Audit(ctx context.Context, room string, before uint64, limit int) ([]codec.AuditEntry, bool, error)
 }
 
 // Kind is what a line asks for.
@@ -45,6 +53,12 @@ const (
 	CmdWho               // /who [room]
 	CmdHelp              // /help
 	CmdQuit              // /quit, or a bare quit or exit line
+
+	CmdModerate // /kick, /ban, /unban, /mute, /unmute, /op, /deop, /invite, /uninvite
+	CmdTopic    // /topic text
+	CmdPrivate  // /private on|off
+	CmdRooms    // /rooms [from]
+	CmdAudit    // /audit [room]
 )
 
 // Command is one parsed input line.
@@ -52,7 +66,12 @@ type Command struct {
 	Kind Kind
 	Room string
 	Nick string
-	Text string
+	Text string // what to say; a moderation's reason; a topic
+
+	Action   string        // a moderation's request type
+	Duration time.Duration // a ban's, mute's or invitation's; 0: until lifted
+	On       bool          // /private on
+	From     int           // /rooms: the offset to list from
 }
 
 // Help lists the commands, one per line.
@@ -66,6 +85,7 @@ var Help = []string{
 	"/help           this list",
 	"/quit           leave the chat (also: a bare quit or exit line)",
 	"anything else is said in the current room",
+	"in the current room, for its owner and operators (who marks them):",
 }
 
 // Keys lists the keys of the full-screen chat, one per line.
@@ -80,7 +100,10 @@ var Keys = []string{
 }
 
 // Commands are the command names Tab completes.
-var Commands = []string{"/dm", "/help", "/join", "/leave", "/me", "/quit", "/room", "/who"}
+var Commands = []string{"/audit", "/ban", "/deop", "/dm", "/help", "/invite", "/join", "/kick", "/leave", "/me", "/mute", "/op",
+	"/private", "/quit", "/room", "/rooms", "/topic", "/unban", "/uninvite", "/unmute", "/who"}
+
+func init() { Help = append(Help, GovernHelp...) }
 
 // QueueWait bounds how long a message waits for the connection to come
 // back before it is given up as not sent.
@@ -177,6 +200,9 @@ func Parse(line string) (Command, error) {
 	case "quit", "exit", "q":
 		return Command{Kind: CmdQuit}, nil
 	}
+	if cmd, ok, err := parseGovern(name, rest); ok {
+		return cmd, err
+	}
 	return Command{}, fmt.Errorf("%w: unknown command /%s (try /help)", ErrUsage, name)
 }
 
@@ -236,7 +262,7 @@ func Run(ctx context.Context, c Chatter, room, id string, cmd Command) Result {
 	case CmdQuit:
 		return Result{Quit: true}
 	}
-	return Result{Err: fmt.Errorf("%w: unknown command", ErrUsage)}
+	return runGovern(ctx, c, room, cmd)
 }
 
 // NotMember is the error of /room to a room the user is not in.
@@ -267,7 +293,7 @@ func who(ctx context.Context, c Chatter, current, room string) Result {
 	case "*":
 		room = ""
 	}
-	nicks, count, err := c.Who(ctx, room)
+	nicks, roles, count, err := c.WhoRoles(ctx, room)
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -275,5 +301,5 @@ func who(ctx context.Context, c Chatter, current, room string) Result {
 	if label == "" {
 		label = "online"
 	}
-	return Result{Lines: []string{fmt.Sprintf("* %s (%d): %s", label, count, strings.Join(nicks, ", "))}}
+	return Result{Lines: []string{whoLine(label, count, nicks, roles)}}
 }

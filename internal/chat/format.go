@@ -20,6 +20,8 @@ const lineModeNewline = " ↵ "
 //	[dm → bob] amy: hi   (sent by another session of this account)
 //	* bob joined lobby
 //	* bob left lobby (timeout)
+//	* carl was kicked from den by bob: cool off
+//	* den topic: all things den (set by amy)
 //	* lobby: 10000 members (+12 joined, -3 left)
 //	! nick_taken: ...
 //	! lobby: messages sent while you were away could not be recovered
@@ -52,6 +54,13 @@ func Format(ev client.Event) (string, bool) {
 		return fmt.Sprintf("* the server said bye (%s)", ev.Reason), true
 	case codec.TypeUsers:
 		return fmt.Sprintf("* %s (%d): %v", ev.Room, ev.Count, ev.Nicks), true
+	case codec.TypeMod:
+		return modLine(ev), true
+	case codec.TypeTopic:
+		if ev.Topic == "" {
+			return fmt.Sprintf("* %s has no topic now (%s)", ev.Room, ev.By), true
+		}
+		return fmt.Sprintf("* %s topic: %s (set by %s)", ev.Room, ev.Topic, ev.By), true
 	case codec.TypeRecover:
 		if ev.Recovered {
 			return "", false // caught up: nothing to tell

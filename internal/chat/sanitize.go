@@ -37,7 +37,8 @@ func unsafeRune(r rune) bool {
 
 // sanitize makes every text field of ev printable, with newlines as nl.
 func sanitize(ev client.Event, nl string) client.Event {
-	for _, f := range []*string{&ev.From, &ev.To, &ev.Nick, &ev.Room, &ev.Body, &ev.Message, (*string)(&ev.Reason), (*string)(&ev.Code)} {
+	for _, f := range []*string{&ev.From, &ev.To, &ev.Nick, &ev.Room, &ev.Body, &ev.Message, (*string)(&ev.Reason), (*string)(&ev.Code),
+		&ev.Action, &ev.By, &ev.Topic} {
 		*f = printable(*f, nl)
 	}
 	if len(ev.Nicks) > 0 {

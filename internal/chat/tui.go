@@ -275,6 +275,13 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 	case codec.TypeLeft:
 		m.counts[ev.Room]--
 		m.notice(fmt.Sprintf("%s left %s (%s)", ev.Nick, ev.Room, ev.Reason))
+		if ev.Nick == m.ch.Nick() && m.in[ev.Room] { // kicked or banned
+			delete(m.in, ev.Room)
+			if m.room == ev.Room {
+				m.switchTo(codec.Lobby)
+				m.notice("you talk in " + codec.Lobby + " now")
+			}
+		}
 	case codec.TypePresence:
 		m.counts[ev.Room] = ev.Count
 		m.refresh()

@@ -43,6 +43,7 @@ type Identity struct {
 	Role    string    // role: for moderation
 	Expires time.Time // exp
 	Issued  time.Time // iat, zero when absent
+	ID      string    // jti, "" when absent: names the token for revoking it
 }
 
 // Verifier checks a token. A server always has one; Config.Keys empty
@@ -151,7 +152,10 @@ func (v *JWT) Verify(token string) (Identity, error) {
 	case c.Subject == "" || len(c.Subject) > MaxSubject || !utf8.ValidString(c.Subject):
 		return Identity{}, ErrBadToken
 	}
-	id := Identity{Subject: c.Subject, Name: c.Name, Rooms: c.Rooms, Role: c.Role, Expires: c.ExpiresAt.Time}
+	if len(c.ID) > MaxSubject {
+		return Identity{}, ErrBadToken
+	}
+	id := Identity{Subject: c.Subject, Name: c.Name, Rooms: c.Rooms, Role: c.Role, Expires: c.ExpiresAt.Time, ID: c.ID}
 	if id.Name == "" {
 		id.Name = c.Subject
 	}

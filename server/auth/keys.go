@@ -178,6 +178,7 @@ type Token struct {
 	Issuer   string
 	KeyID    string
 	TTL      time.Duration
+	ID       string // jti: names the token, for revoking it alone
 }
 
 // Sign makes a token signed with key (from LoadSigner) for alg. For
@@ -193,6 +194,7 @@ func Sign(alg string, key crypto.PrivateKey, t Token, now time.Time) (string, er
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(t.TTL))
 	c.Issuer = t.Issuer
+	c.ID = t.ID
 	if t.Audience != "" {
 		c.Audience = jwt.ClaimStrings{t.Audience}
 	}

@@ -96,7 +96,11 @@ func (h *Hub) handleRefresh(s *Session, req *codec.Request) error {
 		h.failedLogin(s)
 		return err
 	}
+	if err := h.mayHold(s.account, &id); err != nil {
+		return err
+	}
 	s.ident.Expires, s.ident.Rooms, s.ident.Role = id.Expires, id.Rooms, id.Role
+	s.ident.Issued, s.ident.ID = id.Issued, id.ID
 	s.expires = h.expiry(id.Expires)
 	if req.Ref != "" {
 		s.send(codec.MustEncode(&codec.Ack{Ref: req.Ref, Expires: id.Expires.UnixMilli()}))

@@ -3,7 +3,9 @@ package hub
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"parley/codec"
@@ -58,6 +60,9 @@ type governance struct {
 	// room, Unix ms; 0 when none is timed. Tick sweeps once it passes.
 	ends int64
 	list roomList
+
+	server moderation.Server              // the server-wide rules (serverban.go)
+	nets   atomic.Pointer[[]netip.Prefix] // the banned networks in force, for admission
 }
 
 func newGovernance(auditLen int) *governance {
@@ -66,6 +71,11 @@ func newGovernance(auditLen int) *governance {
 
 // RestoreRules gives the hub a room's rules from its store, before Start.
 func (h *Hub) RestoreRules(room string, data []byte) error {
+	if room == serverRulesKey {
+		h.gov.mu.Lock()
+		defer h.gov.mu.Unlock()
+		return h.restoreServerLocked(data)
+	}
 	var r moderation.Room
 	if err := json.Unmarshal(data, &r); err != nil {
 		return fmt.Errorf("the rules of room %q: %w", room, err)
@@ -254,6 +264,31 @@ func (h *Hub) hiddenFrom(s *Session, name string) bool {
 	return r != nil && r.Private && r.RoleOf(a.Account, a.Admin) < moderation.Operator
 }
 
+// rolesOf maps the nicks of page that are the room's owner or operators
+// to their role; nil when none is.
+func (h *Hub) rolesOf(room string, page []nickEntry) map[string]string {
+	if room == "" {
+		return nil
+	}
+	g := h.gov
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.rooms[room]
+	if r == nil {
+		return nil
+	}
+	var out map[string]string
+	for _, e := range page {
+		if role := r.RoleOf(e.account, false); role > moderation.Member {
+			if out == nil {
+				out = make(map[string]string)
+			}
+			out[e.nick] = role.String()
+		}
+	}
+	return out
+}
+
 // topicOf returns the room's topic frame, nil when it has none.
 func (h *Hub) topicOf(name string) []byte {
 	g := h.gov
@@ -320,4 +355,15 @@ func (h *Hub) expireLimits(now time.Time) {
 		}
 		g.noteEnd(r.NextEnd())
 	}
+	accounts, nets := g.server.Expire(ms)
+	for _, a := range accounts {
+		h.logActionLocked(codec.AuditEntry{Action: string(moderation.ActServerBanEnd), By: "server", Target: a})
+	}
+	for _, p := range nets {
+		h.logActionLocked(codec.AuditEntry{Action: string(moderation.ActServerBanEnd), By: "server", Target: p})
+	}
+	if len(accounts)+len(nets) > 0 {
+		h.saveServerLocked()
+	}
+	g.noteEnd(g.server.NextEnd())
 }

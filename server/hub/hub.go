@@ -235,8 +235,11 @@ func (h *Hub) Open(exec Loop, conn Conn, remote string) (*Session, []byte) {
 // bye to send it. Safe from any goroutine.
 func (h *Hub) Refuse(remote, limit string) []byte {
 	reason := codec.ReasonServerFull
-	if limit == LimitConnRate {
+	switch limit {
+	case LimitConnRate:
 		reason = codec.ReasonConnRate
+	case LimitBanned:
+		reason = codec.ReasonBanned
 	}
 	h.count.refused.add(limit)
 	h.warn.warn("refused-"+limit, "connection refused", "remote", remote, "reason", reason, "limit", limit)
@@ -247,6 +250,10 @@ func (h *Hub) Refuse(remote, limit string) []byte {
 // (--max-conn-rate-per-ip): a refusal over it is bye conn_rate, over any
 // other limit bye server_full.
 const LimitConnRate = "conn-rate-per-ip"
+
+// LimitBanned refuses a connection from an address an admin banned from
+// the server: bye banned.
+const LimitBanned = "banned"
 
 // Closed removes a session whose connection the transport closed, for the
 // cause the transport gives (nil when the hub closed it): from its rooms,
@@ -277,7 +284,8 @@ func (h *Hub) Closed(s *Session, cause error) {
 }
 
 // logout takes a logged-in session out of its rooms and the nick tables.
-// Unless it quit, its nick stays held for NickHold, for its resume token.
+// Unless it quit or was banned, its nick stays held for NickHold, for its
+// resume token.
 func (h *Hub) logout(s *Session, reason codec.Reason) {
 	for len(s.rooms) > 0 { // leave takes the room out of s.rooms
 		h.leave(s, s.rooms[len(s.rooms)-1], leftReason(reason))
@@ -286,7 +294,7 @@ func (h *Hub) logout(s *Session, reason codec.Reason) {
 	if !h.nicks.release(s.key, s) {
 		return // the account's other sessions keep the nick
 	}
-	hold := reason != codec.ReasonQuit && h.cfg.NickHold > 0 && h.holdNick(s)
+	hold := heldAfter(reason) && h.cfg.NickHold > 0 && h.holdNick(s)
 	h.broker.ReleaseNick(s.key, hold)
 }
 
@@ -317,10 +325,21 @@ func (h *Hub) connClosed() {
 	}
 }
 
+// heldAfter reports whether a session that ended for reason keeps its
+// nick held for a resume: not after quit, nor after a ban or a revoked
+// token, which its resume could not get past.
+func heldAfter(reason codec.Reason) bool {
+	switch reason {
+	case codec.ReasonQuit, codec.ReasonBanned, codec.ReasonTokenRevoked:
+		return false
+	}
+	return true
+}
+
 // leftReason maps why a session ended to the reason its rooms are told.
 func leftReason(r codec.Reason) codec.Reason {
 	switch r {
-	case codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonSlowConsumer, codec.ReasonShutdown:
+	case codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonSlowConsumer, codec.ReasonShutdown, codec.ReasonBanned:
 		return r
 	}
 	return codec.ReasonDisconnect
@@ -405,7 +424,7 @@ func init() {
 	for _, r := range []codec.Reason{
 		codec.ReasonQuit, codec.ReasonTimeout, codec.ReasonLoginTimeout, codec.ReasonShutdown,
 		codec.ReasonProtocolError, codec.ReasonServerFull, codec.ReasonSlowConsumer, codec.ReasonInternalError,
-		codec.ReasonFlood, codec.ReasonTokenExpired, codec.ReasonConnRate,
+		codec.ReasonFlood, codec.ReasonTokenExpired, codec.ReasonConnRate, codec.ReasonBanned, codec.ReasonTokenRevoked,
 	} {
 		byeFrames[r] = codec.MustEncode(&codec.Bye{Reason: r})
 	}

@@ -114,6 +114,14 @@ func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 		return h.handleRooms(s, req)
 	case codec.TypeAudit:
 		return h.handleAudit(s, req)
+	case codec.TypeServerBan, codec.TypeServerUnban:
+		return h.handleServerBan(s, req)
+	case codec.TypeServerBans:
+		return h.handleServerBans(s, req)
+	case codec.TypeRevoke:
+		return h.handleRevoke(s, req)
+	case codec.TypeLockdown:
+		return h.handleLockdown(s, req)
 	}
 	return fmt.Errorf("%w: %q", codec.ErrUnknownType, req.Type)
 }

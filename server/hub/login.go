@@ -16,8 +16,11 @@ func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
 		return codec.ErrAlreadyLoggedIn
 	}
 	name, err := h.loginName(s, req)
+	if err == nil {
+		err = h.mayLogin(s)
+	}
 	if err != nil {
-		s.account, s.expires = "", 0
+		s.account, s.ident, s.expires = "", nil, 0
 		return err
 	}
 	if h.holds.blocks(name.Key, req.Resume, s.account, h.mono()) {

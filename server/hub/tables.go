@@ -153,9 +153,9 @@ func (x nickIndex) sessions(key string) (out []*Session, nick, account string) {
 // online reports whether the nick key is online here.
 func (x nickIndex) online(key string) bool { return x.get(key) != nil }
 
-// nickEntry is a user in a who listing: its sort key (codec.SortKey) and
-// display nick.
-type nickEntry struct{ key, nick string }
+// nickEntry is a user in a who listing: its sort key (codec.SortKey),
+// display nick, and account when known here (for its role in the room).
+type nickEntry struct{ key, nick, account string }
 
 // whoPage sorts entries by key and cuts one page: at most limit nicks and at
 // most budget bytes of them, so the users frame stays under the frame size.

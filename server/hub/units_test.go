@@ -15,7 +15,7 @@ func TestWhoPagesLargeRooms(t *testing.T) {
 	entries := make([]nickEntry, 1200)
 	for i := range entries {
 		n := fmt.Sprintf("%04d%s", i, strings.Repeat("名", 28))
-		entries[i] = nickEntry{n, n}
+		entries[i] = nickEntry{key: n, nick: n}
 	}
 	nicks, more := whoPage(entries, codec.WhoPage, codec.DefaultMaxFrame-1024)
 	if !more || len(nicks) == 0 || len(nicks) > codec.WhoPage {

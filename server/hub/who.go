@@ -71,7 +71,7 @@ func (h *Hub) sendMembers(s *Session, req *codec.Request, afterKey string, membe
 	var entries []nickEntry
 	for _, m := range members {
 		if k := codec.SortKey(m.Nick); k > afterKey {
-			entries = append(entries, nickEntry{k, m.Nick})
+			entries = append(entries, nickEntry{key: k, nick: m.Nick})
 		}
 	}
 	h.sendUsers(s, req, entries, len(members))
@@ -85,18 +85,21 @@ func (r *room) membersAfter(afterKey string) ([]nickEntry, int) {
 	out := make([]nickEntry, 0, len(r.members))
 	for _, m := range r.members {
 		if m.order > afterKey {
-			out = append(out, nickEntry{m.order, m.nick})
+			out = append(out, nickEntry{key: m.order, nick: m.nick, account: m.account})
 		}
 	}
 	for _, m := range r.remote {
 		if k := codec.SortKey(m.Nick); k > afterKey {
-			out = append(out, nickEntry{k, m.Nick})
+			out = append(out, nickEntry{key: k, nick: m.Nick})
 		}
 	}
 	return out, r.count()
 }
 
+// sendUsers answers who with a page of entries, and the roles of the
+// page's members who hold one in the room.
 func (h *Hub) sendUsers(s *Session, req *codec.Request, entries []nickEntry, count int) {
 	nicks, more := whoPage(entries, codec.WhoPage, h.cfg.MaxFrame-1024)
-	s.send(codec.MustEncode(&codec.Users{Room: req.Room, Count: count, Nicks: nicks, More: more, Ref: req.Ref}))
+	roles := h.rolesOf(req.Room, entries[:len(nicks)]) // whoPage sorted entries: the page is their start
+	s.send(codec.MustEncode(&codec.Users{Room: req.Room, Count: count, Nicks: nicks, More: more, Roles: roles, Ref: req.Ref}))
 }

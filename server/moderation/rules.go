@@ -113,24 +113,19 @@ func (r *Room) Keep() bool {
 // Expire drops the bans, mutes and invitations that ended by now, and
 // reports those it dropped, for the audit log.
 func (r *Room) Expire(now int64) (bans, mutes []string) {
-	for a, l := range r.Bans {
+	expire(r.Invites, now)
+	return expire(r.Bans, now), expire(r.Mutes, now)
+}
+
+// expire drops the limits of m that ended by now and returns their keys.
+func expire(m map[string]Limit, now int64) (ended []string) {
+	for k, l := range m {
 		if !l.holds(now) {
-			delete(r.Bans, a)
-			bans = append(bans, a)
+			delete(m, k)
+			ended = append(ended, k)
 		}
 	}
-	for a, l := range r.Mutes {
-		if !l.holds(now) {
-			delete(r.Mutes, a)
-			mutes = append(mutes, a)
-		}
-	}
-	for a, l := range r.Invites {
-		if !l.holds(now) {
-			delete(r.Invites, a)
-		}
-	}
-	return bans, mutes
+	return ended
 }
 
 // NextEnd is the earliest end of a timed ban, mute or invitation, 0 if
@@ -166,6 +161,8 @@ const (
 	// ActBanEnd and ActMuteEnd are logged when a timed ban or mute ends.
 	ActBanEnd  Action = "ban_end"
 	ActMuteEnd Action = "mute_end"
+	// ActServerBanEnd is logged when a timed server ban ends.
+	ActServerBanEnd Action = "server_ban_end"
 )
 
 // needs is the role each action asks of its actor.

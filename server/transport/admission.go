@@ -48,6 +48,9 @@ func (a *admission) admit(remote string) string {
 	if a.h.Draining() {
 		return limitShutdown
 	}
+	if a.h.AddressBanned(remote) {
+		return hub.LimitBanned
+	}
 	ip := hub.IPKey(remote)
 	a.mu.Lock()
 	ok := a.rate.allow(ip)
@@ -77,7 +80,8 @@ const refuseWrite = 100 * time.Millisecond
 
 // admitListener admits each connection of an HTTP listener as it is
 // accepted, before net/http reads a byte of it, and refuses the others at
-// once: a plain refusal gets a bare 503 (429 for the rate), written
+// once: a plain refusal gets a bare 503 (429 for the rate, 403 for an
+// address an admin banned), written
 // without waiting.
 type admitListener struct {
 	net.Listener
@@ -101,8 +105,11 @@ func (l *admitListener) Accept() (net.Conn, error) {
 		}
 		if !l.tls {
 			status := "503 Service Unavailable"
-			if limit == LimitConnRate {
+			switch limit {
+			case LimitConnRate:
 				status = "429 Too Many Requests"
+			case hub.LimitBanned:
+				status = "403 Forbidden"
 			}
 			_ = c.SetWriteDeadline(time.Now().Add(refuseWrite))
 			_, _ = c.Write([]byte("HTTP/1.1 " + status + "\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))

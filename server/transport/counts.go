@@ -1,6 +1,10 @@
 package transport
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"parley/server/hub"
+)
 
 // Names are the ways a session connects, the values of the transport
 // label of the connection metrics, indexed by TCP, TLS and WS.
@@ -15,7 +19,7 @@ const (
 
 // RefusalLimits are the limits a connection is refused for (hub.Refuse),
 // the values of parley_connections_refused_total's limit label.
-var RefusalLimits = []string{"max-conns", "max-conns-per-ip", LimitConnRate, LimitMaxHTTPConns}
+var RefusalLimits = []string{"max-conns", "max-conns-per-ip", LimitConnRate, LimitMaxHTTPConns, hub.LimitBanned}
 
 // Counts counts connections by transport. Safe from any goroutine.
 type Counts struct {

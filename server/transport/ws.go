@@ -42,6 +42,8 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 	codec.ReasonTimeout:       4000,
 	codec.ReasonLoginTimeout:  4001,
 	codec.ReasonTokenExpired:  4002,
+	codec.ReasonBanned:        4003,
+	codec.ReasonTokenRevoked:  4004,
 }
 
 func (c *wsCodec) midMessage() bool { return len(c.msg) > 0 }

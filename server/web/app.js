@@ -26,7 +26,7 @@
     const map = kind === "room" ? state.rooms : state.dms;
     let v = map.get(name);
     if (!v) {
-      v = { kind, name, msgs: [], seqs: new Set(), unread: 0, mentions: 0, epoch: "", seq: 0, members: new Set(), count: 0, complete: false, more: true, loaded: false };
+      v = { kind, name, msgs: [], seqs: new Set(), unread: 0, mentions: 0, epoch: "", seq: 0, members: new Set(), roles: {}, topic: "", count: 0, complete: false, more: true, loaded: false };
       map.set(name, v);
     }
     return v;
@@ -172,6 +172,10 @@
     not_stored: "Delivered, but the server could not store it.",
     unavailable: "The server could not confirm it (it may have arrived).",
     offline: "Not connected: it was not sent.",
+    forbidden: "You do not hold the role that takes: ask the room's owner or an operator.",
+    banned: "You are banned from that room.",
+    muted: "You are muted in this room: you can read, not say.",
+    invite_only: "That room is private: it takes invitations only.",
     disconnected: "The connection dropped before the server answered.",
   };
   const human = (err) => HUMAN[err.code] || (err.code ? err.code + ": " : "") + err.message;
@@ -183,7 +187,11 @@
       case "welcome": return welcomed(ev);
       case "msg": return ev.room ? roomMsg(ev, "live") : dmMsg(ev, "live");
       case "joined": return memberChange(ev.room, ev.nick, true);
-      case "left": return memberChange(ev.room, ev.nick, false, ev.reason);
+      case "left":
+        if (ev.nick === state.nick) return removed(ev);
+        return memberChange(ev.room, ev.nick, false, ev.reason);
+      case "mod": return moderated(ev);
+      case "topic": return topicChanged(ev);
       case "presence": { const v = view("room", ev.room); v.count = ev.count; v.complete = false; return notice(v, ev.room + ": " + ev.count + " members (+" + ev.joined + " joined, -" + ev.left + " left)"); }
       case "gap": return fillGap(ev);
       case "recovered":
@@ -220,6 +228,7 @@
       notice(lobby, "welcome, " + ev.nick + ": " + (ev.online ? ev.online + (ev.online === 1 ? " other user" : " other users") + " online" : "nobody else is online") + ". Type /help for commands.");
       loadHistory(lobby);
       refreshMembers(lobby);
+      listRooms();
     }
     if (!first || restored) rejoin(restored);
     catchUpDMs(ev);
@@ -372,6 +381,50 @@
     render();
   }
 
+  // removed: an operator kicked or banned this session from a room.
+  function removed(ev) {
+    state.rooms.delete(ev.room);
+    if (state.current.kind === "room" && state.current.name === ev.room) select("room", LOBBY);
+    notice(view("room", LOBBY), "you were removed from " + ev.room + " (" + ev.reason + ")", "lost");
+  }
+
+  const MOD_WORDS = { kick: "kicked", ban: "banned", unban: "unbanned", mute: "muted", unmute: "unmuted", op: "made an operator", deop: "no longer an operator", invite: "invited", uninvite: "uninvited" };
+  function moderated(ev) {
+    const v = view("room", ev.room);
+    let text;
+    if (ev.action === "private") text = ev.by + " made " + ev.room + " private: invitations only";
+    else if (ev.action === "public") text = ev.by + " opened " + ev.room + " to everyone";
+    else text = ev.nick + " " + (MOD_WORDS[ev.action] || ev.action) + " by " + ev.by;
+    if (ev.until) text += " until " + new Date(ev.until).toLocaleString();
+    if (ev.reason) text += ": " + ev.reason;
+    notice(v, text, "mod");
+    if (ev.action === "op" || ev.action === "deop") refreshMembers(v);
+  }
+
+  function topicChanged(ev) {
+    const v = view("room", ev.room);
+    const was = v.topic;
+    v.topic = ev.topic;
+    if (was !== ev.topic || !v.loaded) notice(v, ev.topic ? "topic: " + ev.topic + (ev.by ? " (set by " + ev.by + ")" : "") : "no topic now", "mod");
+    render();
+  }
+
+  async function listRooms() {
+    const list = await request({ type: "rooms", limit: 50 }).catch(() => null);
+    if (!list) return;
+    const items = list.rooms.map((r) => {
+      const el = li(undefined, "public-room");
+      el.dataset.name = r.room;
+      el.append(span("", "#" + r.room + " (" + r.count + ")"));
+      if (r.topic) el.append(span("room-topic", r.topic));
+      el.title = "join " + r.room;
+      el.onclick = () => submit("/join " + r.room);
+      return el;
+    });
+    if (list.more) items.push(li("and " + (list.total - list.rooms.length) + " more", "more"));
+    $("public-rooms").replaceChildren(...items);
+  }
+
   function summary(e) {
     const names = (list) => list.length <= 4 ? list.join(", ") : list.slice(0, 3).join(", ") + " and " + (list.length - 3) + " others";
     const parts = [];
@@ -429,6 +482,7 @@
     const users = await request({ type: "who", room: v.name }).catch(() => null);
     if (!users) return;
     v.members = new Set(users.nicks);
+    v.roles = users.roles || {};
     v.complete = !users.more;
     v.count = v.complete ? v.members.size : users.count;
     render();
@@ -436,7 +490,23 @@
 
   // What the user types.
 
-  const HELP = "/join room · /leave [room] · /dm nick text · /me action · /who [room] · /quit; anything else is said where you are";
+  const HELP = "/join room · /leave [room] · /dm nick text · /me action · /who [room] · /rooms · /quit; anything else is said where you are. " +
+    "In a room you run: /kick nick [why] · /ban nick [time like 10m] [why] · /unban nick · /mute nick [time] [why] · /unmute nick · /op nick · /deop nick · /invite nick · /private on|off · /topic text (- clears)";
+
+  // moderate sends a moderation request about nick in the current room:
+  // rest is [time] [why], as /help says.
+  async function moderate(v, action, nick, rest) {
+    if (!nick || v.kind !== "room") { notice(v, "/" + action + " nick, in a room", "lost"); return false; }
+    const req = { type: action, room: v.name, nick };
+    const m = /^(\d+)([smhd])\b\s*(.*)$/.exec(rest);
+    if (m && (action === "ban" || action === "mute" || action === "invite")) {
+      req.duration = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]];
+      rest = m[3];
+    }
+    if (rest && (action === "kick" || action === "ban" || action === "mute")) req.reason = rest;
+    await request(req);
+    return true;
+  }
 
   // submit runs a line; it resolves true when the line was taken (sent,
   // or a command done), false when the input should keep it.
@@ -463,6 +533,17 @@
           notice(v, (room && room !== "*" ? room : "online") + " (" + users.count + "): " + users.nicks.join(", ") + (users.more ? ", …" : ""));
           return true;
         }
+        case "/kick": case "/ban": case "/unban": case "/mute": case "/unmute": case "/op": case "/deop": case "/invite": case "/uninvite":
+          return await moderate(v, cmd.slice(1), rest[0], rest.slice(1).join(" "));
+        case "/topic":
+          if (v.kind !== "room" || !arg) { notice(v, "/topic text, in a room (/topic - clears it)", "lost"); return false; }
+          await request({ type: "topic", room: v.name, topic: arg === "-" ? "" : arg });
+          return true;
+        case "/private":
+          if (v.kind !== "room" || (arg !== "on" && arg !== "off")) { notice(v, "/private on|off, in a room", "lost"); return false; }
+          await request({ type: "private", room: v.name, private: arg === "on" });
+          return true;
+        case "/rooms": await listRooms(); $("side").classList.add("open"); return true;
         case "/quit": state.quitting = true; forget(); send({ type: "quit" }); return true;
         case "/help": notice(v, HELP); return true;
       }
@@ -686,10 +767,12 @@
     $("menu-badge").textContent = c.hidden ? String(c.hidden) : "";
     $("menu-badge").classList.toggle("mentioned", c.hiddenMentions > 0);
     $("title").textContent = (v.kind === "room" ? "#" + v.name : "@" + v.name) + " · " + state.nick;
+    $("topic").textContent = v.kind === "room" ? v.topic : "";
     sideList($("rooms"), state.rooms, "room", (n) => "#" + n);
     sideList($("dms"), state.dms, "dm", (n) => "@" + n);
     const names = [...v.members].sort();
-    const members = names.map((n) => { const el = li(n); el.classList.add(...nickClass(n).split(" ")); return el; });
+    const mine = v.roles[state.nick];
+    const members = names.map((n) => memberItem(v, n, mine));
     const unlisted = v.count - names.length;
     if (v.kind === "room" && unlisted > 0) members.push(li("and " + unlisted + " more", "more"));
     $("members").replaceChildren(...(v.kind === "room" ? members : []));
@@ -703,6 +786,28 @@
     if (scrollToEnd || wasAtEnd) { list.scrollTop = list.scrollHeight; state.newBelow = false; }
     $("new-below").hidden = !state.newBelow;
     saveSoon();
+  }
+
+  // memberItem is one member of the list: its nick, its role, and for an
+  // owner or operator looking, the actions it may take on it (the server
+  // checks them again).
+  const RANK = { owner: 2, operator: 1 };
+  function memberItem(v, nick, mine) {
+    const el = li(undefined, "member");
+    el.dataset.nick = nick;
+    el.append(span(nickClass(nick), nick));
+    const role = v.roles[nick];
+    if (role) el.append(span("role", role === "owner" ? " owner" : " op"));
+    if (!mine || nick === state.nick || (RANK[role] || 0) >= RANK[mine]) return el;
+    const acts = ["kick", "mute", "ban"];
+    if (mine === "owner") acts.push(role === "operator" ? "deop" : "op");
+    for (const a of acts) {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "mod " + a; b.textContent = a; b.title = a + " " + nick;
+      b.onclick = () => { moderate(v, a, nick, "").catch((err) => notice(v, human(err), "lost")); };
+      el.append(b);
+    }
+    return el;
   }
 
   function line(m) {
@@ -788,6 +893,7 @@
   $("join-form").addEventListener("submit", (e) => { e.preventDefault(); const r = $("join-room"); submit("/join " + r.value); r.value = ""; });
   $("dm-form").addEventListener("submit", (e) => { e.preventDefault(); const n = $("dm-nick"); openDM(n.value.trim()); n.value = ""; });
   $("menu").addEventListener("click", () => $("side").classList.toggle("open"));
+  $("list-rooms").addEventListener("click", () => listRooms());
   $("new-below").addEventListener("click", () => { state.newBelow = false; render(true); });
   $("messages").addEventListener("scroll", () => {
     if ($("messages").scrollTop === 0) loadHistory(currentView());

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+
+	"parley/server"
+	"parley/server/servertest"
+)
+
+// TestTUIGovernsARoom: in the full-screen chat, the owner of a room sets
+// its topic, names an operator, sees the roles in /who, lists the rooms,
+// bans someone, who is told and kept out, and reads the audit log; the
+// member in line mode sees each action as the room is told of it.
+func TestTUIGovernsARoom(t *testing.T) {
+	bin := buildBinary(t)
+	dir := keygen(t)
+	token := func(sub string) string { return writeToken(t, dir, sub+".jwt", mintToken(t, dir, "--sub", sub)) }
+	addr := servertest.Start(t, server.Config{AuthKeys: []string{filepath.Join(dir, "app.pub")}, RateLimit: -1}).Addr().String()
+
+	amy := startPane(t, 100, 30, bin+" chat --addr "+addr+" --token-file "+token("amy"))
+	amy.waitScreen("welcome, amy")
+	amy.keys("/join den", "Enter")
+	amy.waitScreen("den (1 member) · connected")
+	bob := startChat(t, "--addr", addr, "--token-file", token("bob"), "--plain")
+	bob.waitOutput(t, "* welcome, bob")
+	bob.say(t, "/join den")
+	amy.waitScreen("bob joined den")
+	eve := startChat(t, "--addr", addr, "--token-file", token("eve"), "--plain")
+	eve.waitOutput(t, "* welcome, eve")
+	eve.say(t, "/join den")
+	amy.waitScreen("eve joined den")
+
+	amy.keys("/topic all things den", "Enter")
+	bob.waitOutput(t, "* den topic: all things den (set by amy)")
+	bob.say(t, "/topic mine now")
+	bob.waitOutput(t, "! forbidden:")
+	amy.keys("/op bob", "Enter")
+	bob.waitOutput(t, "* amy made bob an operator of den")
+	amy.keys("/who", "Enter")
+	amy.waitScreen("den (3): amy (owner), bob (op), eve")
+	amy.keys("/rooms", "Enter")
+	amy.waitScreen("den (3): all things den")
+
+	bob.say(t, "/ban eve 1h spam")
+	eve.waitOutput(t, "* eve was banned from den by bob until")
+	eve.waitOutput(t, "* eve left den (ban)")
+	amy.waitScreen("eve left den (ban)")
+	eve.say(t, "/join den")
+	eve.waitOutput(t, "! banned:")
+	amy.keys("/audit", "Enter")
+	amy.waitScreen("amy topic", "amy op bob", "bob ban eve until")
+	amy.keys("/help", "Enter")
+	amy.waitScreen("/kick nick [why]")
+}
