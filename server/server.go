@@ -74,13 +74,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	var b broker.Broker = broker.NewLocal()
+	hc := cfg.hubConfig()
 	if cfg.NATS != "" {
-		b = natsbroker.New(natsbroker.Config{
+		nb := natsbroker.New(natsbroker.Config{
 			URL: cfg.NATS, NodeID: cfg.NodeID, ClusterName: cfg.ClusterName,
 			Heartbeat: cfg.NodeHeartbeat, Logger: cfg.Logger, QueueLen: cfg.busQueueLen, PingInterval: cfg.busPingInterval, LogLen: cmp.Or(cfg.busLogLen, max(cfg.HistoryLen, 1)), LogBytes: cfg.HistoryBytes,
+			AuditLen: cfg.AuditLen,
 		})
+		b, hc.Rules = nb, nb // the cluster keeps the rules and the audit log
 	}
-	hc := cfg.hubConfig()
 	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{})}
 	if err := srv.setupSecurity(&hc); err != nil {
 		return nil, err

@@ -24,6 +24,9 @@ type User struct {
 	Key  string `json:"key"`            // identity key (codec.Name.Key)
 	Nick string `json:"nick"`           // display nick
 	Node string `json:"node,omitempty"` // the node it is on, when another
+	// Account is its account's identity key; "" for a nick login. Room
+	// governance acts on accounts.
+	Account string `json:"account,omitempty"`
 }
 
 // Message is a room message to sequence.
@@ -136,6 +139,31 @@ type Broker interface {
 	// changes if that log starts again. It is empty when the broker keeps
 	// no log (Local): the hub's own history is then the room's only one.
 	Epoch(room string) string
+
+	// Moderated tells the other nodes of a moderation action taken here,
+	// for their members and sessions (Handler.Moderated). It only
+	// enqueues: the caller may hold the governance table's lock.
+	Moderated(m ModNotice)
+	// RoomCounts returns the members other nodes last reported for their
+	// rooms, for the room list; nil on a single node.
+	RoomCounts() []RoomCount
+}
+
+// ModNotice is a moderation action in a room, as the other nodes act on
+// it: the frame its members there get, and the account (or, for a nick
+// login, the nick key) whose sessions leave the room, with the reason.
+type ModNotice struct {
+	Room    string       `json:"room"`
+	Frame   []byte       `json:"frame,omitempty"`
+	Account string       `json:"account,omitempty"`
+	Key     string       `json:"key,omitempty"`
+	Eject   codec.Reason `json:"eject,omitempty"` // kick or ban; "" when nobody leaves
+}
+
+// RoomCount is a room's members on one node.
+type RoomCount struct {
+	Room  string `json:"room"`
+	Count int    `json:"count"`
 }
 
 // Handler is the hub, as a broker sees it. Every method is safe from any
@@ -175,6 +203,20 @@ type Handler interface {
 	LocalRooms() []string
 	// LocalNick returns the display nick of the local user with key.
 	LocalNick(key string) (string, bool)
+
+	// RulesChanged replaces the rules kept under key (a room's name, or
+	// the server-wide rules' key) with data, as the hub wrote them
+	// (RulesStore.SaveRules) here or on another node; nil data: none. The
+	// hub enforces them on its sessions.
+	RulesChanged(key string, data []byte)
+	// Audited adds an audit entry, numbered by the cluster, to the
+	// hub's audit log: in the cluster's order, each once.
+	Audited(e codec.AuditEntry)
+	// Moderated applies another node's moderation action (Broker.Moderated).
+	Moderated(m ModNotice)
+	// LocalRoomCounts lists the rooms with members on this node, and how
+	// many, for the other nodes' room lists.
+	LocalRoomCounts() []RoomCount
 }
 
 // Stats describes a node's view of its cluster.

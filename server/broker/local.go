@@ -70,6 +70,12 @@ func (l *Local) SendDM(_, toNick, _, _ string, _ int64, done func(error)) {
 // Members has no other node to ask.
 func (l *Local) Members(_ string, done func([]User)) { done(nil) }
 
+// Moderated has nobody to tell.
+func (l *Local) Moderated(ModNotice) {}
+
+// RoomCounts is nil: there is no other node.
+func (l *Local) RoomCounts() []RoomCount { return nil }
+
 // Epoch is empty: a single node keeps no log besides the hub's history.
 func (l *Local) Epoch(string) string { return "" }
 

@@ -105,7 +105,9 @@ func (f *fakeBroker) SendDM(_, _, _, _ string, _ int64, done func(error)) {
 	f.dms = append(f.dms, done)
 	f.mu.Unlock()
 }
-func (f *fakeBroker) Epoch(string) string { return "fake" }
+func (f *fakeBroker) Epoch(string) string            { return "fake" }
+func (f *fakeBroker) Moderated(broker.ModNotice)     {}
+func (f *fakeBroker) RoomCounts() []broker.RoomCount { return nil }
 func (f *fakeBroker) ReadLog(_ string, _ uint64, _ int, done func([]broker.Logged, error)) {
 	done(nil, nil)
 }

@@ -19,23 +19,31 @@ import (
 // checks on join, say and who; the moderation requests, one handler per
 // kind (moderate.go); and the audit log.
 
-// RulesStore keeps the rooms' rules and the audit log beyond the process
-// (a single node's --data-dir, parley/server/store). Its methods are
-// called under the rules table's lock: they must not block.
+// RulesStore keeps the rooms' rules and the audit log beyond the process,
+// and orders the log: a single node's --data-dir (parley/server/store),
+// or a cluster's broker (parley/server/natsbroker), which shares both
+// with the other nodes and hands them back through broker.Handler. Its
+// methods are called under the rules table's lock: they must not block.
 type RulesStore interface {
-	// SaveRules replaces room's rules with data (moderation.Room as JSON),
-	// or forgets them when data is nil.
-	SaveRules(room string, data []byte)
-	// AppendAudit keeps an audit entry, and at most keep of them.
-	AppendAudit(e codec.AuditEntry, keep int)
+	// SaveRules replaces the rules under key (a room's name, or
+	// serverRulesKey) with data (moderation.Room or moderation.Server as
+	// JSON), or forgets them when data is nil.
+	SaveRules(key string, data []byte)
+	// AppendAudit adds an action to the audit log: numbered and appended
+	// to log at once (log.Append) and kept, or, in a cluster, handed back
+	// numbered in the cluster's order (broker.Handler.Audited).
+	AppendAudit(e codec.AuditEntry, log *moderation.AuditLog)
 }
 
-// MemoryRules is the RulesStore of a hub without a store: the rules live
-// in the hub's memory only.
+// MemoryRules is the RulesStore of a hub without a store: the rules and
+// the audit log live in the hub's memory only.
 type MemoryRules struct{}
 
-func (MemoryRules) SaveRules(string, []byte)          {}
-func (MemoryRules) AppendAudit(codec.AuditEntry, int) {}
+// SaveRules keeps nothing: the hub's table is all there is.
+func (MemoryRules) SaveRules(string, []byte) {}
+
+// AppendAudit appends e to log.
+func (MemoryRules) AppendAudit(e codec.AuditEntry, log *moderation.AuditLog) { log.Append(e) }
 
 // Flood budget, in frames, of the governance requests: each writes the
 // rules, the audit log and the store, and tells a room.
@@ -69,22 +77,21 @@ func newGovernance(auditLen int) *governance {
 	return &governance{rooms: make(map[string]*moderation.Room), audit: moderation.NewAuditLog(auditLen, nil)}
 }
 
-// RestoreRules gives the hub a room's rules from its store, before Start.
-func (h *Hub) RestoreRules(room string, data []byte) error {
-	if room == serverRulesKey {
-		h.gov.mu.Lock()
-		defer h.gov.mu.Unlock()
-		return h.restoreServerLocked(data)
-	}
-	var r moderation.Room
-	if err := json.Unmarshal(data, &r); err != nil {
-		return fmt.Errorf("the rules of room %q: %w", room, err)
-	}
+// RestoreRules gives the hub the rules kept under key (a room's name, or
+// the server-wide rules' key) in its store, before Start; nil data: none.
+func (h *Hub) RestoreRules(key string, data []byte) error {
 	g := h.gov
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rooms[room] = &r
-	g.noteEnd(r.NextEnd())
+	var err error
+	if key == serverRulesKey {
+		err = h.restoreServerLocked(data)
+	} else {
+		err = h.restoreRoomLocked(key, data)
+	}
+	if err != nil {
+		return fmt.Errorf("the rules under %q: %w", key, err)
+	}
 	return nil
 }
 
@@ -129,8 +136,7 @@ func (h *Hub) logActionLocked(e codec.AuditEntry) {
 	if st := h.broker.Stats(); st != nil {
 		e.Node = st.Node
 	}
-	e = h.gov.audit.Append(e)
-	h.cfg.Rules.AppendAudit(e, h.cfg.AuditLen)
+	h.cfg.Rules.AppendAudit(e, h.gov.audit)
 	h.count.moderation.add(e.Action)
 }
 
@@ -140,8 +146,9 @@ func actor(s *Session) moderation.Actor {
 }
 
 // claimRoom makes s's account the owner of the room called name, which
-// s is creating (it did not exist here), unless the room has rules
-// already or s has no account. Loop goroutine of s.
+// s is creating (no member anywhere, no message), unless the room has
+// rules already or s has no account. Loop goroutine of s, the room's
+// lock held.
 func (h *Hub) claimRoom(s *Session, name string) {
 	if s.account == "" || name == codec.Lobby {
 		return
@@ -323,6 +330,15 @@ func (h *Hub) refreshLimitedLocked(r *room) {
 	g.mu.Unlock()
 }
 
+// logEndsLocked logs the end of each timed limit, with the end it had:
+// every node of a cluster logs it, and the cluster keeps it once
+// (natsbroker's AppendAudit). g.mu held.
+func (h *Hub) logEndsLocked(act moderation.Action, room string, ended []moderation.Ended) {
+	for _, e := range ended {
+		h.logActionLocked(codec.AuditEntry{Action: string(act), Room: room, By: "server", Target: e.Key, Until: e.Until})
+	}
+}
+
 // expireLimits ends the bans, mutes and invitations whose time is up,
 // once the earliest end has passed, logging each ban's and mute's end.
 // Ticker goroutine.
@@ -343,12 +359,8 @@ func (h *Hub) expireLimits(now time.Time) {
 	g.ends = 0
 	for name, r := range g.rooms {
 		bans, mutes := r.Expire(ms)
-		for _, a := range bans {
-			h.logActionLocked(codec.AuditEntry{Action: string(moderation.ActBanEnd), Room: name, By: "server", Target: a})
-		}
-		for _, a := range mutes {
-			h.logActionLocked(codec.AuditEntry{Action: string(moderation.ActMuteEnd), Room: name, By: "server", Target: a})
-		}
+		h.logEndsLocked(moderation.ActBanEnd, name, bans)
+		h.logEndsLocked(moderation.ActMuteEnd, name, mutes)
 		if len(bans)+len(mutes) > 0 {
 			h.saveRulesLocked(name, r)
 			changed = append(changed, name)
@@ -356,12 +368,8 @@ func (h *Hub) expireLimits(now time.Time) {
 		g.noteEnd(r.NextEnd())
 	}
 	accounts, nets := g.server.Expire(ms)
-	for _, a := range accounts {
-		h.logActionLocked(codec.AuditEntry{Action: string(moderation.ActServerBanEnd), By: "server", Target: a})
-	}
-	for _, p := range nets {
-		h.logActionLocked(codec.AuditEntry{Action: string(moderation.ActServerBanEnd), By: "server", Target: p})
-	}
+	h.logEndsLocked(moderation.ActServerBanEnd, "", accounts)
+	h.logEndsLocked(moderation.ActServerBanEnd, "", nets)
 	if len(accounts)+len(nets) > 0 {
 		h.saveServerLocked()
 	}

@@ -57,6 +57,9 @@ func (h *Hub) allowJoin(s *Session) bool {
 // of its account is a member already. Loop goroutine of s; r.mu held.
 func (h *Hub) enterRoomLocked(s *Session, r *room) {
 	before := r.count()
+	if before == 0 && r.seq == 0 && len(r.hist) == 0 { // the room did not exist, here or elsewhere
+		h.claimRoom(s, r.name)
+	}
 	r.perLoop[s.loop.index]++
 	s.loop.push(item{kind: itemAdd, room: r, to: s})
 	s.rooms.add(r)
@@ -66,7 +69,7 @@ func (h *Hub) enterRoomLocked(s *Session, r *room) {
 	}
 	r.members[s.key] = &member{nick: s.nick, order: s.order, account: s.account, sessions: 1}
 	h.announceLocked(r, before, true, func() []byte { return joinedFrame(s.nick, r.name) }, s)
-	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick})
+	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick, Account: s.account})
 }
 
 // The frames of joins, leaves and direct messages, built in one place for
@@ -118,13 +121,9 @@ func (h *Hub) join(s *Session, name, ref string, rs *resume, retried bool) error
 		h.unjoin(name, retried)
 		return codec.ErrTooManyRooms
 	}
-	created := false
-	r := h.rooms.acquire(name, func(name string) *room { created = true; return h.newRoom(name) })
+	r := h.rooms.acquire(name, h.newRoom)
 	if retried {
 		r.joining--
-	}
-	if created {
-		h.claimRoom(s, name)
 	}
 	h.refreshLimitedLocked(r)
 	if wait := h.replayWaitLocked(s, r, rs); wait > 0 {

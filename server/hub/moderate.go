@@ -7,6 +7,7 @@ import (
 
 	"parley/codec"
 	"parley/server/auth"
+	"parley/server/broker"
 	"parley/server/moderation"
 )
 
@@ -49,11 +50,11 @@ func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
 	case req.Duration != nil:
 		return fmt.Errorf("%w: duration is for ban, mute and invite", codec.ErrBadRequest)
 	}
-	t, err := h.resolveTarget(req)
+	r := h.rooms.get(name)
+	t, err := h.resolveTarget(req, r)
 	if err != nil {
 		return err
 	}
-	r := h.rooms.get(name)
 	if t.key == "" && r != nil {
 		t.key, t.nick = r.memberByAccount(t.account, t.nick)
 	}
@@ -68,20 +69,23 @@ func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
 		return err
 	}
 	h.refreshLimited(name)
-	h.tellRoom(r, &codec.Mod{Room: name, Action: string(act), Nick: t.nick, By: s.nick, Reason: req.Reason, Until: until})
+	notice := broker.ModNotice{Room: name, Frame: h.tellRoom(r, &codec.Mod{Room: name, Action: string(act), Nick: t.nick, By: s.nick, Reason: req.Reason, Until: until})}
 	switch act {
 	case moderation.ActKick:
 		h.eject(name, t, codec.ReasonKick)
+		notice.Account, notice.Key, notice.Eject = t.account, t.key, codec.ReasonKick
 	case moderation.ActBan:
-		h.eject(name, t, codec.ReasonBan)
+		h.enforceRoom(name) // the other nodes enforce the rules they receive
 	}
+	h.broker.Moderated(notice)
 	h.ack(s, req.Ref, 0)
 	return nil
 }
 
 // resolveTarget finds the account a request names: by account (a
-// token's sub, online or not) or by the nick of a user online here.
-func (h *Hub) resolveTarget(req *codec.Request) (target, error) {
+// token's sub, online or not) or by the nick of a user online here or a
+// member of r (nil: not live here) on another node.
+func (h *Hub) resolveTarget(req *codec.Request, r *room) (target, error) {
 	switch {
 	case req.Account != "" && req.Nick != "":
 		return target{}, fmt.Errorf("%w: name the target by nick or by account, not both", codec.ErrBadRequest)
@@ -98,11 +102,13 @@ func (h *Hub) resolveTarget(req *codec.Request) (target, error) {
 		if err != nil {
 			return target{}, err
 		}
-		sessions, nick, account := h.nicks.sessions(n.Key)
-		if len(sessions) == 0 {
-			return target{}, fmt.Errorf("%w (name an account to act on one that is offline)", codec.NotOnline(codec.ErrNoSuchUser, n.Display))
+		if sessions, nick, account := h.nicks.sessions(n.Key); len(sessions) > 0 {
+			return target{account: account, key: n.Key, nick: nick}, nil
 		}
-		return target{account: account, key: n.Key, nick: nick}, nil
+		if u, ok := r.remoteMember(n.Key); ok {
+			return target{account: u.Account, key: n.Key, nick: u.Nick}, nil
+		}
+		return target{}, fmt.Errorf("%w (name an account to act on one that is offline)", codec.NotOnline(codec.ErrNoSuchUser, n.Display))
 	}
 	return target{}, fmt.Errorf("%w: nick or account is required", codec.ErrBadRequest)
 }
@@ -149,16 +155,17 @@ func (h *Hub) changeRules(s *Session, name string, act moderation.Action, accoun
 	return nil
 }
 
-// tellRoom sends a notice to every member of r here, the actor included;
-// r may be nil (the room is not live here).
-func (h *Hub) tellRoom(r *room, m codec.Message) {
-	if r == nil {
-		return
-	}
+// tellRoom sends a notice to every member of r here, the actor included
+// (r may be nil: the room is not live here), and returns its frame, for
+// the other nodes' members.
+func (h *Hub) tellRoom(r *room, m codec.Message) []byte {
 	frame := codec.MustEncode(m)
-	r.mu.Lock()
-	r.publishLocked(h, frame, nil)
-	r.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+		r.publishLocked(h, frame, nil)
+		r.mu.Unlock()
+	}
+	return frame
 }
 
 // eject takes the sessions of t out of the room called name, each on its
@@ -170,7 +177,7 @@ func (h *Hub) eject(name string, t target, reason codec.Reason) {
 	}
 	sessions, _, _ := h.nicks.sessions(t.key)
 	for _, s := range sessions {
-		if s.account != t.account {
+		if s.account != t.account || reason == codec.ReasonBan && actor(s).Admin { // admins pass bans
 			continue
 		}
 		h.onLoop(s, func() {
@@ -196,8 +203,8 @@ func (h *Hub) onLoop(s *Session, fn func()) {
 	})
 }
 
-// memberByAccount finds the member of r logged in as account: its nick
-// key and nick, or "" and nick when none is.
+// memberByAccount finds the member of r logged in as account, here or on
+// another node: its nick key and nick, or "" and nick when none is.
 func (r *room) memberByAccount(account, nick string) (string, string) {
 	if account == "" {
 		return "", nick
@@ -209,14 +216,33 @@ func (r *room) memberByAccount(account, nick string) (string, string) {
 			return key, m.nick
 		}
 	}
+	for key, u := range r.remote {
+		if u.Account == account {
+			return key, u.Nick
+		}
+	}
 	return "", nick
 }
 
-// hasMember reports whether the nick key is a member of r here.
+// hasMember reports whether the nick key is a member of r, here or on
+// another node.
 func (r *room) hasMember(key string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.members[key] != nil
+	_, remote := r.remote[key]
+	return r.members[key] != nil || remote
+}
+
+// remoteMember returns the member of r (nil: none) on another node with
+// the nick key.
+func (r *room) remoteMember(key string) (broker.User, bool) {
+	if r == nil {
+		return broker.User{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.remote[key]
+	return u, ok
 }
 
 func (h *Hub) handleTopic(s *Session, req *codec.Request) error {
@@ -240,7 +266,8 @@ func (h *Hub) handleTopic(s *Session, req *codec.Request) error {
 	}, codec.AuditEntry{Reason: *req.Topic}); err != nil {
 		return err
 	}
-	h.tellRoom(h.rooms.get(name), &codec.Topic{Room: name, Topic: *req.Topic, By: s.nick, TS: now})
+	frame := h.tellRoom(h.rooms.get(name), &codec.Topic{Room: name, Topic: *req.Topic, By: s.nick, TS: now})
+	h.broker.Moderated(broker.ModNotice{Room: name, Frame: frame})
 	h.ack(s, req.Ref, 0)
 	return nil
 }
@@ -263,7 +290,8 @@ func (h *Hub) handlePrivate(s *Session, req *codec.Request) error {
 	if err := h.changeRules(s, name, act, "", func(r *moderation.Room) error { return r.Apply(act, "", moderation.Limit{}) }, codec.AuditEntry{}); err != nil {
 		return err
 	}
-	h.tellRoom(h.rooms.get(name), &codec.Mod{Room: name, Action: string(act), By: s.nick})
+	frame := h.tellRoom(h.rooms.get(name), &codec.Mod{Room: name, Action: string(act), By: s.nick})
+	h.broker.Moderated(broker.ModNotice{Room: name, Frame: frame})
 	h.ack(s, req.Ref, 0)
 	return nil
 }

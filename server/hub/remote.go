@@ -137,7 +137,7 @@ func (x handler) LocalMembers(name string) []broker.User {
 	defer r.mu.Unlock()
 	out := make([]broker.User, 0, len(r.members))
 	for k, m := range r.members {
-		out = append(out, broker.User{Key: k, Nick: m.nick})
+		out = append(out, broker.User{Key: k, Nick: m.nick, Account: m.account})
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
 // The room list (rooms): the public rooms with members, largest first,
@@ -58,23 +59,19 @@ func (h *Hub) roomSnapshot() []codec.RoomInfo {
 	return l.rooms
 }
 
-// buildRoomList lists the live rooms with members, without the private
-// ones, by members then name. It holds one lock at a time.
+// buildRoomList lists the rooms with members, here and as the other
+// nodes last reported theirs, without the private ones, by members then
+// name. It holds one lock at a time.
 func (h *Hub) buildRoomList() []codec.RoomInfo {
-	var live []*room
-	h.rooms.each(func(m map[string]*room) {
-		for _, r := range m {
-			live = append(live, r)
+	counts := map[string]int{}
+	for _, list := range [][]broker.RoomCount{handler{h}.LocalRoomCounts(), h.broker.RoomCounts()} {
+		for _, c := range list {
+			counts[c.Room] += c.Count
 		}
-	})
-	out := make([]codec.RoomInfo, 0, len(live))
-	for _, r := range live {
-		r.mu.Lock()
-		n, dead := r.count(), r.dead
-		r.mu.Unlock()
-		if n > 0 && !dead {
-			out = append(out, codec.RoomInfo{Room: r.name, Count: n})
-		}
+	}
+	out := make([]codec.RoomInfo, 0, len(counts))
+	for name, n := range counts {
+		out = append(out, codec.RoomInfo{Room: name, Count: n})
 	}
 	g := h.gov
 	g.mu.Lock()

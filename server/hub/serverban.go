@@ -30,8 +30,10 @@ var AdminActor = moderation.Actor{Nick: "admin-port", Admin: true}
 // held.
 func (h *Hub) restoreServerLocked(data []byte) error {
 	var sv moderation.Server
-	if err := json.Unmarshal(data, &sv); err != nil {
-		return fmt.Errorf("the server-wide rules: %w", err)
+	if data != nil {
+		if err := json.Unmarshal(data, &sv); err != nil {
+			return err
+		}
 	}
 	h.gov.server = sv
 	h.gov.noteEnd(sv.NextEnd())
@@ -154,13 +156,7 @@ func (h *Hub) BanFromServer(by moderation.Actor, account, address string, durati
 	if err != nil {
 		return err
 	}
-	h.endSessions(codec.ReasonBanned, func(s *Session) bool {
-		if account != "" {
-			return s.account == key
-		}
-		a, ok := remoteAddr(s.remote)
-		return ok && prefix.Contains(a)
-	})
+	h.enforceServer()
 	return nil
 }
 
@@ -231,15 +227,7 @@ func (h *Hub) RevokeTokens(by moderation.Actor, account string, before time.Time
 	if err != nil {
 		return err
 	}
-	h.endSessions(codec.ReasonTokenRevoked, func(s *Session) bool {
-		if s.ident == nil {
-			return false
-		}
-		if jti != "" {
-			return s.ident.ID == jti
-		}
-		return s.account == key && s.ident.Issued.Before(before)
-	})
+	h.enforceServer()
 	return nil
 }
 
@@ -291,15 +279,18 @@ func (h *Hub) changeServer(by moderation.Actor, act string, entry codec.AuditEnt
 	return nil
 }
 
-// endSessions closes every session that match picks with bye reason,
-// each on its loop. Safe from any goroutine.
-func (h *Hub) endSessions(reason codec.Reason, match func(*Session) bool) {
+// endSessions closes every session for which why gives a reason, with
+// bye that reason, each on its loop. Safe from any goroutine.
+func (h *Hub) endSessions(why func(*Session) codec.Reason) {
 	for _, l := range h.boundLoops() {
 		_ = l.exec.Execute(func() {
 			l.enter()
 			defer l.leave()
 			for _, s := range l.sessions {
-				if !s.closing && !s.closed && match(s) {
+				if s.closing || s.closed {
+					continue
+				}
+				if reason := why(s); reason != "" {
 					h.closeSession(s, reason)
 				}
 			}

@@ -43,13 +43,28 @@ func NewAuditLog(keep int, loaded []codec.AuditEntry) *AuditLog {
 func (l *AuditLog) Append(e codec.AuditEntry) codec.AuditEntry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.last++
-	e.Seq = l.last
+	e.Seq = l.last + 1
+	l.addLocked(e)
+	return e
+}
+
+// Add keeps e as the cluster numbered it (its Seq); an entry at or below
+// the last kept is one already kept, and is dropped.
+func (l *AuditLog) Add(e codec.AuditEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e.Seq > l.last {
+		l.addLocked(e)
+	}
+}
+
+// addLocked keeps e, numbered; l.mu held.
+func (l *AuditLog) addLocked(e codec.AuditEntry) {
+	l.last = e.Seq
 	if len(l.entries) >= 2*l.keep { // compact now and then, not on every append
 		l.entries = append(l.entries[:0:0], l.entries[len(l.entries)-l.keep+1:]...)
 	}
 	l.entries = append(l.entries, e)
-	return e
 }
 
 // Page returns the newest limit entries before seq before (0: the newest
@@ -77,6 +92,9 @@ func (l *AuditLog) Page(room string, all bool, before uint64, limit int) ([]code
 	reverse(out)
 	return out, false
 }
+
+// Keep is how many entries the log keeps at most.
+func (l *AuditLog) Keep() int { return l.keep }
 
 // Len is how many entries the log keeps now.
 func (l *AuditLog) Len() int {

@@ -111,18 +111,25 @@ func (r *Room) Keep() bool {
 }
 
 // Expire drops the bans, mutes and invitations that ended by now, and
-// reports those it dropped, for the audit log.
-func (r *Room) Expire(now int64) (bans, mutes []string) {
+// reports the bans and mutes it dropped, for the audit log.
+func (r *Room) Expire(now int64) (bans, mutes []Ended) {
 	expire(r.Invites, now)
 	return expire(r.Bans, now), expire(r.Mutes, now)
 }
 
-// expire drops the limits of m that ended by now and returns their keys.
-func expire(m map[string]Limit, now int64) (ended []string) {
+// Ended is a timed limit that ended: whose (an account, an address), and
+// the limit.
+type Ended struct {
+	Key string
+	Limit
+}
+
+// expire drops the limits of m that ended by now and returns them.
+func expire(m map[string]Limit, now int64) (ended []Ended) {
 	for k, l := range m {
 		if !l.holds(now) {
 			delete(m, k)
-			ended = append(ended, k)
+			ended = append(ended, Ended{k, l})
 		}
 	}
 	return ended

@@ -69,7 +69,7 @@ func TestLimitsEndOnTime(t *testing.T) {
 		t.Fatalf("next end %d, want %d", r.NextEnd(), until)
 	}
 	bans, mutes := r.Expire(until)
-	if len(bans) != 1 || len(mutes) != 0 || len(r.Bans) != 0 || len(r.Mutes) != 1 {
+	if len(bans) != 1 || bans[0].Key != "a" || bans[0].Until != until || len(mutes) != 0 || len(r.Bans) != 0 || len(r.Mutes) != 1 {
 		t.Fatalf("expire dropped bans %v mutes %v; left %v %v", bans, mutes, r.Bans, r.Mutes)
 	}
 	if _, ok := r.Muted("b", until*2); !ok {

@@ -2,6 +2,7 @@ package moderation
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
@@ -152,7 +153,7 @@ func putTime(m *map[string]int64, k string, v int64) error {
 // Expire drops the bans that ended and the token ids past their time,
 // and returns the bans it dropped (accounts, then networks), for the
 // audit log.
-func (s *Server) Expire(now int64) (accounts, nets []string) {
+func (s *Server) Expire(now int64) (accounts, nets []Ended) {
 	accounts, nets = expire(s.Accounts, now), expire(s.Nets, now)
 	for id, until := range s.IDs {
 		if now >= until {
@@ -203,4 +204,29 @@ func (s *Server) Bans(now int64) []codec.BanInfo {
 		return out[i].Account+out[i].Address < out[j].Account+out[j].Address
 	})
 	return out
+}
+
+// Copy returns a copy of s that shares nothing with it.
+func (s *Server) Copy() *Server {
+	return &Server{Accounts: maps.Clone(s.Accounts), Nets: maps.Clone(s.Nets), Revoked: maps.Clone(s.Revoked), IDs: maps.Clone(s.IDs), Lockdown: s.Lockdown}
+}
+
+// Refuses says why the rules now end a session of account (its token's
+// jti and iat; "" for a session without a token) from addr: banned,
+// token_revoked, or "" when they do not.
+func (s *Server) Refuses(account, jti string, issued time.Time, addr netip.Addr, now int64) codec.Reason {
+	if _, banned := s.AccountBan(account, now); banned {
+		return codec.ReasonBanned
+	}
+	if addr.IsValid() {
+		for p, l := range s.Nets {
+			if l.holds(now) && netip.MustParsePrefix(p).Contains(addr) {
+				return codec.ReasonBanned
+			}
+		}
+	}
+	if account != "" && s.TokenRevoked(account, jti, issued) {
+		return codec.ReasonTokenRevoked
+	}
+	return ""
 }

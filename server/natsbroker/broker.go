@@ -52,6 +52,9 @@ type Config struct {
 	// LogBytes caps the whole log, every room together; the oldest
 	// messages go first. Default 1 GiB.
 	LogBytes int64
+	// AuditLen is how many moderation actions the audit stream keeps.
+	// Default DefaultAuditLen.
+	AuditLen int
 }
 
 // DefaultQueueLen is Config.QueueLen's default.
@@ -75,6 +78,9 @@ type Broker struct {
 	js          jetstream.JetStream
 	nicks       jetstream.KeyValue // nick key → the node it is online on
 	owners      jetstream.KeyValue // room → the node that sequences it
+	rules       jetstream.KeyValue // room (or the server-wide key) → its rules (govern.go)
+	auditStream jetstream.Stream   // the audit log
+	govOut      chan govWrite      // rules and audit entries for JetStream, in order
 	stream      jetstream.Stream   // the rooms' log (log.go)
 	inbox       chan *nats.Msg     // room, node, heartbeat and who traffic, in bus order
 	fetched     chan fetchResult   // catch-up steps for the dispatcher
@@ -91,22 +97,25 @@ type Broker struct {
 	daemons     sync.WaitGroup // the dispatcher, the writer, the heartbeat and the watchers
 	ops         sync.WaitGroup // requests on behalf of sessions
 
-	mu        sync.Mutex
-	since     time.Time                     // when the bus connection was last made; zero while down
-	lastWarn  time.Time                     // when a full queue was last logged
-	peers     map[string]time.Time          // node id → when it was last heard
-	dir       map[string]dirEntry           // nick key → where it is online
-	users     *broker.Directory             // dir's users, sorted, for who
-	owner     map[string]ownerEntry         // room → its owner
-	owned     map[string]uint64             // rooms this node sequences → its fencing record's stream sequence
-	claims    map[string][]queuedSay        // rooms being claimed: says waiting, in order
-	subs      map[string]*nats.Subscription // followed rooms' traffic
-	cursors   map[string]*cursor            // followed rooms: where this node is in their log
-	pending   map[string]pendingSay         // this node's says waiting for their message, by token
-	says      uint64                        // the last say token's counter
-	mine      map[string]uint64             // nick key → revision of this node's claim
-	stopped   bool
-	quiescing bool // stop is waiting for the requests in flight
+	mu           sync.Mutex
+	since        time.Time                     // when the bus connection was last made; zero while down
+	lastWarn     time.Time                     // when a full queue was last logged
+	peers        map[string]time.Time          // node id → when it was last heard
+	dir          map[string]dirEntry           // nick key → where it is online
+	users        *broker.Directory             // dir's users, sorted, for who
+	owner        map[string]ownerEntry         // room → its owner
+	owned        map[string]uint64             // rooms this node sequences → its fencing record's stream sequence
+	claims       map[string][]queuedSay        // rooms being claimed: says waiting, in order
+	subs         map[string]*nats.Subscription // followed rooms' traffic
+	cursors      map[string]*cursor            // followed rooms: where this node is in their log
+	pending      map[string]pendingSay         // this node's says waiting for their message, by token
+	says         uint64                        // the last say token's counter
+	mine         map[string]uint64             // nick key → revision of this node's claim
+	rulesPending map[string]int                // rules keys with writes of this node's going out
+	rulesRev     map[string]uint64             // rules key → revision of this node's last write
+	roomsOf      map[string][]broker.RoomCount // node → the rooms it last reported
+	stopped      bool
+	quiescing    bool // stop is waiting for the requests in flight
 }
 
 // dirEntry is one online user in the replica of the nicks bucket.
@@ -170,6 +179,9 @@ func New(cfg Config) *Broker {
 	if cfg.LogBytes <= 0 {
 		cfg.LogBytes = DefaultLogBytes
 	}
+	if cfg.AuditLen <= 0 {
+		cfg.AuditLen = DefaultAuditLen
+	}
 	return &Broker{
 		cfg: cfg, id: cfg.NodeID, hb: cfg.Heartbeat,
 		subj: subjects{cfg.ClusterName}, log: cfg.Logger.With("node", cfg.NodeID),
@@ -178,6 +190,7 @@ func New(cfg Config) *Broker {
 		peers: map[string]time.Time{}, dir: map[string]dirEntry{}, users: broker.NewDirectory(),
 		owner: map[string]ownerEntry{}, owned: map[string]uint64{}, claims: map[string][]queuedSay{},
 		subs: map[string]*nats.Subscription{}, cursors: map[string]*cursor{}, pending: map[string]pendingSay{}, mine: map[string]uint64{},
+		govOut: make(chan govWrite, cfg.QueueLen), rulesPending: map[string]int{}, rulesRev: map[string]uint64{}, roomsOf: map[string][]broker.RoomCount{},
 	}
 }
 
@@ -211,7 +224,7 @@ func (n *Broker) Start(h broker.Handler) error {
 	n.mu.Lock()
 	n.since = time.Now()
 	n.mu.Unlock()
-	for _, subject := range []string{n.subj.heartbeat(), n.subj.who(), n.subj.node(n.id) + ".>"} {
+	for _, subject := range []string{n.subj.heartbeat(), n.subj.who(), n.subj.node(n.id) + ".>", n.subj.mod(), n.subj.rooms()} {
 		if _, err := nc.ChanSubscribe(subject, n.inbox); err != nil {
 			nc.Close()
 			return fmt.Errorf("natsbroker: subscribe %s: %w", subject, err)
@@ -223,7 +236,9 @@ func (n *Broker) Start(h broker.Handler) error {
 	}
 	n.goLoop(n.dispatch)
 	n.goLoop(n.writer)
+	n.goLoop(n.govWriter)
 	n.goLoop(n.heartbeat)
+	n.goLoop(n.readAudit)
 	if err := n.watch(); err != nil {
 		n.Kill()
 		return err
@@ -249,6 +264,12 @@ func (n *Broker) setup() error {
 	}
 	if n.owners, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.subj.cluster + "_owners", Storage: jetstream.FileStorage}); err != nil {
 		return fmt.Errorf("natsbroker: owners bucket: %w", err)
+	}
+	if n.rules, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.subj.cluster + "_rules", Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("natsbroker: rules bucket: %w", err)
+	}
+	if n.auditStream, err = js.CreateOrUpdateStream(ctx, n.auditStreamConfig()); err != nil {
+		return fmt.Errorf("natsbroker: audit stream: %w", err)
 	}
 	// The stream of earlier versions, which kept each room's last message
 	// on the subjects the log now republishes to, must not capture them.
@@ -438,6 +459,9 @@ func (n *Broker) Subscriptions() int { return n.nc.NumSubscriptions() }
 type subjects struct{ cluster string }
 
 func (s subjects) heartbeat() string     { return s.cluster + ".hb" }
+func (s subjects) mod() string           { return s.cluster + ".mod" }
+func (s subjects) rooms() string         { return s.cluster + ".rooms" }
+func (s subjects) audit() string         { return s.cluster + ".audit" }
 func (s subjects) who() string           { return s.cluster + ".who" }
 func (s subjects) node(id string) string { return s.cluster + ".node." + id }
 func (s subjects) room(name string) string {

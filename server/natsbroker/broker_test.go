@@ -116,8 +116,12 @@ func (f *fakeHandler) DeliverDM(toKey, from, body string, _ int64) error {
 	return nil
 }
 
-func (f *fakeHandler) LocalMembers(string) []broker.User { return nil }
-func (f *fakeHandler) LocalRooms() []string              { return nil }
+func (f *fakeHandler) LocalMembers(string) []broker.User   { return nil }
+func (f *fakeHandler) LocalRooms() []string                { return nil }
+func (f *fakeHandler) RulesChanged(string, []byte)         {}
+func (f *fakeHandler) Audited(codec.AuditEntry)            {}
+func (f *fakeHandler) Moderated(broker.ModNotice)          {}
+func (f *fakeHandler) LocalRoomCounts() []broker.RoomCount { return nil }
 
 func (f *fakeHandler) LocalNick(key string) (string, bool) {
 	f.mu.Lock()

@@ -19,9 +19,10 @@ import (
 type busMsg struct {
 	Node    string        `json:"node,omitempty"`
 	Room    string        `json:"room,omitempty"`
-	Key     string        `json:"key,omitempty"`  // nick key of the sender, joiner or leaver
-	Nick    string        `json:"nick,omitempty"` // its display form
-	To      string        `json:"to,omitempty"`   // dm: nick key of the recipient
+	Key     string        `json:"key,omitempty"`     // nick key of the sender, joiner or leaver
+	Account string        `json:"account,omitempty"` // presence: the joiner's account
+	Nick    string        `json:"nick,omitempty"`    // its display form
+	To      string        `json:"to,omitempty"`      // dm: nick key of the recipient
 	Body    string        `json:"body,omitempty"`
 	ID      string        `json:"id,omitempty"`    // say: the sender's idempotency key
 	Token   string        `json:"token,omitempty"` // say: the forwarding node's name for it
@@ -176,6 +177,12 @@ func (n *Broker) handle(m *nats.Msg) {
 		hexName, what, _ := strings.Cut(arg, ".")
 		n.roomTraffic(unkey(hexName), what, m)
 		return
+	case kind == "mod":
+		n.moderated(m)
+		return
+	case kind == "rooms":
+		n.roomsReported(m)
+		return
 	case strings.Contains(arg, ".said."):
 		n.sayRefused(arg, m)
 		return
@@ -221,7 +228,7 @@ func (n *Broker) presence(room string, in *busMsg) {
 			n.h.RemoteJoined(room, u)
 		}
 	case in.Join:
-		n.h.RemoteJoined(room, broker.User{Key: in.Key, Nick: in.Nick, Node: in.Node})
+		n.h.RemoteJoined(room, broker.User{Key: in.Key, Nick: in.Nick, Node: in.Node, Account: in.Account})
 	default:
 		n.h.RemoteLeft(room, in.Key, in.Reason)
 	}
@@ -230,7 +237,7 @@ func (n *Broker) presence(room string, in *busMsg) {
 // Joined and Left tell the other nodes of a local member's arrival and
 // departure. The room's lock is held: they only enqueue.
 func (n *Broker) Joined(room string, u broker.User) {
-	n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Key: u.Key, Nick: u.Nick, Join: true})
+	n.publish(n.subj.roomPres(room), &busMsg{Node: n.id, Key: u.Key, Nick: u.Nick, Account: u.Account, Join: true})
 }
 
 func (n *Broker) Left(room, key, nick string, reason codec.Reason) {

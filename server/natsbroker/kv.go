@@ -13,13 +13,13 @@ import (
 	"parley/server/broker"
 )
 
-// watch starts the replicas of the nicks and owners buckets and waits until
-// both hold the buckets' current contents.
+// watch starts the replicas of the nicks, owners and rules buckets and
+// waits until each holds its bucket's current contents.
 func (n *Broker) watch() error {
 	for _, b := range []struct {
 		kv    jetstream.KeyValue
 		apply func(jetstream.KeyValueEntry)
-	}{{n.nicks, n.applyNick}, {n.owners, n.applyOwner}} {
+	}{{n.nicks, n.applyNick}, {n.owners, n.applyOwner}, {n.rules, n.applyRules}} {
 		w, err := b.kv.WatchAll(n.ctx)
 		if err != nil {
 			return fmt.Errorf("natsbroker: watch %s: %w", b.kv.Bucket(), err)

@@ -13,9 +13,12 @@ import (
 func (n *Broker) heartbeat() {
 	t := time.NewTicker(n.hb)
 	defer t.Stop()
-	for {
+	for beat := 0; ; beat++ {
 		if n.connected() {
 			n.publish(n.subj.heartbeat(), &busMsg{Node: n.id})
+			if beat%roomReportEvery == 0 {
+				n.reportRooms()
+			}
 		}
 		n.buryDead()
 		n.expireSays()
@@ -139,6 +142,7 @@ func (n *Broker) bury(id string) {
 	var rooms []string // rooms it owned: what it stored last may not have reached this node
 	n.mu.Lock()
 	delete(n.peers, id)
+	delete(n.roomsOf, id)
 	for k, d := range n.dir {
 		if d.Node == id {
 			claims = append(claims, claim{n.nicks, hexKey(k), d.rev})

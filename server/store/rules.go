@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"parley/codec"
+	"parley/server/moderation"
 )
 
 // The rooms' rules and the audit log (docs/PROTOCOL.md "Rooms people
@@ -20,14 +21,16 @@ func (s *Store) SaveRules(room string, data []byte) {
 	s.queue(op{kind: opRules, room: room, frame: data})
 }
 
-// AppendAudit queues an audit entry, and the trimming of the log to keep
-// entries. It never blocks.
-func (s *Store) AppendAudit(e codec.AuditEntry, keep int) {
+// AppendAudit numbers e and appends it to log, and queues it for the
+// disk, with the trimming of the file's log to what log keeps. It never
+// blocks.
+func (s *Store) AppendAudit(e codec.AuditEntry, log *moderation.AuditLog) {
+	e = log.Append(e)
 	data, err := json.Marshal(e)
 	if err != nil {
 		panic(err) // strings and numbers always encode
 	}
-	s.queue(op{kind: opAudit, seq: e.Seq, frame: data, keep: keep})
+	s.queue(op{kind: opAudit, seq: e.Seq, frame: data, keep: log.Keep()})
 }
 
 // LoadRules returns every room's rules, as SaveRules was given them.

@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"parley/codec"
+	"parley/server/moderation"
 )
 
 // TestRoomsNamedLikeBuckets: rooms called like the store's own buckets
@@ -30,7 +31,7 @@ func TestRoomsNamedLikeBuckets(t *testing.T) {
 		}
 	}
 	s.SaveRules("plain", []byte(`{"owner":"amy"}`))
-	s.AppendAudit(codec.AuditEntry{Seq: 1, Action: "ban", Room: "plain"}, 10)
+	s.AppendAudit(codec.AuditEntry{Action: "ban", Room: "plain"}, moderation.NewAuditLog(10, nil))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +78,9 @@ func TestRulesAndAuditKept(t *testing.T) {
 	s.SaveRules("a", []byte(`{"owner":"y"}`))
 	s.SaveRules("b", []byte(`{"owner":"z"}`))
 	s.SaveRules("b", nil)
-	for seq := uint64(1); seq <= 7; seq++ {
-		s.AppendAudit(codec.AuditEntry{Seq: seq, Action: "kick"}, 4)
+	log := moderation.NewAuditLog(4, nil)
+	for range 7 {
+		s.AppendAudit(codec.AuditEntry{Action: "kick"}, log)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
