@@ -394,3 +394,22 @@ func TestGovernanceCostsBudget(t *testing.T) {
 
 // roomsCostFrames is what docs/PROTOCOL.md says a rooms request costs.
 const roomsCostFrames = 10
+
+// TestOwnershipGoesWithTheRoom: a room that dies with nothing but its
+// owner in its rules is created anew by the next join, whose account owns
+// it; a room whose rules say more keeps its owner after it empties.
+func TestOwnershipGoesWithTheRoom(t *testing.T) {
+	s := newSigner(t)
+	srv := authServer(t, s, "", func(c *Config) { c.RateLimit, c.JoinRate = -1, -1 })
+	amy := account(t, srv, s, "amy", nil)
+	bob := account(t, srv, s, "bob", nil)
+	amy.joinRoom("tmp")
+	amy.joinRoom("kept")
+	amy.ok(&codec.SetTopic{Room: "kept", Topic: "mine", Ref: "t"}, "t")
+	amy.ok(&codec.Leave{Room: "tmp", Ref: "l1"}, "l1")
+	amy.ok(&codec.Leave{Room: "kept", Ref: "l2"}, "l2")
+	bob.joinRoom("tmp")
+	bob.ok(&codec.SetTopic{Room: "tmp", Topic: "bob's now", Ref: "t1"}, "t1")
+	bob.joinRoom("kept")
+	bob.refused(&codec.SetTopic{Room: "kept", Topic: "bob's?", Ref: "t2"}, "t2", codec.CodeForbidden)
+}

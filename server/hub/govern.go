@@ -169,14 +169,20 @@ func (h *Hub) claimRoom(s *Session, name string) {
 }
 
 // roomDied forgets the rules of a room that died if they say nothing but
-// who created it: the next to join creates it anew and owns it.
-func (h *Hub) roomDied(name string) {
+// who created it and the room left nothing behind: the next to join
+// creates it anew and owns it. A room whose broker keeps its log, or
+// with members on other nodes, lives on elsewhere, and keeps its owner.
+// r.mu held.
+func (h *Hub) roomDied(r *room) {
+	if h.brokerLog || len(r.remote) > 0 {
+		return
+	}
 	g := h.gov
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if r := g.rooms[name]; r != nil && !r.Keep() {
-		delete(g.rooms, name)
-		h.cfg.Rules.SaveRules(name, nil)
+	if rules := g.rooms[r.name]; rules != nil && !rules.Keep() {
+		delete(g.rooms, r.name)
+		h.cfg.Rules.SaveRules(r.name, nil)
 	}
 }
 

@@ -145,7 +145,7 @@ func (h *Hub) forgetRoomLocked(r *room) {
 	}
 	h.ages.update(r)
 	h.cfg.Store.Forget(r.name)
-	h.roomDied(r.name)
+	h.roomDied(r)
 }
 
 // StoredMsg is a room message a HistoryStore kept.
