@@ -35,6 +35,7 @@ const (
 	MaxTopic    = 512             // bytes of a room topic
 	MaxDuration = 366 * 24 * 3600 // seconds: the longest timed ban or mute
 	RoomsPage   = 100             // the most rooms one rooms answer lists
+	BansPage    = 100             // the most bans one server_bans answer lists
 	AuditPage   = 100             // the most entries one audit answer lists
 )
 

@@ -153,6 +153,13 @@ func TestServerBanAddress(t *testing.T) {
 	if code, body := adminPost(t, srv, "DELETE", "/moderation/bans?address=127.0.0.0/8", nil); code != http.StatusOK {
 		t.Fatalf("unban: %d %s", code, body)
 	}
+	_, metrics := adminPost(t, srv, "GET", "/metrics", nil)
+	for _, want := range []string{`parley_moderation_actions_total{action="server_ban"} 1`, `parley_moderation_actions_total{action="server_unban"} 1`,
+		`parley_moderation_actions_total{action="kick"} 0`, `parley_connections_refused_total{limit="banned"} 2`, "parley_audit_entries 2"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	loggedIn(t, srv, "amy")
 }
 

@@ -323,7 +323,7 @@ func (h *Hub) handleServerBans(s *Session, req *codec.Request) error {
 	if !actor(s).Admin {
 		return fmt.Errorf("%w: the server bans are for admins", codec.ErrForbidden)
 	}
-	limit, err := pageLimit(req.Limit, codec.RoomsPage)
+	limit, err := pageLimit(req.Limit, codec.BansPage)
 	if err != nil {
 		return err
 	}

@@ -102,9 +102,9 @@ func (s *Server) AccountBan(account string, now int64) (Limit, bool) {
 // check.
 func (s *Server) NetsAt(now int64) []netip.Prefix {
 	var out []netip.Prefix
-	for p, l := range s.Nets {
-		if l.holds(now) {
-			out = append(out, netip.MustParsePrefix(p))
+	for k, l := range s.Nets {
+		if p, err := netip.ParsePrefix(k); err == nil && l.holds(now) { // rules read back from a store are not trusted to parse
+			out = append(out, p)
 		}
 	}
 	return out
@@ -219,8 +219,8 @@ func (s *Server) Refuses(account, jti string, issued time.Time, addr netip.Addr,
 		return codec.ReasonBanned
 	}
 	if addr.IsValid() {
-		for p, l := range s.Nets {
-			if l.holds(now) && netip.MustParsePrefix(p).Contains(addr) {
+		for _, p := range s.NetsAt(now) {
+			if p.Contains(addr) {
 				return codec.ReasonBanned
 			}
 		}

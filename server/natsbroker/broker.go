@@ -334,7 +334,7 @@ func (n *Broker) Stop() {
 		go func() {
 			defer close(flushed)
 			n.publish(n.subj.heartbeat(), &busMsg{Node: n.id, Leaving: true})
-			for len(n.out) > 0 { // the writer sends it all, in order
+			for len(n.out) > 0 || len(n.govOut) > 0 { // the writers send it all, in order
 				time.Sleep(time.Millisecond)
 			}
 			_ = n.nc.FlushTimeout(opTimeout)

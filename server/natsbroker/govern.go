@@ -74,7 +74,15 @@ func (n *Broker) queueGov(w govWrite) bool {
 		return true
 	default:
 		n.dropped.Add(1)
-		n.log.Warn("a moderation write was dropped: the queue to NATS is full", "key", w.key, "audit", w.audit)
+		n.mu.Lock()
+		due := time.Since(n.lastWarn) >= 10*time.Second
+		if due {
+			n.lastWarn = time.Now()
+		}
+		n.mu.Unlock()
+		if due {
+			n.log.Warn("a moderation write was dropped: the queue to NATS is full", "key", w.key, "audit", w.audit)
+		}
 		return false
 	}
 }
