@@ -21,7 +21,7 @@ import (
 // target is the account a request acts on.
 type target struct {
 	account string // identity key (auth.AccountKey); "" for a nick login or a guest
-	key     string // its nick's identity key when online here, else ""
+	key     string // its nick's identity key when online here or in the room on another node, else ""
 	nick    string // how the room is told of it: its nick, or the account as given
 }
 
