@@ -57,17 +57,23 @@ func (n *Broker) enqueue(m outMsg) bool {
 	case n.out <- m:
 		return true
 	default:
-		n.dropped.Add(1)
-		n.mu.Lock()
-		due := time.Since(n.lastWarn) >= 10*time.Second
-		if due {
-			n.lastWarn = time.Now()
-		}
-		n.mu.Unlock()
-		if due {
-			n.log.Warn("cluster bus queue full: dropping messages for the bus", "queue", cap(n.out), "dropped", n.dropped.Load())
-		}
+		n.droppedOne("cluster bus queue full: dropping messages for the bus", "queue", cap(n.out))
 		return false
+	}
+}
+
+// droppedOne counts a message dropped for a full queue, and logs msg at
+// most once per 10 s.
+func (n *Broker) droppedOne(msg string, attrs ...any) {
+	n.dropped.Add(1)
+	n.mu.Lock()
+	due := time.Since(n.lastWarn) >= 10*time.Second
+	if due {
+		n.lastWarn = time.Now()
+	}
+	n.mu.Unlock()
+	if due {
+		n.log.Warn(msg, append(attrs, "dropped", n.dropped.Load())...)
 	}
 }
 

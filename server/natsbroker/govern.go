@@ -73,16 +73,7 @@ func (n *Broker) queueGov(w govWrite) bool {
 	case n.govOut <- w:
 		return true
 	default:
-		n.dropped.Add(1)
-		n.mu.Lock()
-		due := time.Since(n.lastWarn) >= 10*time.Second
-		if due {
-			n.lastWarn = time.Now()
-		}
-		n.mu.Unlock()
-		if due {
-			n.log.Warn("a moderation write was dropped: the queue to NATS is full", "key", w.key, "audit", w.audit)
-		}
+		n.droppedOne("a moderation write was dropped: the queue to NATS is full", "key", w.key, "audit", w.audit)
 		return false
 	}
 }
