@@ -289,6 +289,14 @@ func TestBrowserGovernsARoom(t *testing.T) {
 	bob.untilLeft("bob", "den", codec.ReasonKick)
 	amy.waitFor("the kick shown", shows("bob kicked by amy"))
 
+	// Typing, both ways.
+	bob.joinRoom("den")
+	bob.send(&codec.Typing{Room: "den"})
+	amy.waitFor("bob typing shown", `document.getElementById("typing").textContent === "bob is typing…"`)
+	amy.run(chromedp.SendKeys(chromedp.CSS("#input"), "hmm"))
+	bob.until("amy typing", func(ev codec.Event) bool { return ev.Type == codec.TypeTyping && ev.Nick == "amy" && ev.Room == "den" })
+	eval[string](amy, `document.getElementById("input").value = ""`)
+
 	gus := open()
 	gus.login(base, "gus")
 	// The list is a snapshot rebuilt at most once a second: ask until it

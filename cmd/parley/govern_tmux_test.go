@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"parley/client"
+	"parley/codec"
 
 	"parley/server"
 	"parley/server/servertest"
@@ -52,4 +57,31 @@ func TestTUIGovernsARoom(t *testing.T) {
 	amy.waitScreen("amy topic", "amy op bob", "bob ban eve until")
 	amy.keys("/help", "Enter")
 	amy.waitScreen("/kick nick [why]")
+
+	// Typing, both ways: a client's notice shows in the status line, and
+	// text typed (not sent) tells the room.
+	carl, err := client.Dial(context.Background(), addr, client.Options{Token: func(context.Context) (string, error) {
+		return mintToken(t, dir, "--sub", "carl"), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carl.Close()
+	if err := carl.Join(context.Background(), "den"); err != nil {
+		t.Fatal(err)
+	}
+	if err := carl.Typing(context.Background(), "den"); err != nil {
+		t.Fatal(err)
+	}
+	amy.waitScreen("carl is typing…")
+	amy.keys("still thinking")
+	deadline := time.After(waitFor)
+	for typing := false; !typing; {
+		select {
+		case ev := <-carl.Events():
+			typing = ev.Type == codec.TypeTyping && ev.Nick == "amy" && ev.Room == "den"
+		case <-deadline:
+			t.Fatal("carl was not told amy is typing")
+		}
+	}
 }

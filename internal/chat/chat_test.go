@@ -154,6 +154,10 @@ func (f *fakeChatter) Moderate(_ context.Context, typ, room string, t client.Tar
 	f.record(fmt.Sprintf("%s %s %v %s %s", typ, room, t, d, reason))
 	return nil
 }
+func (f *fakeChatter) Typing(_ context.Context, room string) error {
+	f.record("typing " + room)
+	return nil
+}
 func (f *fakeChatter) SetTopic(_ context.Context, room, topic string) error {
 	f.record("topic " + room + " " + topic)
 	return nil
@@ -267,7 +271,8 @@ func TestTUICommandsAndHistory(t *testing.T) {
 	f.mu.Lock()
 	calls := strings.Join(f.calls, "|")
 	f.mu.Unlock()
-	if calls != "say lobby hi all|join go|history go 0|say go in go now|dm bob psst|join full" {
+	// Typing is told once per room within TypingEvery, never for a command.
+	if calls != "typing lobby|say lobby hi all|join go|history go 0|typing go|say go in go now|dm bob psst|join full" {
 		t.Fatalf("calls = %s", calls)
 	}
 	view := m.View()
@@ -402,7 +407,7 @@ func TestTUILinesGoWhereTyped(t *testing.T) {
 	f.mu.Lock()
 	calls := strings.Join(f.calls, "|")
 	f.mu.Unlock()
-	if calls != "join café|history café 0|say lobby for the lobby|say café for café|say café still café|say café too long" {
+	if calls != "join café|history café 0|typing lobby|say lobby for the lobby|typing café|say café for café|say café still café|say café too long" {
 		t.Fatalf("calls = %s", calls)
 	}
 	view := m.View()
@@ -584,5 +589,28 @@ func TestGovernRun(t *testing.T) {
 		if res.Err != nil || !strings.Contains(strings.Join(res.Lines, "\n"), want) {
 			t.Errorf("%s printed %q, want %q in it", line, res.Lines, want)
 		}
+	}
+}
+
+// TestTUITypingLine: a typing notice shows in the status line for the
+// room on screen (and one to this user anywhere), and goes when the
+// typer's message arrives or its time runs out.
+func TestTUITypingLine(t *testing.T) {
+	m, _ := newTestModel()
+	now := m.now()
+	m.now = func() time.Time { return now }
+	m.event(client.Event{Event: codec.Event{Type: codec.TypeTyping, Room: "lobby", Nick: "bob"}})
+	m.event(client.Event{Event: codec.Event{Type: codec.TypeTyping, Room: "elsewhere", Nick: "carl"}})
+	m.event(client.Event{Event: codec.Event{Type: codec.TypeTyping, To: "amy", Nick: "dora"}})
+	if s := m.statusLine(); !strings.Contains(s, "bob, dora are typing…") || strings.Contains(s, "carl") {
+		t.Fatalf("status line %q", s)
+	}
+	m.event(client.Event{Event: codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "done", Seq: 1}})
+	if s := m.statusLine(); !strings.Contains(s, "dora is typing…") {
+		t.Fatalf("status line after bob's message %q", s)
+	}
+	m.now = func() time.Time { return now.Add(codec.TypingShown) }
+	if s := m.statusLine(); strings.Contains(s, "typing") {
+		t.Fatalf("status line after the notices ran out %q", s)
 	}
 }

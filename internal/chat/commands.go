@@ -38,6 +38,7 @@ type Chatter interface {
 	SetPrivate(ctx context.Context, room string, private bool) error
 	ListRooms(ctx context.Context, offset, limit int) ([]codec.RoomInfo, int, bool, error)
 	Audit(ctx context.Context, room string, before uint64, limit int) ([]codec.AuditEntry, bool, error)
+	Typing(ctx context.Context, room string) error
 }
 
 // Kind is what a line asks for.

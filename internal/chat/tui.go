@@ -121,6 +121,9 @@ type Model struct {
 	width     int
 	height    int
 	now       func() time.Time
+	typing    typers    // who is typing where (typing.go)
+	typedRoom string    // where this user last said it was typing
+	typedAt   time.Time // and when
 }
 
 // NewModel returns the chat screen for ch, fed by events.
@@ -136,7 +139,7 @@ func NewModel(ch Chatter, events <-chan client.Event, addr string) *Model {
 		in: map[string]bool{codec.Lobby: true}, nicks: map[string]bool{},
 		counts: map[string]int{}, input: in, vp: viewport.New(80, 20), now: time.Now,
 		oldest: map[string]uint64{}, noOlder: map[string]bool{},
-		term: &terminal{w: io.Discard}, width: 80, height: 24,
+		term: &terminal{w: io.Discard}, width: 80, height: 24, typing: typers{},
 	}
 }
 
@@ -172,6 +175,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case historyMsg:
 		m.showHistory(msg)
 		return m, nil
+	case typingExpiredMsg:
+		return m, nil // the status line is drawn anew
 	case quitDoneMsg:
 		m.term.stop()
 		return m, tea.Quit
@@ -220,7 +225,7 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 	}
 	if k.Type == tea.KeyRunes || k.Type == tea.KeySpace {
 		m.insert(k.Runes)
-		return nil
+		return m.typed()
 	}
 	var cmd tea.Cmd
 	m.input, cmd = m.input.Update(k)
@@ -267,7 +272,10 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 	ev = sanitize(ev, "\n")
 	switch ev.Type {
 	case codec.TypeMsg:
+		m.stopTyping(ev.Room, ev.From)
 		m.message(ev)
+	case codec.TypeTyping:
+		return m.noteTyping(ev)
 	case codec.TypeJoined:
 		m.counts[ev.Room]++
 		m.nicks[ev.Nick] = true

@@ -135,7 +135,11 @@ func (m *Model) statusLine() string {
 	if waiting > 0 && m.state != "connected" {
 		state += fmt.Sprintf(", %d waiting to send", waiting)
 	}
-	s := fmt.Sprintf("%s %s%s · %s · %s@%s ", more, m.room, count, state, m.ch.Nick(), m.addr)
+	typing := ""
+	if t := m.typingLine(); t != "" {
+		typing = " · " + t
+	}
+	s := fmt.Sprintf("%s %s%s%s · %s · %s@%s ", more, m.room, count, typing, state, m.ch.Nick(), m.addr)
 	s = ansi.Truncate(s, m.width, "…")
 	return styleStatus.Width(m.width).Render(s)
 }

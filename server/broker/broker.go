@@ -140,24 +140,32 @@ type Broker interface {
 	// no log (Local): the hub's own history is then the room's only one.
 	Epoch(room string) string
 
-	// Moderated tells the other nodes of a moderation action taken here,
-	// for their members and sessions (Handler.Moderated). It only
-	// enqueues: the caller may hold the governance table's lock.
-	Moderated(m ModNotice)
+	// Notice tells the other nodes of something that happened in a room
+	// here, for their members and sessions (Handler.Noticed): a
+	// moderation action, a topic, a member typing. It only enqueues: the
+	// caller may hold the governance table's lock.
+	Notice(m RoomNotice)
+	// NoticeUser hands a droppable frame (a typing notice) to the user
+	// with key on whatever node it is; nothing when it is on none. It
+	// only enqueues.
+	NoticeUser(key string, frame []byte)
 	// RoomCounts returns the members other nodes last reported for their
 	// rooms, for the room list; nil on a single node.
 	RoomCounts() []RoomCount
 }
 
-// ModNotice is a moderation action in a room, as the other nodes act on
-// it: the frame its members there get, and the account (or, for a nick
-// login, the nick key) whose sessions leave the room, with the reason.
-type ModNotice struct {
-	Room    string       `json:"room"`
-	Frame   []byte       `json:"frame,omitempty"`
-	Account string       `json:"account,omitempty"`
-	Key     string       `json:"key,omitempty"`
-	Eject   codec.Reason `json:"eject,omitempty"` // kick or ban; "" when nobody leaves
+// RoomNotice is something that happened in a room, as the other nodes
+// act on it: the frame its members there get (Droppable: not to members
+// with bytes still unsent, as for typing), and for a kick, the account
+// (or, for a nick login, the nick key) whose sessions leave the room,
+// with the reason.
+type RoomNotice struct {
+	Room      string       `json:"room"`
+	Frame     []byte       `json:"frame,omitempty"`
+	Droppable bool         `json:"droppable,omitempty"`
+	Account   string       `json:"account,omitempty"`
+	Key       string       `json:"key,omitempty"`
+	Eject     codec.Reason `json:"eject,omitempty"` // kick or ban; "" when nobody leaves
 }
 
 // RoomCount is a room's members on one node.
@@ -212,8 +220,11 @@ type Handler interface {
 	// Audited adds an audit entry, numbered by the cluster, to the
 	// hub's audit log: in the cluster's order, each once.
 	Audited(e codec.AuditEntry)
-	// Moderated applies another node's moderation action (Broker.Moderated).
-	Moderated(m ModNotice)
+	// Noticed applies what another node told of a room (Broker.Notice).
+	Noticed(m RoomNotice)
+	// NoticedUser hands a local user another node's droppable frame
+	// (Broker.NoticeUser).
+	NoticedUser(key string, frame []byte)
 	// LocalRoomCounts lists the rooms with members on this node, and how
 	// many, for the other nodes' room lists.
 	LocalRoomCounts() []RoomCount

@@ -71,7 +71,10 @@ func (l *Local) SendDM(_, toNick, _, _ string, _ int64, done func(error)) {
 func (l *Local) Members(_ string, done func([]User)) { done(nil) }
 
 // Moderated has nobody to tell.
-func (l *Local) Moderated(ModNotice) {}
+func (l *Local) Notice(RoomNotice) {}
+
+// NoticeUser has nobody elsewhere to tell.
+func (l *Local) NoticeUser(string, []byte) {}
 
 // RoomCounts is nil: there is no other node.
 func (l *Local) RoomCounts() []RoomCount { return nil }

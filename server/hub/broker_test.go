@@ -106,7 +106,8 @@ func (f *fakeBroker) SendDM(_, _, _, _ string, _ int64, done func(error)) {
 	f.mu.Unlock()
 }
 func (f *fakeBroker) Epoch(string) string            { return "fake" }
-func (f *fakeBroker) Moderated(broker.ModNotice)     {}
+func (f *fakeBroker) NoticeUser(string, []byte)      {}
+func (f *fakeBroker) Notice(broker.RoomNotice)       {}
 func (f *fakeBroker) RoomCounts() []broker.RoomCount { return nil }
 func (f *fakeBroker) ReadLog(_ string, _ uint64, _ int, done func([]broker.Logged, error)) {
 	done(nil, nil)

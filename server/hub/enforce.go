@@ -11,7 +11,7 @@ import (
 
 // Enforcing the rules on the sessions here, whichever node changed them:
 // after a change made here, and after one another node made (a cluster's
-// broker hands it over with RulesChanged and Moderated). Each check reads
+// broker hands it over with RulesChanged and Noticed). Each check reads
 // the rules as they are now, so a change that arrives twice, or late,
 // does what it did once.
 
@@ -77,9 +77,10 @@ func (x handler) RulesChanged(key string, data []byte) {
 // Audited keeps an entry of the cluster's audit log, in its order.
 func (x handler) Audited(e codec.AuditEntry) { x.h.gov.audit.Add(e) }
 
-// Moderated gives the members here of another node's moderation action
-// its frame, and takes the sessions it removes out of the room.
-func (x handler) Moderated(m broker.ModNotice) {
+// Noticed gives the members here what another node told of a room (a
+// droppable frame only to those with nothing unsent), and takes the
+// sessions a kick removes out of the room.
+func (x handler) Noticed(m broker.RoomNotice) {
 	h := x.h
 	r := h.rooms.get(m.Room)
 	if r == nil {
@@ -87,7 +88,11 @@ func (x handler) Moderated(m broker.ModNotice) {
 	}
 	if m.Frame != nil {
 		r.mu.Lock()
-		r.publishLocked(h, m.Frame, nil)
+		if m.Droppable {
+			r.publishDroppableLocked(h, m.Frame, nil)
+		} else {
+			r.publishLocked(h, m.Frame, nil)
+		}
 		r.mu.Unlock()
 	}
 	if m.Eject != "" {

@@ -114,6 +114,8 @@ func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 		return h.handleRooms(s, req)
 	case codec.TypeAudit:
 		return h.handleAudit(s, req)
+	case codec.TypeTyping:
+		return h.handleTyping(s, req)
 	case codec.TypeServerBan, codec.TypeServerUnban:
 		return h.handleServerBan(s, req)
 	case codec.TypeServerBans:

@@ -19,6 +19,7 @@ const (
 	itemRemove                   // remove a session from the loop's members of room
 	itemOwe                      // send a session the gap notice it is owed for room
 	itemPresence                 // frame to the loop's members of room, riding along (Session.queueLazy)
+	itemTyping                   // droppable frame: to the loop's members of room but one, or to one session, if nothing of theirs is unsent
 )
 
 // item is one unit of work queued for a loop. Room messages, membership
@@ -282,6 +283,16 @@ func (l *loop) apply(it *item) {
 		delete(it.to.skipped, it.room)
 	case itemOwe:
 		l.applyOwe(it.to, it.room)
+	case itemTyping:
+		if it.room == nil {
+			it.to.queueDroppable(it.frame)
+			break
+		}
+		for _, s := range it.room.local[l.index] {
+			if s != it.except {
+				s.queueDroppable(it.frame)
+			}
+		}
 	}
 }
 

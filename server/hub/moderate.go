@@ -69,7 +69,7 @@ func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
 		return err
 	}
 	h.refreshLimited(name)
-	notice := broker.ModNotice{Room: name, Frame: h.tellRoom(r, &codec.Mod{Room: name, Action: string(act), Nick: t.nick, By: s.nick, Reason: req.Reason, Until: until})}
+	notice := broker.RoomNotice{Room: name, Frame: h.tellRoom(r, &codec.Mod{Room: name, Action: string(act), Nick: t.nick, By: s.nick, Reason: req.Reason, Until: until})}
 	switch act {
 	case moderation.ActKick:
 		h.eject(name, t, codec.ReasonKick)
@@ -77,7 +77,7 @@ func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
 	case moderation.ActBan:
 		h.enforceRoom(name) // the other nodes enforce the rules they receive
 	}
-	h.broker.Moderated(notice)
+	h.broker.Notice(notice)
 	h.ack(s, req.Ref, 0)
 	return nil
 }
@@ -267,7 +267,7 @@ func (h *Hub) handleTopic(s *Session, req *codec.Request) error {
 		return err
 	}
 	frame := h.tellRoom(h.rooms.get(name), &codec.Topic{Room: name, Topic: *req.Topic, By: s.nick, TS: now})
-	h.broker.Moderated(broker.ModNotice{Room: name, Frame: frame})
+	h.broker.Notice(broker.RoomNotice{Room: name, Frame: frame})
 	h.ack(s, req.Ref, 0)
 	return nil
 }
@@ -291,7 +291,7 @@ func (h *Hub) handlePrivate(s *Session, req *codec.Request) error {
 		return err
 	}
 	frame := h.tellRoom(h.rooms.get(name), &codec.Mod{Room: name, Action: string(act), By: s.nick})
-	h.broker.Moderated(broker.ModNotice{Room: name, Frame: frame})
+	h.broker.Notice(broker.RoomNotice{Room: name, Frame: frame})
 	h.ack(s, req.Ref, 0)
 	return nil
 }

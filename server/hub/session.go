@@ -87,6 +87,7 @@ type sessionFlood struct {
 	controls     int                      // control frames before login (control.go)
 	lastLimitErr int64                    // when rate_limited was last sent
 	partialSince int64                    // when an incomplete frame began waiting, 0 if none
+	typedAt      map[string]int64         // when it last typed to each room (#name) and user (@key), for TypingEvery
 }
 
 // queue appends a frame for the next flush. Loop goroutine only.

@@ -224,7 +224,7 @@ func (n *Broker) Start(h broker.Handler) error {
 	n.mu.Lock()
 	n.since = time.Now()
 	n.mu.Unlock()
-	for _, subject := range []string{n.subj.heartbeat(), n.subj.who(), n.subj.node(n.id) + ".>", n.subj.mod(), n.subj.rooms()} {
+	for _, subject := range []string{n.subj.heartbeat(), n.subj.who(), n.subj.node(n.id) + ".>", n.subj.notice(), n.subj.rooms()} {
 		if _, err := nc.ChanSubscribe(subject, n.inbox); err != nil {
 			nc.Close()
 			return fmt.Errorf("natsbroker: subscribe %s: %w", subject, err)
@@ -459,7 +459,7 @@ func (n *Broker) Subscriptions() int { return n.nc.NumSubscriptions() }
 type subjects struct{ cluster string }
 
 func (s subjects) heartbeat() string     { return s.cluster + ".hb" }
-func (s subjects) mod() string           { return s.cluster + ".mod" }
+func (s subjects) notice() string        { return s.cluster + ".notice" }
 func (s subjects) rooms() string         { return s.cluster + ".rooms" }
 func (s subjects) audit() string         { return s.cluster + ".audit" }
 func (s subjects) who() string           { return s.cluster + ".who" }

@@ -120,7 +120,8 @@ func (f *fakeHandler) LocalMembers(string) []broker.User   { return nil }
 func (f *fakeHandler) LocalRooms() []string                { return nil }
 func (f *fakeHandler) RulesChanged(string, []byte)         {}
 func (f *fakeHandler) Audited(codec.AuditEntry)            {}
-func (f *fakeHandler) Moderated(broker.ModNotice)          {}
+func (f *fakeHandler) NoticedUser(string, []byte)          {}
+func (f *fakeHandler) Noticed(broker.RoomNotice)           {}
 func (f *fakeHandler) LocalRoomCounts() []broker.RoomCount { return nil }
 
 func (f *fakeHandler) LocalNick(key string) (string, bool) {

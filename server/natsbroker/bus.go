@@ -183,8 +183,8 @@ func (n *Broker) handle(m *nats.Msg) {
 		hexName, what, _ := strings.Cut(arg, ".")
 		n.roomTraffic(unkey(hexName), what, m)
 		return
-	case kind == "mod":
-		n.moderated(m)
+	case kind == "notice":
+		n.noticed(m)
 		return
 	case kind == "rooms":
 		n.roomsReported(m)
@@ -206,6 +206,8 @@ func (n *Broker) handle(m *nats.Msg) {
 		n.ownerSay(m, &in)
 	case strings.HasSuffix(arg, ".dm"):
 		n.deliverDM(m, &in)
+	case strings.HasSuffix(arg, ".unotice"):
+		n.h.NoticedUser(in.To, []byte(in.Body))
 	}
 }
 

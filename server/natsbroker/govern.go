@@ -19,7 +19,7 @@ import (
 // the rules live in a key-value bucket that every node replicates into
 // its hub (RulesChanged), the audit log is a stream every node reads in
 // order (Audited), and what a moderation action does to sessions and
-// members crosses the bus to every node (Moderated). Each node reports
+// members crosses the bus to every node (Notice). Each node reports
 // the rooms it has members in every few heartbeats, for the room list.
 //
 // The broker is the hub's RulesStore in a cluster: SaveRules and
@@ -168,19 +168,19 @@ func (n *Broker) readAudit() {
 	cc.Stop()
 }
 
-// Moderated tells the other nodes of a moderation action.
-func (n *Broker) Moderated(m broker.ModNotice) {
+// Notice tells the other nodes of something that happened in a room.
+func (n *Broker) Notice(m broker.RoomNotice) {
 	data, err := sonic.Marshal(&m)
 	if err == nil {
-		n.enqueue(outMsg{subject: n.subj.mod(), data: data})
+		n.enqueue(outMsg{subject: n.subj.notice(), data: data})
 	}
 }
 
 // moderated applies another node's action. Dispatcher goroutine.
-func (n *Broker) moderated(msg *nats.Msg) {
-	var m broker.ModNotice
+func (n *Broker) noticed(msg *nats.Msg) {
+	var m broker.RoomNotice
 	if sonic.Unmarshal(msg.Data, &m) == nil {
-		n.h.Moderated(m)
+		n.h.Noticed(m)
 	}
 }
 
@@ -231,5 +231,16 @@ func (n *Broker) auditStreamConfig() jetstream.StreamConfig {
 		Name: n.subj.cluster + "_audit", Subjects: []string{n.subj.audit()},
 		Storage: jetstream.FileStorage, MaxMsgs: int64(n.cfg.AuditLen), Discard: jetstream.DiscardOld,
 		MaxAge: 0, Duplicates: time.Minute,
+	}
+}
+
+// NoticeUser sends a droppable frame to the node the user with key is
+// online on; nothing if it is online nowhere.
+func (n *Broker) NoticeUser(key string, frame []byte) {
+	n.mu.Lock()
+	d, ok := n.dir[key]
+	n.mu.Unlock()
+	if ok && !d.Held && d.Node != n.id {
+		n.publish(n.subj.node(d.Node)+".unotice", &busMsg{To: key, Body: string(frame)})
 	}
 }

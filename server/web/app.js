@@ -191,6 +191,7 @@
         if (ev.nick === state.nick) return removed(ev);
         return memberChange(ev.room, ev.nick, false, ev.reason);
       case "mod": return moderated(ev);
+      case "typing": return typingNotice(ev);
       case "topic": return topicChanged(ev);
       case "presence": { const v = view("room", ev.room); v.count = ev.count; v.complete = false; return notice(v, ev.room + ": " + ev.count + " members (+" + ev.joined + " joined, -" + ev.left + " left)"); }
       case "gap": return fillGap(ev);
@@ -315,8 +316,36 @@
 
   // how: "live" (arrived now), "older" (a history page), "fill" (missed
   // messages fetched late).
+  // Typing: who types where, each until TYPING_SHOWN after its notice or
+  // until its message; this user's own typing goes out at most once per
+  // TYPING_EVERY (the server's limit too). Views: the room's, or the DM's
+  // with the typer.
+  const TYPING_SHOWN = 5000, TYPING_EVERY = 3000;
+  let typedAt = 0, typedWhere = "";
+  function typingNotice(ev) {
+    const v = ev.room ? view("room", ev.room) : view("dm", ev.nick);
+    v.typing = v.typing || new Map();
+    v.typing.set(ev.nick, Date.now() + TYPING_SHOWN);
+    renderTyping();
+    setTimeout(renderTyping, TYPING_SHOWN + 50);
+  }
+  function stoppedTyping(v, nick) { if (v.typing && v.typing.delete(nick)) renderTyping(); }
+  function renderTyping() {
+    const v = currentView(), now = Date.now();
+    const names = v.typing ? [...v.typing].filter(([, until]) => until > now).map(([n]) => n).sort() : [];
+    $("typing").textContent = !names.length ? "" : names.length === 1 ? names[0] + " is typing…"
+      : names.length <= 3 ? names.join(", ") + " are typing…" : "several people are typing…";
+  }
+  function typed() {
+    const v = currentView(), text = $("input").value, where = v.kind + ":" + v.name;
+    if (!text || text.startsWith("/") || (where === typedWhere && Date.now() - typedAt < TYPING_EVERY)) return;
+    typedAt = Date.now(); typedWhere = where;
+    send(v.kind === "room" ? { type: "typing", room: v.name } : { type: "typing", to: v.name });
+  }
+
   function roomMsg(ev, how) {
     const v = view("room", ev.room);
+    if (how === "live") stoppedTyping(v, ev.from);
     if (ev.seq > v.seq) v.seq = ev.seq;
     const mine = ev.from === state.nick;
     const own = mine && ownLine(v, ev.id);
@@ -331,6 +360,7 @@
     const mine = ev.from === state.nick;
     const peer = mine ? ev.to : ev.from;
     const v = view("dm", peer);
+    if (how === "live" && !mine) stoppedTyping(v, ev.from);
     const e = entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq || 0, at: ev.ts || Date.now(), mine, mention: !mine });
     if (place(v, e, how === "older") && how === "live") bump(v, e);
     else render();
@@ -666,6 +696,7 @@
     state.newBelow = false;
     $("side").classList.remove("open");
     render(true);
+    renderTyping();
     if (kind === "room" && !v.loaded) loadHistory(v);
   }
 
@@ -871,6 +902,7 @@
     input.value = "";
     if (!(await submit(text))) restoreInput(text);
   });
+  $("input").addEventListener("input", typed);
   $("input").addEventListener("keydown", (e) => {
     const input = $("input");
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("compose").requestSubmit(); return; }
