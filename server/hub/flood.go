@@ -95,13 +95,14 @@ func (h *Hub) allowDM(s *Session, key string) bool {
 	if h.cfg.DMRate < 0 {
 		return true
 	}
-	l := s.dmLimits[key]
+	pt := s.targets()
+	l := pt.dmLimits[key]
 	if l == nil {
-		if s.dmLimits == nil || len(s.dmLimits) >= maxDMLimits {
-			s.dmLimits = make(map[string]*rate.Limiter)
+		if pt.dmLimits == nil || len(pt.dmLimits) >= maxDMLimits {
+			pt.dmLimits = make(map[string]*rate.Limiter)
 		}
 		l = rate.NewLimiter(rate.Limit(h.cfg.DMRate), h.cfg.DMBurst)
-		s.dmLimits[key] = l
+		pt.dmLimits[key] = l
 	}
 	return l.Allow()
 }

@@ -78,16 +78,31 @@ type sessionClose struct {
 // sessionFlood is what flood control and the request limits keep for a
 // session (flood.go, control.go). Loop goroutine.
 type sessionFlood struct {
-	limiter      *rate.Limiter            // flood control; nil when off
-	joins        *rate.Limiter            // joins and leaves; nil when off
-	creates      *rate.Limiter            // rooms created; nil until the first
-	dmLimits     map[string]*rate.Limiter // direct messages per recipient key
-	flooded      int64                    // time spent over the rate limit, draining while quiet (flood.go)
-	lastDrop     int64                    // when a frame was last dropped
-	controls     int                      // control frames before login (control.go)
-	lastLimitErr int64                    // when rate_limited was last sent
-	partialSince int64                    // when an incomplete frame began waiting, 0 if none
-	typedAt      map[string]int64         // when it last typed to each room (#name) and user (@key), for TypingEvery
+	limiter      *rate.Limiter // flood control; nil when off
+	joins        *rate.Limiter // joins and leaves; nil when off
+	creates      *rate.Limiter // rooms created; nil until the first
+	perTarget    *perTarget    // limits per recipient and room; nil until the first
+	flooded      int64         // time spent over the rate limit, draining while quiet (flood.go)
+	lastDrop     int64         // when a frame was last dropped
+	controls     int           // control frames before login (control.go)
+	lastLimitErr int64         // when rate_limited was last sent
+	partialSince int64         // when an incomplete frame began waiting, 0 if none
+}
+
+// perTarget is what a session keeps per recipient or room, allocated on
+// first use: most sessions never send a DM or type, and a field each
+// would have taken Session past a size class.
+type perTarget struct {
+	dmLimits map[string]*rate.Limiter // direct messages per recipient key
+	typedAt  map[string]int64         // when it last typed to each room (#name) and user (@key), for TypingEvery
+}
+
+// targets returns s's perTarget, allocating it the first time.
+func (s *Session) targets() *perTarget {
+	if s.perTarget == nil {
+		s.perTarget = &perTarget{}
+	}
+	return s.perTarget
 }
 
 // queue appends a frame for the next flush. Loop goroutine only.

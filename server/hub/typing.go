@@ -59,14 +59,14 @@ func (h *Hub) handleTyping(s *Session, req *codec.Request) error {
 // typedLately reports whether s typed to target within TypingEvery, and
 // notes now as its last time if not.
 func (h *Hub) typedLately(s *Session, target string) bool {
-	now := h.mono()
-	if last, ok := s.typedAt[target]; ok && now-last < int64(codec.TypingEvery) {
+	now, pt := h.mono(), s.targets()
+	if last, ok := pt.typedAt[target]; ok && now-last < int64(codec.TypingEvery) {
 		return true
 	}
-	if s.typedAt == nil || len(s.typedAt) >= maxTypingTargets {
-		s.typedAt = make(map[string]int64)
+	if pt.typedAt == nil || len(pt.typedAt) >= maxTypingTargets {
+		pt.typedAt = make(map[string]int64)
 	}
-	s.typedAt[target] = now
+	pt.typedAt[target] = now
 	return false
 }
 

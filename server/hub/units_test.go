@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"parley/codec"
 )
@@ -38,5 +39,15 @@ func TestCloseCause(t *testing.T) {
 		if got := closeCause(err); got != want {
 			t.Errorf("closeCause(%v) = %q, want %q", err, got, want)
 		}
+	}
+}
+
+// TestSessionFitsItsSizeClass: a Session is allocated for every
+// connection; past 512 bytes Go's allocator gives it 576, 64 bytes more
+// per connection (docs/PERFORMANCE.md, memory per connection). What most
+// sessions never use hangs off a pointer (perTarget).
+func TestSessionFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(Session{}); n > 512 {
+		t.Fatalf("Session is %d bytes, past the 512-byte size class", n)
 	}
 }
