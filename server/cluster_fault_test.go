@@ -30,7 +30,11 @@ type chatter struct {
 	sent   map[string]string // ref → body
 	seen   chan struct{}     // signalled on every frame recorded
 	rounds int               // keepSaying calls so far
+	bye    codec.Reason      // the bye the server closed it with, if any
 }
+
+// pongFrame answers the server's ping.
+var pongFrame = codec.MustEncode(&codec.Pong{})
 
 // newChatter logs nick in on srv, joins room (unless it is the lobby) and
 // starts recording.
@@ -63,7 +67,7 @@ func (ch *chatter) describe() string {
 	for _, ev := range ch.got[max(0, len(ch.got)-5):] {
 		last = append(last, fmt.Sprintf("%s:%d", ev.Type, ev.Seq))
 	}
-	return fmt.Sprintf("%s: sent %d, acked %d, failed %v, received %d, last %v", ch.name, len(ch.sent), len(ch.acks), codes, len(ch.got), last)
+	return fmt.Sprintf("%s: sent %d, acked %d, failed %v, received %d, last %v, bye %q", ch.name, len(ch.sent), len(ch.acks), codes, len(ch.got), last, ch.bye)
 }
 
 func (ch *chatter) record() {
@@ -74,8 +78,17 @@ func (ch *chatter) record() {
 		case <-ch.c.done:
 			return
 		}
+		if ev.Type == codec.TypePing {
+			// A chatter answers pings as any client does: one that only
+			// listens, and lives past the idle timeout (a fault test on a
+			// loaded machine), was closed with bye timeout mid-test.
+			_, _ = ch.c.conn.Write(pongFrame)
+			continue
+		}
 		ch.mu.Lock()
 		switch {
+		case ev.Type == codec.TypeBye:
+			ch.bye = ev.Reason
 		case ev.Type == codec.TypeMsg && ev.Room == ch.room && ev.Seq > 0, ev.Type == codec.TypeGap:
 			ch.got = append(ch.got, ev)
 		case ev.Type == codec.TypeAck && ch.sent[ev.Ref] != "":
