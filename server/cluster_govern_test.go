@@ -44,6 +44,11 @@ func TestClusterGovernance(t *testing.T) {
 		return bob.answer("t").Type == codec.TypeAck
 	})
 	amy.until("bob's topic on node 0", func(ev codec.Event) bool { return ev.Type == codec.TypeTopic && ev.Topic == "from node 1" })
+	// who through node 2 marks the owner and the operator on other nodes.
+	eve.send(&codec.Who{Room: "den", Ref: "w"})
+	if w := eve.until("who", func(ev codec.Event) bool { return ev.Type == codec.TypeUsers }); w.Roles["amy"] != "owner" || w.Roles["bob"] != "operator" || len(w.Roles) != 2 {
+		t.Fatalf("who through node 2: roles %v", w.Roles)
+	}
 
 	// A kick on node 1 of a member on node 2.
 	bob.ok(&codec.Target{Type: codec.TypeKick, Room: "den", Account: "eve", Reason: "cool off", Ref: "k1"}, "k1")

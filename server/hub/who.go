@@ -71,7 +71,7 @@ func (h *Hub) sendMembers(s *Session, req *codec.Request, afterKey string, membe
 	var entries []nickEntry
 	for _, m := range members {
 		if k := codec.SortKey(m.Nick); k > afterKey {
-			entries = append(entries, nickEntry{key: k, nick: m.Nick})
+			entries = append(entries, nickEntry{key: k, nick: m.Nick, account: m.Account})
 		}
 	}
 	h.sendUsers(s, req, entries, len(members))
@@ -90,7 +90,7 @@ func (r *room) membersAfter(afterKey string) ([]nickEntry, int) {
 	}
 	for _, m := range r.remote {
 		if k := codec.SortKey(m.Nick); k > afterKey {
-			out = append(out, nickEntry{key: k, nick: m.Nick})
+			out = append(out, nickEntry{key: k, nick: m.Nick, account: m.Account})
 		}
 	}
 	return out, r.count()
