@@ -417,4 +417,13 @@ func TestOwnershipGoesWithTheRoom(t *testing.T) {
 	bob.ok(&codec.SetTopic{Room: "tmp", Topic: "bob's now", Ref: "t1"}, "t1")
 	bob.joinRoom("kept")
 	bob.refused(&codec.SetTopic{Room: "kept", Topic: "bob's?", Ref: "t2"}, "t2", codec.CodeForbidden)
+
+	// A room a guest created exists: the account that joins it next does
+	// not own it.
+	guests := authServer(t, s, "optional", func(c *Config) { c.RateLimit, c.JoinRate = -1, -1 })
+	gus := loggedIn(t, guests, "gus")
+	gus.joinRoom("guests")
+	cleo := account(t, guests, s, "cleo", nil)
+	cleo.joinRoom("guests")
+	cleo.refused(&codec.SetTopic{Room: "guests", Topic: "mine?", Ref: "t3"}, "t3", codec.CodeForbidden)
 }

@@ -63,7 +63,7 @@ func TestServerBanAccount(t *testing.T) {
 	eve2.untilBye(codec.ReasonBanned)
 	amy.untilLeft("eve", "den", codec.ReasonBanned)
 	c, ev := tokenLogin(t, srv, s.tokenWith("eve", nil))
-	if ev.Type != codec.TypeError || ev.Code != codec.CodeBanned {
+	if ev.Type != codec.TypeError || ev.Code != codec.CodeBanned || !strings.Contains(ev.Message, "from this server by root: abuse") {
 		t.Fatalf("a banned account's login: %+v", ev)
 	}
 	c.conn.Close()

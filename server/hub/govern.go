@@ -250,8 +250,14 @@ func (h *Hub) maySay(s *Session, r *room) error {
 	return nil
 }
 
+// describeLimit words a ban or a mute for its error: where ("" for the
+// whole server), by whom, until when and why.
 func describeLimit(room string, l moderation.Limit) string {
-	s := fmt.Sprintf("in %q by %s", room, l.By)
+	where := "from this server"
+	if room != "" {
+		where = fmt.Sprintf("in %q", room)
+	}
+	s := where + " by " + l.By
 	if l.Until > 0 {
 		s += " until " + time.UnixMilli(l.Until).UTC().Format(time.RFC3339)
 	}

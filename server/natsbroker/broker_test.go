@@ -42,6 +42,7 @@ type fakeHandler struct {
 	downs     []string
 	dms       []string
 	local     map[string]string // users here: key → nick
+	audited   []codec.AuditEntry
 }
 
 func newFakeHandler(node string) *fakeHandler {
@@ -116,10 +117,14 @@ func (f *fakeHandler) DeliverDM(toKey, from, body string, _ int64) error {
 	return nil
 }
 
-func (f *fakeHandler) LocalMembers(string) []broker.User   { return nil }
-func (f *fakeHandler) LocalRooms() []string                { return nil }
-func (f *fakeHandler) RulesChanged(string, []byte)         {}
-func (f *fakeHandler) Audited(codec.AuditEntry)            {}
+func (f *fakeHandler) LocalMembers(string) []broker.User { return nil }
+func (f *fakeHandler) LocalRooms() []string              { return nil }
+func (f *fakeHandler) RulesChanged(string, []byte)       {}
+func (f *fakeHandler) Audited(e codec.AuditEntry) {
+	f.mu.Lock()
+	f.audited = append(f.audited, e)
+	f.mu.Unlock()
+}
 func (f *fakeHandler) NoticedUser(string, []byte)          {}
 func (f *fakeHandler) Noticed(broker.RoomNotice)           {}
 func (f *fakeHandler) LocalRoomCounts() []broker.RoomCount { return nil }
@@ -346,4 +351,48 @@ func TestPresenceDMsAndDeathCross(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAuditKeepsAnEndOnce: every node sweeps a timed limit's end and logs
+// it; the audit stream keeps it once, numbered, and any other entry as
+// often as it is appended, in each node's order.
+func TestAuditKeepsAnEndOnce(t *testing.T) {
+	nats := natstest.Start(t)
+	a, b := startNode(t, nats.URL(), "a"), startNode(t, nats.URL(), "b")
+	end := codec.AuditEntry{Action: "ban_end", Room: "r", By: "server", Target: "eve", Until: 1796000000000}
+	kick := codec.AuditEntry{Action: "kick", Room: "r", By: "amy", Target: "eve"}
+	for _, n := range []*node{a, b} {
+		n.b.AppendAudit(end, nil)
+		n.b.AppendAudit(end, nil)
+		n.b.AppendAudit(kick, nil)
+		n.b.AppendAudit(codec.AuditEntry{Action: "marker", By: n.h.node}, nil) // after its node's others
+	}
+	var got []codec.AuditEntry
+	poll.Until(t, waitFor, "both markers read back", func() error {
+		a.h.mu.Lock()
+		got = append(got[:0], a.h.audited...)
+		a.h.mu.Unlock()
+		markers := 0
+		for _, e := range got {
+			if e.Action == "marker" {
+				markers++
+			}
+		}
+		if markers < 2 {
+			return fmt.Errorf("%d markers in %d entries", markers, len(got))
+		}
+		return nil
+	})
+	counts := map[string]int{}
+	var last uint64
+	for _, e := range got {
+		if e.Seq <= last {
+			t.Fatalf("seqs not increasing: %+v", got)
+		}
+		last = e.Seq
+		counts[e.Action]++
+	}
+	if counts["ban_end"] != 1 || counts["kick"] != 2 {
+		t.Fatalf("kept %v, want ban_end once and kick twice", counts)
+	}
 }
