@@ -16,18 +16,7 @@ import (
 // rejoin it), and its join is refused; the room list and the audit log
 // read back what was done.
 func TestModerationCalls(t *testing.T) {
-	tk := newTokens(t, "amy", time.Hour)
-	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}})
-	as := func(sub string) *Client {
-		c, err := Dial(ctxT(t), srv.Addr().String(), Options{Token: func(ctx context.Context) (string, error) {
-			return auth.Sign(tk.alg, tk.key, auth.Token{Subject: sub, KeyID: "k", TTL: time.Hour}, time.Now())
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	as := accountServer(t)
 	amy, eve := as("amy"), as("eve")
 	for _, c := range []*Client{amy, eve} {
 		if err := c.Join(ctxT(t), "den"); err != nil {
@@ -73,5 +62,22 @@ func TestModerationCalls(t *testing.T) {
 	if err != nil || more || len(entries) != 3 || entries[0].Action != codec.TypeTopic || entries[1].Action != codec.TypeBan ||
 		entries[1].Target != "eve" || entries[1].Until == 0 || entries[2].Action != codec.TypeUnban {
 		t.Fatalf("audit %+v more %v: %v", entries, more, err)
+	}
+}
+
+// accountServer starts a server that takes tokens and returns a function
+// that connects a client as an account.
+func accountServer(t *testing.T) func(sub string) *Client {
+	tk := newTokens(t, "amy", time.Hour)
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}})
+	return func(sub string) *Client {
+		c, err := Dial(ctxT(t), srv.Addr().String(), Options{Token: func(ctx context.Context) (string, error) {
+			return auth.Sign(tk.alg, tk.key, auth.Token{Subject: sub, KeyID: "k", TTL: time.Hour}, time.Now())
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
 }

@@ -85,8 +85,8 @@ func (c *Client) entered(room, epoch string, seq uint64) {
 func (c *Client) note(ev codec.Event) {
 	var seq uint64
 	switch {
-	case ev.Type == codec.TypeMsg && ev.Room != "" && ev.Seq > 0:
-		seq = ev.Seq
+	case (ev.Type == codec.TypeMsg || ev.Type == codec.TypeEdited || ev.Type == codec.TypeDeleted || ev.Type == codec.TypeReaction) && ev.Room != "" && ev.Seq > 0:
+		seq = ev.Seq // an amendment takes a seq of the room's too
 	case ev.Type == codec.TypeGap:
 		seq = ev.Last
 	default:

@@ -36,6 +36,7 @@ const (
 	CodeBanned          Code = "banned"            // join or say in a room that bans the account
 	CodeMuted           Code = "muted"             // say in a room that mutes the account
 	CodeInviteOnly      Code = "invite_only"       // join of a private room without an invitation
+	CodeNotFound        Code = "not_found"         // edit, delete, react or reply_to on a seq the room's history does not hold, or holds deleted
 )
 
 // Error is a protocol error: a Code and a message for people. The exported
@@ -82,6 +83,7 @@ var (
 	ErrBanned          = &Error{CodeBanned, "banned from the room"}
 	ErrMuted           = &Error{CodeMuted, "muted in the room"}
 	ErrInviteOnly      = &Error{CodeInviteOnly, "the room is invite-only"}
+	ErrNotFound        = &Error{CodeNotFound, "no such message"}
 )
 
 var sentinels = map[Code]*Error{}
@@ -92,7 +94,7 @@ func init() {
 		ErrNotLoggedIn, ErrAlreadyLoggedIn, ErrBadNick, ErrNickTaken, ErrBadRoom,
 		ErrNotInRoom, ErrNoSuchUser, ErrBodyTooLarge, ErrTooManyRooms, ErrRateLimited,
 		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions, ErrNotStored,
-		ErrForbidden, ErrBanned, ErrMuted, ErrInviteOnly,
+		ErrForbidden, ErrBanned, ErrMuted, ErrInviteOnly, ErrNotFound,
 	} {
 		sentinels[e.Code] = e
 		codeOrder = append(codeOrder, e.Code)

@@ -58,6 +58,8 @@ type Say struct {
 	Type string `json:"type"`
 	Room string `json:"room,omitempty"`
 	Body string `json:"body"`
+	// ReplyTo is the seq of the room message this one answers.
+	ReplyTo uint64 `json:"reply_to,omitempty"`
 	// ID is the client's idempotency key for the message (at most MaxRef
 	// bytes): every member receives it with the message, so a client can
 	// tell a retry that was stored twice.
@@ -65,12 +67,14 @@ type Say struct {
 	Ref string `json:"ref,omitempty"`
 }
 
-// DM sends Body to the user named To.
+// DM sends Body to the user named To, or to the account Account (token
+// logins; online or not).
 type DM struct {
-	Type string `json:"type"`
-	To   string `json:"to"`
-	Body string `json:"body"`
-	Ref  string `json:"ref,omitempty"`
+	Type    string `json:"type"`
+	To      string `json:"to,omitempty"`
+	Account string `json:"account,omitempty"`
+	Body    string `json:"body"`
+	Ref     string `json:"ref,omitempty"`
 }
 
 // Join enters Room, creating it on first use.
@@ -166,6 +170,19 @@ type Msg struct {
 	TS   int64  `json:"ts"`
 	Seq  uint64 `json:"seq,omitempty"`
 	ID   string `json:"id,omitempty"` // the say's ID, when its sender gave one
+	// Account is the sender's account (token logins): who may edit it.
+	Account string `json:"account,omitempty"`
+	// ReplyTo is the seq of the room message it answers.
+	ReplyTo uint64 `json:"reply_to,omitempty"`
+	// Mentions are the nicks its body names with @, as the server
+	// resolved them.
+	Mentions []string `json:"mentions,omitempty"`
+	// In history and resume, the message as it is now: when it was last
+	// edited (Unix ms; Body is the new text), whether it was deleted (a
+	// tombstone: no body), and its reactions.
+	Edited    int64           `json:"edited,omitempty"`
+	Deleted   bool            `json:"deleted,omitempty"`
+	Reactions []ReactionCount `json:"reactions,omitempty"`
 }
 
 // Joined tells the members of Room that Nick joined it.
@@ -347,6 +364,13 @@ type Request struct {
 	Topic    *string `json:"topic"`
 	Private  *bool   `json:"private"`
 	Offset   int     `json:"offset"`
+	// The conversation features' (conversation.go): the seq a request
+	// amends, marks or (ReplyTo) answers; a reaction, and whether it is
+	// taken back.
+	Seq     uint64 `json:"seq"`
+	ReplyTo uint64 `json:"reply_to"`
+	Emoji   string `json:"emoji"`
+	Remove  bool   `json:"remove"`
 	// Server-wide moderation's: an address or CIDR network to ban, the
 	// time before which an account's tokens are revoked (Unix ms), a
 	// token's id, a lockdown level.
@@ -404,6 +428,20 @@ type Event struct {
 	Entries []AuditEntry `json:"entries"`
 	// A users answer's roles (nick to owner or operator).
 	Roles map[string]string `json:"roles"`
+	// The conversation features' (conversation.go): a message's sender
+	// account, the message it answers and the nicks it mentions, its
+	// state in history; the message an event amends, a reaction; read
+	// markers.
+	Account   string          `json:"account"`
+	ReplyTo   uint64          `json:"reply_to"`
+	Mentions  []string        `json:"mentions"`
+	Edited    int64           `json:"edited"`
+	Deleted   bool            `json:"deleted"`
+	Reactions []ReactionCount `json:"reactions"`
+	Of        uint64          `json:"of"`
+	Emoji     string          `json:"emoji"`
+	Remove    bool            `json:"remove"`
+	Marks     []MarkInfo      `json:"marks"`
 	// A server_bans answer's bans and lockdown level.
 	Bans     []BanInfo `json:"bans"`
 	Lockdown string    `json:"lockdown"`

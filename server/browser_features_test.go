@@ -314,3 +314,77 @@ func TestBrowserGovernsARoom(t *testing.T) {
 	amy.run(chromedp.Click(chromedp.CSS(`#members li[data-nick="~gus"] button.kick`)))
 	gus.waitFor("gus told it was removed", `document.getElementById("title").textContent.startsWith("#lobby") && `+shows("you were removed from den (kick)"))
 }
+
+// TestBrowserMessageFeatures: the web chat of an account that was away
+// shows the direct message left for it, counts the unread messages and
+// the mention of a room from its read marker and draws "new since you
+// left" before them; its hover actions reply (shown as a quote), react
+// (a chip), edit and delete, and a TCP member sees each; that member's
+// edit and reaction change the message on the page.
+func TestBrowserMessageFeatures(t *testing.T) {
+	chrome := needChromium(t)
+	s := newSigner(t)
+	srv := authServer(t, s, "optional", func(c *Config) { c.WSAddr = "127.0.0.1:0"; c.RateLimit = -1 })
+	base := "http://" + srv.WSAddr().String() + "/"
+	bob := account(t, srv, s, "bob", nil)
+	bob.joinRoom("den")
+	away := account(t, srv, s, "amy", nil)
+	away.joinRoom("den")
+	m1 := bob.said("den", "before you left", "s1")
+	away.ok(&codec.Mark{Room: "den", Seq: m1, Ref: "m"}, "m")
+	away.send(&codec.Quit{})
+	away.untilBye(codec.ReasonQuit)
+	bob.waitOffline("amy")
+	m2 := bob.said("den", "after you left, @amy", "s2")
+	bob.ok(&codec.DM{To: "amy", Body: "ping me when back", Ref: "d"}, "d")
+
+	amy := newBrowser(t, chrome)()
+	amy.run(chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#login-token")),
+		chromedp.SetValue(chromedp.CSS("#login-token"), s.tokenWith("amy", nil)), chromedp.Click(chromedp.CSS("#login-button")))
+	amy.waitFor("the waiting DM in the side list", `(() => { const d = document.querySelector('#dms li[data-name="bob"]'); return !!d && d.querySelector(".unread").textContent === "1"; })()`)
+	// A new device: the rooms the account reads are joined, with their counts.
+	amy.waitFor("den joined, counted unread, with a mention", `(() => { const r = document.querySelector('#rooms li[data-name="den"] .unread'); return !!r && r.textContent === "1" && r.classList.contains("mentioned"); })()`)
+	amy.run(chromedp.Click(chromedp.CSS(`#rooms li[data-name="den"]`)))
+	amy.waitFor("the separator before the new message", `(() => {
+		const lis = [...document.querySelectorAll("#messages li")], i = lis.findIndex(li => li.classList.contains("since"));
+		return i >= 0 && lis[i+1] && lis[i+1].dataset.seq === "`+fmt.Sprint(m2)+`" && lis.slice(0, i).some(li => li.dataset.seq === "`+fmt.Sprint(m1)+`");
+	})()`)
+	msg := func(seq uint64) string {
+		return fmt.Sprintf(`document.querySelector('#messages li[data-seq="%d"]')`, seq)
+	}
+
+	// React and reply from the hover bar.
+	eval[bool](amy, msg(m2)+`.querySelector('.acts button[title="react 👍"]').click() || true`)
+	if ev := bob.until("amy's reaction", func(ev codec.Event) bool { return ev.Type == codec.TypeReaction }); ev.Of != m2 || ev.Emoji != "👍" {
+		t.Fatalf("bob got %+v", ev)
+	}
+	amy.waitFor("amy's chip", msg(m2)+`?.querySelector(".chip.me")?.textContent === "👍 1"`)
+	eval[bool](amy, msg(m2)+`.querySelector(".acts button.reply").click() || true`)
+	amy.waitFor("the reply bar", `!document.getElementById("composing").hidden`)
+	amy.say("sure")
+	reply := bob.until("amy's reply", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.From == "amy" })
+	if reply.ReplyTo != m2 || reply.Body != "sure" {
+		t.Fatalf("bob got %+v", reply)
+	}
+	amy.waitFor("the quote above the reply", msg(reply.Seq)+`?.querySelector(".quote")?.textContent === "↪ bob: after you left, @amy"`)
+
+	// Edit and delete her own.
+	eval[bool](amy, msg(reply.Seq)+`.querySelector(".acts button.edit").click() || true`)
+	amy.waitFor("the input holds the text", `document.getElementById("input").value === "sure"`)
+	amy.say("sure thing")
+	if ev := bob.until("amy's edit", func(ev codec.Event) bool { return ev.Type == codec.TypeEdited }); ev.Of != reply.Seq || ev.Body != "sure thing" {
+		t.Fatalf("bob got %+v", ev)
+	}
+	amy.waitFor("edited on the page", msg(reply.Seq)+`?.textContent.includes("sure thing (edited)")`)
+	eval[bool](amy, msg(reply.Seq)+`.querySelector(".acts button.delete").click() || true`)
+	bob.until("amy's delete", func(ev codec.Event) bool { return ev.Type == codec.TypeDeleted && ev.Of == reply.Seq })
+	amy.waitFor("the tombstone", msg(reply.Seq)+`?.textContent.includes("message deleted")`)
+	if eval[bool](amy, msg(m2)+`.querySelector(".acts button.edit") !== null`) {
+		t.Fatal("the page offers to edit bob's message")
+	}
+
+	// Bob's edit and reaction reach the page.
+	bob.ok(&codec.Edit{Room: "den", Seq: m2, Body: "after you left (fixed)", Ref: "e"}, "e")
+	bob.ok(&codec.React{Room: "den", Seq: m2, Emoji: "🎉", Ref: "r"}, "r")
+	amy.waitFor("bob's edit and reaction", msg(m2)+`?.textContent.includes("after you left (fixed) (edited)") && [...`+msg(m2)+`.querySelectorAll(".chip")].map(c => c.textContent).join(",") === "👍 1,🎉 1"`)
+}

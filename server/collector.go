@@ -40,6 +40,7 @@ var metricHelp = []struct {
 	{"parley_sent_bytes_total", "Bytes handed to connections.", nil},
 	{"parley_room_messages_total", "Room messages sequenced on this node.", nil},
 	{"parley_direct_messages_total", "Direct messages delivered to sessions on this node.", nil},
+	{"parley_offline_direct_messages_total", "Direct messages left on this node for accounts with no session online.", nil},
 	{"parley_deliveries_total", "Room messages queued for a member on this node.", nil},
 	{"parley_errors_total", "Error frames sent, by code.", []string{"code"}},
 	{"parley_moderation_actions_total", "Moderation actions taken (and timed bans and mutes that ended), by action.", []string{"action"}},
@@ -118,6 +119,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("parley_sent_bytes_total", float64(m.BytesOut))
 	counter("parley_room_messages_total", float64(m.RoomMessages))
 	counter("parley_direct_messages_total", float64(m.DirectMessages))
+	counter("parley_offline_direct_messages_total", float64(m.OfflineDMs))
 	counter("parley_deliveries_total", float64(m.Deliveries))
 	for code, n := range m.Errors {
 		counter("parley_errors_total", float64(n), string(code))

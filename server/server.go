@@ -82,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 			AuditLen: cfg.AuditLen,
 		})
 		b, hc.Rules = nb, nb // the cluster keeps the rules and the audit log
+		hc.Accounts, hc.Offline = nb, nb
 	}
 	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{})}
 	if err := srv.setupSecurity(&hc); err != nil {
@@ -94,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		hc.Store, hc.Rules = st, st
+		hc.Accounts, hc.Offline = st, st
 	}
 	srv.hub, srv.store = hub.New(hc, b), st
 	srv.layer = transport.New(transport.Config{
@@ -201,6 +203,13 @@ func (s *Server) restore() error {
 		if err := s.hub.RestoreRules(room, data); err != nil {
 			return fmt.Errorf("server: read the data dir: %w", err)
 		}
+	}
+	records, err := s.store.LoadAccounts()
+	if err != nil {
+		return fmt.Errorf("server: read the data dir's accounts: %w", err)
+	}
+	for _, data := range records {
+		s.hub.RestoreAccount(data)
 	}
 	audit, err := s.store.LoadAudit()
 	if err != nil {

@@ -18,10 +18,8 @@ import (
 // bans someone, who is told and kept out, and reads the audit log; the
 // member in line mode sees each action as the room is told of it.
 func TestTUIGovernsARoom(t *testing.T) {
-	bin := buildBinary(t)
-	dir := keygen(t)
+	bin, dir, addr := accountsServer(t)
 	token := func(sub string) string { return writeToken(t, dir, sub+".jwt", mintToken(t, dir, "--sub", sub)) }
-	addr := servertest.Start(t, server.Config{AuthKeys: []string{filepath.Join(dir, "app.pub")}, RateLimit: -1}).Addr().String()
 
 	amy := startPane(t, 100, 30, bin+" chat --addr "+addr+" --token-file "+token("amy"))
 	amy.waitScreen("welcome, amy")
@@ -60,13 +58,7 @@ func TestTUIGovernsARoom(t *testing.T) {
 
 	// Typing, both ways: a client's notice shows in the status line, and
 	// text typed (not sent) tells the room.
-	carl, err := client.Dial(context.Background(), addr, client.Options{Token: func(context.Context) (string, error) {
-		return mintToken(t, dir, "--sub", "carl"), nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer carl.Close()
+	carl := accountClient(t, addr, dir, "carl")
 	if err := carl.Join(context.Background(), "den"); err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +76,25 @@ func TestTUIGovernsARoom(t *testing.T) {
 			t.Fatal("carl was not told amy is typing")
 		}
 	}
+}
+
+// accountsServer builds the binary and starts a server that takes the
+// tokens of a new key; it returns the binary, the key's directory and
+// the server's address.
+func accountsServer(t *testing.T) (bin, dir, addr string) {
+	bin, dir = buildBinary(t), keygen(t)
+	addr = servertest.Start(t, server.Config{AuthKeys: []string{filepath.Join(dir, "app.pub")}, RateLimit: -1}).Addr().String()
+	return bin, dir, addr
+}
+
+// accountClient connects the client library to addr as the account sub.
+func accountClient(t *testing.T, addr, dir, sub string) *client.Client {
+	c, err := client.Dial(context.Background(), addr, client.Options{Token: func(context.Context) (string, error) {
+		return mintToken(t, dir, "--sub", sub), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -175,14 +175,14 @@ func TestTUIOutages(t *testing.T) {
 	p := startPane(t, 80, 20, bin+" chat --addr "+addr+" --token-file "+tokFile)
 	p.waitScreen("welcome, amy")
 	p.keys("said before the restart", "Enter")
-	p.waitScreen("amy: said before the restart\n")
+	p.waitScreen("amy: said before the restart  #1\n")
 
 	servertest.Stop(t, srv)
 	p.waitScreen("connection lost", "reconnecting (attempt 3)")
 	p.keys("typed offline", "Enter")
 	p.waitScreen("typed offline …", "1 waiting to send")
 	srv = servertest.Start(t, cfg)
-	s := p.waitScreen("reconnected", "amy: typed offline\n")
+	s := p.waitScreen("reconnected", "amy: typed offline  #2\n")
 	if n := strings.Count(s, "connection lost"); n != 1 {
 		t.Fatalf("%d lines tell of one outage:\n%s", n, s)
 	}

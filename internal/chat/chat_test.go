@@ -173,6 +173,30 @@ func (f *fakeChatter) Audit(_ context.Context, room string, before uint64, limit
 	return []codec.AuditEntry{{Action: "ban", By: "amy", Target: "eve", Reason: "spam"}}, false, nil
 }
 func (f *fakeChatter) Quit(_ context.Context) error { f.record("quit"); return nil }
+func (f *fakeChatter) Reply(_ context.Context, room string, replyTo uint64, body string) (uint64, error) {
+	f.record(fmt.Sprintf("reply %s %d %s", room, replyTo, body))
+	return 20, nil
+}
+func (f *fakeChatter) Edit(_ context.Context, room string, seq uint64, body string) (uint64, error) {
+	f.record(fmt.Sprintf("edit %s %d %s", room, seq, body))
+	return 21, nil
+}
+func (f *fakeChatter) Delete(_ context.Context, room string, seq uint64) (uint64, error) {
+	f.record(fmt.Sprintf("delete %s %d", room, seq))
+	return 22, nil
+}
+func (f *fakeChatter) React(_ context.Context, room string, seq uint64, emoji string, remove bool) (uint64, error) {
+	f.record(fmt.Sprintf("react %s %d %s %v", room, seq, emoji, remove))
+	return 23, nil
+}
+func (f *fakeChatter) Mark(_ context.Context, room string, seq uint64) (uint64, error) {
+	f.record(fmt.Sprintf("mark %s %d", room, seq))
+	return seq, nil
+}
+func (f *fakeChatter) MarkDMs(_ context.Context, seq uint64) (uint64, error) {
+	f.record(fmt.Sprintf("mark dm %d", seq))
+	return seq, nil
+}
 
 // History serves seqs 1 to 120 of room "old", and nothing of the others.
 func (f *fakeChatter) History(_ context.Context, room string, before uint64, limit int) ([]codec.Event, bool, error) {

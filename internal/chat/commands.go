@@ -39,6 +39,14 @@ type Chatter interface {
 	ListRooms(ctx context.Context, offset, limit int) ([]codec.RoomInfo, int, bool, error)
 	Audit(ctx context.Context, room string, before uint64, limit int) ([]codec.AuditEntry, bool, error)
 	Typing(ctx context.Context, room string) error
+
+	// Conversation features (converse.go).
+	Reply(ctx context.Context, room string, replyTo uint64, body string) (uint64, error)
+	Edit(ctx context.Context, room string, seq uint64, body string) (uint64, error)
+	Delete(ctx context.Context, room string, seq uint64) (uint64, error)
+	React(ctx context.Context, room string, seq uint64, emoji string, remove bool) (uint64, error)
+	Mark(ctx context.Context, room string, seq uint64) (uint64, error)
+	MarkDMs(ctx context.Context, seq uint64) (uint64, error)
 }
 
 // Kind is what a line asks for.
@@ -60,6 +68,11 @@ const (
 	CmdPrivate  // /private on|off
 	CmdRooms    // /rooms [from]
 	CmdAudit    // /audit [room]
+
+	CmdEdit   // /edit [#seq] text
+	CmdDelete // /delete [#seq]
+	CmdReply  // /reply #seq text
+	CmdReact  // /react [#seq] emoji, /unreact [#seq] emoji
 )
 
 // Command is one parsed input line.
@@ -73,6 +86,7 @@ type Command struct {
 	Duration time.Duration // a ban's, mute's or invitation's; 0: until lifted
 	On       bool          // /private on
 	From     int           // /rooms: the offset to list from
+	Seq      uint64        // the message an edit, delete, reply or reaction names; 0: the UI's choice
 }
 
 // Help lists the commands, one per line.
@@ -86,7 +100,6 @@ var Help = []string{
 	"/help           this list",
 	"/quit           leave the chat (also: a bare quit or exit line)",
 	"anything else is said in the current room",
-	"in the current room, for its owner and operators (who marks them):",
 }
 
 // Keys lists the keys of the full-screen chat, one per line.
@@ -101,10 +114,14 @@ var Keys = []string{
 }
 
 // Commands are the command names Tab completes.
-var Commands = []string{"/audit", "/ban", "/deop", "/dm", "/help", "/invite", "/join", "/kick", "/leave", "/me", "/mute", "/op",
-	"/private", "/quit", "/room", "/rooms", "/topic", "/unban", "/uninvite", "/unmute", "/who"}
+var Commands = []string{"/audit", "/ban", "/delete", "/deop", "/dm", "/edit", "/help", "/invite", "/join", "/kick", "/leave", "/me", "/mute", "/op",
+	"/private", "/quit", "/react", "/reply", "/room", "/rooms", "/topic", "/unban", "/uninvite", "/unmute", "/unreact", "/who"}
 
-func init() { Help = append(Help, GovernHelp...) }
+func init() {
+	Help = append(Help, ConverseHelp...)
+	Help = append(Help, "in the current room, for its owner and operators (who marks them):")
+	Help = append(Help, GovernHelp...)
+}
 
 // QueueWait bounds how long a message waits for the connection to come
 // back before it is given up as not sent.
@@ -204,6 +221,9 @@ func Parse(line string) (Command, error) {
 	if cmd, ok, err := parseGovern(name, rest); ok {
 		return cmd, err
 	}
+	if cmd, ok, err := parseConverse(name, rest); ok {
+		return cmd, err
+	}
 	return Command{}, fmt.Errorf("%w: unknown command /%s (try /help)", ErrUsage, name)
 }
 
@@ -262,6 +282,9 @@ func Run(ctx context.Context, c Chatter, room, id string, cmd Command) Result {
 		return Result{Lines: Help}
 	case CmdQuit:
 		return Result{Quit: true}
+	}
+	if res, ok := runConverse(ctx, c, room, cmd); ok {
+		return res
 	}
 	return runGovern(ctx, c, room, cmd)
 }

@@ -15,13 +15,17 @@ const lineModeNewline = " ↵ "
 // Format returns the one-line form of an event used by line mode, and
 // false for events that show nothing (pong, ack). The format is stable:
 //
-//	[lobby] bob: hi
+//	[lobby] bob: hi  #17
+//	[lobby] amy: ↪#17 hello (edited)  👍2  #18
 //	[dm] bob: hi
 //	[dm → bob] amy: hi   (sent by another session of this account)
 //	* bob joined lobby
 //	* bob left lobby (timeout)
 //	* carl was kicked from den by bob: cool off
 //	* den topic: all things den (set by amy)
+//	* amy edited #18 in lobby: hello
+//	* bob reacted 👍 to #18 in lobby
+//	* unread: den 3 (1 mentioning you), direct messages 2
 //	* lobby: 10000 members (+12 joined, -3 left)
 //	! nick_taken: ...
 //	! lobby: messages sent while you were away could not be recovered
@@ -39,7 +43,17 @@ func Format(ev client.Event) (string, bool) {
 		case ev.Room == "":
 			return fmt.Sprintf("[dm] %s: %s", ev.From, ev.Body), true
 		}
-		return fmt.Sprintf("[%s] %s: %s", ev.Room, ev.From, ev.Body), true
+		body := ev.Body
+		if ev.Deleted {
+			body = "(deleted)"
+		}
+		before, after := msgDecor(ev.ReplyTo, ev.Edited > 0, ev.Reactions, ev.Seq)
+		return fmt.Sprintf("[%s] %s: %s%s%s", ev.Room, ev.From, before, body, after), true
+	case codec.TypeEdited, codec.TypeDeleted, codec.TypeReaction:
+		return amendLine(ev), true
+	case codec.TypeMarks:
+		line := marksLine(ev.Marks)
+		return line, line != ""
 	case codec.TypeJoined:
 		return fmt.Sprintf("* %s joined %s", ev.Nick, ev.Room), true
 	case codec.TypeLeft:

@@ -88,7 +88,11 @@ type entry struct {
 	state    sendState // a line the user typed
 	why      string    // why it failed
 	mention  bool      // another's message naming the user
-	rendered string    // cached for width
+	replyTo  uint64    // the message it answers
+	edited   bool
+	deleted  bool
+	reacts   []codec.ReactionCount
+	rendered string // cached for width
 	width    int
 }
 
@@ -121,9 +125,13 @@ type Model struct {
 	width     int
 	height    int
 	now       func() time.Time
-	typing    typers    // who is typing where (typing.go)
-	typedRoom string    // where this user last said it was typing
-	typedAt   time.Time // and when
+	typing    typers                    // who is typing where (typing.go)
+	unread    map[string]codec.MarkInfo // per room (and "" for direct messages): unread and mentions since the marker
+	lastSeq   map[string]uint64         // per room, the newest seq seen
+	marked    map[string]uint64         // per room, the read marker as last sent or received
+	account   bool                      // logged in with a token: read markers are kept
+	typedRoom string                    // where this user last said it was typing
+	typedAt   time.Time                 // and when
 }
 
 // NewModel returns the chat screen for ch, fed by events.
@@ -140,6 +148,7 @@ func NewModel(ch Chatter, events <-chan client.Event, addr string) *Model {
 		counts: map[string]int{}, input: in, vp: viewport.New(80, 20), now: time.Now,
 		oldest: map[string]uint64{}, noOlder: map[string]bool{},
 		term: &terminal{w: io.Discard}, width: 80, height: 24, typing: typers{},
+		unread: map[string]codec.MarkInfo{}, lastSeq: map[string]uint64{}, marked: map[string]uint64{},
 	}
 }
 
@@ -276,6 +285,10 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 		m.message(ev)
 	case codec.TypeTyping:
 		return m.noteTyping(ev)
+	case codec.TypeEdited, codec.TypeDeleted, codec.TypeReaction:
+		m.amend(ev)
+	case codec.TypeMarks:
+		m.marks(ev)
 	case codec.TypeJoined:
 		m.counts[ev.Room]++
 		m.nicks[ev.Nick] = true
@@ -298,6 +311,7 @@ func (m *Model) event(ev client.Event) tea.Cmd {
 			return nil // the reconnected event tells
 		}
 		m.state = "connected"
+		m.account = ev.DMEpoch != ""
 		m.notice(fmt.Sprintf("welcome, %s: %s. Type /help for commands and keys.", ev.Nick, othersOnline(ev.Online)))
 		return m.countCmd(m.room)
 	case client.EventReconnecting:
@@ -338,6 +352,9 @@ func (m *Model) message(ev client.Event) {
 		}
 		m.nicks[peer] = true
 		m.add(&entry{kind: entryDM, room: label, nick: ev.From, text: ev.Body, mention: !ev.Sent && ev.From != me})
+		if ev.Seq > 0 {
+			m.lastSeq[""] = max(m.lastSeq[""], ev.Seq) // on screen: read when you next write
+		}
 		if !ev.Sent && !ev.Filled && ev.From != me {
 			m.term.bell()
 		}
@@ -350,8 +367,9 @@ func (m *Model) message(ev client.Event) {
 			return
 		}
 	}
-	mention := ev.From != me && Mentions(ev.Body, me)
-	m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq, mention: mention})
+	mention := ev.From != me && mentioned(ev, me)
+	m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq, mention: mention, replyTo: ev.ReplyTo})
+	m.seen(ev.Room, ev.Seq, ev.From != me, mention)
 	if mention && !ev.Filled {
 		m.term.bell()
 	}
@@ -415,7 +433,12 @@ func (m *Model) showHistory(h historyMsg) {
 	page := []*entry{{kind: entryNotice, text: fmt.Sprintf("* earlier in %s:", h.room), at: m.now()}}
 	for _, ev := range h.msgs {
 		ev = sanitize(client.Event{Event: ev}, "\n").Event
-		page = append(page, &entry{kind: entryRoom, room: h.room, nick: ev.From, text: ev.Body, seq: ev.Seq, at: time.UnixMilli(ev.TS)})
+		if ev.Type != codec.TypeMsg {
+			continue // an amendment: the message it amends shows it already
+		}
+		page = append(page, &entry{kind: entryRoom, room: h.room, nick: ev.From, text: ev.Body, seq: ev.Seq, at: time.UnixMilli(ev.TS),
+			replyTo: ev.ReplyTo, edited: ev.Edited > 0, deleted: ev.Deleted, reacts: ev.Reactions, mention: ev.From != m.ch.Nick() && mentioned(client.Event{Event: ev}, m.ch.Nick())})
+		m.seen(h.room, ev.Seq, false, false)
 	}
 	if !h.older {
 		page = append(page, &entry{kind: entryNotice, text: "* now:", at: m.now()})

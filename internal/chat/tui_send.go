@@ -69,9 +69,10 @@ func (m *Model) submit() tea.Cmd {
 			m.add(&entry{kind: entryError, text: "! " + NotMember(room).Error()})
 			return nil
 		}
+		left := m.markCmd(m.room) // what you leave, you have read
 		m.switchTo(room)
 		m.notice("you talk in " + room + " now")
-		return m.countCmd(room)
+		return tea.Batch(left, m.countCmd(room))
 	}
 	if len(m.jobs) >= MaxQueued {
 		m.add(&entry{kind: entryError, text: fmt.Sprintf("! not sent: %d lines already wait for the server (Up recalls it)", MaxQueued)})
@@ -79,7 +80,14 @@ func (m *Model) submit() tea.Cmd {
 	}
 	j := &job{cmd: cmd, room: m.room, prev: m.room}
 	me := m.ch.Nick()
+	if err := m.pickMessage(&j.cmd); err != nil {
+		m.add(&entry{kind: entryError, text: FormatError(err)})
+		return nil
+	}
+	markCmd := tea.Batch(m.markCmd(m.room), m.markCmd("")) // what you answer, you have read
 	switch cmd.Kind {
+	case CmdReply:
+		j.line = &entry{kind: entryRoom, room: m.room, nick: me, text: printable(cmd.Text, "\n"), state: sending, replyTo: cmd.Seq}
 	case CmdSay:
 		j.line = &entry{kind: entryRoom, room: m.room, nick: me, text: printable(cmd.Text, "\n"), state: sending, id: NewID()}
 	case CmdDM:
@@ -101,7 +109,7 @@ func (m *Model) submit() tea.Cmd {
 			m.switchTo(codec.Lobby)
 		}
 	}
-	return m.queue(j.cmd, j)
+	return tea.Batch(markCmd, m.queue(j.cmd, j))
 }
 
 // queue adds a job (one is made for cmd when j is nil) and starts it if
@@ -152,6 +160,7 @@ func (m *Model) jobDone(d jobDoneMsg) tea.Cmd {
 			e.state, e.why = failed, Human(r.Err)
 		} else if e.state != sent { // a replay may have confirmed it first
 			e.state, e.seq = sent, r.Seq
+			m.seen(e.room, r.Seq, false, false)
 		}
 		e.rendered = ""
 	} else if r.Err != nil {
@@ -191,6 +200,10 @@ func (m *Model) jobDone(d jobDoneMsg) tea.Cmd {
 		} else {
 			m.notice("you left " + room)
 		}
+	case CmdEdit, CmdDelete, CmdReact:
+		if r.Err == nil && r.Seq > 0 { // the server tells everyone but the sender
+			m.amend(ownAmendment(j.room, m.ch.Nick(), j.cmd, r.Seq))
+		}
 	default:
 		for _, l := range r.Lines {
 			m.add(&entry{kind: entryNotice, text: l})
@@ -216,5 +229,6 @@ func (m *Model) switchTo(room string) {
 		return
 	}
 	m.room = room
+	delete(m.unread, room)
 	m.refresh()
 }

@@ -51,6 +51,13 @@ func (e *entry) render(width int) string {
 	default:
 		head = stamp
 	}
+	if e.kind == entryRoom {
+		if e.deleted {
+			text = "(deleted)"
+		}
+		before, after := msgDecor(e.replyTo, e.edited, e.reacts, e.seq)
+		text = before + text + after
+	}
 	switch {
 	case e.kind == entryNotice:
 		style = styleNotice
@@ -138,6 +145,9 @@ func (m *Model) statusLine() string {
 	typing := ""
 	if t := m.typingLine(); t != "" {
 		typing = " · " + t
+	}
+	if u := m.unreadLine(); u != "" {
+		typing += " · " + u
 	}
 	s := fmt.Sprintf("%s %s%s%s · %s · %s@%s ", more, m.room, count, typing, state, m.ch.Nick(), m.addr)
 	s = ansi.Truncate(s, m.width, "…")

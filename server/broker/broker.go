@@ -14,6 +14,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 
 	"parley/codec"
 	"parley/server/metric"
@@ -46,6 +47,23 @@ type Message struct {
 	// Ref is the ref of Sender's say, which the hub acks when the message
 	// is stored. Never sent.
 	Ref string
+	// Conversation is what the message carries besides its text, or the
+	// amendment it is.
+	Conversation
+}
+
+// Conversation is a room message's sender account, the message it
+// answers and the nicks it mentions; or, with Kind set (codec.TypeEdited,
+// TypeDeleted, TypeReaction), an amendment of the earlier message Of,
+// sequenced like a message: Body is then the new text or the reaction,
+// and Remove takes a reaction back.
+type Conversation struct {
+	Kind     string   `json:"kind,omitempty"`
+	Of       uint64   `json:"of,omitempty"`
+	Remove   bool     `json:"remove,omitempty"`
+	ReplyTo  uint64   `json:"reply_to,omitempty"`
+	Mentions []string `json:"mentions,omitempty"`
+	Account  string   `json:"account,omitempty"`
 }
 
 // Logged is a room message as a broker's log keeps it.
@@ -228,6 +246,9 @@ type Handler interface {
 	// LocalRoomCounts lists the rooms with members on this node, and how
 	// many, for the other nodes' room lists.
 	LocalRoomCounts() []RoomCount
+	// AccountChanged applies a record of the account table (read markers,
+	// remembered nicks) that a node wrote (the hub's AccountStore).
+	AccountChanged(data []byte)
 }
 
 // Stats describes a node's view of its cluster.
@@ -246,4 +267,20 @@ type Stats struct {
 	// node and answered; ForwardedSayTime is how long they took.
 	ForwardedSays    uint64
 	ForwardedSayTime metric.Snapshot
+}
+
+// OfflineDM is a direct message that waits for the account Account, which
+// has no session online; To is how the sender named it.
+type OfflineDM struct {
+	Account string `json:"account"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Body    string `json:"body"`
+	TS      int64  `json:"ts"`
+}
+
+// ErrInboxFull is the refusal of a direct message for an offline account
+// whose waiting messages, or the server's, are at their bound.
+func ErrInboxFull(to string) error {
+	return fmt.Errorf("%w: too many messages wait for %q (at most %d); try when it is online", codec.ErrRateLimited, to, codec.MaxOfflineDMs)
 }

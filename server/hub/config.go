@@ -87,6 +87,8 @@ type Config struct {
 	TokenGrace       time.Duration // how long past its exp a session's token still holds
 	Rules            RulesStore    // nil: MemoryRules, the rooms' rules and audit log in memory only
 	AuditLen         int           // audit entries kept; 0: moderation.DefaultAuditLen
+	Accounts         AccountStore  // nil: MemoryAccounts, read markers and remembered nicks in memory only
+	Offline          OfflineStore  // nil: MemoryOffline, direct messages for offline accounts in memory only
 	Logger           *slog.Logger
 
 	// BeforeHandle, when set, runs on the session's loop before each
@@ -103,6 +105,10 @@ type Config struct {
 type HistoryStore interface {
 	Append(room, epoch string, seq uint64, at time.Time, frame []byte, stored func(error))
 	Forget(room string)
+	// Replace overwrites the stored message seq of room, if the store
+	// still holds it, with frame: the message as an edit, a delete or a
+	// reaction left it, so that a deleted text leaves the disk.
+	Replace(room, epoch string, seq uint64, frame []byte)
 }
 
 // MemoryHistory is the HistoryStore of a hub without one: the rooms'
@@ -120,6 +126,9 @@ func (MemoryHistory) Append(_, _ string, _ uint64, _ time.Time, _ []byte, stored
 // Forget has nothing to forget.
 func (MemoryHistory) Forget(string) {}
 
+// Replace has nothing to replace: the hub's history is the only copy.
+func (MemoryHistory) Replace(string, string, uint64, []byte) {}
+
 // withDefaults fills what is left nil with its default implementation:
 // the hub never checks for nil.
 func (c Config) withDefaults() Config {
@@ -128,6 +137,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Rules == nil {
 		c.Rules = MemoryRules{}
+	}
+	if c.Accounts == nil {
+		c.Accounts = MemoryAccounts{}
+	}
+	if c.Offline == nil {
+		c.Offline = NewMemoryOffline()
 	}
 	if c.AuditLen <= 0 {
 		c.AuditLen = moderation.DefaultAuditLen

@@ -1,9 +1,12 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"parley/codec"
+	"parley/server/auth"
 )
 
 // Direct messages: delivered to every session of the recipient, kept in
@@ -12,14 +15,17 @@ import (
 
 func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	defer h.trimHistory() // once the inboxes' locks are let go
-	if req.To == "" {
-		return fmt.Errorf("%w: to is required", codec.ErrBadRequest)
+	if (req.To == "") == (req.Account == "") {
+		return fmt.Errorf("%w: a dm names a nick (to) or an account, one of them", codec.ErrBadRequest)
+	}
+	if err := h.checkBody(req.Body); err != nil {
+		return err
+	}
+	if req.Account != "" {
+		return h.dmAccount(s, req)
 	}
 	to, err := codec.ParseNick(req.To)
 	if err != nil {
-		return err
-	}
-	if err := h.checkBody(req.Body); err != nil {
 		return err
 	}
 	if !h.allowDM(s, to.Key) {
@@ -31,11 +37,13 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 		return h.call(s, func(done func(func())) {
 			h.broker.SendDM(to.Key, to.Display, s.nick, body, ts, func(err error) {
 				done(func() {
-					if err != nil {
-						h.answer(s, ref, err)
+					if err == nil {
+						h.ack(s, ref, h.echoDM(s, to.Display, body, ts))
 						return
 					}
-					h.ack(s, ref, h.echoDM(s, to.Display, body, ts))
+					if err := h.dmOffline(s, ref, to, body, ts, err); !errors.Is(err, errHeld) {
+						h.answer(s, ref, err)
+					}
 				})
 			})
 		})
@@ -49,7 +57,7 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	}
 	seq, err := h.sendDM(to.Key, s.nick, to.Display, req.Body, ts, except)
 	if err != nil {
-		return err
+		return h.dmOffline(s, req.Ref, to, req.Body, ts, err) // its nick is held, its sessions gone
 	}
 	if to.Key != s.key {
 		seq = h.echoDM(s, to.Display, req.Body, ts)
@@ -99,4 +107,37 @@ func (h *Hub) deliverDM(to *Session, frame []byte) {
 
 func dmFrame(from, to, body string, ts int64, seq uint64) []byte {
 	return codec.MustEncode(&codec.Msg{From: from, To: to, Body: body, TS: ts, Seq: seq})
+}
+
+// dmOffline leaves a direct message for the account that last used the
+// nick to, when err says that nobody is online as it; else it returns
+// err.
+func (h *Hub) dmOffline(s *Session, ref string, to codec.Name, body string, ts int64, err error) error {
+	if errors.Is(err, codec.ErrNoSuchUser) {
+		if account, nick, ok := h.accts.byNick(to.Key, h.wallMillis()); ok {
+			return h.leaveOffline(s, ref, account, nick, body, ts)
+		}
+	}
+	return err
+}
+
+// dmAccount sends a direct message to the account req.Account: as to
+// the nick it last used, online or not, or, when this server has not
+// seen it log in within codec.RememberedNickDays, left for its next
+// login.
+func (h *Hub) dmAccount(s *Session, req *codec.Request) error {
+	account := req.Account
+	if len(account) > auth.MaxSubject || !utf8.ValidString(account) {
+		return fmt.Errorf("%w: account is over %d bytes", codec.ErrBadRequest, auth.MaxSubject)
+	}
+	if key, ok := h.accts.lastKey(account); ok {
+		if _, nick, ok := h.accts.byNick(key, h.wallMillis()); ok {
+			req.To, req.Account = nick, ""
+			return h.handleDM(s, req)
+		}
+	}
+	if !h.allowDM(s, "@"+account) {
+		return fmt.Errorf("%w: too many direct messages to %q", codec.ErrRateLimited, account)
+	}
+	return h.leaveOffline(s, req.Ref, account, account, req.Body, h.wallMillis())
 }

@@ -23,8 +23,9 @@ import (
 // histEntry is one remembered room message.
 type histEntry struct {
 	seq   uint64
-	frame []byte // the length-prefixed msg frame
-	at    int64  // when it was remembered, h.mono()
+	frame []byte     // the length-prefixed msg frame
+	at    int64      // when it was remembered, h.mono()
+	amend *amendment // its reactions; nil when none (amend.go)
 }
 
 // histOverhead is what an entry costs besides its frame, as counted
@@ -55,6 +56,7 @@ func (h *Hub) rememberLocked(r *room, seq uint64, frame []byte, stored func(erro
 	h.cfg.Store.Append(r.name, r.epoch, seq, time.Now(), frame, stored)
 	first := len(r.hist) == 0 || len(r.hist) >= h.cfg.HistoryLen
 	h.keep(&r.hist, seq, frame)
+	h.amendLocked(r, frame, true)
 	if first {
 		h.ages.update(r) // its oldest message changed
 	}
@@ -101,7 +103,7 @@ func (h *Hub) trimHistory() {
 // forgetOldest drops a history's oldest message.
 func (h *Hub) forgetOldest(hl *histList) {
 	l := *hl
-	h.histBytes.Add(-int64(cap(l[0].frame) + histOverhead))
+	h.histBytes.Add(-int64(cap(l[0].frame) + histOverhead + l[0].amend.size()))
 	l[0] = histEntry{}
 	if l = l[1:]; len(l) == 0 {
 		l = nil // give the array back
@@ -180,6 +182,7 @@ func (h *Hub) Restore(name, epoch string, msgs []StoredMsg, fresh bool) {
 		for len(r.hist) > max(h.cfg.HistoryLen, 1) {
 			h.forgetOldest(&r.hist)
 		}
+		h.amendLocked(r, m.Frame, false)
 	}
 }
 
@@ -257,7 +260,7 @@ func (h *Hub) handleHistory(s *Session, req *codec.Request) error {
 		entries, more := r.hist.page(req.Since, req.Before, limit)
 		page := newPage(r, req.Ref, more)
 		for _, e := range entries {
-			page.Msgs = append(page.Msgs, e.frame[4:])
+			page.Msgs = append(page.Msgs, pageFrame(e, s))
 		}
 		r.mu.Unlock()
 		h.sendPage(s, page, req.Since != nil)

@@ -63,7 +63,8 @@ type Hub struct {
 	inboxes    *shardMap[string, *inbox] // accounts' direct messages, by account key (inbox.go)
 	inboxCount atomic.Int64
 
-	gov        *governance // rooms' rules and the audit log (govern.go)
+	gov        *governance   // rooms' rules and the audit log (govern.go)
+	accts      *accountTable // read markers and remembered nicks (accounts.go)
 	loginFails loginFailures
 	count      hubCounters // read by Metrics
 
@@ -91,6 +92,7 @@ func New(cfg Config, b broker.Broker) *Hub {
 		warn:     newRateLog(cfg.Logger),
 		holds:    newNickHolds(),
 		gov:      newGovernance(cfg.AuditLen),
+		accts:    newAccountTable(cfg.Accounts),
 		inboxes:  newInboxes(),
 		count:    hubCounters{errors: newErrorCounts()},
 		replays:  rate.NewLimiter(replayBytesPerSecond, replayBytesPerSecond),

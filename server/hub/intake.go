@@ -116,6 +116,14 @@ func (h *Hub) dispatch(s *Session, req *codec.Request) error {
 		return h.handleAudit(s, req)
 	case codec.TypeTyping:
 		return h.handleTyping(s, req)
+	case codec.TypeEdit:
+		return h.handleEdit(s, req)
+	case codec.TypeDelete:
+		return h.handleDelete(s, req)
+	case codec.TypeReact:
+		return h.handleReact(s, req)
+	case codec.TypeMark:
+		return h.handleMark(s, req)
 	case codec.TypeServerBan, codec.TypeServerUnban:
 		return h.handleServerBan(s, req)
 	case codec.TypeServerBans:

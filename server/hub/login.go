@@ -136,5 +136,8 @@ func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 		welcome.DMSeq = &dmSeq
 	}
 	h.enterLobby(s, welcome, rs)
+	if s.account != "" {
+		h.afterLogin(s)
+	}
 	h.debug(s, "login")
 }

@@ -31,6 +31,7 @@ type hubCounters struct {
 	closes         closeCounts   // connections closed, by reason
 	roomMessages   atomic.Uint64 // sequenced here
 	directMessages atomic.Uint64 // delivered here
+	offlineDMs     atomic.Uint64 // left here for an offline account
 	floodDrops     atomic.Uint64 // frames dropped by flood control
 	skipped        atomic.Uint64 // room messages dropped for a member behind its budget
 	historyKept    atomic.Uint64 // messages kept in a room's or an account's history
@@ -106,6 +107,7 @@ type Metrics struct {
 	FramesIn, BytesIn, FramesOut, BytesOut uint64
 	Deliveries                             uint64
 	RoomMessages, DirectMessages           uint64
+	OfflineDMs                             uint64 // direct messages left for offline accounts
 	FloodDrops, Skipped                    uint64
 	HistoryKept, HistoryEvicted            uint64
 	ReplaysShed                            uint64 // resumes refused for the cost of their replay
@@ -133,6 +135,7 @@ func (h *Hub) Metrics() Metrics {
 	}
 	n := &h.count
 	m.RoomMessages, m.DirectMessages = n.roomMessages.Load(), n.directMessages.Load()
+	m.OfflineDMs = n.offlineDMs.Load()
 	m.FloodDrops, m.Skipped, m.HistoryKept = n.floodDrops.Load(), n.skipped.Load(), n.historyKept.Load()
 	m.HistoryEvicted, m.ReplaysShed, m.ReplaysQueued = n.historyEvicted.Load(), n.replaysShed.Load(), n.replaysQueued.Load()
 	m.Resumed, m.ResumedLost = n.resumes[1].Load(), n.resumes[0].Load()

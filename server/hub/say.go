@@ -29,18 +29,30 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 		return err
 	}
 	m := broker.Message{Room: r.name, Key: s.key, Nick: s.nick, Body: req.Body, ID: req.ID, TS: h.wallMillis(), Sender: s, Ref: req.Ref}
-	seq, pending, err := h.broker.Say(m, s, req.Ref)
+	m.Account, m.ReplyTo = s.account, req.ReplyTo
+	if err := h.converse(r, &m); err != nil {
+		return err
+	}
+	return h.sequence(s, r, m)
+}
+
+// sequence hands a room message or amendment from s to the broker and
+// acks it once stored.
+func (h *Hub) sequence(s *Session, r *room, m broker.Message) error {
+	seq, pending, err := h.broker.Say(m, s, m.Ref)
 	switch {
+	case errors.Is(err, broker.ErrUnsequenced) && m.Kind != "":
+		return fmt.Errorf("%w: the room's sequence cannot be reached to amend a message; try again", codec.ErrUnavailable)
 	case errors.Is(err, broker.ErrUnsequenced):
 		h.sayUnsequenced(s, r, m)
 	case err != nil:
 		return unavailable(err)
 	case pending:
 		return nil // the broker answers through s.SayDone
-	case h.storeAcks(req.Ref):
+	case h.storeAcks(m.Ref):
 		return nil // the store acks it once the disk has it (sequenceLocked)
 	}
-	h.ack(s, req.Ref, seq)
+	h.ack(s, m.Ref, seq)
 	return nil
 }
 
@@ -83,7 +95,7 @@ func (h *Hub) memberRoom(s *Session, name string) (*room, error) {
 func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 {
 	r.issued = max(r.issued, r.seq) + 1
 	seq := r.issued
-	frame := codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, Seq: seq, ID: m.ID})
+	frame := eventFrame(r.name, m, seq)
 	h.count.roomMessages.Add(1)
 	if h.broker.Append(m, seq, frame) {
 		r.seq = seq
@@ -120,5 +132,5 @@ func (h *Hub) ackWhenStored(sender *Session, ref string, seq uint64) func(error)
 func (h *Hub) sayUnsequenced(s *Session, r *room, m broker.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.publishLocked(h, codec.MustEncode(&codec.Msg{From: m.Nick, Room: r.name, Body: m.Body, TS: m.TS, ID: m.ID}), s)
+	r.publishLocked(h, eventFrame(r.name, m, 0), s)
 }

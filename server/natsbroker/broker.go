@@ -80,6 +80,9 @@ type Broker struct {
 	owners      jetstream.KeyValue // room → the node that sequences it
 	rules       jetstream.KeyValue // room (or the server-wide key) → its rules (govern.go)
 	auditStream jetstream.Stream   // the audit log
+	accounts    jetstream.KeyValue // read markers and remembered nicks (accounts.go)
+	offline     jetstream.Stream   // direct messages that wait for offline accounts
+	collecting  sync.Mutex         // one Collect at a time (accounts.go)
 	govOut      chan govWrite      // rules and audit entries for JetStream, in order
 	stream      jetstream.Stream   // the rooms' log (log.go)
 	inbox       chan *nats.Msg     // room, node, heartbeat and who traffic, in bus order
@@ -270,6 +273,12 @@ func (n *Broker) setup() error {
 	}
 	if n.auditStream, err = js.CreateOrUpdateStream(ctx, n.auditStreamConfig()); err != nil {
 		return fmt.Errorf("natsbroker: audit stream: %w", err)
+	}
+	if n.accounts, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.subj.cluster + "_accounts", Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("natsbroker: accounts bucket: %w", err)
+	}
+	if n.offline, err = js.CreateOrUpdateStream(ctx, n.offlineStreamConfig()); err != nil {
+		return fmt.Errorf("natsbroker: offline direct messages' stream: %w", err)
 	}
 	// The stream of earlier versions, which kept each room's last message
 	// on the subjects the log now republishes to, must not capture them.

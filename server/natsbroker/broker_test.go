@@ -128,6 +128,7 @@ func (f *fakeHandler) Audited(e codec.AuditEntry) {
 func (f *fakeHandler) NoticedUser(string, []byte)          {}
 func (f *fakeHandler) Noticed(broker.RoomNotice)           {}
 func (f *fakeHandler) LocalRoomCounts() []broker.RoomCount { return nil }
+func (f *fakeHandler) AccountChanged([]byte)               {}
 
 func (f *fakeHandler) LocalNick(key string) (string, bool) {
 	f.mu.Lock()

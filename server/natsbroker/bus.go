@@ -33,6 +33,8 @@ type busMsg struct {
 	Members []broker.User `json:"members,omitempty"`
 	Leaving bool          `json:"leaving,omitempty"` // heartbeat: the node is stopping
 	Code    codec.Code    `json:"code,omitempty"`    // reply: the request failed
+	// say: the reply, mentions and sender account, or the amendment.
+	Conv *broker.Conversation `json:"conv,omitempty"`
 }
 
 // replyNotOwner is the code an owner answers a say it no longer sequences.
@@ -262,6 +264,9 @@ func (n *Broker) ownerSay(m *nats.Msg, in *busMsg) {
 		return
 	}
 	msg := broker.Message{Room: in.Room, Key: in.Key, Nick: in.Nick, Body: in.Body, ID: in.ID, TS: in.TS, Token: in.Token}
+	if in.Conv != nil {
+		msg.Conversation = *in.Conv
+	}
 	n.route(queuedSay{m: msg, relay: m})
 }
 

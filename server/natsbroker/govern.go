@@ -37,6 +37,8 @@ type govWrite struct {
 	key   string // the rules' key; for an audit entry, the id the stream dedupes it by, or ""
 	data  []byte // nil: delete the key
 	audit bool
+	// account: a record of the account table (accounts.go)
+	account bool
 }
 
 // SaveRules queues the rules under key for the bucket (nil: delete). It
@@ -94,6 +96,10 @@ func (n *Broker) govWriter() {
 func (n *Broker) writeGov(w govWrite) {
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
+	if w.account {
+		n.writeAccount(ctx, w)
+		return
+	}
 	if w.audit {
 		var opts []jetstream.PublishOpt
 		if w.key != "" {

@@ -13,13 +13,13 @@ import (
 	"parley/server/broker"
 )
 
-// watch starts the replicas of the nicks, owners and rules buckets and
+// watch starts the replicas of the nicks, owners, rules and accounts buckets and
 // waits until each holds its bucket's current contents.
 func (n *Broker) watch() error {
 	for _, b := range []struct {
 		kv    jetstream.KeyValue
 		apply func(jetstream.KeyValueEntry)
-	}{{n.nicks, n.applyNick}, {n.owners, n.applyOwner}, {n.rules, n.applyRules}} {
+	}{{n.nicks, n.applyNick}, {n.owners, n.applyOwner}, {n.rules, n.applyRules}, {n.accounts, n.applyAccount}} {
 		w, err := b.kv.WatchAll(n.ctx)
 		if err != nil {
 			return fmt.Errorf("natsbroker: watch %s: %w", b.kv.Bucket(), err)

@@ -180,7 +180,11 @@ func (n *Broker) claimWithin(room string) (string, error) {
 func (n *Broker) forwardSay(q queuedSay, owner string) {
 	token := n.addPending(q, owner)
 	m := q.m
-	data, err := sonic.Marshal(&busMsg{Room: m.Room, Key: m.Key, Nick: m.Nick, Body: m.Body, ID: m.ID, TS: m.TS, Token: token})
+	out := &busMsg{Room: m.Room, Key: m.Key, Nick: m.Nick, Body: m.Body, ID: m.ID, TS: m.TS, Token: token}
+	if m.Conversation.Kind != "" || m.ReplyTo != 0 || m.Mentions != nil || m.Conversation.Account != "" {
+		out.Conv = &m.Conversation
+	}
+	data, err := sonic.Marshal(out)
 	if err == nil && !n.enqueue(outMsg{subject: n.subj.node(owner) + ".say", reply: n.subj.node(n.id) + ".said." + token, data: data}) {
 		err = fmt.Errorf("the link to the cluster is backed up")
 	}

@@ -11,6 +11,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,6 +67,7 @@ type Store struct {
 	Unclean bool
 
 	written, failed, dropped atomic.Int64
+	offlineBytes             atomic.Int64 // bodies of the direct messages that wait (accounts.go)
 	closeOnce                sync.Once
 	lastWarn                 time.Time // writer goroutine only
 }
@@ -78,15 +80,19 @@ type op struct {
 	frame       []byte      // a message's frame; a room's rules (nil: forget them); an audit entry
 	keep        int         // audit entries to keep
 	stored      func(error) // told once the op's group is committed, or failed
+	refused     error       // why the op was not applied in a group that was committed
 }
 
 type opKind uint8
 
 const (
-	opAppend opKind = iota // a room message
-	opForget               // a room that is gone
-	opRules                // a room's rules
-	opAudit                // an audit entry
+	opAppend  opKind = iota // a room message
+	opForget                // a room that is gone
+	opRules                 // a room's rules
+	opAudit                 // an audit entry
+	opAccount               // a record of the account table (room: its key)
+	opOffline               // a direct message for an offline account (room: the account)
+	opReplace               // a room message amended since it was appended
 )
 
 // ErrQueueFull is an append's outcome when the disk is too slow for the
@@ -97,12 +103,14 @@ var ErrQueueFull = errors.New("store: the disk is behind; message not written")
 var errClosed = errors.New("store: closed")
 
 var (
-	epochsBucket = []byte("epochs")
-	metaBucket   = []byte("meta")
-	roomsBucket  = []byte("rooms")
-	rulesBucket  = []byte("rules")
-	auditBucket  = []byte("audit")
-	cleanKey     = []byte("clean")
+	epochsBucket   = []byte("epochs")
+	metaBucket     = []byte("meta")
+	roomsBucket    = []byte("rooms")
+	rulesBucket    = []byte("rules")
+	auditBucket    = []byte("audit")
+	accountsBucket = []byte("accounts")
+	offlineBucket  = []byte("offline")
+	cleanKey       = []byte("clean")
 )
 
 // Open opens (or creates) the file and starts the writer.
@@ -129,12 +137,15 @@ func Open(cfg Config) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{epochsBucket, roomsBucket, rulesBucket, auditBucket} {
+		for _, name := range [][]byte{epochsBucket, roomsBucket, rulesBucket, auditBucket, accountsBucket, offlineBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
 		if err := moveRooms(tx); err != nil {
+			return err
+		}
+		if err := s.sweepOffline(tx); err != nil {
 			return err
 		}
 		s.Unclean = meta.Get(cleanKey) == nil && tx.Bucket(epochsBucket).Stats().KeyN > 0
@@ -180,6 +191,13 @@ func (s *Store) Load() ([]Room, error) {
 // dropped (ErrQueueFull). Safe under a room lock.
 func (s *Store) Append(room, epoch string, seq uint64, at time.Time, frame []byte, stored func(error)) {
 	s.queue(op{room: room, epoch: epoch, seq: seq, at: at.UnixNano(), frame: frame, stored: stored})
+}
+
+// Replace queues the overwrite of a stored message, if the room's
+// epoch is still epoch and the store still holds the message. It never
+// blocks.
+func (s *Store) Replace(room, epoch string, seq uint64, frame []byte) {
+	s.queue(op{kind: opReplace, room: room, epoch: epoch, seq: seq, frame: frame})
 }
 
 // Forget queues the removal of a room that is gone.
@@ -285,15 +303,15 @@ func (s *Store) drain(group []op) {
 // logged at most once every 10 s, and the hub's memory keeps serving.
 func (s *Store) commit(group []op) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, o := range group {
-			if err := s.apply(tx, o); err != nil {
+		for i := range group {
+			if err := s.apply(tx, &group[i]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	for i := range group {
-		group[i].tell(err)
+		group[i].tell(cmp.Or(err, group[i].refused))
 		group[i].stored, group[i].frame = nil, nil
 	}
 	if err == nil {
@@ -311,12 +329,18 @@ func (s *Store) commit(group []op) {
 // apply writes one operation: a forget drops the room; an append under a
 // new epoch starts the room afresh, then adds the message and trims the
 // room to Keep messages from its front.
-func (s *Store) apply(tx *bolt.Tx, o op) error {
+func (s *Store) apply(tx *bolt.Tx, o *op) error {
 	switch o.kind {
 	case opRules:
-		return putRules(tx, o)
+		return putRules(tx, *o)
 	case opAudit:
-		return putAudit(tx, o)
+		return putAudit(tx, *o)
+	case opAccount:
+		return tx.Bucket(accountsBucket).Put([]byte(o.room), o.frame)
+	case opOffline:
+		return s.putOffline(tx, o)
+	case opReplace:
+		return replace(tx, o)
 	}
 	epochs, rooms := tx.Bucket(epochsBucket), tx.Bucket(roomsBucket)
 	name := []byte(o.room)
@@ -370,4 +394,23 @@ func trimTo(b *bolt.Bucket, last uint64, keep int) error {
 		}
 	}
 	return nil
+}
+
+// replace overwrites a stored message's frame, keeping when it was
+// stored; nothing if the room started a new epoch or trimmed it.
+func replace(tx *bolt.Tx, o *op) error {
+	name := []byte(o.room)
+	b := tx.Bucket(roomsBucket).Bucket(name)
+	if b == nil || string(tx.Bucket(epochsBucket).Get(name)) != o.epoch {
+		return nil
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], o.seq)
+	old := b.Get(k[:])
+	if len(old) < 8 {
+		return nil
+	}
+	v := make([]byte, 0, 8+len(o.frame))
+	v = append(append(v, old[:8]...), o.frame...)
+	return b.Put(k[:], v)
 }

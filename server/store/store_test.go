@@ -31,6 +31,9 @@ func TestStoreKeepsTrimsAndReopens(t *testing.T) {
 	s.Append("b", "e2", 1, now, []byte("b1 again"), nil) // the room started anew
 	s.Append("c", "e1", 1, now, []byte("c1"), nil)
 	s.Forget("c")
+	s.Replace("a", "e1", 12, []byte("a12 amended"))
+	s.Replace("a", "e1", 99, []byte("never stored"))
+	s.Replace("b", "e1", 1, []byte("an older epoch's"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +56,7 @@ func TestStoreKeepsTrimsAndReopens(t *testing.T) {
 		}
 		got[r.Name] = fmt.Sprint(r.Epoch, seqs, string(r.Msgs[len(r.Msgs)-1].Frame))
 	}
-	want := map[string]string{"a": "e1[8 9 10 11 12]a12", "b": "e2[1]b1 again"}
+	want := map[string]string{"a": "e1[8 9 10 11 12]a12 amended", "b": "e2[1]b1 again"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("loaded %v, want %v", got, want)
 	}

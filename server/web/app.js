@@ -20,6 +20,7 @@
     refs: new Map(), nextRef: 1,
     everWelcomed: false, restoring: false, quitting: false, attempt: 0, holdUntil: 0, timer: 0,
     dmEpoch: "", dmSeq: 0, trace: [], sent: [], recall: -1, draft: "",
+    account: false, composing: null, // {kind: "reply"|"edit", v, e}: what the next line does
   };
 
   function view(kind, name) {
@@ -193,6 +194,8 @@
       case "mod": return moderated(ev);
       case "typing": return typingNotice(ev);
       case "topic": return topicChanged(ev);
+      case "edited": case "deleted": case "reaction": return amended(ev);
+      case "marks": return marked(ev);
       case "presence": { const v = view("room", ev.room); v.count = ev.count; v.complete = false; return notice(v, ev.room + ": " + ev.count + " members (+" + ev.joined + " joined, -" + ev.left + " left)"); }
       case "gap": return fillGap(ev);
       case "recovered":
@@ -220,6 +223,7 @@
     state.attempt = 0;
     state.nick = ev.nick;
     state.resume = ev.resume || "";
+    state.account = !!ev.dm_epoch;
     const lobby = view("room", LOBBY);
     if (lobby.epoch !== ev.epoch) { lobby.epoch = ev.epoch || ""; lobby.seq = ev.seq || 0; }
     setStatus("connected");
@@ -350,10 +354,96 @@
     const mine = ev.from === state.nick;
     const own = mine && ownLine(v, ev.id);
     if (own) { confirm(v, own, ev.seq); render(); return; }
-    const e = entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq, at: ev.ts || Date.now(), mine, mention: !mine && mentions(ev.body, state.nick) });
+    const mention = !mine && (ev.mentions ? ev.mentions.some((n) => n.toLowerCase() === state.nick.toLowerCase()) : mentions(ev.body, state.nick));
+    const e = entry("msg", { nick: ev.from, text: ev.body || "", seq: ev.seq, at: ev.ts || Date.now(), mine, mention,
+      replyTo: ev.reply_to || 0, edited: !!ev.edited, deleted: !!ev.deleted, reactions: ev.reactions || [] });
     if (place(v, e, how === "older") && how === "live") bump(v, e);
     else render();
+    if (how === "live" && isCurrent(v)) markSoon(v);
   }
+
+  // Edits, deletes and reactions (docs/PROTOCOL.md): an event with a seq
+  // of its own that changes the message it names. The server sends it to
+  // everyone but its sender, who applies its own on the ack.
+  function amended(ev) {
+    const v = view("room", ev.room);
+    if (ev.seq > v.seq) v.seq = ev.seq;
+    const e = v.msgs.find((m) => m.kind === "msg" && m.seq === ev.of);
+    if (!e) return;
+    amend(e, ev.type, ev.body, ev.emoji, ev.remove, ev.from === state.nick);
+    render();
+  }
+  function amend(e, type, body, emoji, remove, mine) {
+    if (type === "edited") { e.text = body; e.edited = true; }
+    else if (type === "deleted") { e.deleted = true; e.text = ""; e.reactions = []; }
+    else {
+      const r = e.reactions.find((x) => x.emoji === emoji);
+      if (remove && r) { r.count--; if (mine) r.me = false; if (r.count <= 0) e.reactions.splice(e.reactions.indexOf(r), 1); }
+      else if (!remove && r) { r.count++; if (mine) r.me = true; }
+      else if (!remove) e.reactions.push({ emoji, count: 1, me: mine });
+    }
+  }
+  async function act(v, e, type, extra) {
+    try {
+      const ack = await request(Object.assign({ type, room: v.name, seq: e.seq }, extra));
+      if (ack.seq) {
+        if (ack.seq > v.seq) v.seq = ack.seq;
+        amend(e, type === "edit" ? "edited" : type === "delete" ? "deleted" : "reaction", extra.body, extra.emoji, extra.remove, true);
+      }
+      render();
+      return true;
+    } catch (err) {
+      notice(v, human(err), "lost");
+      return false;
+    }
+  }
+  const react = (v, e, emoji) => act(v, e, "react", { emoji, remove: !!(e.reactions.find((r) => r.emoji === emoji) || {}).me });
+
+  // Read markers: the server keeps, per account, where each room was
+  // read; the login's marks frame gives the unread counts and the line
+  // "new since you left"; reading a room moves its marker.
+  // A session's first marks frame names the rooms its account reads: a
+  // tab that did not have them (a new device) joins them.
+  function marked(ev) {
+    for (const m of ev.marks || []) {
+      if (m.dm) continue;
+      if (state.rooms.has(m.room)) { applyMark(view("room", m.room), m); continue; }
+      request({ type: "join", room: m.room }).then((ack) => {
+        const v = view("room", m.room);
+        if (ack.epoch) { v.epoch = ack.epoch; v.seq = ack.seq || 0; }
+        applyMark(v, m);
+        refreshMembers(v);
+      }, () => { /* private or banned since: not rejoined */ });
+    }
+    render();
+  }
+  function applyMark(v, m) {
+    v.marker = Math.max(v.marker || 0, m.seq);
+    if (v.since === undefined) v.since = m.seq; // the separator stays where this session found it
+    if (isCurrent(v)) return;
+    if (m.unread) { v.unread = m.unread; v.mentions = m.mentions; }
+    else if (m.seq >= v.seq) { v.unread = 0; v.mentions = 0; } // read on another device
+    render();
+  }
+  let markTimer = 0;
+  function markSoon(v) {
+    if (!state.account || v.kind !== "room" || document.hidden) return;
+    clearTimeout(markTimer);
+    markTimer = setTimeout(() => {
+      const last = v.msgs.findLast((m) => m.seq);
+      const seq = Math.max(v.seq, last ? last.seq : 0);
+      if (seq > (v.marker || 0)) { v.marker = seq; send({ type: "mark", room: v.name, seq }); }
+    }, 1000);
+  }
+
+  function compose(kind, v, e) {
+    state.composing = { kind, v, e };
+    $("composing").hidden = false;
+    $("composing-text").textContent = (kind === "reply" ? "replying to " + e.nick + ": " : "editing: ") + e.text.slice(0, 80);
+    if (kind === "edit") $("input").value = e.text;
+    $("input").focus();
+  }
+  function stopComposing() { state.composing = null; $("composing").hidden = true; }
 
   function dmMsg(ev, how) {
     if (ev.seq > state.dmSeq) state.dmSeq = ev.seq;
@@ -484,7 +574,7 @@
     while (since < gap.last) {
       const page = await request({ type: "history", room: gap.room, since, limit: 100 }).catch(() => null);
       if (!page || !page.msgs.length) break;
-      for (const m of page.msgs) { if (m.seq > gap.last) break; roomMsg(m, "fill"); since = m.seq; }
+      for (const m of page.msgs) { if (m.seq > gap.last) break; if (m.type === "msg") roomMsg(m, "fill"); else amended(m); since = m.seq; }
     }
     render();
   }
@@ -502,7 +592,7 @@
     v.more = page.more;
     const list = $("messages");
     const fromBottom = list.scrollHeight - list.scrollTop;
-    for (const m of page.msgs) roomMsg(m, "older");
+    for (const m of page.msgs) if (m.type === "msg") roomMsg(m, "older");
     render();
     if (oldest && isCurrent(v)) list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
   }
@@ -544,6 +634,12 @@
     text = text.trim();
     if (!text) return true;
     const v = currentView();
+    const c = state.composing;
+    if (c && c.v === v && !text.startsWith("/")) {
+      stopComposing();
+      if (c.kind === "edit") return act(v, c.e, "edit", { body: text });
+      return say(v, text, c.e.seq);
+    }
     if (!text.startsWith("/") || text.startsWith("//")) return say(v, text.replace(/^\//, ""));
     const [cmd, ...rest] = text.split(/\s+/);
     const arg = rest.join(" ");
@@ -596,15 +692,18 @@
   // say shows the line at once as pending, and as sent when acked or
   // failed (with why) when not; it resolves false on failure, so that the
   // input gets the line back.
-  async function say(v, body) {
+  async function say(v, body, replyTo) {
     if (v.kind === "dm") return dm(v.name, body);
     if (tooLong(v, body)) return false;
     const id = "w" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-    const e = entry("msg", { nick: state.nick, text: body, mine: true, pending: true, id });
+    const e = entry("msg", { nick: state.nick, text: body, mine: true, pending: true, id, replyTo: replyTo || 0, reactions: [] });
     place(v, e);
     render(true);
     try {
-      const ack = await request({ type: "say", room: v.name, body, id });
+      const req = { type: "say", room: v.name, body, id };
+      if (replyTo) req.reply_to = replyTo;
+      const ack = await request(req);
+      markSoon(v);
       if (ack.seq > v.seq) v.seq = ack.seq;
       if (e.pending) confirm(v, e, ack.seq);
       return true;
@@ -625,7 +724,7 @@
     const e = entry("msg", { nick: state.nick, text: body, mine: true, pending: true });
     if (existing) { place(view("dm", to), e); render(true); }
     try {
-      const ack = await request({ type: "dm", to, body });
+      const ack = await request(/^account:/.test(to) ? { type: "dm", account: to.slice(8), body } : { type: "dm", to, body });
       const dv = view("dm", to);
       e.pending = false;
       if (ack.seq) { e.seq = ack.seq; if (ack.seq > state.dmSeq) state.dmSeq = ack.seq; }
@@ -698,6 +797,8 @@
     render(true);
     renderTyping();
     if (kind === "room" && !v.loaded) loadHistory(v);
+    if (state.composing && state.composing.v !== v) stopComposing();
+    markSoon(v);
   }
 
   // Drawing.
@@ -812,7 +913,11 @@
     const wasAtEnd = atEnd();
     const items = [];
     if (v.kind === "room" && v.more && v.loaded) items.push(li("scroll up for older messages", "more"));
-    for (const m of v.msgs) items.push(line(m));
+    let since = false;
+    for (const m of v.msgs) {
+      if (!since && v.since !== undefined && m.kind === "msg" && m.seq > v.since && !m.mine) { items.push(li("new since you left", "since")); since = true; }
+      items.push(line(m, v));
+    }
     list.replaceChildren(...items);
     if (scrollToEnd || wasAtEnd) { list.scrollTop = list.scrollHeight; state.newBelow = false; }
     $("new-below").hidden = !state.newBelow;
@@ -841,7 +946,7 @@
     return el;
   }
 
-  function line(m) {
+  function line(m, v) {
     if (m.kind !== "msg") {
       const el = li(undefined, "notice " + (m.cls || ""));
       el.append(span("time", time(m.at)), document.createTextNode(m.text));
@@ -856,7 +961,15 @@
     if (action) cls.push("action");
     const el = li(undefined, cls.join(" "));
     if (m.seq) el.dataset.seq = String(m.seq);
+    if (m.replyTo) {
+      const q = v && v.msgs.find((x) => x.kind === "msg" && x.seq === m.replyTo);
+      el.append(span("quote", "↪ " + (q ? q.nick + ": " + (q.deleted ? "(deleted)" : q.text) : "#" + m.replyTo)));
+    }
     el.append(span("time", time(m.at)));
+    if (m.deleted) {
+      el.append(span(nickClass(m.nick), m.nick), span("tombstone", "message deleted"));
+      return el;
+    }
     if (action) {
       el.append(span(nickClass(m.nick), "* " + m.nick));
       linkify(el, " " + m.text.slice(4));
@@ -864,8 +977,42 @@
       el.append(span(nickClass(m.nick), m.nick));
       linkify(el, m.text);
     }
+    if (m.edited) el.append(span("edited", " (edited)"));
     if (m.failed) el.append(span("why", "✗ " + m.why));
+    if (m.reactions && m.reactions.length) {
+      const chips = document.createElement("span");
+      chips.className = "chips";
+      for (const r of m.reactions) {
+        const b = document.createElement("button");
+        b.type = "button"; b.className = "chip" + (r.me ? " me" : ""); b.textContent = r.emoji + " " + r.count;
+        b.title = r.me ? "take back " + r.emoji : "react " + r.emoji;
+        b.onclick = () => react(v, m, r.emoji);
+        chips.append(b);
+      }
+      el.append(chips);
+    }
+    if (v && v.kind === "room" && m.seq && !m.pending) el.append(actions(v, m));
     return el;
+  }
+
+  // actions is a message's hover bar: reply, a few reactions, and for
+  // its author (or the room's owner or an operator) edit and delete.
+  const QUICK = ["👍", "❤️", "😂", "🎉"];
+  function actions(v, m) {
+    const bar = document.createElement("span");
+    bar.className = "acts";
+    // The labels are drawn by CSS (attr(data-label)): the bar is not the
+    // message's text, and copying or reading the line leaves it out.
+    const button = (cls, text, title, fn) => {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = cls; b.dataset.label = text; b.title = title; b.setAttribute("aria-label", title); b.onclick = fn;
+      bar.append(b);
+    };
+    button("reply", "↩", "reply", () => compose("reply", v, m));
+    for (const e of QUICK) button("react", e, "react " + e, () => react(v, m, e));
+    if (m.mine) button("edit", "✎", "edit", () => compose("edit", v, m));
+    if (m.mine || RANK[v.roles[state.nick]]) button("delete", "🗑", "delete", () => act(v, m, "delete", {}));
+    return bar;
   }
 
   // Wiring.
@@ -927,11 +1074,12 @@
   $("menu").addEventListener("click", () => $("side").classList.toggle("open"));
   $("list-rooms").addEventListener("click", () => listRooms());
   $("new-below").addEventListener("click", () => { state.newBelow = false; render(true); });
+  $("composing-cancel").addEventListener("click", () => { if (state.composing && state.composing.kind === "edit") $("input").value = ""; stopComposing(); });
   $("messages").addEventListener("scroll", () => {
     if ($("messages").scrollTop === 0) loadHistory(currentView());
     if (state.newBelow && atEnd()) { state.newBelow = false; $("new-below").hidden = true; }
   });
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) { const v = currentView(); v.unread = 0; v.mentions = 0; render(); } });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) { const v = currentView(); v.unread = 0; v.mentions = 0; render(); markSoon(v); } });
   window.addEventListener("pagehide", save);
 
   // The login form asks the server whether it takes nicks, tokens or both;
