@@ -42,6 +42,20 @@ func (c *Client) React(ctx context.Context, room string, seq uint64, emoji strin
 	})
 }
 
+// EditDM replaces the text of a direct message this account sent, named
+// by its seq in the account's direct messages; it returns the edit's seq
+// there.
+func (c *Client) EditDM(ctx context.Context, seq uint64, body string) (uint64, error) {
+	ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.Edit{DM: true, Seq: seq, Body: body, Ref: ref} })
+	return ev.Seq, err
+}
+
+// DeleteDM deletes a direct message this account sent, as EditDM names it.
+func (c *Client) DeleteDM(ctx context.Context, seq uint64) (uint64, error) {
+	ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.Delete{DM: true, Seq: seq, Ref: ref} })
+	return ev.Seq, err
+}
+
 // Mark moves the account's read marker in room forward to seq; it
 // returns the marker as it is (never behind where it was).
 func (c *Client) Mark(ctx context.Context, room string, seq uint64) (uint64, error) {

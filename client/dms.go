@@ -36,7 +36,7 @@ func (c *Client) enteredDMs(epoch string, seq uint64) (since, last uint64, catch
 
 // noteDM moves the client's place in its direct messages past ev.
 func (c *Client) noteDM(ev codec.Event) {
-	if ev.Type != codec.TypeMsg || ev.Room != "" || ev.Seq == 0 {
+	if ev.Type != codec.TypeMsg && ev.Type != codec.TypeEdited && ev.Type != codec.TypeDeleted || ev.Room != "" || ev.Seq == 0 {
 		return
 	}
 	c.mu.Lock()

@@ -57,3 +57,19 @@ func BenchmarkDecodeStdlib(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMentionedNames is what a say pays for mentions: a body
+// without an @ (the common case), and one naming two nicks.
+func BenchmarkMentionedNames(b *testing.B) {
+	for name, body := range map[string]string{
+		"none": "lunch at noon? the usual place, I will book a table for six people",
+		"two":  "@amy lunch at noon? @Bob, the usual place, I will book a table for six",
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				MentionedNames(body)
+			}
+		})
+	}
+}

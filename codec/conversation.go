@@ -39,10 +39,12 @@ const (
 	DefaultOfflineDMDays = 30 // how long a direct message waits for an offline account
 )
 
-// Edit replaces the body of the room message Seq; only its author may.
+// Edit replaces the body of the room message Seq (or, with DM, of the
+// account's direct message Seq); only its author may.
 type Edit struct {
 	Type string `json:"type"`
 	Room string `json:"room,omitempty"`
+	DM   bool   `json:"dm,omitempty"`
 	Seq  uint64 `json:"seq"`
 	Body string `json:"body"`
 	Ref  string `json:"ref,omitempty"`
@@ -53,6 +55,7 @@ type Edit struct {
 type Delete struct {
 	Type string `json:"type"`
 	Room string `json:"room,omitempty"`
+	DM   bool   `json:"dm,omitempty"`
 	Seq  uint64 `json:"seq"`
 	Ref  string `json:"ref,omitempty"`
 }
@@ -78,23 +81,31 @@ type Mark struct {
 }
 
 // Edited tells a room that From edited the message Of: Body is its new
-// text, TS when. Seq is the event's own.
+// text, TS when. Seq is the event's own. For a direct message, Room is
+// empty, To names its recipient, ID the message (the same in both
+// copies), and Of and Seq are the reader's own (absent where none is
+// kept).
 type Edited struct {
 	Type string `json:"type"`
-	Room string `json:"room"`
-	Seq  uint64 `json:"seq"`
-	Of   uint64 `json:"of"`
+	Room string `json:"room,omitempty"`
+	To   string `json:"to,omitempty"`
+	ID   string `json:"id,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
+	Of   uint64 `json:"of,omitempty"`
 	From string `json:"from"`
 	Body string `json:"body"`
 	TS   int64  `json:"ts"`
 }
 
-// Deleted tells a room that From deleted the message Of.
+// Deleted tells a room (or, as Edited, a direct message's two sides)
+// that From deleted the message Of.
 type Deleted struct {
 	Type string `json:"type"`
-	Room string `json:"room"`
-	Seq  uint64 `json:"seq"`
-	Of   uint64 `json:"of"`
+	Room string `json:"room,omitempty"`
+	To   string `json:"to,omitempty"`
+	ID   string `json:"id,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
+	Of   uint64 `json:"of,omitempty"`
 	From string `json:"from"`
 	TS   int64  `json:"ts"`
 }
@@ -193,7 +204,7 @@ func isJoiner(r rune) bool {
 func MentionedNames(body string) []Name {
 	var out []Name
 	for i := 0; i < len(body) && len(out) < MaxMentions; {
-		at := strings.IndexAny(body[i:], "@＠")
+		at := nextAt(body[i:])
 		if at < 0 {
 			break
 		}
@@ -238,4 +249,16 @@ func MentionedNames(body string) []Name {
 // which the rule maps to normal width.
 func mentionRune(r rune) bool {
 	return nameRune(r) || unicode.In(r, unicode.Mn, unicode.Mc) || r >= 0xFF01 && r <= 0xFF5E && nameRune(r-0xFEE0)
+}
+
+// nextAt is the index of the first @ or full-width ＠ in s, or -1: two
+// byte scans, which a body without either costs little more than its
+// reading (strings.IndexAny decodes every rune once a set holds a
+// multi-byte one).
+func nextAt(s string) int {
+	at, wide := strings.IndexByte(s, '@'), strings.Index(s, "＠")
+	if at < 0 || wide >= 0 && wide < at {
+		return wide
+	}
+	return at
 }

@@ -336,7 +336,8 @@ func TestBrowserMessageFeatures(t *testing.T) {
 	away.untilBye(codec.ReasonQuit)
 	bob.waitOffline("amy")
 	m2 := bob.said("den", "after you left, @amy", "s2")
-	bob.ok(&codec.DM{To: "amy", Body: "ping me when back", Ref: "d"}, "d")
+	bob.send(&codec.DM{To: "amy", Body: "ping me when back", Ref: "d"})
+	waited := bob.answer("d").Seq
 
 	amy := newBrowser(t, chrome)()
 	amy.run(chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#login-token")),
@@ -387,4 +388,19 @@ func TestBrowserMessageFeatures(t *testing.T) {
 	bob.ok(&codec.Edit{Room: "den", Seq: m2, Body: "after you left (fixed)", Ref: "e"}, "e")
 	bob.ok(&codec.React{Room: "den", Seq: m2, Emoji: "🎉", Ref: "r"}, "r")
 	amy.waitFor("bob's edit and reaction", msg(m2)+`?.textContent.includes("after you left (fixed) (edited)") && [...`+msg(m2)+`.querySelectorAll(".chip")].map(c => c.textContent).join(",") === "👍 1,🎉 1"`)
+
+	// Direct messages: bob edits the one that waited for amy; amy edits
+	// hers from the hover bar.
+	bob.ok(&codec.Edit{DM: true, Seq: waited, Body: "ping me when you are back", Ref: "de"}, "de")
+	amy.run(chromedp.Click(chromedp.CSS(`#dms li[data-name="bob"]`)))
+	amy.waitFor("bob's edited message", shows("ping me when you are back (edited)"))
+	amy.say("back now")
+	dm := bob.until("amy's direct message", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.Room == "" })
+	amy.waitFor("amy's message numbered", `[...document.querySelectorAll("#messages li.mine")].some(li => li.dataset.seq && li.textContent.includes("back now"))`)
+	eval[bool](amy, `[...document.querySelectorAll("#messages li.mine")].find(li => li.textContent.includes("back now")).querySelector(".acts button.edit").click() || true`)
+	amy.say("back now, hi")
+	if ev := bob.until("the edit of amy's message", func(ev codec.Event) bool { return ev.Type == codec.TypeEdited && ev.Room == "" }); ev.Of != dm.Seq || ev.Body != "back now, hi" {
+		t.Fatalf("bob got %+v for %+v", ev, dm)
+	}
+	amy.waitFor("amy's edit shown", shows("back now, hi (edited)"))
 }

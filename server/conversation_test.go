@@ -305,6 +305,15 @@ func TestReadMarkers(t *testing.T) {
 	if dm := marks["@dm"]; dm.Unread != 1 {
 		t.Fatalf("direct messages at login: %+v, want 1 unread", dm)
 	}
+	// Counting reads the first 100 messages after the marker: amy's own
+	// is one of them.
+	for i := range 120 {
+		bob.send(&codec.Say{Room: "den", Body: fmt.Sprint("more ", i)})
+	}
+	bob.said("den", "the last", "s7")
+	if den := account(t, srv, s, "amy", nil).marksOf("the markers with many unread")["den"]; den.Unread != 99 {
+		t.Fatalf("den at login: %+v, want 99: the count stops after 100 messages", den)
+	}
 	// An account that never marked gets no marks frame.
 	carl := account(t, srv, s, "carl", nil)
 	carl.send(&codec.Ping{})
@@ -438,6 +447,15 @@ func TestClusterConversation(t *testing.T) {
 	amy.ok(&codec.Delete{Room: "den", Seq: reply.Seq, Ref: "d"}, "d")
 	bob.until("the delete", func(ev codec.Event) bool { return ev.Type == codec.TypeDeleted && ev.Of == reply.Seq })
 
+	// A direct message across nodes, edited by its sender.
+	amy.send(&codec.DM{To: "bob", Body: "psst", Ref: "dm"})
+	sent := amy.answer("dm").Seq
+	got := bob.until("the direct message", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.Room == "" })
+	amy.ok(&codec.Edit{DM: true, Seq: sent, Body: "psst!", Ref: "dme"}, "dme")
+	if ev := bob.until("its edit", func(ev codec.Event) bool { return ev.Type == codec.TypeEdited && ev.Room == "" }); ev.Of != got.Seq || ev.Body != "psst!" {
+		t.Fatalf("bob got %+v", ev)
+	}
+
 	// A marker set on node 0 is amy's at her next login on node 1, with
 	// what came after it. (One account's sessions are all on one node.)
 	amy.ok(&codec.Mark{Room: "den", Seq: m, Ref: "mk"}, "mk")
@@ -475,4 +493,56 @@ func TestClusterConversation(t *testing.T) {
 	if ev := again.until("the pong", func(ev codec.Event) bool { return ev.Type == codec.TypePong || ev.Type == codec.TypeMsg }); ev.Type != codec.TypePong {
 		t.Fatalf("a later login got %+v: the message was delivered twice", ev)
 	}
+}
+
+// TestDMEditDelete: the sender of a direct message edits and deletes it
+// by its seq in its own direct messages; the recipient and the sender's
+// other session get each change, numbered in their own direct messages;
+// history dm returns the message as it is now on both sides; the
+// recipient cannot edit the sender's message; a nick login keeps no
+// direct messages to amend.
+func TestDMEditDelete(t *testing.T) {
+	s := newSigner(t)
+	srv := authServer(t, s, "optional", func(c *Config) { c.RateLimit, c.DMRate = -1, -1 })
+	amy, bob := account(t, srv, s, "amy", nil), account(t, srv, s, "bob", nil)
+	amy2 := account(t, srv, s, "amy", nil)
+	amy.send(&codec.DM{To: "bob", Body: "helo", Ref: "d"})
+	sent := amy.answer("d").Seq
+	got := bob.until("the message", func(ev codec.Event) bool { return ev.Type == codec.TypeMsg })
+	if got.ID == "" || got.Account != "amy" {
+		t.Fatalf("bob got %+v: a direct message from an account carries its id and account", got)
+	}
+	amy.send(&codec.Edit{DM: true, Seq: sent, Body: "hello", Ref: "e"})
+	if ack := amy.answer("e"); ack.Type != codec.TypeAck || ack.Seq <= sent {
+		t.Fatalf("the edit answered %+v", ack)
+	}
+	ev := bob.until("the edit", func(ev codec.Event) bool { return ev.Type == codec.TypeEdited })
+	if ev.ID != got.ID || ev.Of != got.Seq || ev.Body != "hello" || ev.To != "bob" || ev.From != "amy" || ev.Seq <= got.Seq || ev.Room != "" {
+		t.Fatalf("bob got %+v for the message %+v", ev, got)
+	}
+	if ev := amy2.until("the edit on amy's other session", func(ev codec.Event) bool { return ev.Type == codec.TypeEdited }); ev.Of != sent {
+		t.Fatalf("amy's other session got %+v", ev)
+	}
+	bob.refused(&codec.Edit{DM: true, Seq: got.Seq, Body: "mine", Ref: "e2"}, "e2", codec.CodeForbidden)
+	amy.refused(&codec.Edit{DM: true, Seq: 999, Body: "x", Ref: "e3"}, "e3", codec.CodeNotFound)
+	page := func(c *tclient, ref string) []codec.Event {
+		c.send(&codec.History{DM: true, Ref: ref})
+		return c.until("dm history", func(ev codec.Event) bool { return ev.Type == codec.TypeHistory && ev.Ref == ref }).Msgs
+	}
+	if msgs := page(bob, "h1"); msgs[0].Body != "hello" || msgs[0].Edited == 0 || msgs[1].Type != codec.TypeEdited {
+		t.Fatalf("bob's direct messages: %+v", msgs)
+	}
+	amy.ok(&codec.Delete{DM: true, Seq: sent, Ref: "x"}, "x")
+	if ev := bob.until("the delete", func(ev codec.Event) bool { return ev.Type == codec.TypeDeleted }); ev.ID != got.ID || ev.Of != got.Seq {
+		t.Fatalf("bob got %+v", ev)
+	}
+	if msgs := page(bob, "h2"); !msgs[0].Deleted || msgs[0].Body != "" {
+		t.Fatalf("bob's direct messages after the delete: %+v", msgs)
+	}
+	if msgs := page(amy, "h3"); !msgs[0].Deleted {
+		t.Fatalf("amy's direct messages after the delete: %+v", msgs)
+	}
+	amy.refused(&codec.Edit{DM: true, Seq: sent, Body: "back", Ref: "e4"}, "e4", codec.CodeNotFound)
+	guest := loggedIn(t, srv, "gus")
+	guest.refused(&codec.Edit{DM: true, Seq: 1, Body: "x", Ref: "g"}, "g", codec.CodeBadRequest)
 }

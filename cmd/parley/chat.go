@@ -39,13 +39,18 @@ func newChatCmd() *cobra.Command {
 On a terminal it opens a full-screen chat; with --plain, --json, or when
 stdin or stdout is not a terminal it runs in line mode: every input line is
 said in the current room or is a command, every event is printed as one line
-([lobby] bob: hi, [dm] bob: hi, * bob joined lobby, ! code: message). At the
-end of input it sends quit and waits briefly for the server's bye.
+([lobby] bob: hi  #17, [dm] bob: hi, * bob joined lobby, * amy edited #17 in
+lobby: hello, ! code: message). At the end of input it sends quit and waits
+briefly for the server's bye.
 
 Commands: /join room, /leave [room], /room room (a room you are in),
 /dm nick text, /me action, /who [room] (/who * for everyone online), /help,
-/quit; a bare quit or exit line also leaves. Lines take effect in the order
-typed. Without --nick it asks for one, and asks again when a nick is taken.
+/quit; a bare quit or exit line also leaves. A room message shows its number
+(#17): /reply #17 text answers it, /react #17 👍 reacts (/unreact takes it
+back), /edit #17 text and /delete #17 change your own (the full-screen chat
+takes your last message without #n). Logged in with a token, the status line
+counts what is unread in your other rooms, and direct messages sent while you
+were offline arrive at login. Lines take effect in the order typed. Without --nick it asks for one, and asks again when a nick is taken.
 It reconnects after a lost connection or a server restart unless
 --no-reconnect is given, and sends the lines typed meanwhile once it is
 back (at most 50, within 2 minutes); a refused token or nick ends it.

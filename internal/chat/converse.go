@@ -87,11 +87,15 @@ func runConverse(ctx context.Context, c Chatter, room string, cmd Command) (Resu
 // amendLine words an edit, a delete or a reaction for line mode, and
 // for the full-screen chat when the message is not on screen.
 func amendLine(ev client.Event) string {
+	where := ev.Room
+	if where == "" {
+		where = "direct messages"
+	}
 	switch ev.Type {
 	case codec.TypeEdited:
-		return fmt.Sprintf("* %s edited #%d in %s: %s", ev.From, ev.Of, ev.Room, ev.Body)
+		return fmt.Sprintf("* %s edited #%d in %s: %s", ev.From, ev.Of, where, ev.Body)
 	case codec.TypeDeleted:
-		return fmt.Sprintf("* %s deleted #%d in %s", ev.From, ev.Of, ev.Room)
+		return fmt.Sprintf("* %s deleted #%d in %s", ev.From, ev.Of, where)
 	case codec.TypeReaction:
 		if ev.Remove {
 			return fmt.Sprintf("* %s took back %s on #%d in %s", ev.From, ev.Emoji, ev.Of, ev.Room)

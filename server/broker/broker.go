@@ -142,9 +142,10 @@ type Broker interface {
 	Joined(room string, u User)
 	Left(room, key, nick string, reason codec.Reason)
 
-	// SendDM delivers a direct message to a user who is not on this node;
-	// done reports no_such_user or unavailable.
-	SendDM(toKey, toNick, from, body string, ts int64, done func(error))
+	// SendDM delivers a direct message (or an edit or a delete of one) to
+	// a user who is not on this node; done reports no_such_user or
+	// unavailable.
+	SendDM(dm DirectMessage, done func(error))
 	// Members returns through done a room's members on the other nodes,
 	// for a room this node does not follow.
 	Members(room string, done func([]User))
@@ -220,9 +221,10 @@ type Handler interface {
 	RemoteJoined(room string, u User)
 	RemoteLeft(room, key string, reason codec.Reason)
 	NodeDown(node string) int
-	// DeliverDM hands a direct message from another node to the local user
-	// with toKey; it returns codec.ErrNoSuchUser if there is none.
-	DeliverDM(toKey, from, body string, ts int64) error
+	// DeliverDM hands a direct message (or an edit or a delete of one)
+	// from another node to the local user dm.ToKey; it returns
+	// codec.ErrNoSuchUser if there is none.
+	DeliverDM(dm DirectMessage) error
 	// LocalMembers lists a room's members on this node.
 	LocalMembers(room string) []User
 	// LocalRooms lists the rooms with members on this node.
@@ -269,6 +271,20 @@ type Stats struct {
 	ForwardedSayTime metric.Snapshot
 }
 
+// DirectMessage is a direct message to the user ToKey (named ToNick),
+// or, with Kind (codec.TypeEdited, codec.TypeDeleted), an edit or a
+// delete of the one named ID, Body its new text.
+type DirectMessage struct {
+	ToKey   string `json:"to_key"`
+	ToNick  string `json:"to"`
+	From    string `json:"from"`
+	Body    string `json:"body,omitempty"`
+	TS      int64  `json:"ts"`
+	ID      string `json:"id,omitempty"`      // the same in the sender's copy and the recipient's
+	Account string `json:"account,omitempty"` // the sender's account: who may edit it
+	Kind    string `json:"kind,omitempty"`
+}
+
 // OfflineDM is a direct message that waits for the account Account, which
 // has no session online; To is how the sender named it.
 type OfflineDM struct {
@@ -277,6 +293,8 @@ type OfflineDM struct {
 	To      string `json:"to"`
 	Body    string `json:"body"`
 	TS      int64  `json:"ts"`
+	ID      string `json:"id,omitempty"`
+	Sender  string `json:"sender,omitempty"` // the sender's account
 }
 
 // ErrInboxFull is the refusal of a direct message for an offline account

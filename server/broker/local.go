@@ -63,8 +63,8 @@ func (l *Local) Joined(string, User)                       {}
 func (l *Local) Left(string, string, string, codec.Reason) {}
 
 // SendDM fails: a user not on this node is not online.
-func (l *Local) SendDM(_, toNick, _, _ string, _ int64, done func(error)) {
-	done(codec.NotOnline(codec.ErrNoSuchUser, toNick))
+func (l *Local) SendDM(dm DirectMessage, done func(error)) {
+	done(codec.NotOnline(codec.ErrNoSuchUser, dm.ToNick))
 }
 
 // Members has no other node to ask.

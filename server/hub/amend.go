@@ -107,6 +107,9 @@ func (r *room) findLocked(seq uint64) (int, codec.Msg, error) {
 // under r's lock.
 func (h *Hub) converse(r *room, m *broker.Message) error {
 	names := codec.MentionedNames(m.Body)
+	if m.ReplyTo == 0 && len(names) == 0 {
+		return nil // a plain say takes the room's lock once, to be sequenced
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m.ReplyTo != 0 {
@@ -156,6 +159,9 @@ func (h *Hub) amending(s *Session, req *codec.Request, saying bool) (*room, code
 }
 
 func (h *Hub) handleEdit(s *Session, req *codec.Request) error {
+	if req.DM {
+		return h.handleDMAmend(s, req, codec.TypeEdited)
+	}
 	defer h.trimHistory()
 	if err := h.checkBody(req.Body); err != nil {
 		return err
@@ -171,6 +177,9 @@ func (h *Hub) handleEdit(s *Session, req *codec.Request) error {
 }
 
 func (h *Hub) handleDelete(s *Session, req *codec.Request) error {
+	if req.DM {
+		return h.handleDMAmend(s, req, codec.TypeDeleted)
+	}
 	defer h.trimHistory()
 	r, m, _, err := h.amending(s, req, false)
 	if err != nil {

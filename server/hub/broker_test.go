@@ -100,7 +100,7 @@ func (f *fakeBroker) Joined(room string, u broker.User) {
 	f.mu.Unlock()
 }
 func (f *fakeBroker) Left(string, string, string, codec.Reason) {}
-func (f *fakeBroker) SendDM(_, _, _, _ string, _ int64, done func(error)) {
+func (f *fakeBroker) SendDM(_ broker.DirectMessage, done func(error)) {
 	f.mu.Lock()
 	f.dms = append(f.dms, done)
 	f.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 
 	"parley/codec"
 	"parley/server/auth"
+	"parley/server/broker"
 )
 
 // Direct messages: delivered to every session of the recipient, kept in
@@ -31,17 +32,20 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	if !h.allowDM(s, to.Key) {
 		return fmt.Errorf("%w: too many direct messages to %q", codec.ErrRateLimited, to.Display)
 	}
-	ts := h.wallMillis()
+	dm := broker.DirectMessage{ToKey: to.Key, ToNick: to.Display, From: s.nick, Body: req.Body, TS: h.wallMillis(), Account: s.account}
+	if s.account != "" {
+		dm.ID = newEpoch() // names both copies, for an edit or a delete
+	}
 	if !h.nicks.online(to.Key) {
-		ref, body := req.Ref, req.Body
+		ref := req.Ref
 		return h.call(s, func(done func(func())) {
-			h.broker.SendDM(to.Key, to.Display, s.nick, body, ts, func(err error) {
+			h.broker.SendDM(dm, func(err error) {
 				done(func() {
 					if err == nil {
-						h.ack(s, ref, h.echoDM(s, to.Display, body, ts))
+						h.ack(s, ref, h.echoDM(s, dm))
 						return
 					}
-					if err := h.dmOffline(s, ref, to, body, ts, err); !errors.Is(err, errHeld) {
+					if err := h.dmOffline(s, ref, dm, err); !errors.Is(err, errHeld) {
 						h.answer(s, ref, err)
 					}
 				})
@@ -55,12 +59,12 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	if to.Key == s.key {
 		except = nil // a dm to oneself reaches every session of the user, the sender's too
 	}
-	seq, err := h.sendDM(to.Key, s.nick, to.Display, req.Body, ts, except)
+	seq, err := h.sendDM(dm, except)
 	if err != nil {
-		return h.dmOffline(s, req.Ref, to, req.Body, ts, err) // its nick is held, its sessions gone
+		return h.dmOffline(s, req.Ref, dm, err) // its nick is held, its sessions gone
 	}
 	if to.Key != s.key {
-		seq = h.echoDM(s, to.Display, req.Body, ts)
+		seq = h.echoDM(s, dm)
 	}
 	h.ack(s, req.Ref, seq)
 	return nil
@@ -69,7 +73,7 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 // echoDM keeps a direct message s sent in its account's inbox and hands
 // it to the account's other sessions; it returns its seq there (0 for a
 // nick login, which keeps nothing).
-func (h *Hub) echoDM(s *Session, to, body string, ts int64) uint64 {
+func (h *Hub) echoDM(s *Session, dm broker.DirectMessage) uint64 {
 	if s.account == "" {
 		return 0
 	}
@@ -80,12 +84,12 @@ func (h *Hub) echoDM(s *Session, to, body string, ts int64) uint64 {
 	ib.mu.Lock()
 	defer ib.mu.Unlock()
 	ib.seq++
-	frame := dmFrame(s.nick, to, body, ts, ib.seq)
+	frame := dmFrame(dm, dm.ToNick, ib.seq)
 	h.keep(&ib.hist, ib.seq, frame)
 	sessions, _, _ := h.nicks.sessions(s.key)
 	for _, t := range sessions {
 		if t != s {
-			h.deliverDM(t, frame)
+			h.deliverTo(t, frame)
 		}
 	}
 	return ib.seq
@@ -99,23 +103,27 @@ func (s *Session) behind(limit int) bool {
 	return s.queuedMem.Load()+s.incoming.Load() > int64(limit)
 }
 
-// deliverDM queues a direct message for to. Safe from any goroutine.
-func (h *Hub) deliverDM(to *Session, frame []byte) {
+// deliverTo queues a frame that must not be dropped (a direct message,
+// a read marker) for to. Safe from any goroutine.
+func (h *Hub) deliverTo(to *Session, frame []byte) {
 	to.incoming.Add(int64(len(frame)))
 	to.loop.push(item{kind: itemDM, to: to, frame: frame})
 }
 
-func dmFrame(from, to, body string, ts int64, seq uint64) []byte {
-	return codec.MustEncode(&codec.Msg{From: from, To: to, Body: body, TS: ts, Seq: seq})
+// dmFrame encodes a direct message for a copy numbered seq (0: not
+// kept), to as the recipient is shown.
+func dmFrame(dm broker.DirectMessage, to string, seq uint64) []byte {
+	return codec.MustEncode(&codec.Msg{From: dm.From, To: to, Body: dm.Body, TS: dm.TS, Seq: seq, ID: dm.ID, Account: dm.Account})
 }
 
 // dmOffline leaves a direct message for the account that last used the
 // nick to, when err says that nobody is online as it; else it returns
 // err.
-func (h *Hub) dmOffline(s *Session, ref string, to codec.Name, body string, ts int64, err error) error {
+func (h *Hub) dmOffline(s *Session, ref string, dm broker.DirectMessage, err error) error {
 	if errors.Is(err, codec.ErrNoSuchUser) {
-		if account, nick, ok := h.accts.byNick(to.Key, h.wallMillis()); ok {
-			return h.leaveOffline(s, ref, account, nick, body, ts)
+		if account, nick, ok := h.accts.byNick(dm.ToKey, h.wallMillis()); ok {
+			dm.ToNick = nick
+			return h.leaveOffline(s, ref, account, dm)
 		}
 	}
 	return err
@@ -139,5 +147,6 @@ func (h *Hub) dmAccount(s *Session, req *codec.Request) error {
 	if !h.allowDM(s, "@"+account) {
 		return fmt.Errorf("%w: too many direct messages to %q", codec.ErrRateLimited, account)
 	}
-	return h.leaveOffline(s, req.Ref, account, account, req.Body, h.wallMillis())
+	dm := broker.DirectMessage{ToNick: account, From: s.nick, Body: req.Body, TS: h.wallMillis(), ID: newEpoch(), Account: s.account}
+	return h.leaveOffline(s, req.Ref, account, dm)
 }

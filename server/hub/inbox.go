@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
 // An account's direct messages, sent and received, are kept in its inbox
@@ -74,7 +75,8 @@ func (h *Hub) inboxState(account string) (string, uint64) {
 // in meanwhile either gets the message or finds it at or below its
 // welcome's dm_seq. It returns no_such_user if key is not online here.
 // Safe from any goroutine.
-func (h *Hub) sendDM(key, from, to, body string, ts int64, except *Session) (uint64, error) {
+func (h *Hub) sendDM(dm broker.DirectMessage, except *Session) (uint64, error) {
+	key := dm.ToKey
 	var account string
 	if u := h.nicks.get(key); u != nil {
 		account = u.account // immutable once the user is in the index
@@ -86,21 +88,21 @@ func (h *Hub) sendDM(key, from, to, body string, ts int64, except *Session) (uin
 	}
 	sessions, nick, _ := h.nicks.sessions(key)
 	if sessions == nil {
-		return 0, codec.NotOnline(codec.ErrNoSuchUser, to)
+		return 0, codec.NotOnline(codec.ErrNoSuchUser, dm.ToNick)
 	}
 	var seq uint64
 	if ib != nil {
 		ib.seq++
 		seq = ib.seq
 	}
-	frame := dmFrame(from, nick, body, ts, seq)
+	frame := dmFrame(dm, nick, seq)
 	h.count.directMessages.Add(1)
 	if ib != nil {
 		h.keep(&ib.hist, seq, frame)
 	}
 	for _, t := range sessions {
 		if t != except {
-			h.deliverDM(t, frame)
+			h.deliverTo(t, frame)
 		}
 	}
 	return seq, nil

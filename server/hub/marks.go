@@ -22,9 +22,15 @@ import (
 // the cluster's bucket) and tells the account's other sessions.
 const markCost = 2
 
-// maxUnreadRead bounds the messages a login reads from the cluster's log
-// to count one room's unread messages; past it the count stops there.
+// maxUnreadRead bounds the messages a login counts in one room's
+// history (or reads from the cluster's log) after the marker: past it
+// the count stops there. A login's counting decodes at most
+// codec.MaxMarks times this many messages.
 const maxUnreadRead = codec.HistoryPage
+
+// maxFarRooms bounds the rooms a login counts from the cluster's log,
+// one read each; the others' markers come without counts.
+const maxFarRooms = 32
 
 func (h *Hub) handleMark(s *Session, req *codec.Request) error {
 	if s.account == "" {
@@ -69,7 +75,7 @@ func (h *Hub) tellMark(account, conv string, seq uint64, except *Session) {
 	sessions, _, _ := h.nicks.sessions(key)
 	for _, t := range sessions {
 		if t != except && t.account == account {
-			h.deliverDM(t, frame)
+			h.deliverTo(t, frame)
 		}
 	}
 }
@@ -111,13 +117,14 @@ func (h *Hub) sendMarks(s *Session) {
 			mi.Unread = h.unreadDMs(s, seq)
 		default:
 			r := h.rooms.get(mi.Room)
-			if r == nil && h.brokerLog {
+			if r == nil && h.brokerLog && len(far) < maxFarRooms {
 				far = append(far, conv)
 				continue
 			}
 			if r != nil {
 				r.mu.Lock()
-				mi.Unread, mi.Mentions = unreadIn(r.hist[r.hist.from(seq):], s)
+				after := r.hist[r.hist.from(seq):]
+				mi.Unread, mi.Mentions = unreadIn(after[:min(len(after), maxUnreadRead)], s)
 				r.mu.Unlock()
 			}
 		}
@@ -203,12 +210,14 @@ func (h *Hub) unreadDMs(s *Session, seq uint64) int {
 	ib.mu.Lock()
 	defer ib.mu.Unlock()
 	n := 0
-	for _, e := range ib.hist[ib.hist.from(seq):] {
+	after := ib.hist[ib.hist.from(seq):]
+	for _, e := range after[:min(len(after), maxUnreadRead)] {
 		var m unreadFields
-		if sonic.Unmarshal(e.frame[codec.HeaderSize:], &m) == nil {
-			if k, err := codec.ParseNick(m.From); err != nil || k.Key != s.key {
-				n++
-			}
+		if !bytes.HasPrefix(e.frame[codec.HeaderSize:], msgStart) || sonic.Unmarshal(e.frame[codec.HeaderSize:], &m) != nil || m.Deleted {
+			continue // an edit or a delete, or nothing to read
+		}
+		if k, err := codec.ParseNick(m.From); err != nil || k.Key != s.key {
+			n++
 		}
 	}
 	return n

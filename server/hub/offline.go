@@ -89,20 +89,20 @@ func (m *MemoryOffline) expireLocked(account string) {
 // nick to names (or, with byAccount, for that account) when it has no
 // session online; no_such_user when there is no such account, or s has
 // none. Loop goroutine of s.
-func (h *Hub) leaveOffline(s *Session, ref, account, to, body string, ts int64) error {
+func (h *Hub) leaveOffline(s *Session, ref, account string, dm broker.DirectMessage) error {
 	if s.account == "" {
-		return fmt.Errorf("%w: %q is not online, and only an account (a token login) leaves a message for later", codec.ErrNoSuchUser, to)
+		return fmt.Errorf("%w: %q is not online, and only an account (a token login) leaves a message for later", codec.ErrNoSuchUser, dm.ToNick)
 	}
-	dm := broker.OfflineDM{Account: account, From: s.nick, To: to, Body: body, TS: ts}
+	left := broker.OfflineDM{Account: account, From: dm.From, To: dm.ToNick, Body: dm.Body, TS: dm.TS, ID: dm.ID, Sender: dm.Account}
 	return h.call(s, func(done func(func())) {
-		h.cfg.Offline.Leave(dm, func(err error) {
+		h.cfg.Offline.Leave(left, func(err error) {
 			done(func() {
 				if err != nil {
 					h.answer(s, ref, err)
 					return
 				}
 				h.count.offlineDMs.Add(1)
-				h.ack(s, ref, h.echoDM(s, to, body, ts))
+				h.ack(s, ref, h.echoDM(s, dm))
 				if key, ok := h.accts.lastKey(account); ok && h.nicks.online(key) {
 					h.collectOffline(account, key, nil) // it logged in meanwhile
 				}
@@ -120,7 +120,7 @@ func (h *Hub) collectOffline(account, key string, then func()) {
 			h.warn.warn("offline-collect", "direct messages waiting for an account could not be read", "err", err)
 		}
 		for _, dm := range dms {
-			_, _ = h.sendDM(key, dm.From, dm.To, dm.Body, dm.TS, nil)
+			_, _ = h.sendDM(broker.DirectMessage{ToKey: key, ToNick: dm.To, From: dm.From, Body: dm.Body, TS: dm.TS, ID: dm.ID, Account: dm.Sender}, nil)
 		}
 		h.trimHistory()
 		if then != nil {

@@ -117,13 +117,18 @@ func (x handler) NodeDown(node string) int {
 	return dropped
 }
 
-// DeliverDM hands a direct message from another node to a local user.
-func (x handler) DeliverDM(toKey, from, body string, ts int64) error {
-	if !x.h.nicks.online(toKey) {
+// DeliverDM hands a direct message, or an edit or a delete of one, from
+// another node to a local user.
+func (x handler) DeliverDM(dm broker.DirectMessage) error {
+	if !x.h.nicks.online(dm.ToKey) {
 		return codec.ErrNoSuchUser
 	}
-	_, err := x.h.sendDM(toKey, from, "", body, ts, nil)
-	x.h.trimHistory()
+	defer x.h.trimHistory()
+	if dm.Kind != "" {
+		x.h.amendDMFor(dm)
+		return nil
+	}
+	_, err := x.h.sendDM(dm, nil)
 	return err
 }
 

@@ -107,13 +107,13 @@ func (f *fakeHandler) NodeDown(node string) int {
 	return 0
 }
 
-func (f *fakeHandler) DeliverDM(toKey, from, body string, _ int64) error {
+func (f *fakeHandler) DeliverDM(dm broker.DirectMessage) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.local[toKey]; !ok {
-		return codec.NotOnline(codec.ErrNoSuchUser, toKey)
+	if _, ok := f.local[dm.ToKey]; !ok {
+		return codec.NotOnline(codec.ErrNoSuchUser, dm.ToKey)
 	}
-	f.dms = append(f.dms, from+"→"+toKey+": "+body)
+	f.dms = append(f.dms, dm.From+"→"+dm.ToKey+": "+dm.Body)
 	return nil
 }
 
@@ -326,7 +326,7 @@ func TestPresenceDMsAndDeathCross(t *testing.T) {
 	}
 	poll.Until(t, waitFor, "a DM from a to bob on b", func() error {
 		errc := make(chan error, 1)
-		a.b.SendDM("bob", "bob", "amy", "hi", time.Now().UnixMilli(), func(err error) { errc <- err })
+		a.b.SendDM(broker.DirectMessage{ToKey: "bob", ToNick: "bob", From: "amy", Body: "hi", TS: time.Now().UnixMilli()}, func(err error) { errc <- err })
 		return <-errc // no_such_user until a's directory has bob
 	})
 	b.h.mu.Lock()
@@ -336,7 +336,7 @@ func TestPresenceDMsAndDeathCross(t *testing.T) {
 		t.Fatalf("b's hub got %q", dms)
 	}
 	errc := make(chan error, 1)
-	a.b.SendDM("nobody", "nobody", "amy", "hi", time.Now().UnixMilli(), func(err error) { errc <- err })
+	a.b.SendDM(broker.DirectMessage{ToKey: "nobody", ToNick: "nobody", From: "amy", Body: "hi", TS: time.Now().UnixMilli()}, func(err error) { errc <- err })
 	if err := <-errc; !errors.Is(err, codec.ErrNoSuchUser) {
 		t.Fatalf("a DM to nobody = %v, want no_such_user", err)
 	}

@@ -277,7 +277,11 @@ func (n *Broker) refuseSay(m *nats.Msg) {
 
 // deliverDM hands a direct message from another node to a local user.
 func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
-	if n.h.DeliverDM(in.To, in.Nick, in.Body, in.TS) != nil {
+	dm := broker.DirectMessage{ToKey: in.To, From: in.Nick, Body: in.Body, TS: in.TS, ID: in.ID}
+	if in.Conv != nil {
+		dm.Account, dm.Kind = in.Conv.Account, in.Conv.Kind
+	}
+	if n.h.DeliverDM(dm) != nil {
 		n.respond(m, &busMsg{Code: codec.CodeNoSuchUser})
 		return
 	}
@@ -285,8 +289,12 @@ func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
 }
 
 // forwardDM delivers a direct message to a user on another node.
-func (n *Broker) forwardDM(to dirEntry, toKey, from, body string, ts int64) error {
-	reply, err := n.request(n.subj.node(to.Node)+".dm", &busMsg{To: toKey, Nick: from, Body: body, TS: ts})
+func (n *Broker) forwardDM(to dirEntry, dm broker.DirectMessage) error {
+	out := &busMsg{To: dm.ToKey, Nick: dm.From, Body: dm.Body, TS: dm.TS, ID: dm.ID}
+	if dm.Account != "" || dm.Kind != "" {
+		out.Conv = &broker.Conversation{Account: dm.Account, Kind: dm.Kind}
+	}
+	reply, err := n.request(n.subj.node(to.Node)+".dm", out)
 	if err != nil {
 		return err
 	}
@@ -390,18 +398,18 @@ func (n *Broker) Members(room string, done func([]broker.User)) {
 }
 
 // SendDM delivers a direct message to a user on another node.
-func (n *Broker) SendDM(toKey, toNick, from, body string, ts int64, done func(error)) {
+func (n *Broker) SendDM(dm broker.DirectMessage, done func(error)) {
 	n.goRun(func() {
 		var err error
-		switch to, ok := n.lookupNick(toKey); {
+		switch to, ok := n.lookupNick(dm.ToKey); {
 		case ok && to.Node == n.id:
-			err = codec.NotOnline(codec.ErrNoSuchUser, toNick)
+			err = codec.NotOnline(codec.ErrNoSuchUser, dm.ToNick)
 		case ok:
-			err = n.forwardDM(to, toKey, from, body, ts)
+			err = n.forwardDM(to, dm)
 		case !n.connected():
 			err = fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
 		default:
-			err = codec.NotOnline(codec.ErrNoSuchUser, toNick)
+			err = codec.NotOnline(codec.ErrNoSuchUser, dm.ToNick)
 		}
 		done(err)
 	})

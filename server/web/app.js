@@ -366,12 +366,20 @@
   // of its own that changes the message it names. The server sends it to
   // everyone but its sender, who applies its own on the ack.
   function amended(ev) {
+    if (!ev.room) return dmAmended(ev);
     const v = view("room", ev.room);
     if (ev.seq > v.seq) v.seq = ev.seq;
     const e = v.msgs.find((m) => m.kind === "msg" && m.seq === ev.of);
     if (!e) return;
     amend(e, ev.type, ev.body, ev.emoji, ev.remove, ev.from === state.nick);
     render();
+  }
+  // A direct message's edit or delete names it by the reader's own seq.
+  function dmAmended(ev) {
+    if (ev.seq > state.dmSeq) state.dmSeq = ev.seq;
+    const peer = ev.from === state.nick ? ev.to : ev.from;
+    const e = state.dms.has(peer) && view("dm", peer).msgs.find((m) => m.kind === "msg" && m.seq === ev.of);
+    if (e) { amend(e, ev.type, ev.body); render(); }
   }
   function amend(e, type, body, emoji, remove, mine) {
     if (type === "edited") { e.text = body; e.edited = true; }
@@ -385,9 +393,11 @@
   }
   async function act(v, e, type, extra) {
     try {
-      const ack = await request(Object.assign({ type, room: v.name, seq: e.seq }, extra));
+      const where = v.kind === "dm" ? { dm: true } : { room: v.name };
+      const ack = await request(Object.assign({ type, seq: e.seq }, where, extra));
       if (ack.seq) {
-        if (ack.seq > v.seq) v.seq = ack.seq;
+        if (v.kind === "dm") state.dmSeq = Math.max(state.dmSeq, ack.seq);
+        else if (ack.seq > v.seq) v.seq = ack.seq;
         amend(e, type === "edit" ? "edited" : type === "delete" ? "deleted" : "reaction", extra.body, extra.emoji, extra.remove, true);
       }
       render();
@@ -451,7 +461,7 @@
     const peer = mine ? ev.to : ev.from;
     const v = view("dm", peer);
     if (how === "live" && !mine) stoppedTyping(v, ev.from);
-    const e = entry("msg", { nick: ev.from, text: ev.body, seq: ev.seq || 0, at: ev.ts || Date.now(), mine, mention: !mine });
+    const e = entry("msg", { nick: ev.from, text: ev.body || "", seq: ev.seq || 0, at: ev.ts || Date.now(), mine, mention: !mine, edited: !!ev.edited, deleted: !!ev.deleted, reactions: [] });
     if (place(v, e, how === "older") && how === "live") bump(v, e);
     else render();
   }
@@ -563,7 +573,7 @@
     while (since < last) {
       const page = await request({ type: "history", dm: true, since, limit: 100 }).catch(() => null);
       if (!page || !page.msgs.length) return;
-      for (const m of page.msgs) { if (m.seq > last) return; dmMsg(m, "fill"); since = m.seq; }
+      for (const m of page.msgs) { if (m.seq > last) return; if (m.type === "msg") dmMsg(m, "fill"); else dmAmended(m); since = m.seq; }
     }
     render();
   }
@@ -610,7 +620,8 @@
 
   // What the user types.
 
-  const HELP = "/join room · /leave [room] · /dm nick text · /me action · /who [room] · /rooms · /quit; anything else is said where you are. " +
+  const HELP = "/join room · /leave [room] · /dm nick text (or account:id, for an account offline) · /me action · /who [room] · /rooms · /quit; anything else is said where you are. " +
+    "Hover a message to reply, react, or edit and delete your own; @nick mentions someone. " +
     "In a room you run: /kick nick [why] · /ban nick [time like 10m] [why] · /unban nick · /mute nick [time] [why] · /unmute nick · /op nick · /deop nick · /invite nick · /private on|off · /topic text (- clears)";
 
   // moderate sends a moderation request about nick in the current room:
@@ -991,7 +1002,7 @@
       }
       el.append(chips);
     }
-    if (v && v.kind === "room" && m.seq && !m.pending) el.append(actions(v, m));
+    if (v && m.seq && !m.pending && (v.kind === "room" || m.mine && state.account)) el.append(actions(v, m));
     return el;
   }
 
@@ -1008,10 +1019,12 @@
       b.type = "button"; b.className = cls; b.dataset.label = text; b.title = title; b.setAttribute("aria-label", title); b.onclick = fn;
       bar.append(b);
     };
-    button("reply", "↩", "reply", () => compose("reply", v, m));
-    for (const e of QUICK) button("react", e, "react " + e, () => react(v, m, e));
+    if (v.kind === "room") {
+      button("reply", "↩", "reply", () => compose("reply", v, m));
+      for (const e of QUICK) button("react", e, "react " + e, () => react(v, m, e));
+    }
     if (m.mine) button("edit", "✎", "edit", () => compose("edit", v, m));
-    if (m.mine || RANK[v.roles[state.nick]]) button("delete", "🗑", "delete", () => act(v, m, "delete", {}));
+    if (m.mine || RANK[(v.roles || {})[state.nick]]) button("delete", "🗑", "delete", () => act(v, m, "delete", {}));
     return bar;
   }
 
