@@ -138,8 +138,16 @@ func (c *Client) SayID(ctx context.Context, room, id, body string) (uint64, erro
 
 // DM sends body to the user to and waits for the ack.
 func (c *Client) DM(ctx context.Context, to, body string) error {
-	_, err := c.call(ctx, func(ref string) codec.Message { return &codec.DM{To: to, Body: body, Ref: ref} })
+	_, err := c.DMSeq(ctx, to, body)
 	return err
+}
+
+// DMSeq is DM returning the message's seq in this account's direct
+// messages (0 for a nick login, which keeps none): what EditDM and
+// DeleteDM name it by.
+func (c *Client) DMSeq(ctx context.Context, to, body string) (uint64, error) {
+	ev, err := c.call(ctx, func(ref string) codec.Message { return &codec.DM{To: to, Body: body, Ref: ref} })
+	return ev.Seq, err
 }
 
 // Ready waits until the client is connected: at once while it is, after

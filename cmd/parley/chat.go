@@ -47,8 +47,9 @@ Commands: /join room, /leave [room], /room room (a room you are in),
 /dm nick text, /me action, /who [room] (/who * for everyone online), /help,
 /quit; a bare quit or exit line also leaves. A room message shows its number
 (#17): /reply #17 text answers it, /react #17 👍 reacts (/unreact takes it
-back), /edit #17 text and /delete #17 change your own (the full-screen chat
-takes your last message without #n). Logged in with a token, the status line
+back), /edit #17 text and /delete #17 change your own, /edit dm #5 text and
+/delete dm #5 a direct message you sent (the full-screen chat takes your last
+message without #n). Logged in with a token, the status line
 counts what is unread in your other rooms, and direct messages sent while you
 were offline arrive at login. Lines take effect in the order typed. Without --nick it asks for one, and asks again when a nick is taken.
 It reconnects after a lost connection or a server restart unless

@@ -73,6 +73,23 @@ func TestTUIConversation(t *testing.T) {
 	}
 	amy.waitScreen(fmt.Sprintf("amy: ↪#%d (deleted)", seq))
 
+	// Direct messages: amy edits hers, and sees bob edit his.
+	amy.keys("/dm bob are you coming?", "Enter")
+	dm := until("amy's direct message", func(ev client.Event) bool { return ev.Type == codec.TypeMsg && ev.Room == "" })
+	amy.keys("/edit dm are you coming at one?", "Enter") // her last direct message
+	if ev := until("the edit of it", func(ev client.Event) bool { return ev.Type == codec.TypeEdited && ev.Room == "" }); ev.Of != dm.Seq || ev.Body != "are you coming at one?" {
+		t.Fatalf("bob got %+v for %+v", ev, dm)
+	}
+	amy.waitScreen("amy: are you coming at one? (edited)")
+	sent, err := bob.DMSeq(ctx, "amy", "yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.EditDM(ctx, sent, "yes, at one"); err != nil {
+		t.Fatal(err)
+	}
+	amy.waitScreen("bob: yes, at one (edited)")
+
 	// A mention in a room amy is in but not looking at.
 	amy.keys("/join den", "Enter")
 	amy.waitScreen("den (2 members)")

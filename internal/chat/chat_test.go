@@ -52,6 +52,15 @@ func TestParse(t *testing.T) {
 		{"/rooms", Command{Kind: CmdRooms}},
 		{"/rooms 21", Command{Kind: CmdRooms, From: 20}},
 		{"/audit", Command{Kind: CmdAudit}},
+		{"/reply #12 yes", Command{Kind: CmdReply, Seq: 12, Text: "yes", On: true}},
+		{"/edit 12 fixed it", Command{Kind: CmdEdit, Seq: 12, Text: "fixed it", On: true}},
+		{"/edit fixed it", Command{Kind: CmdEdit, Text: "fixed it", On: true}},
+		{"/delete #7", Command{Kind: CmdDelete, Seq: 7, On: true}},
+		{"/delete", Command{Kind: CmdDelete, On: true}},
+		{"/edit dm #3 better", Command{Kind: CmdEdit, DM: true, Seq: 3, Text: "better", On: true}},
+		{"/delete dm", Command{Kind: CmdDelete, DM: true, On: true}},
+		{"/react #4 👍", Command{Kind: CmdReact, Seq: 4, Text: "👍", On: true}},
+		{"/unreact 👍", Command{Kind: CmdReact, Text: "👍"}},
 	}
 	for _, c := range cases {
 		got, err := Parse(c.line)
@@ -60,7 +69,8 @@ func TestParse(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"/join", "/join a b", "/room", "/dm bob", "/dm", "/dance", "/me",
-		"/kick", "/op bob why", "/unban bob 10m", "/ban bob 10ms", "/topic", "/private maybe", "/rooms 0", "/rooms x"} {
+		"/kick", "/op bob why", "/unban bob 10m", "/ban bob 10ms", "/topic", "/private maybe", "/rooms 0", "/rooms x",
+		"/reply yes", "/reply #3", "/edit #3", "/edit", "/delete #3 why", "/react #3", "/react #3 two words", "/edit dm #3", "/delete dm #3 why"} {
 		if _, err := Parse(bad); !errors.Is(err, ErrUsage) {
 			t.Errorf("Parse(%q) = %v, want a usage error", bad, err)
 		}
@@ -73,6 +83,14 @@ func TestFormat(t *testing.T) {
 		want string
 	}{
 		{codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "bob", Body: "hi"}, "[lobby] bob: hi"},
+		{codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "amy", Body: "hello", Seq: 18, ReplyTo: 17, Edited: 1,
+			Reactions: []codec.ReactionCount{{Emoji: "👍", Count: 2}}}, "[lobby] amy: ↪#17 hello (edited)  👍2  #18"},
+		{codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "amy", Seq: 19, Deleted: true}, "[lobby] amy: (deleted)  #19"},
+		{codec.Event{Type: codec.TypeEdited, Room: "lobby", From: "amy", Of: 18, Body: "hello!"}, "* amy edited #18 in lobby: hello!"},
+		{codec.Event{Type: codec.TypeDeleted, From: "amy", Of: 3}, "* amy deleted #3 in direct messages"},
+		{codec.Event{Type: codec.TypeReaction, Room: "den", From: "bob", Of: 5, Emoji: "🎉", Remove: true}, "* bob took back 🎉 on #5 in den"},
+		{codec.Event{Type: codec.TypeMarks, Marks: []codec.MarkInfo{{Room: "den", Unread: 3, Mentions: 1}, {Room: "go"}, {DM: true, Unread: 2}}},
+			"* unread: den 3 (1 mentioning you), direct messages 2"},
 		{codec.Event{Type: codec.TypeMsg, To: "amy", From: "bob", Body: "hi"}, "[dm] bob: hi"},
 		{codec.Event{Type: codec.TypeJoined, Nick: "bob", Room: "lobby"}, "* bob joined lobby"},
 		{codec.Event{Type: codec.TypeLeft, Nick: "bob", Room: "lobby", Reason: codec.ReasonTimeout}, "* bob left lobby (timeout)"},
@@ -125,9 +143,9 @@ func (f *fakeChatter) SayID(_ context.Context, room, id, body string) (uint64, e
 	}
 	return 1, nil
 }
-func (f *fakeChatter) DM(_ context.Context, to, body string) error {
+func (f *fakeChatter) DMSeq(_ context.Context, to, body string) (uint64, error) {
 	f.record("dm " + to + " " + body)
-	return nil
+	return 0, nil
 }
 func (f *fakeChatter) Join(_ context.Context, room string) error {
 	f.record("join " + room)
@@ -192,6 +210,14 @@ func (f *fakeChatter) React(_ context.Context, room string, seq uint64, emoji st
 func (f *fakeChatter) Mark(_ context.Context, room string, seq uint64) (uint64, error) {
 	f.record(fmt.Sprintf("mark %s %d", room, seq))
 	return seq, nil
+}
+func (f *fakeChatter) EditDM(_ context.Context, seq uint64, body string) (uint64, error) {
+	f.record(fmt.Sprintf("edit dm %d %s", seq, body))
+	return 24, nil
+}
+func (f *fakeChatter) DeleteDM(_ context.Context, seq uint64) (uint64, error) {
+	f.record(fmt.Sprintf("delete dm %d", seq))
+	return 25, nil
 }
 func (f *fakeChatter) MarkDMs(_ context.Context, seq uint64) (uint64, error) {
 	f.record(fmt.Sprintf("mark dm %d", seq))

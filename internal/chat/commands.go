@@ -23,7 +23,7 @@ type Chatter interface {
 	Rooms() []string
 	Ready(ctx context.Context) error
 	SayID(ctx context.Context, room, id, body string) (uint64, error)
-	DM(ctx context.Context, to, body string) error
+	DMSeq(ctx context.Context, to, body string) (uint64, error)
 	Join(ctx context.Context, room string) error
 	Leave(ctx context.Context, room string) error
 	Who(ctx context.Context, room string) ([]string, int, error)
@@ -47,6 +47,8 @@ type Chatter interface {
 	React(ctx context.Context, room string, seq uint64, emoji string, remove bool) (uint64, error)
 	Mark(ctx context.Context, room string, seq uint64) (uint64, error)
 	MarkDMs(ctx context.Context, seq uint64) (uint64, error)
+	EditDM(ctx context.Context, seq uint64, body string) (uint64, error)
+	DeleteDM(ctx context.Context, seq uint64) (uint64, error)
 }
 
 // Kind is what a line asks for.
@@ -87,6 +89,7 @@ type Command struct {
 	On       bool          // /private on
 	From     int           // /rooms: the offset to list from
 	Seq      uint64        // the message an edit, delete, reply or reaction names; 0: the UI's choice
+	DM       bool          // /edit dm, /delete dm: a direct message
 }
 
 // Help lists the commands, one per line.
@@ -275,7 +278,12 @@ func Run(ctx context.Context, c Chatter, room, id string, cmd Command) Result {
 		}
 		return Result{Room: room, Lines: []string{"* you talk in " + room + " now"}}
 	case CmdDM:
-		return Result{Err: deliver(ctx, c, func(ctx context.Context) error { return c.DM(ctx, cmd.Nick, cmd.Text) })}
+		var seq uint64
+		err := deliver(ctx, c, func(ctx context.Context) (err error) {
+			seq, err = c.DMSeq(ctx, cmd.Nick, cmd.Text)
+			return err
+		})
+		return Result{Err: err, Seq: seq}
 	case CmdWho:
 		return who(ctx, c, room, cmd.Room)
 	case CmdHelp:

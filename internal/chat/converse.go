@@ -21,6 +21,7 @@ var ConverseHelp = []string{
 	"/reply #n text  answer message #n (the number after each message)",
 	"/edit [#n] text replace the text of your message #n (your last without #n)",
 	"/delete [#n]    delete your message #n (your last without #n); operators any",
+	"/edit dm [#n] text, /delete dm [#n]   the same for a direct message you sent",
 	"/react [#n] 👍  react to message #n (the last without #n); /unreact takes it back",
 }
 
@@ -42,6 +43,9 @@ func parseConverse(name, rest string) (Command, bool, error) {
 		return Command{}, false, nil
 	}
 	cmd := Command{Kind: kind, On: name != "unreact"}
+	if dm, after, _ := strings.Cut(rest, " "); (kind == CmdEdit || kind == CmdDelete) && (dm == "dm" || rest == "dm") {
+		cmd.DM, rest, usage = true, strings.TrimSpace(after), strings.Replace(usage, " [#n]", " dm [#n]", 1)
+	}
 	first, more, _ := strings.Cut(rest, " ")
 	if n, err := strconv.ParseUint(strings.TrimPrefix(first, "#"), 10, 64); err == nil && n > 0 {
 		cmd.Seq, rest = n, strings.TrimSpace(more)
@@ -68,17 +72,21 @@ func runConverse(ctx context.Context, c Chatter, room string, cmd Command) (Resu
 	}
 	var seq uint64
 	var err error
-	switch cmd.Kind {
-	case CmdEdit:
+	switch {
+	case cmd.DM && cmd.Kind == CmdEdit:
+		seq, err = c.EditDM(ctx, cmd.Seq, cmd.Text)
+	case cmd.DM:
+		seq, err = c.DeleteDM(ctx, cmd.Seq)
+	case cmd.Kind == CmdEdit:
 		seq, err = c.Edit(ctx, room, cmd.Seq, cmd.Text)
-	case CmdDelete:
+	case cmd.Kind == CmdDelete:
 		seq, err = c.Delete(ctx, room, cmd.Seq)
-	case CmdReply:
+	case cmd.Kind == CmdReply:
 		err = deliver(ctx, c, func(ctx context.Context) (err error) {
 			seq, err = c.Reply(ctx, room, cmd.Seq, cmd.Text)
 			return err
 		})
-	case CmdReact:
+	default:
 		seq, err = c.React(ctx, room, cmd.Seq, cmd.Text, !cmd.On)
 	}
 	return Result{Err: err, Seq: seq}, true

@@ -20,10 +20,16 @@ import (
 // amend applies an edit, a delete or a reaction to the message on
 // screen, or tells it as a line when the message is not shown.
 func (m *Model) amend(ev client.Event) {
-	m.seen(ev.Room, ev.Seq, false, false)
+	kind := entryRoom
+	if ev.Room == "" {
+		kind = entryDM // of is the seq in this account's direct messages
+		m.lastSeq[""] = max(m.lastSeq[""], ev.Seq)
+	} else {
+		m.seen(ev.Room, ev.Seq, false, false)
+	}
 	var e *entry
 	for i := len(m.entries) - 1; i >= 0; i-- {
-		if x := m.entries[i]; x.kind == entryRoom && x.room == ev.Room && x.seq == ev.Of {
+		if x := m.entries[i]; x.kind == kind && (kind == entryDM || x.room == ev.Room) && x.seq == ev.Of {
 			e = x
 			break
 		}
@@ -139,11 +145,15 @@ func (m *Model) pickMessage(cmd *Command) error {
 	me := m.ch.Nick()
 	for i := len(m.entries) - 1; i >= 0; i-- {
 		e := m.entries[i]
-		if e.kind != entryRoom || e.room != m.room || e.seq == 0 || e.deleted || cmd.Kind != CmdReact && e.nick != me {
-			continue
+		switch {
+		case e.seq == 0 || e.deleted || cmd.Kind != CmdReact && e.nick != me:
+		case cmd.DM && e.kind == entryDM, !cmd.DM && e.kind == entryRoom && e.room == m.room:
+			cmd.Seq = e.seq
+			return nil
 		}
-		cmd.Seq = e.seq
-		return nil
+	}
+	if cmd.DM {
+		return fmt.Errorf("%w: no direct message of yours to name: give its #n", ErrUsage)
 	}
 	return fmt.Errorf("%w: no message of yours in %s to name: give its #n", ErrUsage, m.room)
 }

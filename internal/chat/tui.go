@@ -351,7 +351,7 @@ func (m *Model) message(ev client.Event) {
 			peer, label = ev.To, "dm → "+ev.To
 		}
 		m.nicks[peer] = true
-		m.add(&entry{kind: entryDM, room: label, nick: ev.From, text: ev.Body, mention: !ev.Sent && ev.From != me})
+		m.add(&entry{kind: entryDM, room: label, nick: ev.From, text: ev.Body, seq: ev.Seq, mention: !ev.Sent && ev.From != me})
 		if ev.Seq > 0 {
 			m.lastSeq[""] = max(m.lastSeq[""], ev.Seq) // on screen: read when you next write
 		}

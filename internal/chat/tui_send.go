@@ -160,7 +160,9 @@ func (m *Model) jobDone(d jobDoneMsg) tea.Cmd {
 			e.state, e.why = failed, Human(r.Err)
 		} else if e.state != sent { // a replay may have confirmed it first
 			e.state, e.seq = sent, r.Seq
-			m.seen(e.room, r.Seq, false, false)
+			if e.kind == entryRoom {
+				m.seen(e.room, r.Seq, false, false)
+			}
 		}
 		e.rendered = ""
 	} else if r.Err != nil {
@@ -202,7 +204,11 @@ func (m *Model) jobDone(d jobDoneMsg) tea.Cmd {
 		}
 	case CmdEdit, CmdDelete, CmdReact:
 		if r.Err == nil && r.Seq > 0 { // the server tells everyone but the sender
-			m.amend(ownAmendment(j.room, m.ch.Nick(), j.cmd, r.Seq))
+			room := j.room
+			if j.cmd.DM {
+				room = ""
+			}
+			m.amend(ownAmendment(room, m.ch.Nick(), j.cmd, r.Seq))
 		}
 	default:
 		for _, l := range r.Lines {

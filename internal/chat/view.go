@@ -51,7 +51,7 @@ func (e *entry) render(width int) string {
 	default:
 		head = stamp
 	}
-	if e.kind == entryRoom {
+	if e.kind == entryRoom || e.kind == entryDM {
 		if e.deleted {
 			text = "(deleted)"
 		}

@@ -79,16 +79,20 @@ type rememberedNick struct {
 // accountTable is the table. Safe from any goroutine; nothing else is
 // locked while its lock is held.
 type accountTable struct {
-	mu     sync.Mutex
-	store  AccountStore
-	marks  map[string]map[string]marker // account, conversation
-	nmarks int
-	nicks  map[string]rememberedNick // by nick key
-	last   map[string]string         // account: the key of its last nick
+	mu    sync.Mutex
+	store AccountStore
+	// maxMarks and maxNicks bound the markers of all accounts and the
+	// nicks remembered: maxMarksTotal and codec.MaxRememberedNicks.
+	maxMarks, maxNicks int
+	marks              map[string]map[string]marker // account, conversation
+	nmarks             int
+	nicks              map[string]rememberedNick // by nick key
+	last               map[string]string         // account: the key of its last nick
 }
 
 func newAccountTable(store AccountStore) *accountTable {
-	return &accountTable{store: store, marks: map[string]map[string]marker{}, nicks: map[string]rememberedNick{}, last: map[string]string{}}
+	return &accountTable{store: store, maxMarks: maxMarksTotal, maxNicks: codec.MaxRememberedNicks,
+		marks: map[string]map[string]marker{}, nicks: map[string]rememberedNick{}, last: map[string]string{}}
 }
 
 func (t *accountTable) save(rec accountRecord) {
@@ -120,7 +124,7 @@ func (t *accountTable) markLocked(account, conv string, seq uint64, now int64) (
 		return old.seq, false
 	}
 	if ms == nil {
-		if t.nmarks >= maxMarksTotal {
+		if t.nmarks >= t.maxMarks {
 			return 0, false
 		}
 		ms = map[string]marker{}
@@ -172,9 +176,9 @@ func (t *accountTable) rememberLocked(account, nick, key string, now int64) bool
 	if old, ok := t.nicks[key]; ok && old.at > now {
 		return false // a newer record arrived first
 	}
-	if _, ok := t.nicks[key]; !ok && len(t.nicks) >= codec.MaxRememberedNicks {
+	if _, ok := t.nicks[key]; !ok && len(t.nicks) >= t.maxNicks {
 		t.forgetNicksLocked(now)
-		if len(t.nicks) >= codec.MaxRememberedNicks {
+		if len(t.nicks) >= t.maxNicks {
 			return false
 		}
 	}

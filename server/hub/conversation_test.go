@@ -76,11 +76,16 @@ func TestReactionsBoundedAndCounted(t *testing.T) {
 }
 
 // TestAccountTableBounds: an account keeps MaxMarks markers, the least
-// recently moved going first; the table keeps maxMarksTotal in all and
-// MaxRememberedNicks nicks; a marker never moves back; a record from the
-// store or another node merges forward only.
+// recently moved going first; the table keeps its bounds of markers in
+// all and of nicks (maxMarksTotal and MaxRememberedNicks; smaller here,
+// to fill them fast); a marker never moves back; a record from the store
+// or another node merges forward only.
 func TestAccountTableBounds(t *testing.T) {
 	tab := newAccountTable(MemoryAccounts{})
+	if tab.maxMarks != maxMarksTotal || tab.maxNicks != codec.MaxRememberedNicks {
+		t.Fatalf("bounds %d and %d, want %d and %d", tab.maxMarks, tab.maxNicks, maxMarksTotal, codec.MaxRememberedNicks)
+	}
+	tab.maxMarks, tab.maxNicks = 4096, 2048
 	for i := range codec.MaxMarks + 10 {
 		tab.mark("amy", fmt.Sprint("#r", i), 5, int64(i))
 	}
@@ -102,24 +107,24 @@ func TestAccountTableBounds(t *testing.T) {
 	}
 
 	before := heap()
-	accounts := maxMarksTotal/4 + 1
+	accounts := tab.maxMarks/4 + 1
 	for a := range accounts {
 		for c := range 4 {
 			tab.mark(fmt.Sprint("acct", a), fmt.Sprint("#room", c), 1, 1)
 		}
 	}
 	perMark := float64(heap()-before) / float64(tab.nmarks)
-	if tab.nmarks > maxMarksTotal {
-		t.Fatalf("%d markers kept, over %d", tab.nmarks, maxMarksTotal)
+	if tab.nmarks > tab.maxMarks {
+		t.Fatalf("%d markers kept, over %d", tab.nmarks, tab.maxMarks)
 	}
-	t.Logf("read markers: %.0f bytes of heap each (%d kept, at most %d)", perMark, tab.nmarks, maxMarksTotal)
+	t.Logf("read markers: %.0f bytes of heap each (%d kept, at most %d)", perMark, tab.nmarks, tab.maxMarks)
 
-	for i := range codec.MaxRememberedNicks + 100 {
+	for i := range tab.maxNicks + 100 {
 		n := fmt.Sprint("nick", i)
 		tab.remember("a"+n, n, n, 1)
 	}
-	if len(tab.nicks) > codec.MaxRememberedNicks {
-		t.Fatalf("%d nicks remembered, over %d", len(tab.nicks), codec.MaxRememberedNicks)
+	if len(tab.nicks) > tab.maxNicks {
+		t.Fatalf("%d nicks remembered, over %d", len(tab.nicks), tab.maxNicks)
 	}
 	later := nickMemory.Milliseconds() + 10
 	tab.remember("newcomer", "late", "late", later) // the table is full of nicks now forgotten
