@@ -546,3 +546,47 @@ func TestDMEditDelete(t *testing.T) {
 	guest := loggedIn(t, srv, "gus")
 	guest.refused(&codec.Edit{DM: true, Seq: 1, Body: "x", Ref: "g"}, "g", codec.CodeBadRequest)
 }
+
+// TestOfflineDMsPayTheirCost: with the default flood control, a direct
+// message left for an offline account costs 10 frames, so one connection
+// that leaves them for many accounts at once is refused after about its
+// burst's worth, and the refused ones are not kept.
+func TestOfflineDMsPayTheirCost(t *testing.T) {
+	s := newSigner(t)
+	srv := authServer(t, s, "optional", nil) // default flags
+	amy := account(t, srv, s, "amy", nil)
+	const tries = 15 // and their logins below stay within the per-address connection burst
+	for i := range tries {
+		amy.send(&codec.DM{Account: fmt.Sprint("acct-", i), Body: "welcome", Ref: fmt.Sprint("o", i)})
+	}
+	// Past the budget a DM is refused with its ref, or flood control
+	// drops the frame itself (one rate_limited without a ref says so).
+	acked := map[int]bool{}
+	for refused := false; !refused; {
+		ev := amy.until("a refusal", func(ev codec.Event) bool { return ev.Type == codec.TypeAck || ev.Type == codec.TypeError })
+		var i int
+		switch _, err := fmt.Sscanf(ev.Ref, "o%d", &i); {
+		case ev.Code == codec.CodeRateLimited:
+			refused = true
+		case ev.Type == codec.TypeAck && err == nil:
+			acked[i] = true
+		default:
+			t.Fatalf("%+v", ev)
+		}
+	}
+	delivered := 0
+	for i := range tries {
+		c := account(t, srv, s, fmt.Sprint("acct-", i), nil)
+		c.send(&codec.Ping{})
+		got := c.until("the pong", func(ev codec.Event) bool { return ev.Type == codec.TypePong || ev.Type == codec.TypeMsg }).Type == codec.TypeMsg
+		if got {
+			delivered++
+		}
+		if acked[i] && !got {
+			t.Fatalf("acct-%d's message was acked and not delivered", i)
+		}
+	}
+	if delivered == 0 || delivered > 11 {
+		t.Fatalf("%d of %d kept: at 10 frames each, a burst of 100 holds about 10", delivered, tries)
+	}
+}

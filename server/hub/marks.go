@@ -36,7 +36,7 @@ func (h *Hub) handleMark(s *Session, req *codec.Request) error {
 	if s.account == "" {
 		return fmt.Errorf("%w: read markers are kept for accounts only (log in with a token)", codec.ErrBadRequest)
 	}
-	if !h.charge(s, markCost-1) {
+	if !h.charge(s, markCost) {
 		return fmt.Errorf("%w: too many marks", codec.ErrRateLimited)
 	}
 	var conv string

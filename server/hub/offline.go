@@ -28,6 +28,11 @@ type OfflineStore interface {
 	Collect(account string, done func([]broker.OfflineDM, error))
 }
 
+// offlineCost is the flood budget, in frames, of a direct message left
+// for an offline account: it holds storage for up to offlineAge, so one
+// connection cannot fill the server's bound at the rate of messages.
+const offlineCost = 10
+
 // offlineAge is how long a direct message waits.
 const offlineAge = codec.DefaultOfflineDMDays * 24 * time.Hour
 
@@ -92,6 +97,9 @@ func (m *MemoryOffline) expireLocked(account string) {
 func (h *Hub) leaveOffline(s *Session, ref, account string, dm broker.DirectMessage) error {
 	if s.account == "" {
 		return fmt.Errorf("%w: %q is not online, and only an account (a token login) leaves a message for later", codec.ErrNoSuchUser, dm.ToNick)
+	}
+	if !h.charge(s, offlineCost) {
+		return fmt.Errorf("%w: a message left for later costs %d frames of the rate limit; send again later", codec.ErrRateLimited, offlineCost)
 	}
 	left := broker.OfflineDM{Account: account, From: dm.From, To: dm.ToNick, Body: dm.Body, TS: dm.TS, ID: dm.ID, Sender: dm.Account}
 	return h.call(s, func(done func(func())) {
