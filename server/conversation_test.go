@@ -590,3 +590,38 @@ func TestOfflineDMsPayTheirCost(t *testing.T) {
 		t.Fatalf("%d of %d kept: at 10 frames each, a burst of 100 holds about 10", delivered, tries)
 	}
 }
+
+// TestClusterFollowerAmendsOlderMessages: a node that starts following a
+// room after messages were said there (and edited) reads them from the
+// log into its history: its member reacts to and replies to them, and
+// its history shows them as they are now.
+func TestClusterFollowerAmendsOlderMessages(t *testing.T) {
+	s := newSigner(t)
+	nats := natstest.Start(t)
+	nodes := startClusterWith(t, nats, 2, func(c *Config) {
+		c.AuthKeys, c.AuthAudience, c.RateLimit, c.JoinRate = s.keySpec, "chat", -1, -1
+	})
+	amy := account(t, nodes[0], s, "amy", nil)
+	amy.joinRoom("den")
+	m1 := amy.said("den", "first", "s1")
+	m2 := amy.said("den", "secnod", "s2")
+	amy.ok(&codec.Edit{Room: "den", Seq: m2, Body: "second", Ref: "e"}, "e")
+
+	bob := account(t, nodes[1], s, "bob", nil) // node 1 has never followed den
+	bob.joinRoom("den")
+	eventually(t, "node 1 holds den's older messages as they are now", func() bool {
+		got, ok := findSeq(bob.page("den"), m2)
+		return ok && got.Body == "second" && got.Edited > 0
+	})
+	bob.ok(&codec.React{Room: "den", Seq: m1, Emoji: "👍", Ref: "r"}, "r")
+	if ev := amy.until("bob's reaction", func(ev codec.Event) bool { return ev.Type == codec.TypeReaction }); ev.Of != m1 {
+		t.Fatalf("amy got %+v", ev)
+	}
+	bob.send(&codec.Say{Room: "den", Body: "yes", ReplyTo: m2, Ref: "re"})
+	if ack := bob.answer("re"); ack.Type != codec.TypeAck {
+		t.Fatalf("a reply to an older message through node 1: %+v", ack)
+	}
+	if got, _ := findSeq(bob.page("den"), m1); len(got.Reactions) != 1 || !got.Reactions[0].Me {
+		t.Fatalf("node 1's history of the message bob reacted to: %+v", got)
+	}
+}

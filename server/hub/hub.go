@@ -124,6 +124,7 @@ func (h *Hub) Start() error {
 	h.broker.Follow(codec.Lobby, func(remote []broker.User, last uint64, err error) {
 		if err == nil {
 			h.followed(h.lobby, remote, last)
+			h.preload(h.lobby, last)
 		}
 		done <- err
 	})

@@ -207,6 +207,9 @@ func (h *Hub) followDone(r *room, remote []broker.User, last uint64, err error) 
 	for _, wake := range waiting {
 		wake()
 	}
+	if err == nil {
+		h.preload(r, last)
+	}
 }
 
 // followed marks the room followed, with its members elsewhere and the
