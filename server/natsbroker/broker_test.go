@@ -227,7 +227,19 @@ func TestOneSequenceAcrossNodes(t *testing.T) {
 		rep.mu.Lock()
 		defer rep.mu.Unlock()
 		if len(rep.errs) > 0 {
-			t.Fatalf("refused: %v", rep.errs)
+			// Say where the refused ones got to, for the next reader.
+			a.h.mu.Lock()
+			b.h.mu.Lock()
+			da, db := len(a.h.delivered["r"]), len(b.h.delivered["r"])
+			b.h.mu.Unlock()
+			a.h.mu.Unlock()
+			a.b.mu.Lock()
+			_, aOwns := a.b.owned["r"]
+			a.b.mu.Unlock()
+			b.b.mu.Lock()
+			_, bOwns := b.b.owned["r"]
+			b.b.mu.Unlock()
+			t.Fatalf("refused: %v\n(delivered: %d on a, %d on b; a owns r: %v, b owns r: %v)", rep.errs, da, db, aOwns, bOwns)
 		}
 		if len(rep.seqs) < n {
 			return fmt.Errorf("%d of %d answered", len(rep.seqs), n)
