@@ -90,10 +90,11 @@ func TestTUIInTmux(t *testing.T) {
 
 	p.keys("大家好，我是小明。This line is long enough that it has to wrap at the edge.", "Enter")
 	bob.waitOutput(t, "[lobby] 小明: 大家好，我是小明。This line is long enough that it has to wrap at the edge.")
-	// Acked: shown without the sending mark, its continuation indented.
-	s := p.waitScreen("大家好，我是小明。This line is long")
-	if strings.Contains(s, "edge. …") {
-		p.waitScreen("at the edge.\n")
+	// Acked: shown without the sending mark and with its number, its
+	// continuation indented.
+	p.waitScreen("大家好，我是小明。This line is long", "#2")
+	if s := p.screen(); strings.Contains(s, "edge. …") {
+		t.Fatalf("the acked line still shows the sending mark:\n%s", s)
 	}
 	p.keys("/dm bob psst", "Enter")
 	bob.waitOutput(t, "[dm] 小明: psst")
@@ -111,7 +112,7 @@ func TestTUIInTmux(t *testing.T) {
 	p.keys("C-u")
 
 	p.tmux("resize-window", "-t", "chat", "-x", "40", "-y", "12")
-	s = p.waitScreen("go (1 member)")
+	s := p.waitScreen("go (1 member)")
 	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
 		if w := runewidth.StringWidth(line); w > 40 {
 			t.Fatalf("line of %d cells after resizing to 40:\n%s", w, s)
