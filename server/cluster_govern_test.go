@@ -44,10 +44,16 @@ func TestClusterGovernance(t *testing.T) {
 		return bob.answer("t").Type == codec.TypeAck
 	})
 	amy.until("bob's topic on node 0", func(ev codec.Event) bool { return ev.Type == codec.TypeTopic && ev.Topic == "from node 1" })
-	// who through node 2 marks the owner and the operator on other nodes.
-	eve.send(&codec.Who{Room: "den", Ref: "w"})
-	if w := eve.until("who", func(ev codec.Event) bool { return ev.Type == codec.TypeUsers }); w.Roles["amy"] != "owner" || w.Roles["bob"] != "operator" || len(w.Roles) != 2 {
-		t.Fatalf("who through node 2: roles %v", w.Roles)
+	// who through node 2 marks the owner and the operator on other nodes,
+	// once the rules bucket's watch has brought node 2 the op.
+	var roles map[string]string
+	eventually(t, "who through node 2 marking amy owner and bob operator", func() bool {
+		eve.send(&codec.Who{Room: "den", Ref: "w"})
+		roles = eve.until("who", func(ev codec.Event) bool { return ev.Type == codec.TypeUsers && ev.Ref == "w" }).Roles
+		return roles["amy"] == "owner" && roles["bob"] == "operator"
+	})
+	if len(roles) != 2 {
+		t.Fatalf("who through node 2: roles %v", roles)
 	}
 
 	// A kick on node 1 of a member on node 2.

@@ -23,10 +23,11 @@ func (s *signer) tokenWith(sub string, extra jwt.MapClaims) string {
 	return s.sign(jwt.SigningMethodEdDSA, s.ed, "ed1", c)
 }
 
-// account logs in sub with extra claims and fails the test otherwise.
+// account logs in sub with extra claims (in a cluster, again while the
+// nick's claim answers unavailable) and fails the test otherwise.
 func account(t *testing.T, srv *Server, s *signer, sub string, extra jwt.MapClaims) *tclient {
 	t.Helper()
-	c, ev := tokenLogin(t, srv, s.tokenWith(sub, extra))
+	c, ev := clusterLogin(t, srv, s.tokenWith(sub, extra))
 	if ev.Type != codec.TypeWelcome {
 		t.Fatalf("login of %s: %+v", sub, ev)
 	}

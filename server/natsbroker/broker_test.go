@@ -223,35 +223,50 @@ func TestOneSequenceAcrossNodes(t *testing.T) {
 			t.Fatalf("say %d: pending %v, %v", i, pending, err)
 		}
 	}
+	// Every say is answered: with its seq, or, when the machine is slow
+	// enough that its message did not come back within opTimeout, with
+	// unavailable, which says it may have been stored. The log decides:
+	// both nodes deliver what it holds, in its order.
 	poll.Until(t, waitFor, "every say answered", func() error {
 		rep.mu.Lock()
 		defer rep.mu.Unlock()
-		if len(rep.errs) > 0 {
-			// Say where the refused ones got to, for the next reader.
-			a.h.mu.Lock()
-			b.h.mu.Lock()
-			da, db := len(a.h.delivered["r"]), len(b.h.delivered["r"])
-			b.h.mu.Unlock()
-			a.h.mu.Unlock()
-			a.b.mu.Lock()
-			_, aOwns := a.b.owned["r"]
-			a.b.mu.Unlock()
-			b.b.mu.Lock()
-			_, bOwns := b.b.owned["r"]
-			b.b.mu.Unlock()
-			t.Fatalf("refused: %v\n(delivered: %d on a, %d on b; a owns r: %v, b owns r: %v)", rep.errs, da, db, aOwns, bOwns)
+		for ref, err := range rep.errs {
+			if !errors.Is(err, codec.ErrUnavailable) {
+				t.Fatalf("say %s refused: %v", ref, err)
+			}
 		}
-		if len(rep.seqs) < n {
-			return fmt.Errorf("%d of %d answered", len(rep.seqs), n)
+		if len(rep.seqs)+len(rep.errs) < n {
+			return fmt.Errorf("%d of %d answered", len(rep.seqs)+len(rep.errs), n)
 		}
 		return nil
 	})
+	if len(rep.errs) > 0 {
+		t.Logf("%d says not confirmed in time (may have been stored): %v", len(rep.errs), rep.errs)
+	}
+	logged := make(chan []broker.Logged, 1)
+	poll.Until(t, waitFor, "the log to settle", func() error {
+		a.b.ReadLog("r", 0, 100, func(l []broker.Logged, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			logged <- l
+		})
+		if l := <-logged; len(l) < len(rep.seqs) || len(l) > n {
+			return fmt.Errorf("the log holds %d messages, %d acked", len(l), len(rep.seqs))
+		}
+		return nil
+	})
+	a.b.ReadLog("r", 0, 100, func(l []broker.Logged, _ error) { logged <- l })
+	stored := <-logged
+	if len(stored) == 0 || stored[0].Seq != 1 || stored[len(stored)-1].Seq != uint64(len(stored)) {
+		t.Fatalf("the log holds %d messages, not numbered 1 to %d", len(stored), len(stored))
+	}
 	for _, nd := range []*node{a, b} {
 		poll.Until(t, waitFor, nd.h.node+" delivered everything", func() error {
 			nd.h.mu.Lock()
 			defer nd.h.mu.Unlock()
-			if got := len(nd.h.delivered["r"]); got < n {
-				return fmt.Errorf("%d of %d", got, n)
+			if got := len(nd.h.delivered["r"]); got < len(stored) {
+				return fmt.Errorf("%d of %d", got, len(stored))
 			}
 			return nil
 		})
@@ -261,7 +276,7 @@ func TestOneSequenceAcrossNodes(t *testing.T) {
 	da, db := a.h.delivered["r"], b.h.delivered["r"]
 	a.h.mu.Unlock()
 	b.h.mu.Unlock()
-	for i := range da {
+	for i := range min(len(da), len(db)) { // a late-stored say may reach one node first
 		if da[i].seq != uint64(i+1) || da[i] != db[i] {
 			t.Fatalf("deliveries differ or skip at %d:\na %v\nb %v", i, da, db)
 		}
@@ -274,16 +289,6 @@ func TestOneSequenceAcrossNodes(t *testing.T) {
 		if bySeq[seq] != ref {
 			t.Fatalf("say %s answered with seq %d, which holds %q", ref, seq, bySeq[seq])
 		}
-	}
-	logged := make(chan []broker.Logged, 1)
-	a.b.ReadLog("r", 0, 100, func(l []broker.Logged, err error) {
-		if err != nil {
-			t.Error(err)
-		}
-		logged <- l
-	})
-	if l := <-logged; len(l) != n || l[0].Seq != 1 || l[n-1].Seq != n {
-		t.Fatalf("the log holds %d messages", len(l))
 	}
 }
 
