@@ -123,9 +123,9 @@ func (h *Hub) sendMarks(s *Session) {
 			}
 			if r != nil {
 				r.mu.Lock()
-				after := r.hist[r.hist.from(seq):]
-				mi.Unread, mi.Mentions = unreadIn(after[:min(len(after), maxUnreadRead)], s)
+				after := r.hist.unreadAfter(seq)
 				r.mu.Unlock()
+				mi.Unread, mi.Mentions = unreadIn(after, s)
 			}
 		}
 		out.Marks = append(out.Marks, mi)
@@ -208,10 +208,10 @@ func (h *Hub) unreadDMs(s *Session, seq uint64) int {
 		return 0
 	}
 	ib.mu.Lock()
-	defer ib.mu.Unlock()
+	after := ib.hist.unreadAfter(seq)
+	ib.mu.Unlock()
 	n := 0
-	after := ib.hist[ib.hist.from(seq):]
-	for _, e := range after[:min(len(after), maxUnreadRead)] {
+	for _, e := range after {
 		var m unreadFields
 		if !bytes.HasPrefix(e.frame[codec.HeaderSize:], msgStart) || sonic.Unmarshal(e.frame[codec.HeaderSize:], &m) != nil || m.Deleted {
 			continue // an edit or a delete, or nothing to read
@@ -221,4 +221,14 @@ func (h *Hub) unreadDMs(s *Session, seq uint64) int {
 		}
 	}
 	return n
+}
+
+// unreadAfter copies the first maxUnreadRead entries after seq, for
+// counting once the history's lock is let go: decoding them under it
+// would hold up the room's messages. A remembered frame is never changed
+// in place (an amendment replaces it), so the copy stays true. Under the
+// lock of the history's room or inbox.
+func (hl histList) unreadAfter(seq uint64) histList {
+	after := hl[hl.from(seq):]
+	return append(histList(nil), after[:min(len(after), maxUnreadRead)]...)
 }
