@@ -37,6 +37,7 @@ const (
 	CodeMuted           Code = "muted"             // say in a room that mutes the account
 	CodeInviteOnly      Code = "invite_only"       // join of a private room without an invitation
 	CodeNotFound        Code = "not_found"         // edit, delete, react or reply_to on a seq the room's history does not hold, or holds deleted
+	CodeRejected        Code = "rejected"          // the application's pre-send hook refused the message; reason is its own code
 )
 
 // Error is a protocol error: a Code and a message for people. The exported
@@ -84,6 +85,7 @@ var (
 	ErrMuted           = &Error{CodeMuted, "muted in the room"}
 	ErrInviteOnly      = &Error{CodeInviteOnly, "the room is invite-only"}
 	ErrNotFound        = &Error{CodeNotFound, "no such message"}
+	ErrRejected        = &Error{CodeRejected, "refused by the application"}
 )
 
 var sentinels = map[Code]*Error{}
@@ -94,7 +96,7 @@ func init() {
 		ErrNotLoggedIn, ErrAlreadyLoggedIn, ErrBadNick, ErrNickTaken, ErrBadRoom,
 		ErrNotInRoom, ErrNoSuchUser, ErrBodyTooLarge, ErrTooManyRooms, ErrRateLimited,
 		ErrInternal, ErrUnavailable, ErrBadToken, ErrTokenExpired, ErrTooManySessions, ErrNotStored,
-		ErrForbidden, ErrBanned, ErrMuted, ErrInviteOnly, ErrNotFound,
+		ErrForbidden, ErrBanned, ErrMuted, ErrInviteOnly, ErrNotFound, ErrRejected,
 	} {
 		sentinels[e.Code] = e
 		codeOrder = append(codeOrder, e.Code)
@@ -124,6 +126,19 @@ func CodeOf(err error) Code {
 func (c Code) Fatal() bool {
 	return c == CodeBadFrame || c == CodeFrameTooLarge || c == CodeInternal
 }
+
+// Rejection is the error of a message the application's pre-send hook
+// refused: code rejected, with the application's own Reason code and
+// words.
+type Rejection struct {
+	Reason  string
+	Message string
+}
+
+func (e *Rejection) Error() string { return string(CodeRejected) + ": " + e.Message }
+
+// Unwrap makes a Rejection match ErrRejected.
+func (e *Rejection) Unwrap() error { return ErrRejected }
 
 // NotOnline words the error about a nick's presence, the same everywhere:
 // `sentinel: "nick" is not online` (no_such_user) or `... is online
@@ -163,4 +178,5 @@ const (
 	ReasonBan           Reason = "ban"            // left: an operator banned the member's account from the room
 	ReasonBanned        Reason = "banned"         // bye: an admin banned the session's account or address from the server
 	ReasonTokenRevoked  Reason = "token_revoked"  // bye: an admin revoked the session's token
+	ReasonDisconnected  Reason = "disconnected"   // bye: the application ended the account's sessions (server API)
 )

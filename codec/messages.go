@@ -183,6 +183,9 @@ type Msg struct {
 	Edited    int64           `json:"edited,omitempty"`
 	Deleted   bool            `json:"deleted,omitempty"`
 	Reactions []ReactionCount `json:"reactions,omitempty"`
+	// API marks a message the application posted through the server API
+	// (docs/API.md), under a sender name of its choosing.
+	API bool `json:"api,omitempty"`
 }
 
 // Joined tells the members of Room that Nick joined it.
@@ -280,12 +283,16 @@ type ErrorMsg struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
 	Ref     string `json:"ref,omitempty"`
+	// Reason is, for rejected, the application's own code for it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Bye is the last frame before the server closes the connection.
 type Bye struct {
 	Type   string `json:"type"`
 	Reason Reason `json:"reason"`
+	// Message is, for disconnected, the application's words for it.
+	Message string `json:"message,omitempty"`
 }
 
 func (*Login) MessageType() string     { return TypeLogin }
@@ -445,6 +452,8 @@ type Event struct {
 	// A server_bans answer's bans and lockdown level.
 	Bans     []BanInfo `json:"bans"`
 	Lockdown string    `json:"lockdown"`
+	// API marks a message the application posted (server API).
+	API bool `json:"api"`
 }
 
 var requestTypes = map[string]bool{

@@ -236,6 +236,45 @@ type Config struct {
 	// /readyz and /debug/pprof/ for operators: give it a loopback or
 	// private address. Off by default.
 	AdminAddr string
+	// APIAddr, when set, serves the server API (docs/API.md) for the
+	// application that owns the users: HTTPS when the server has a
+	// certificate (TLSCert), HTTP otherwise. It needs APIKeys. Off by
+	// default.
+	APIAddr string
+	// APIKeys are the server API's keys: [ID=]FILE, each file holding
+	// one key of at least 32 bytes; APIReadKeys are keys that may only
+	// read. Both are read again on Reload.
+	APIKeys, APIReadKeys []string
+	// APIRate bounds each API key's requests per second (a batch counts
+	// each of its requests), with bursts of twice as many. Default 200.
+	APIRate float64
+
+	// HookURL, when set, is the application's pre-send hook: every say
+	// and dm is POSTed to it before it is sequenced or delivered
+	// (docs/API.md "Pre-send hook"). HookTimeout bounds its decision
+	// (default 1.5 s); HookFailure is what a message does when the hook
+	// fails: "open" (the default, it goes through) or "closed" (the
+	// sender gets unavailable).
+	HookURL     string
+	HookTimeout time.Duration
+	HookFailure string
+
+	// WebhookURLs receive the chat's events (docs/API.md "Webhooks"),
+	// signed with the secret in WebhookSecret (a file), in batches, at
+	// least once, from a queue of WebhookQueue events each (default
+	// 100,000; kept in DataDir across restarts when set). WebhookEvents
+	// are the types sent (default: message, dm, offline_dm,
+	// offline_mention, moderation); WebhookRooms the rooms whose join
+	// and leave events are sent ("*": all).
+	WebhookURLs   []string
+	WebhookSecret string
+	WebhookEvents []string
+	WebhookRooms  []string
+	WebhookQueue  int
+	// webhookBackoff is the first retry's wait after a failed POST
+	// (default 1 s); tests shorten it.
+	webhookBackoff time.Duration
+
 	// DrainDelay is how long a shutdown keeps serving with /readyz at 503
 	// before it sends the sessions bye shutdown, so that a load balancer
 	// polling /readyz stops sending new users first. Default 0.

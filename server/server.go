@@ -15,6 +15,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -54,12 +55,15 @@ type Server struct {
 	certs   *transport.CertStore   // TLSCert and TLSKey; nil without them
 	proxy   *transport.ProxyPolicy // nil without ProxyProtocol
 	leaving atomic.Bool            // Shutdown began: /readyz says 503
+	app     appParts               // the server API, the hook and the webhooks (app.go)
+	started time.Time
 
 	mu        sync.Mutex
 	ln        net.Listener
 	tlsLn     net.Listener
 	wsLn      net.Listener
 	adminLn   net.Listener
+	apiAddr   net.Addr
 	addr      net.Addr
 	tlsAddr   net.Addr
 	wsAddr    net.Addr
@@ -84,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 		b, hc.Rules = nb, nb // the cluster keeps the rules and the audit log
 		hc.Accounts, hc.Offline = nb, nb
 	}
-	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{})}
+	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
 	if err := srv.setupSecurity(&hc); err != nil {
 		return nil, err
 	}
@@ -97,7 +101,15 @@ func New(cfg Config) (*Server, error) {
 		hc.Store, hc.Rules = st, st
 		hc.Accounts, hc.Offline = st, st
 	}
+	if err := srv.setupApp(&hc, st); err != nil {
+		srv.closeApp(st)
+		return nil, err
+	}
 	srv.hub, srv.store = hub.New(hc, b), st
+	if err := srv.setupAPI(); err != nil {
+		srv.closeApp(st)
+		return nil, err
+	}
 	srv.layer = transport.New(transport.Config{
 		Hub: srv.hub, Loops: cfg.Loops, TickInterval: hc.TickInterval(), Handshake: cfg.LoginTimeout,
 		SendBuffer: cfg.SocketSendBuffer, ConnRatePerIP: cfg.ConnRatePerIP, MaxHTTPConns: cfg.MaxHTTPConns,
@@ -147,15 +159,24 @@ func (s *Server) setupSecurity(hc *hub.Config) error {
 	return nil
 }
 
-// Reload reads the TLS certificate and the auth keys again (the command
-// calls it on SIGHUP): new connections get the new certificate, new
-// logins and refreshes the new keys. On an error nothing changes. Safe
+// Reload reads the TLS certificate, the auth keys and the server API's
+// keys again (the command calls it on SIGHUP): new connections get the
+// new certificate, new logins and refreshes the new keys, API requests
+// the new API keys. On an error nothing changes. Safe
 // from any goroutine.
 func (s *Server) Reload() error {
 	var errs []error
 	if s.certs != nil {
 		if err := s.certs.Load(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.app.api != nil {
+		keys, err := s.cfg.apiKeys()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s.app.api.SetKeys(keys)
 		}
 	}
 	if s.jwt != nil {
@@ -250,6 +271,9 @@ func (c Config) validate() error {
 	case c.MaxLoginFrame > c.MaxFrame:
 		return fmt.Errorf("server: max login frame %d is over max frame %d", c.MaxLoginFrame, c.MaxFrame)
 	}
+	if err := c.validateApp(); err != nil {
+		return err
+	}
 	for _, o := range c.WSOrigins {
 		if _, ok := transport.ParseOrigin(o); !ok && o != "*" {
 			return fmt.Errorf("server: --ws-origins %q is not an origin (http or https://host[:port])", o)
@@ -298,6 +322,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	others = append(others, adminLn)
+	apiLn, err := listenIf(s.cfg.APIAddr)
+	if err != nil {
+		return err
+	}
+	others = append(others, apiLn)
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return err
@@ -305,7 +334,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer ln.Close()
 	s.mu.Lock()
 	s.ln, s.addr, s.tlsLn, s.wsLn, s.adminLn = ln, ln.Addr(), tlsLn, wsLn, adminLn
-	s.tlsAddr, s.wsAddr, s.adminAddr = addrOf(tlsLn), addrOf(wsLn), addrOf(adminLn)
+	s.tlsAddr, s.wsAddr, s.adminAddr, s.apiAddr = addrOf(tlsLn), addrOf(wsLn), addrOf(adminLn), addrOf(apiLn)
 	s.mu.Unlock()
 	if adminLn != nil {
 		// Up until Serve returns: /readyz answers 503 through the drain.
@@ -326,11 +355,23 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.app.sink != nil {
+		defer s.app.sink.Close() // after the hub, before the store: the events emitted are queued
+	}
+
 	if err := s.hub.Start(); err != nil {
 		return err
 	}
 	// After the engine stops: the sessions' leaves and releases are out.
 	defer s.hub.Stop()
+	if apiLn != nil {
+		var tlsConf *tls.Config
+		if s.certs != nil {
+			tlsConf = s.certs.HTTPSConfig()
+		}
+		// From the hub's start until the engine stops.
+		defer s.app.api.Serve(apiLn, tlsConf).Close()
+	}
 	return s.layer.Run(ln, tlsLn, wsLn, func() { close(s.ready) })
 }
 
@@ -385,6 +426,14 @@ func (s *Server) AdminAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.adminAddr
+}
+
+// APIAddr returns the server API's address, or nil without one or
+// before Ready.
+func (s *Server) APIAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apiAddr
 }
 
 // Done is closed when Serve has returned.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,15 +14,26 @@ import (
 
 func newKeygenCmd() *cobra.Command {
 	out := "parley"
+	secret := false
 	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Write a new Ed25519 key pair for signing login tokens",
 		Long: `Write a new Ed25519 key pair: NAME.key, the private key (PKCS #8 PEM, mode
 0600), for whatever signs tokens, and NAME.pub, the public key (PKIX PEM), for
 parley serve --auth-key. Existing files are never overwritten. The key's kid
-is NAME's file name unless --auth-key says otherwise (KID=FILE).`,
+is NAME's file name unless --auth-key says otherwise (KID=FILE).
+
+With --secret it writes NAME.secret instead (mode 0600): 32 random bytes in
+hex, for parley serve --api-key, --webhook-secret or --auth-secret.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if secret {
+				if err := writeSecret(out + ".secret"); err != nil {
+					return exitError{code: 1, msg: "keygen: " + err.Error()}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.secret\n", out)
+				return nil
+			}
 			if err := auth.WriteKeyPair(out+".key", out+".pub"); err != nil {
 				return exitError{code: 1, msg: "keygen: " + err.Error()}
 			}
@@ -28,7 +42,25 @@ is NAME's file name unless --auth-key says otherwise (KID=FILE).`,
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", out, "path and name of the two files, without extension")
+	cmd.Flags().BoolVar(&secret, "secret", false, "write a random secret (NAME.secret) for an API key or a webhook secret instead of a key pair")
 	return cmd
+}
+
+// writeSecret writes 32 random bytes in hex to a new file, mode 0600.
+func writeSecret(path string) error {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(f, hex.EncodeToString(b[:])); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func newTokenCmd() *cobra.Command {

@@ -36,7 +36,7 @@ line wins over the environment.`,
 		fmt.Fprintf(cmd.ErrOrStderr(), "parley: %v\nRun '%s --help' for its flags.\n", err, cmd.CommandPath())
 		return exitError{code: 2}
 	})
-	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd(), newStatusCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newChatCmd(), newBenchCmd(), newKeygenCmd(), newTokenCmd(), newStatusCmd(), newVersionCmd(), newAPICmd())
 	root.AddCommand(newModerationCmds()...)
 	root.AddCommand(newBenchChildCmds()...)
 	return root

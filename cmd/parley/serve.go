@@ -45,9 +45,14 @@ With --auth-key, users log in with tokens signed by the application that owns
 them (docs/PROTOCOL.md "Tokens and accounts"; parley keygen and parley token
 make keys and tokens for development). With --tls-addr the server also listens
 for TLS, and with --ws-addr it serves the web chat at / and WebSocket at /ws.
-SIGHUP rereads the TLS certificate and the auth keys. --admin-addr serves
-/metrics, /healthz, /readyz and /debug/pprof/ for operators
+SIGHUP rereads the TLS certificate, the auth keys and the API keys.
+--admin-addr serves /metrics, /healthz, /readyz and /debug/pprof/ for operators
 (docs/OPERATIONS.md; parley status reads it).
+
+For the application that owns the users (docs/API.md): --api-addr serves the
+server API (parley api calls it), --hook-url asks the application about every
+say and dm before it is sent, and --webhook-url posts the chat's events to it,
+signed, at least once.
 
 Durations use Go syntax (300ms, 10s, 1m); sizes are bytes, with KiB, MiB or
 GiB suffixes accepted (64KiB, 4MiB).`,
@@ -124,6 +129,18 @@ GiB suffixes accepted (64KiB, 4MiB).`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; reread on SIGHUP")
 	f.StringVar(&cfg.WSAddr, "ws-addr", "", "HTTP listener for the web chat at / and WebSocket at /ws (HTTPS and wss with --tls-cert), e.g. :8080; empty for none")
 	f.StringSliceVar(&cfg.WSOrigins, "ws-origins", nil, "Origin values a browser's WebSocket may come from besides the page's own, which is always allowed, e.g. https://chat.example.com (* for any)")
+	f.StringVar(&cfg.APIAddr, "api-addr", "", "serve the server API (docs/API.md) here, e.g. 127.0.0.1:8070: HTTPS with --tls-cert, else HTTP; needs --api-key")
+	f.StringArrayVar(&cfg.APIKeys, "api-key", nil, "[ID=]FILE: a server API key, the file's first line (32 bytes or more; parley keygen --secret writes one); repeat for several; reread on SIGHUP")
+	f.StringArrayVar(&cfg.APIReadKeys, "api-read-key", nil, "[ID=]FILE: a server API key that may only read (room_info, rooms, room_members, presence, history, stats)")
+	f.Float64Var(&cfg.APIRate, "api-rate", 0, "requests per second each API key may make, with bursts of twice as many (a batch counts each request); 0 for 200")
+	f.StringVar(&cfg.HookURL, "hook-url", "", "the application's pre-send hook: every say and dm is POSTed here first, to allow, reject or replace (docs/API.md)")
+	f.DurationVar(&cfg.HookTimeout, "hook-timeout", 0, "how long the pre-send hook has to decide; 0 for 1.5s")
+	f.StringVar(&cfg.HookFailure, "hook-failure", "open", "what a message does when the hook fails or is late: open (sent as it is) or closed (the sender gets unavailable)")
+	f.StringArrayVar(&cfg.WebhookURLs, "webhook-url", nil, "post the chat's events here, in signed batches, at least once (repeat for several; docs/API.md)")
+	f.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "FILE: the secret (32 bytes or more) that signs webhook posts and pre-send hook calls")
+	f.StringSliceVar(&cfg.WebhookEvents, "webhook-events", nil, "event types to post, e.g. message,dm,offline_dm,offline_mention,moderation,join,leave,session_open,session_close; empty for message,dm,offline_dm,offline_mention,moderation")
+	f.StringSliceVar(&cfg.WebhookRooms, "webhook-rooms", nil, "rooms whose join and leave events are posted (* for every room)")
+	f.IntVar(&cfg.WebhookQueue, "webhook-queue", 0, "events each webhook's queue holds (in --data-dir when set) before the oldest are dropped; 0 for 100000")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", "", "serve /metrics (Prometheus), /healthz, /readyz and /debug/pprof/ here, e.g. 127.0.0.1:9090 (keep it loopback or private); empty for off")
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, how long /readyz says 503 before the sessions get bye shutdown, so a load balancer stops sending new users first")
 	f.BoolVar(&cfg.ProxyProtocol, "proxy-protocol", false, "on --addr, read a PROXY protocol header (v1 or v2) from --proxy-trusted sources, so per-address limits see the client's address")
@@ -169,6 +186,9 @@ func runServer(cfg server.Config, logger *slog.Logger) error {
 			}
 			if a := srv.AdminAddr(); a != nil {
 				attrs = append(attrs, "admin_addr", a.String())
+			}
+			if a := srv.APIAddr(); a != nil {
+				attrs = append(attrs, "api_addr", a.String())
 			}
 			if st := srv.Stats().Cluster; st != nil {
 				attrs = append(attrs, "node", st.Node, "nats", cfg.NATS)

@@ -64,6 +64,8 @@ type Conversation struct {
 	ReplyTo  uint64   `json:"reply_to,omitempty"`
 	Mentions []string `json:"mentions,omitempty"`
 	Account  string   `json:"account,omitempty"`
+	// API: the application posted it through the server API.
+	API bool `json:"api,omitempty"`
 }
 
 // Logged is a room message as a broker's log keeps it.
@@ -112,6 +114,10 @@ type Broker interface {
 	// (codec.SortKey) follows afterKey, whether more follow, and how many
 	// are online in all.
 	Users(afterKey string, limit int) (page []User, more bool, count int)
+	// Lookup returns the user online with the nick key on another node
+	// (with its Node), from the broker's directory; false when none is.
+	// It never blocks: the caller may hold a room's lock.
+	Lookup(key string) (User, bool)
 
 	// Follow makes this node receive room's traffic, and returns through
 	// done the room's members on other nodes and the last seq in the
@@ -283,6 +289,7 @@ type DirectMessage struct {
 	ID      string `json:"id,omitempty"`      // the same in the sender's copy and the recipient's
 	Account string `json:"account,omitempty"` // the sender's account: who may edit it
 	Kind    string `json:"kind,omitempty"`
+	API     bool   `json:"api,omitempty"` // the application sent it through the server API
 }
 
 // OfflineDM is a direct message that waits for the account Account, which
@@ -295,6 +302,7 @@ type OfflineDM struct {
 	TS      int64  `json:"ts"`
 	ID      string `json:"id,omitempty"`
 	Sender  string `json:"sender,omitempty"` // the sender's account
+	API     bool   `json:"api,omitempty"`
 }
 
 // ErrInboxFull is the refusal of a direct message for an offline account

@@ -42,6 +42,9 @@ func (l *Local) Users(afterKey string, limit int) ([]User, bool, int) {
 	return l.users.Page(afterKey, limit)
 }
 
+// Lookup finds nobody: there is no other node.
+func (l *Local) Lookup(string) (User, bool) { return User{}, false }
+
 // Follow succeeds at once: no other node has members.
 func (l *Local) Follow(_ string, done func([]User, uint64, error)) { done(nil, 0, nil) }
 

@@ -56,7 +56,7 @@ func eventFrame(room string, m broker.Message, seq uint64) []byte {
 		return codec.MustEncode(&codec.Reaction{Room: room, Seq: seq, Of: m.Of, From: m.Nick, Account: m.Account, Emoji: m.Body, Remove: m.Remove, TS: m.TS})
 	}
 	return codec.MustEncode(&codec.Msg{From: m.Nick, Room: room, Body: m.Body, TS: m.TS, Seq: seq, ID: m.ID,
-		Account: m.Account, ReplyTo: m.ReplyTo, Mentions: m.Mentions})
+		Account: m.Account, ReplyTo: m.ReplyTo, Mentions: m.Mentions, API: m.API})
 }
 
 // reactor names who reacts or wrote: the account, or for a nick login
@@ -388,6 +388,10 @@ func pageFrame(e histEntry, s *Session) []byte {
 	if err != nil {
 		return e.frame[codec.HeaderSize:]
 	}
-	m.Reactions = e.amend.counts(s.reactor())
+	me := ""
+	if s != nil {
+		me = s.reactor()
+	}
+	m.Reactions = e.amend.counts(me)
 	return codec.MustEncode(&m)[codec.HeaderSize:]
 }

@@ -105,10 +105,11 @@ func (f *fakeBroker) SendDM(_ broker.DirectMessage, done func(error)) {
 	f.dms = append(f.dms, done)
 	f.mu.Unlock()
 }
-func (f *fakeBroker) Epoch(string) string            { return "fake" }
-func (f *fakeBroker) NoticeUser(string, []byte)      {}
-func (f *fakeBroker) Notice(broker.RoomNotice)       {}
-func (f *fakeBroker) RoomCounts() []broker.RoomCount { return nil }
+func (f *fakeBroker) Epoch(string) string               { return "fake" }
+func (f *fakeBroker) NoticeUser(string, []byte)         {}
+func (f *fakeBroker) Notice(broker.RoomNotice)          {}
+func (f *fakeBroker) RoomCounts() []broker.RoomCount    { return nil }
+func (f *fakeBroker) Lookup(string) (broker.User, bool) { return broker.User{}, false }
 func (f *fakeBroker) ReadLog(_ string, _ uint64, _ int, done func([]broker.Logged, error)) {
 	done(nil, nil)
 }

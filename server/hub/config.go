@@ -89,6 +89,8 @@ type Config struct {
 	AuditLen         int           // audit entries kept; 0: moderation.DefaultAuditLen
 	Accounts         AccountStore  // nil: MemoryAccounts, read markers and remembered nicks in memory only
 	Offline          OfflineStore  // nil: MemoryOffline, direct messages for offline accounts in memory only
+	Events           EventSink     // nil: NoEvents, no webhooks
+	Hook             PreSend       // nil: NoHook, every say and dm goes through as sent
 	Logger           *slog.Logger
 
 	// BeforeHandle, when set, runs on the session's loop before each
@@ -143,6 +145,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Offline == nil {
 		c.Offline = NewMemoryOffline()
+	}
+	if c.Events == nil {
+		c.Events = NoEvents{}
+	}
+	if c.Hook == nil {
+		c.Hook = NoHook{}
 	}
 	if c.AuditLen <= 0 {
 		c.AuditLen = moderation.DefaultAuditLen

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"parley/api"
 	"parley/codec"
 	"parley/server/auth"
 	"parley/server/broker"
@@ -22,6 +23,24 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 	if err := h.checkBody(req.Body); err != nil {
 		return err
 	}
+	if h.hooked {
+		rq := *req
+		hr := api.HookRequest{Type: codec.TypeDM, Account: s.account, Nick: s.nick, To: rq.To, Body: rq.Body}
+		if rq.Account != "" {
+			hr.To = "@" + rq.Account
+		}
+		return h.askHook(s, rq.Ref, hr, func(body string) error {
+			rq.Body = body
+			return h.routeDM(s, &rq)
+		})
+	}
+	return h.routeDM(s, req)
+}
+
+// routeDM sends a direct message the hook (if any) let through: to a
+// nick online here, through the broker to one elsewhere, or left for an
+// account that is offline. Loop goroutine of s.
+func (h *Hub) routeDM(s *Session, req *codec.Request) error {
 	if req.Account != "" {
 		return h.dmAccount(s, req)
 	}
@@ -43,6 +62,7 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 				done(func() {
 					if err == nil {
 						h.ack(s, ref, h.echoDM(s, dm))
+						h.dmEvent(dm, "", false)
 						return
 					}
 					if err := h.dmOffline(s, ref, dm, err); !errors.Is(err, errHeld) {
@@ -67,6 +87,8 @@ func (h *Hub) handleDM(s *Session, req *codec.Request) error {
 		seq = h.echoDM(s, dm)
 	}
 	h.ack(s, req.Ref, seq)
+	_, _, account := h.nicks.sessions(to.Key)
+	h.dmEvent(dm, account, false)
 	return nil
 }
 
@@ -113,7 +135,7 @@ func (h *Hub) deliverTo(to *Session, frame []byte) {
 // dmFrame encodes a direct message for a copy numbered seq (0: not
 // kept), to as the recipient is shown.
 func dmFrame(dm broker.DirectMessage, to string, seq uint64) []byte {
-	return codec.MustEncode(&codec.Msg{From: dm.From, To: to, Body: dm.Body, TS: dm.TS, Seq: seq, ID: dm.ID, Account: dm.Account})
+	return codec.MustEncode(&codec.Msg{From: dm.From, To: to, Body: dm.Body, TS: dm.TS, Seq: seq, ID: dm.ID, Account: dm.Account, API: dm.API})
 }
 
 // dmOffline leaves a direct message for the account that last used the
@@ -141,7 +163,7 @@ func (h *Hub) dmAccount(s *Session, req *codec.Request) error {
 	if key, ok := h.accts.lastKey(account); ok {
 		if _, nick, ok := h.accts.byNick(key, h.wallMillis()); ok {
 			req.To, req.Account = nick, ""
-			return h.handleDM(s, req)
+			return h.routeDM(s, req)
 		}
 	}
 	if !h.allowDM(s, "@"+account) {

@@ -82,6 +82,10 @@ func (x handler) Audited(e codec.AuditEntry) { x.h.gov.audit.Add(e) }
 // sessions a kick removes out of the room.
 func (x handler) Noticed(m broker.RoomNotice) {
 	h := x.h
+	if m.Room == "" && m.Eject == codec.ReasonDisconnected {
+		h.endAccount(m.Account, m.Frame) // the server API's disconnect
+		return
+	}
 	r := h.rooms.get(m.Room)
 	if r == nil {
 		return

@@ -138,6 +138,7 @@ func (h *Hub) logActionLocked(e codec.AuditEntry) {
 	}
 	h.cfg.Rules.AppendAudit(e, h.gov.audit)
 	h.count.moderation.add(e.Action)
+	h.auditEvent(e)
 }
 
 // actor is s as the rules see it.

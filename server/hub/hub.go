@@ -32,6 +32,7 @@ import (
 type Hub struct {
 	cfg     Config
 	durable bool // the store keeps messages beyond the process: acks wait for it
+	hooked  bool // the application's pre-send hook sees every say and dm (hook.go)
 	log     *slog.Logger
 	start   time.Time
 	loops   []*loop
@@ -79,8 +80,10 @@ type Hub struct {
 func New(cfg Config, b broker.Broker) *Hub {
 	cfg = cfg.withDefaults()
 	_, memory := cfg.Store.(MemoryHistory)
+	_, unhooked := cfg.Hook.(NoHook)
 	h := &Hub{
 		durable:  !memory,
+		hooked:   !unhooked,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		start:    time.Now(),
@@ -294,6 +297,7 @@ func (h *Hub) logout(s *Session, reason codec.Reason) {
 		h.leave(s, s.rooms[len(s.rooms)-1], leftReason(reason))
 	}
 	h.online.Add(-1)
+	h.sessionEvent(s, false, reason)
 	if !h.nicks.release(s.key, s) {
 		return // the account's other sessions keep the nick
 	}
@@ -333,7 +337,7 @@ func (h *Hub) connClosed() {
 // token, which its resume could not get past.
 func heldAfter(reason codec.Reason) bool {
 	switch reason {
-	case codec.ReasonQuit, codec.ReasonBanned, codec.ReasonTokenRevoked:
+	case codec.ReasonQuit, codec.ReasonBanned, codec.ReasonTokenRevoked, codec.ReasonDisconnected:
 		return false
 	}
 	return true
@@ -351,12 +355,18 @@ func leftReason(r codec.Reason) codec.Reason {
 // closeSession sends bye with reason, then closes the connection once the
 // frames queued before the bye are written. Loop goroutine of s.
 func (h *Hub) closeSession(s *Session, reason codec.Reason) {
+	h.closeSessionWith(s, reason, byeFrames[reason])
+}
+
+// closeSessionWith is closeSession with its own bye frame, which says
+// more than the reason. Loop goroutine of s.
+func (h *Hub) closeSessionWith(s *Session, reason codec.Reason, bye []byte) {
 	if s.closing || s.closed {
 		return
 	}
 	s.closing = true
 	s.reason = reason
-	s.loop.push(item{kind: itemBye, to: s, frame: byeFrames[reason]})
+	s.loop.push(item{kind: itemBye, to: s, frame: bye})
 }
 
 // slowConsumer closes s at once: its outbound queue passed a limit, the

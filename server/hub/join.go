@@ -69,6 +69,7 @@ func (h *Hub) enterRoomLocked(s *Session, r *room) {
 	}
 	r.members[s.key] = &member{nick: s.nick, order: s.order, account: s.account, sessions: 1}
 	h.announceLocked(r, before, true, func() []byte { return joinedFrame(s.nick, r.name) }, s)
+	h.memberEvent(r, s, true, "")
 	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick, Account: s.account})
 }
 
@@ -267,7 +268,7 @@ func (h *Hub) leave(s *Session, r *room, reason codec.Reason) {
 // member dies unless it is the lobby, the broker owns it here (it holds
 // the room's seq), or a follow or a join that waited is in progress. r.mu held.
 func (h *Hub) mayDieLocked(r *room) bool {
-	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned && r.following == nil && r.joining == 0 &&
+	r.dead = len(r.members) == 0 && r.name != codec.Lobby && !r.owned && r.following == nil && r.joining == 0 && r.pins == 0 &&
 		(len(r.hist) == 0 || h.brokerLog)
 	if r.dead {
 		h.forgetRoomLocked(r)
@@ -307,6 +308,7 @@ func (h *Hub) leaveLocked(s *Session, r *room, reason codec.Reason) bool {
 	}
 	delete(r.members, s.key)
 	h.announceLocked(r, before, false, func() []byte { return leftFrame(s.nick, r.name, reason) }, s)
+	h.memberEvent(r, s, false, reason)
 	h.broker.Left(r.name, s.key, s.nick, reason)
 	return h.mayDieLocked(r)
 }

@@ -139,5 +139,6 @@ func (h *Hub) finishLogin(s *Session, ref string, rs *resume) {
 	if s.account != "" {
 		h.afterLogin(s)
 	}
+	h.sessionEvent(s, true, "")
 	h.debug(s, "login")
 }

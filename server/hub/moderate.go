@@ -29,13 +29,26 @@ type target struct {
 var timed = map[moderation.Action]bool{moderation.ActBan: true, moderation.ActMute: true, moderation.ActInvite: true}
 
 func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
+	if _, err := h.requireRoom(req.Room); err != nil {
+		return err
+	}
+	if !h.charge(s, moderateCost) {
+		return fmt.Errorf("%w: %s costs %d frames of the rate limit", codec.ErrRateLimited, req.Type, moderateCost)
+	}
+	if err := h.moderate(actor(s), req); err != nil {
+		return err
+	}
+	h.ack(s, req.Ref, 0)
+	return nil
+}
+
+// moderate takes a's action req.Type on its target in req.Room, and
+// tells the room and the other nodes.
+func (h *Hub) moderate(a moderation.Actor, req *codec.Request) error {
 	act := moderation.Action(req.Type)
 	name, err := h.requireRoom(req.Room)
 	if err != nil {
 		return err
-	}
-	if !h.charge(s, moderateCost) {
-		return fmt.Errorf("%w: %s costs %d frames of the rate limit", codec.ErrRateLimited, act, moderateCost)
 	}
 	if err := moderation.CheckText("reason", req.Reason, codec.MaxReason); err != nil {
 		return err
@@ -65,11 +78,11 @@ func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
 		return fmt.Errorf("%w: %s logged in without a token; only kick acts on it (roles and bans are for accounts)", codec.ErrBadRequest, t.nick)
 	}
 	entry := codec.AuditEntry{Target: t.account, Nick: t.nick, Reason: req.Reason, Until: until}
-	if err := h.applyRule(s, name, act, t.account, moderation.Limit{By: s.nick, Reason: req.Reason, At: now.UnixMilli(), Until: until}, entry); err != nil {
+	if err := h.applyRule(a, name, act, t.account, moderation.Limit{By: a.Nick, Reason: req.Reason, At: now.UnixMilli(), Until: until}, entry); err != nil {
 		return err
 	}
 	h.refreshLimited(name)
-	notice := broker.RoomNotice{Room: name, Frame: h.tellRoom(r, &codec.Mod{Room: name, Action: string(act), Nick: t.nick, By: s.nick, Reason: req.Reason, Until: until})}
+	notice := broker.RoomNotice{Room: name, Frame: h.tellRoom(r, &codec.Mod{Room: name, Action: string(act), Nick: t.nick, By: a.Nick, Reason: req.Reason, Until: until})}
 	switch act {
 	case moderation.ActKick:
 		h.eject(name, t, codec.ReasonKick)
@@ -78,7 +91,6 @@ func (h *Hub) handleModerate(s *Session, req *codec.Request) error {
 		h.enforceRoom(name) // the other nodes enforce the rules they receive
 	}
 	h.broker.Notice(notice)
-	h.ack(s, req.Ref, 0)
 	return nil
 }
 
@@ -116,18 +128,18 @@ func (h *Hub) resolveTarget(req *codec.Request, r *room) (target, error) {
 // applyRule checks and applies an action on account to the rules of
 // the room called name, with l for a ban, mute or invitation, and logs
 // it. A kick changes no rule and is only logged.
-func (h *Hub) applyRule(s *Session, name string, act moderation.Action, account string, l moderation.Limit, entry codec.AuditEntry) error {
+func (h *Hub) applyRule(a moderation.Actor, name string, act moderation.Action, account string, l moderation.Limit, entry codec.AuditEntry) error {
 	var edit func(*moderation.Room) error
 	if act != moderation.ActKick {
 		edit = func(r *moderation.Room) error { return r.Apply(act, account, l) }
 	}
-	return h.changeRules(s, name, act, account, edit, entry)
+	return h.changeRules(a, name, act, account, edit, entry)
 }
 
-// changeRules checks that s may take act (on account, or "") in the room
+// changeRules checks that a may take act (on account, or "") in the room
 // called name, then edits its rules (nil: changes none) and logs entry
 // with the action, room and actor filled in.
-func (h *Hub) changeRules(s *Session, name string, act moderation.Action, account string, edit func(*moderation.Room) error, entry codec.AuditEntry) error {
+func (h *Hub) changeRules(a moderation.Actor, name string, act moderation.Action, account string, edit func(*moderation.Room) error, entry codec.AuditEntry) error {
 	g := h.gov
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -136,7 +148,7 @@ func (h *Hub) changeRules(s *Session, name string, act moderation.Action, accoun
 	if fresh {
 		rules = &moderation.Room{}
 	}
-	if err := rules.Check(actor(s), act, account); err != nil {
+	if err := rules.Check(a, act, account); err != nil {
 		return err
 	}
 	if edit != nil {
@@ -150,7 +162,7 @@ func (h *Hub) changeRules(s *Session, name string, act moderation.Action, accoun
 		g.noteEnd(rules.NextEnd())
 		h.saveRulesLocked(name, rules)
 	}
-	entry.Action, entry.Room, entry.By, entry.ByAcct = string(act), name, s.nick, s.account
+	entry.Action, entry.Room, entry.By, entry.ByAcct = string(act), name, a.Nick, a.Account
 	h.logActionLocked(entry)
 	return nil
 }
@@ -246,8 +258,7 @@ func (r *room) remoteMember(key string) (broker.User, bool) {
 }
 
 func (h *Hub) handleTopic(s *Session, req *codec.Request) error {
-	name, err := h.requireRoom(req.Room)
-	if err != nil {
+	if _, err := h.requireRoom(req.Room); err != nil {
 		return err
 	}
 	if req.Topic == nil {
@@ -259,40 +270,68 @@ func (h *Hub) handleTopic(s *Session, req *codec.Request) error {
 	if !h.charge(s, moderateCost) {
 		return fmt.Errorf("%w: topic costs %d frames of the rate limit", codec.ErrRateLimited, moderateCost)
 	}
-	now := time.Now().UnixMilli()
-	if err := h.changeRules(s, name, moderation.ActTopic, "", func(r *moderation.Room) error {
-		r.Topic, r.TopicBy, r.TopicAt = *req.Topic, s.nick, now
-		return nil
-	}, codec.AuditEntry{Reason: *req.Topic}); err != nil {
+	if err := h.setTopic(actor(s), req.Room, *req.Topic); err != nil {
 		return err
 	}
-	frame := h.tellRoom(h.rooms.get(name), &codec.Topic{Room: name, Topic: *req.Topic, By: s.nick, TS: now})
-	h.broker.Notice(broker.RoomNotice{Room: name, Frame: frame})
 	h.ack(s, req.Ref, 0)
 	return nil
 }
 
-func (h *Hub) handlePrivate(s *Session, req *codec.Request) error {
-	name, err := h.requireRoom(req.Room)
+// setTopic sets the topic of the room called room as a, and tells the
+// room and the other nodes.
+func (h *Hub) setTopic(a moderation.Actor, room, topic string) error {
+	name, err := h.requireRoom(room)
 	if err != nil {
 		return err
 	}
+	if err := moderation.CheckText("topic", topic, codec.MaxTopic); err != nil {
+		return err
+	}
+	now := time.Now().UnixMilli()
+	if err := h.changeRules(a, name, moderation.ActTopic, "", func(r *moderation.Room) error {
+		r.Topic, r.TopicBy, r.TopicAt = topic, a.Nick, now
+		return nil
+	}, codec.AuditEntry{Reason: topic}); err != nil {
+		return err
+	}
+	frame := h.tellRoom(h.rooms.get(name), &codec.Topic{Room: name, Topic: topic, By: a.Nick, TS: now})
+	h.broker.Notice(broker.RoomNotice{Room: name, Frame: frame})
+	return nil
+}
+
+func (h *Hub) handlePrivate(s *Session, req *codec.Request) error {
 	if req.Private == nil {
 		return fmt.Errorf("%w: private (true or false) is required", codec.ErrBadRequest)
+	}
+	if _, err := h.requireRoom(req.Room); err != nil {
+		return err
 	}
 	if !h.charge(s, moderateCost) {
 		return fmt.Errorf("%w: private costs %d frames of the rate limit", codec.ErrRateLimited, moderateCost)
 	}
-	act := moderation.ActPublic
-	if *req.Private {
-		act = moderation.ActPrivate
-	}
-	if err := h.changeRules(s, name, act, "", func(r *moderation.Room) error { return r.Apply(act, "", moderation.Limit{}) }, codec.AuditEntry{}); err != nil {
+	if err := h.setPrivate(actor(s), req.Room, *req.Private); err != nil {
 		return err
 	}
-	frame := h.tellRoom(h.rooms.get(name), &codec.Mod{Room: name, Action: string(act), By: s.nick})
-	h.broker.Notice(broker.RoomNotice{Room: name, Frame: frame})
 	h.ack(s, req.Ref, 0)
+	return nil
+}
+
+// setPrivate makes the room called room invite-only or open as a, and
+// tells the room and the other nodes.
+func (h *Hub) setPrivate(a moderation.Actor, room string, private bool) error {
+	name, err := h.requireRoom(room)
+	if err != nil {
+		return err
+	}
+	act := moderation.ActPublic
+	if private {
+		act = moderation.ActPrivate
+	}
+	if err := h.changeRules(a, name, act, "", func(r *moderation.Room) error { return r.Apply(act, "", moderation.Limit{}) }, codec.AuditEntry{}); err != nil {
+		return err
+	}
+	frame := h.tellRoom(h.rooms.get(name), &codec.Mod{Room: name, Action: string(act), By: a.Nick})
+	h.broker.Notice(broker.RoomNotice{Room: name, Frame: frame})
 	return nil
 }
 

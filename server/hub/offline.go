@@ -111,6 +111,7 @@ func (h *Hub) leaveOffline(s *Session, ref, account string, dm broker.DirectMess
 				}
 				h.count.offlineDMs.Add(1)
 				h.ack(s, ref, h.echoDM(s, dm))
+				h.dmEvent(dm, account, true)
 				if key, ok := h.accts.lastKey(account); ok && h.nicks.online(key) {
 					h.collectOffline(account, key, nil) // it logged in meanwhile
 				}
@@ -128,7 +129,7 @@ func (h *Hub) collectOffline(account, key string, then func()) {
 			h.warn.warn("offline-collect", "direct messages waiting for an account could not be read", "err", err)
 		}
 		for _, dm := range dms {
-			_, _ = h.sendDM(broker.DirectMessage{ToKey: key, ToNick: dm.To, From: dm.From, Body: dm.Body, TS: dm.TS, ID: dm.ID, Account: dm.Sender}, nil)
+			_, _ = h.sendDM(broker.DirectMessage{ToKey: key, ToNick: dm.To, From: dm.From, Body: dm.Body, TS: dm.TS, ID: dm.ID, Account: dm.Sender, API: dm.API}, nil)
 		}
 		h.trimHistory()
 		if then != nil {

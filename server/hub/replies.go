@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -55,7 +56,11 @@ func (h *Hub) errorFrame(err error, ref string) []byte {
 	if s := codec.Sentinel(code); s != nil && strings.HasPrefix(msg, s.Msg+": ") {
 		msg = strings.TrimPrefix(msg, s.Msg+": ")
 	}
-	return codec.MustEncode(&codec.ErrorMsg{Code: code, Message: msg, Ref: ref})
+	frame := &codec.ErrorMsg{Code: code, Message: msg, Ref: ref}
+	if rj := (*codec.Rejection)(nil); errors.As(err, &rj) {
+		frame.Reason = rj.Reason
+	}
+	return codec.MustEncode(frame)
 }
 
 func validRef(ref string) string {

@@ -38,6 +38,7 @@ type room struct {
 	followed  bool                   // the broker delivers its traffic here
 	following []func()               // joins waiting for Follow to finish; nil when none
 	joining   int                    // joins woken by Follow's end and not retried yet: the room may not die before them
+	pins      int                    // server API requests using the room (app.go): it may not die under them
 	departed  map[string]bool        // remote members who left while Follow ran: its list of them is stale
 }
 

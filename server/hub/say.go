@@ -33,6 +33,9 @@ func (h *Hub) handleSay(s *Session, req *codec.Request) error {
 	if err := h.converse(r, &m); err != nil {
 		return err
 	}
+	if h.hooked {
+		return h.hookSay(s, r, m)
+	}
 	return h.sequence(s, r, m)
 }
 
@@ -101,11 +104,12 @@ func (h *Hub) sequenceLocked(r *room, m broker.Message, except *Session) uint64 
 		r.seq = seq
 		r.publishSeqLocked(h, frame, except, seq)
 		var stored func(error)
-		if except != nil && h.storeAcks(m.Ref) {
-			stored = h.ackWhenStored(except, m.Ref, seq)
+		if m.Sender != nil && h.storeAcks(m.Ref) {
+			stored = h.ackWhenStored(m.Sender, m.Ref, seq)
 		}
 		h.rememberLocked(r, seq, frame, stored)
 	}
+	h.messageEvents(r, &m, seq)
 	return seq
 }
 
@@ -118,7 +122,7 @@ func (h *Hub) storeAcks(ref string) bool {
 
 // ackWhenStored is the store's callback that acks sender's say, or
 // answers not_stored.
-func (h *Hub) ackWhenStored(sender *Session, ref string, seq uint64) func(error) {
+func (h *Hub) ackWhenStored(sender broker.Replier, ref string, seq uint64) func(error) {
 	return func(err error) {
 		if err != nil {
 			err = fmt.Errorf("%w: delivered to the room as seq %d, but not written to disk: %v", codec.ErrNotStored, seq, err)

@@ -60,6 +60,9 @@ type Room struct {
 	Topic   string           `json:"topic,omitempty"`
 	TopicBy string           `json:"topic_by,omitempty"`
 	TopicAt int64            `json:"topic_at,omitempty"`
+	// Created: the application created the room (server API room_create);
+	// it is known, and keeps its rules, with nobody in it.
+	Created bool `json:"created,omitempty"`
 }
 
 // Actor is the account asking: "" for a nick login or a guest, which
@@ -107,7 +110,7 @@ func (r *Room) Invited(account string, now int64) bool {
 // room: a room whose rules are only its owner forgets them when it dies,
 // as Ergo forgets an unregistered channel's operators.
 func (r *Room) Keep() bool {
-	return len(r.Ops) > 0 || len(r.Bans) > 0 || len(r.Mutes) > 0 || len(r.Invites) > 0 || r.Private || r.Topic != ""
+	return len(r.Ops) > 0 || len(r.Bans) > 0 || len(r.Mutes) > 0 || len(r.Invites) > 0 || r.Private || r.Topic != "" || r.Created
 }
 
 // Expire drops the bans, mutes and invitations that ended by now, and
@@ -165,6 +168,12 @@ const (
 	ActTopic    Action = codec.TypeTopic
 	ActPrivate  Action = codec.TypePrivate
 	ActPublic   Action = "public"
+	// ActOwner gives the room to another account (the server API's
+	// room_set): a server admin's.
+	ActOwner Action = "owner"
+	// ActCreate creates a room before anyone joins it (the server API's
+	// room_create): a server admin's.
+	ActCreate Action = "create"
 	// ActBanEnd and ActMuteEnd are logged when a timed ban or mute ends.
 	ActBanEnd  Action = "ban_end"
 	ActMuteEnd Action = "mute_end"
@@ -177,6 +186,7 @@ var needs = map[Action]Role{
 	ActOp: Owner, ActDeop: Owner,
 	ActKick: Operator, ActBan: Operator, ActUnban: Operator, ActMute: Operator, ActUnmute: Operator,
 	ActInvite: Operator, ActUninvite: Operator, ActTopic: Operator, ActPrivate: Operator, ActPublic: Operator,
+	ActOwner: Admin, ActCreate: Admin,
 }
 
 // onTarget are the actions that act on a member, who must rank below
@@ -272,6 +282,11 @@ func (r *Room) Apply(act Action, target string, l Limit) error {
 		return put(&r.Invites, target, l, MaxInvites, "invitations")
 	case ActUninvite:
 		delete(r.Invites, target)
+	case ActOwner:
+		r.Owner = target
+		delete(r.Ops, target)
+	case ActCreate:
+		r.Created = true
 	case ActPrivate:
 		r.Private = true
 	case ActPublic:

@@ -279,7 +279,7 @@ func (n *Broker) refuseSay(m *nats.Msg) {
 func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
 	dm := broker.DirectMessage{ToKey: in.To, From: in.Nick, Body: in.Body, TS: in.TS, ID: in.ID}
 	if in.Conv != nil {
-		dm.Account, dm.Kind = in.Conv.Account, in.Conv.Kind
+		dm.Account, dm.Kind, dm.API = in.Conv.Account, in.Conv.Kind, in.Conv.API
 	}
 	if n.h.DeliverDM(dm) != nil {
 		n.respond(m, &busMsg{Code: codec.CodeNoSuchUser})
@@ -291,8 +291,8 @@ func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
 // forwardDM delivers a direct message to a user on another node.
 func (n *Broker) forwardDM(to dirEntry, dm broker.DirectMessage) error {
 	out := &busMsg{To: dm.ToKey, Nick: dm.From, Body: dm.Body, TS: dm.TS, ID: dm.ID}
-	if dm.Account != "" || dm.Kind != "" {
-		out.Conv = &broker.Conversation{Account: dm.Account, Kind: dm.Kind}
+	if dm.Account != "" || dm.Kind != "" || dm.API {
+		out.Conv = &broker.Conversation{Account: dm.Account, Kind: dm.Kind, API: dm.API}
 	}
 	reply, err := n.request(n.subj.node(to.Node)+".dm", out)
 	if err != nil {

@@ -172,6 +172,18 @@ func (n *Broker) Users(afterKey string, limit int) ([]broker.User, bool, int) {
 	return n.users.Page(afterKey, limit)
 }
 
+// Lookup finds the user with key in the directory, online on another
+// node (not held for a resume).
+func (n *Broker) Lookup(key string) (broker.User, bool) {
+	n.mu.Lock()
+	d, ok := n.dir[key]
+	n.mu.Unlock()
+	if !ok || d.Held || d.Node == n.id {
+		return broker.User{}, false
+	}
+	return broker.User{Key: key, Nick: d.Nick, Node: d.Node}, true
+}
+
 // setDirLocked and dropDirLocked change the directory and its sorted
 // index together. n.mu held.
 func (n *Broker) setDirLocked(key string, d dirEntry) {

@@ -181,7 +181,7 @@ func (n *Broker) forwardSay(q queuedSay, owner string) {
 	token := n.addPending(q, owner)
 	m := q.m
 	out := &busMsg{Room: m.Room, Key: m.Key, Nick: m.Nick, Body: m.Body, ID: m.ID, TS: m.TS, Token: token}
-	if m.Conversation.Kind != "" || m.ReplyTo != 0 || m.Mentions != nil || m.Conversation.Account != "" {
+	if m.Conversation.Kind != "" || m.ReplyTo != 0 || m.Mentions != nil || m.Conversation.Account != "" || m.API {
 		out.Conv = &m.Conversation
 	}
 	data, err := sonic.Marshal(out)

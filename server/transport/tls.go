@@ -444,3 +444,9 @@ func (l *Layer) shakeHands(c *net.TCPConn, remote string, cfg *tls.Config) {
 	}
 	l.toLoop(c, remote, &wireConn{transport: TLS, sec: hs.secure()})
 }
+
+// HTTPSConfig is the configuration of a plain net/http server (the server
+// API's port) that serves the store's certificate, reloads included.
+func (cs *CertStore) HTTPSConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cs.get}
+}
