@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/parley
 FUZZTIME  ?= 30s
 
-.PHONY: build run test fuzz soak bench bench-rounds microbench screenshots clean
+.PHONY: build run test fuzz soak bench bench-rounds bench-app microbench screenshots clean
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/parley
@@ -56,6 +56,12 @@ BENCHROUNDSFLAGS ?= --target parley,redis --lean --server-loops 1 --conns 1000,1
 bench-rounds: build
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	./$(BIN) bench $(BENCHROUNDSFLAGS)
+
+# What the application's hooks cost a say (docs/API.md "Costs"): no hook,
+# a pre-send hook answering at once and after 50 ms, and webhooks taking
+# every message, side by side in one run. About 35 seconds.
+bench-app:
+	PARLEY_BENCH=1 $(GO) test -count=1 -v -run '^TestAppCosts$$' ./server
 
 # Micro-benchmarks: codec encode/decode and fan-out allocations.
 microbench:

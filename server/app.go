@@ -97,8 +97,11 @@ func (s *Server) setupApp(hc *hub.Config, st *store.Store) error {
 		}
 		wc := webhook.Config{URLs: c.WebhookURLs, Secret: secret, Events: c.WebhookEvents, Rooms: c.WebhookRooms,
 			MaxQueue: c.WebhookQueue, Node: c.NodeID, Backoff: c.webhookBackoff, Logger: c.Logger}
-		if st != nil {
-			wc.Queues = func(name string) (webhook.Queue, error) { return st.EventQueue(name) }
+		switch {
+		case st != nil:
+			wc.Queues = func(name string, _ int) (webhook.Queue, error) { return st.EventQueue(name) }
+		case s.nats != nil:
+			wc.Queues = func(name string, max int) (webhook.Queue, error) { return s.nats.EventQueue(name, max) }
 		}
 		sink, err := webhook.New(wc)
 		if err != nil {

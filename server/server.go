@@ -56,6 +56,7 @@ type Server struct {
 	proxy   *transport.ProxyPolicy // nil without ProxyProtocol
 	leaving atomic.Bool            // Shutdown began: /readyz says 503
 	app     appParts               // the server API, the hook and the webhooks (app.go)
+	nats    *natsbroker.Broker     // the hub's broker in a cluster, which keeps the webhooks' queues; nil on a single node
 	started time.Time
 
 	mu        sync.Mutex
@@ -89,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		hc.Accounts, hc.Offline = nb, nb
 	}
 	srv := &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
+	srv.nats, _ = b.(*natsbroker.Broker)
 	if err := srv.setupSecurity(&hc); err != nil {
 		return nil, err
 	}
@@ -355,15 +357,20 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.app.sink != nil {
-		defer s.app.sink.Close() // after the hub, before the store: the events emitted are queued
-	}
 
 	if err := s.hub.Start(); err != nil {
 		return err
 	}
 	// After the engine stops: the sessions' leaves and releases are out.
 	defer s.hub.Stop()
+	if s.app.sink != nil {
+		if err := s.app.sink.Start(); err != nil {
+			return err
+		}
+		// After the engine, before the broker and the store: the events
+		// the sessions' ends emitted are queued.
+		defer s.app.sink.Close()
+	}
 	if apiLn != nil {
 		var tlsConf *tls.Config
 		if s.certs != nil {

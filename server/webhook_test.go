@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"parley/api"
 	"parley/codec"
+	"parley/server/natstest"
 )
 
 // Webhooks (docs/API.md "Webhooks") delivered to a real HTTP receiver on
@@ -306,5 +308,76 @@ func TestWebhookQueueBound(t *testing.T) {
 	got := rcv.waitEvents("the five newest", func(ev []api.Event) bool { return len(ev) >= 5 })
 	if len(got) != 5 || got[0].Seq != 16 || got[4].Seq != 20 {
 		t.Fatalf("delivered %+v, want seqs 16 to 20", got)
+	}
+}
+
+// TestWebhooksAcrossTheCluster: two nodes share each webhook's queue in
+// JetStream: the events of rooms sequenced on either node arrive once
+// each, in each room's order, from one node; with the receiver down, the
+// delivering node stops, and the other delivers what waited.
+func TestWebhooksAcrossTheCluster(t *testing.T) {
+	secretFile, secret := writeSecret(t)
+	rcv := startReceiver(t, secret)
+	addr := rcv.addr
+	nats := natstest.Start(t)
+	var nodes []*Server
+	cluster := fmt.Sprintf("w%d", time.Now().UnixNano())
+	for i := range 2 {
+		cfg := Config{Addr: "127.0.0.1:0", NATS: nats.URL(), NodeID: fmt.Sprintf("n%d", i), ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat,
+			WebhookURLs: []string{rcv.url()}, WebhookSecret: secretFile, WebhookEvents: []string{api.EventMessage}, webhookBackoff: 10 * time.Millisecond}
+		srv, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(context.Background()) }()
+		select {
+		case <-srv.Ready():
+		case err := <-errc:
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		})
+		nodes = append(nodes, srv)
+	}
+	for _, n := range nodes {
+		eventually(t, "nodes hear each other", func() bool { return n.Stats().Cluster.Peers == 1 })
+	}
+	// a's room is sequenced on node 0, b's on node 1 (its first say
+	// claims it).
+	a, b := loggedIn(t, nodes[0], "a"), loggedIn(t, nodes[1], "b")
+	a.joinRoom("ra")
+	b.joinRoom("rb")
+	say := func(c *tclient, room string, n int) {
+		for range n {
+			eventually(t, "a say the cluster sequences", func() bool {
+				c.send(&codec.Say{Room: room, Body: room, Ref: "s"})
+				return c.answer("s").Type == codec.TypeAck
+			})
+		}
+	}
+	say(a, "ra", 5)
+	say(b, "rb", 5)
+	got := rcv.waitEvents("ten messages", func(ev []api.Event) bool { return len(ev) >= 10 })
+	if len(roomBodies(t, got, "ra")) != 5 || len(roomBodies(t, got, "rb")) != 5 {
+		t.Fatalf("got %+v", got)
+	}
+	// The receiver goes down; both rooms talk; node 0, which delivers,
+	// stops; node 1 delivers the rest once the receiver is back.
+	rcv.down()
+	say(a, "ra", 5)
+	say(b, "rb", 5)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := nodes[0].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rcv.up(addr)
+	got = rcv.waitEvents("twenty messages", func(ev []api.Event) bool { return len(ev) >= 20 })
+	if ra, rb := roomBodies(t, got, "ra"), roomBodies(t, got, "rb"); len(ra) != 10 || len(rb) != 10 {
+		t.Fatalf("ra %d, rb %d messages", len(ra), len(rb))
 	}
 }

@@ -40,9 +40,9 @@ type Config struct {
 	// Rooms are those whose join and leave events are sent ("*": every
 	// room); none: no join and leave events.
 	Rooms []string
-	// Queues opens a webhook's queue by its name (the index of its URL);
-	// default: in memory.
-	Queues func(name string) (Queue, error)
+	// Queues opens a webhook's queue by its name (the index of its URL),
+	// bounded to max events; default: in memory. It is called by Start.
+	Queues func(name string, max int) (Queue, error)
 	// MaxQueue bounds each webhook's queue, in events; default 100,000:
 	// past it the oldest are dropped and counted.
 	MaxQueue int
@@ -74,7 +74,7 @@ func (c Config) withDefaults() Config {
 		c.Events = DefaultEvents
 	}
 	if c.Queues == nil {
-		c.Queues = func(string) (Queue, error) { return NewMemoryQueue(), nil }
+		c.Queues = func(string, int) (Queue, error) { return NewMemoryQueue(), nil }
 	}
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = 100_000
@@ -125,6 +125,7 @@ type Sink struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	seq      atomic.Uint64
+	started  atomic.Bool
 	prefix   string // names this process's events: with seq, an event's ID
 
 	closeMu sync.RWMutex // Emit's read lock against Close closing in
@@ -142,8 +143,8 @@ type target struct {
 	wake  chan struct{}
 }
 
-// New opens every webhook's queue and starts the writer and the
-// deliverers.
+// New returns the sink for cfg; Start starts it. Events emitted before
+// Start wait for it.
 func New(cfg Config) (*Sink, error) {
 	cfg = cfg.withDefaults()
 	if err := CheckEvents(cfg.Events); err != nil {
@@ -164,22 +165,42 @@ func New(cfg Config) (*Sink, error) {
 		Help: "Webhook events dropped: the oldest past a queue's bound (queue_full), or emitted faster than the queues took them (backlog)."}, []string{"webhook", "why"})
 	s.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_webhook_posts_total",
 		Help: "Webhook POSTs, by outcome: delivered (2xx) or failed (retried)."}, []string{"webhook", "outcome"})
-	for i, u := range cfg.URLs {
-		q, err := cfg.Queues(strconv.Itoa(i))
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start opens every webhook's queue and starts the writer and the
+// deliverers. Call it once, when the queues' store (a cluster's broker)
+// is up.
+func (s *Sink) Start() error {
+	for i, u := range s.cfg.URLs {
+		q, err := s.cfg.Queues(strconv.Itoa(i), s.cfg.MaxQueue)
 		if err != nil {
-			return nil, fmt.Errorf("webhook %s: its queue: %w", u, err)
+			return fmt.Errorf("webhook %s: its queue: %w", u, err)
 		}
 		s.hooks = append(s.hooks, &target{url: u, label: strconv.Itoa(i), q: q, wake: make(chan struct{}, 1)})
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.started.Store(true)
 	s.wg.Add(1 + len(s.hooks))
 	go s.writer()
 	for _, t := range s.hooks {
 		t.wake <- struct{}{} // what a restart left in its queue
 		go s.deliver(t)
 	}
-	return s, nil
+	return nil
 }
+
+// Shared is a Queue that the nodes of a cluster share: only the node it
+// says delivers it, and a node that stops releases the batch it held
+// to the next.
+type Shared interface {
+	Delivers() bool
+	Release()
+}
+
+// sharedPoll is how often a shared queue's node looks for events the
+// other nodes appended, and whether it delivers now.
+const sharedPoll = 250 * time.Millisecond
 
 // Collectors are the webhooks' metrics, for the admin port.
 func (s *Sink) Collectors() []prometheus.Collector {
@@ -233,6 +254,9 @@ func (s *Sink) Close() {
 		s.closed = true
 		close(s.in)
 		s.closeMu.Unlock()
+		if !s.started.Load() {
+			return // nothing to wait for, and no queue to write to
+		}
 		s.wg.Wait()
 	})
 }
@@ -278,11 +302,29 @@ func (s *Sink) writer() {
 func (s *Sink) deliver(t *target) {
 	defer s.wg.Done()
 	backoff := s.cfg.Backoff
+	shared, _ := t.q.(Shared)
+	if shared != nil {
+		defer shared.Release()
+	}
+	var poll <-chan time.Time // nil: wait for a wake only
 	for {
+		if shared != nil {
+			poll = time.After(sharedPoll)
+			if !shared.Delivers() {
+				select {
+				case <-poll:
+					continue
+				case <-s.ctx.Done():
+					return
+				}
+			}
+		}
 		events, last, err := t.q.Peek(s.cfg.Batch, maxPostBytes)
 		if err == nil && len(events) == 0 {
 			select {
 			case <-t.wake:
+				continue
+			case <-poll:
 				continue
 			case <-s.ctx.Done():
 				return
