@@ -26,7 +26,8 @@ type Options struct {
 	// configuration (its ServerName defaults to the address's host).
 	TLS *tls.Config
 	// Reconnect makes the client reconnect after the connection drops for
-	// any reason other than quit or bye shutdown, with exponential backoff
+	// any reason other than quit, bye shutdown or bye disconnected (the
+	// application ended the account's sessions), with exponential backoff
 	// and jitter, logging in again with the same nick and rejoining its
 	// rooms. The login carries the last session's resume token, which takes
 	// back the nick the server holds for a while after a drop. A refused

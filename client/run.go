@@ -127,6 +127,8 @@ func (c *Client) shouldReconnect(bye codec.Reason) bool {
 		return false
 	case bye == codec.ReasonShutdown:
 		return c.opts.ReconnectOnShutdown
+	case bye == codec.ReasonDisconnected:
+		return false // the application ended the account's sessions
 	}
 	return true
 }

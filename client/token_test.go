@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/api"
 	"parley/codec"
 	"parley/server"
 	"parley/server/auth"
@@ -196,4 +198,33 @@ func TestDMsCaughtUpAfterReconnect(t *testing.T) {
 // newTokensWithKey signs for another account with tk's key.
 func newTokensWithKey(tk *tokens, sub string) *tokens {
 	return &tokens{alg: tk.alg, key: tk.key, pub: tk.pub, sub: sub, ttl: tk.ttl}
+}
+
+// TestNoReconnectAfterDisconnect: when the application ends the
+// account's sessions through the server API, a client that reconnects
+// after drops stops instead, with the bye's reason.
+func TestNoReconnectAfterDisconnect(t *testing.T) {
+	tk := newTokens(t, "amy", time.Hour)
+	keyFile := filepath.Join(t.TempDir(), "app.key")
+	key := strings.Repeat("k", 40)
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := runServer(t, "127.0.0.1:0", server.Config{AuthKeys: []string{tk.pub}, APIAddr: "127.0.0.1:0", APIKeys: []string{keyFile}})
+	c, err := Dial(ctxT(t), srv.Addr().String(), Options{Token: tk.source, Reconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	app := api.NewClient("http://"+srv.APIAddr().String(), key, nil)
+	if _, err := app.Disconnect(ctxT(t), api.Disconnect{Account: "amy", Message: "closed"}); err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, c, EventDisconnected)
+	if ev.Err == nil || !strings.Contains(ev.Err.Error(), "disconnected") {
+		t.Fatalf("disconnected with %v, want the bye's reason", ev.Err)
+	}
+	if _, ok := <-c.Events(); ok {
+		t.Fatal("events must close after disconnected")
+	}
 }

@@ -311,6 +311,20 @@ func TestAPIRoomsAndPeople(t *testing.T) {
 		p, err := app.Presence(ctx, "bob")
 		return err == nil && !p.Online
 	})
+	// broadcast: one message to several rooms, each answered.
+	cyd.ok(&codec.Join{Room: "ship", Ref: "j"}, "j")
+	bc, err := app.Broadcast(ctx, api.Broadcast{Rooms: []string{"ship", "lobby", "nowhere"}, From: "ops", Body: "maintenance"})
+	if err != nil || len(bc.Results) != 3 || bc.Results[0].Seq != 2 || bc.Results[1].Seq == 0 ||
+		bc.Results[2].Error == nil || bc.Results[2].Error.Code != string(codec.CodeNotFound) {
+		t.Fatalf("broadcast: %+v %v", bc, err)
+	}
+	for _, room := range []string{"ship", "lobby"} {
+		if ev := cyd.until("the broadcast in "+room, func(ev codec.Event) bool { return ev.Type == codec.TypeMsg && ev.Room == room && ev.API }); ev.Body != "maintenance" {
+			t.Fatalf("cyd got %+v", ev)
+		}
+	}
+	_, err = app.Broadcast(ctx, api.Broadcast{From: "ops", Body: "x"})
+	refusedWith(t, "a broadcast to no room", err, codec.CodeBadRequest)
 	// batch: each request answered in order, a failure among them.
 	var results api.Batched
 	results, err = app.Batch(ctx, api.Batch{Requests: []api.BatchRequest{
@@ -330,7 +344,7 @@ func TestAPIRoomsAndPeople(t *testing.T) {
 	if e := results.Replies[1].Error; e == nil || e.Code != string(codec.CodeNotFound) {
 		t.Errorf("batch presence: %+v", results.Replies[1])
 	}
-	if json.Unmarshal(results.Replies[2].Result, &pub) != nil || pub.Seq != 2 {
+	if json.Unmarshal(results.Replies[2].Result, &pub) != nil || pub.Seq != 3 {
 		t.Errorf("batch publish: %s", results.Replies[2].Result)
 	}
 	if e := results.Replies[3].Error; e == nil || e.Code != string(codec.CodeUnknownType) {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 
 	"parley/api"
@@ -59,6 +60,9 @@ type Config struct {
 	Burst int
 	// MaxBody bounds a request's body; default 1 MiB.
 	MaxBody int64
+	// MaxConns bounds the API's open connections; default 256: past it
+	// a new connection waits in the listen backlog.
+	MaxConns int
 	// Timeout bounds a request's wait for the chat (a publish waits for
 	// its store); default 10 s: past it the answer is unavailable, and
 	// the request may still complete.
@@ -78,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 256
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -117,8 +124,9 @@ func (a *API) SetKeys(keys []Key) { a.keys.set(keys) }
 func (a *API) Collectors() []prometheus.Collector { return []prometheus.Collector{a.requests} }
 
 // Serve serves the API on ln until it closes: HTTP/1.1, or HTTPS with
-// tlsConfig.
+// tlsConfig, at most MaxConns connections at once.
 func (a *API) Serve(ln net.Listener, tlsConfig *tls.Config) *http.Server {
+	ln = netutil.LimitListener(ln, a.cfg.MaxConns)
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: a.cfg.Timeout + 10*time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn)}

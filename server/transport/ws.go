@@ -44,6 +44,7 @@ var wsCloseCodes = map[codec.Reason]ws.StatusCode{
 	codec.ReasonTokenExpired:  4002,
 	codec.ReasonBanned:        4003,
 	codec.ReasonTokenRevoked:  4004,
+	codec.ReasonDisconnected:  4005,
 }
 
 func (c *wsCodec) midMessage() bool { return len(c.msg) > 0 }

@@ -203,8 +203,10 @@
         return;
       case "ping": send({ type: "pong" }); return;
       case "bye":
-        notice(currentView(), "the server said bye (" + ev.reason + ")");
-        if (ev.reason === "quit") state.quitting = true;
+        notice(currentView(), "the server said bye (" + ev.reason + (ev.message ? ": " + ev.message : "") + ")");
+        // After quit, or when the application ended the account's
+        // sessions, reconnecting would undo what was asked.
+        if (ev.reason === "quit" || ev.reason === "disconnected") state.quitting = true;
         return;
       case "error":
         if (ev.ref === "login") return loginRefused(ev);
