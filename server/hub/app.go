@@ -321,9 +321,10 @@ func (h *Hub) describeRules(info *api.RoomInfo) {
 }
 
 // RoomList lists every room with members here or on the other nodes,
-// or with rules, private ones too, by name.
+// or with rules, private ones too, and the lobby, by name; with the last
+// seq of those this node follows (0 for the others).
 func (h *Hub) RoomList() []api.RoomInfo {
-	counts := map[string]int{}
+	counts := map[string]int{codec.Lobby: 0}
 	for _, list := range [][]broker.RoomCount{handler{h}.LocalRoomCounts(), h.broker.RoomCounts()} {
 		for _, c := range list {
 			counts[c.Room] += c.Count
@@ -337,6 +338,11 @@ func (h *Hub) RoomList() []api.RoomInfo {
 	out := make([]api.RoomInfo, 0, len(counts))
 	for name, n := range counts {
 		info := api.RoomInfo{Room: name, Members: n}
+		if r := h.rooms.get(name); r != nil {
+			r.mu.Lock()
+			info.Seq, info.Epoch = r.seq, r.epoch
+			r.mu.Unlock()
+		}
 		h.describeRules(&info)
 		out = append(out, info)
 	}

@@ -75,7 +75,7 @@ func New(cfg Config) (*Hook, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost, transport.MaxConnsPerHost = cfg.MaxInFlight, cfg.MaxInFlight
 	return &Hook{
-		cfg: cfg, client: &http.Client{Transport: transport}, slots: make(chan struct{}, cfg.MaxInFlight),
+		cfg: cfg, client: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, slots: make(chan struct{}, cfg.MaxInFlight),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_hook_seconds",
 			Help:    "Pre-send hook calls, from the message's arrival to the decision.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 1.5, 2.5, 5}}),

@@ -153,7 +153,7 @@ func New(cfg Config) (*Sink, error) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	s := &Sink{cfg: cfg, types: map[string]bool{}, rooms: map[string]bool{}, in: make(chan []byte, pending),
-		client: &http.Client{Timeout: cfg.Timeout}, prefix: hex.EncodeToString(id[:]) + "-"}
+		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: noRedirects}, prefix: hex.EncodeToString(id[:]) + "-"}
 	for _, t := range cfg.Events {
 		s.types[t] = true
 	}
@@ -389,6 +389,10 @@ func (s *Sink) post(t *target, events [][]byte) error {
 	}
 	return nil
 }
+
+// noRedirects keeps a POST at its URL: a redirect is a failure, so that
+// signed events never go where the operator did not send them.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // queueLen reports each webhook's queue length when scraped.
 type queueLen struct{ s *Sink }
