@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -27,14 +26,7 @@ type hookApp struct {
 
 func startHookApp(t *testing.T) *hookApp {
 	h := &hookApp{release: make(chan struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	h.url = "http://" + ln.Addr().String() + "/hook"
+	h.url = serveHTTP(t, h) + "hook"
 	return h
 }
 

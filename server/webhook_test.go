@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -320,32 +319,10 @@ func TestWebhooksAcrossTheCluster(t *testing.T) {
 	rcv := startReceiver(t, secret)
 	addr := rcv.addr
 	nats := natstest.Start(t)
-	var nodes []*Server
-	cluster := fmt.Sprintf("w%d", time.Now().UnixNano())
-	for i := range 2 {
-		cfg := Config{Addr: "127.0.0.1:0", NATS: nats.URL(), NodeID: fmt.Sprintf("n%d", i), ClusterName: cluster, NodeHeartbeat: testNodeHeartbeat,
-			WebhookURLs: []string{rcv.url()}, WebhookSecret: secretFile, WebhookEvents: []string{api.EventMessage}, webhookBackoff: 10 * time.Millisecond}
-		srv, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(context.Background()) }()
-		select {
-		case <-srv.Ready():
-		case err := <-errc:
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		})
-		nodes = append(nodes, srv)
-	}
-	for _, n := range nodes {
-		eventually(t, "nodes hear each other", func() bool { return n.Stats().Cluster.Peers == 1 })
-	}
+	nodes := startClusterWith(t, nats, 2, func(c *Config) {
+		c.WebhookURLs, c.WebhookSecret, c.WebhookEvents = []string{rcv.url()}, secretFile, []string{api.EventMessage}
+		c.webhookBackoff = 10 * time.Millisecond
+	})
 	// a's room is sequenced on node 0, b's on node 1 (its first say
 	// claims it).
 	a, b := loggedIn(t, nodes[0], "a"), loggedIn(t, nodes[1], "b")
