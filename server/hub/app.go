@@ -204,10 +204,13 @@ func (h *Hub) AppDM(d api.DM, done func(api.DMSent, error)) {
 		_, dm.ToNick, ok = h.accts.byNick(key, now)
 		dm.ToKey = key
 	}
+	here, _, holder := h.nicks.sessions(key)
 	switch {
 	case !ok:
 		leave()
-	case h.nicks.online(key):
+	case len(here) > 0 && holder != to:
+		leave() // its last nick is someone else's now
+	case len(here) > 0:
 		if _, err := h.sendDM(dm, nil); err != nil {
 			leave() // its last session ended meanwhile
 			return
