@@ -200,6 +200,12 @@ func TestAPIPublishReachesEveryTransport(t *testing.T) {
 	if len(hist.Msgs) != 2 || json.Unmarshal(hist.Msgs[1], &last) != nil || last.Body != "maintenance at 5" || last.Seq != 2 {
 		t.Fatalf("the API's history: %s", hist.Msgs)
 	}
+	// A message under a member's nick is not that member's to edit.
+	got, err = app.Publish(ctx, api.Publish{Room: "den", From: "tcp", Body: "system notice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp.refused(&codec.Edit{Room: "den", Seq: got.Seq, Body: "forged", Ref: "e"}, "e", codec.CodeForbidden)
 	// A bot account's message carries its account: the bot may edit it.
 	got, err = app.Publish(ctx, api.Publish{Room: "den", From: "helper", Account: "helper-bot", Body: "@tcp hi"})
 	if err != nil {

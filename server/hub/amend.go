@@ -72,6 +72,13 @@ func reactor(account, nick string) string {
 	return "~" + n.Key
 }
 
+// authoredBy reports whether s wrote m: the same account, or for a nick
+// login the same nick. A message the application posted without a bot
+// account has no author among the sessions, whatever its sender's name.
+func authoredBy(m *codec.Msg, s *Session) bool {
+	return !(m.API && m.Account == "") && reactor(m.Account, m.From) == s.reactor()
+}
+
 func (s *Session) reactor() string {
 	if s.account != "" {
 		return s.account
@@ -170,7 +177,7 @@ func (h *Hub) handleEdit(s *Session, req *codec.Request) error {
 	if err != nil {
 		return err
 	}
-	if reactor(m.Account, m.From) != s.reactor() {
+	if !authoredBy(&m, s) {
 		return fmt.Errorf("%w: only its author edits message %d", codec.ErrForbidden, req.Seq)
 	}
 	return h.sequence(s, r, h.amendment(s, r, req, codec.TypeEdited, req.Body))
@@ -185,7 +192,7 @@ func (h *Hub) handleDelete(s *Session, req *codec.Request) error {
 	if err != nil {
 		return err
 	}
-	if reactor(m.Account, m.From) != s.reactor() && h.roleIn(s, r.name) < moderation.Operator {
+	if !authoredBy(&m, s) && h.roleIn(s, r.name) < moderation.Operator {
 		return fmt.Errorf("%w: only its author or an operator of %q deletes message %d", codec.ErrForbidden, r.name, req.Seq)
 	}
 	return h.sequence(s, r, h.amendment(s, r, req, codec.TypeDeleted, ""))
