@@ -451,3 +451,19 @@ func dialWSS(t *testing.T, srv *Server, ca *tlstest.CA) *tclient {
 	go c.readWS(r)
 	return c
 }
+
+// TestBrowserShowsAppMessages: in the web chat (a real Chromium), a
+// message the application posts under the reader's own nick is marked
+// "app" and is not shown as the reader's, so it offers no edit.
+func TestBrowserShowsAppMessages(t *testing.T) {
+	chrome := needChromium(t)
+	keys := newAPIKeys(t)
+	srv := startServer(t, Config{WSAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", APIKeys: []string{keys.writeSpec}})
+	page := newBrowser(t, chrome)()
+	page.login("http://"+srv.WSAddr().String()+"/", "amy")
+	app := apiClient(srv, keys.write)
+	if _, err := app.Publish(t.Context(), api.Publish{Room: "lobby", From: "amy", Body: "a notice under your name"}); err != nil {
+		t.Fatal(err)
+	}
+	page.waitFor("the app's message, marked", `[...document.querySelectorAll("#messages li")].some(li => li.textContent.includes("a notice under your name") && li.querySelector(".app") && !li.classList.contains("mine"))`)
+}

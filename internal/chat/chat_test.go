@@ -92,6 +92,8 @@ func TestFormat(t *testing.T) {
 		{codec.Event{Type: codec.TypeMarks, Marks: []codec.MarkInfo{{Room: "den", Unread: 3, Mentions: 1}, {Room: "go"}, {DM: true, Unread: 2}}},
 			"* unread: den 3 (1 mentioning you), direct messages 2"},
 		{codec.Event{Type: codec.TypeMsg, To: "amy", From: "bob", Body: "hi"}, "[dm] bob: hi"},
+		{codec.Event{Type: codec.TypeMsg, Room: "lobby", From: "amy", Body: "deploy at 5", API: true}, "[lobby] amy [app]: deploy at 5"},
+		{codec.Event{Type: codec.TypeMsg, To: "amy", From: "support", Body: "closed", API: true}, "[dm] support [app]: closed"},
 		{codec.Event{Type: codec.TypeJoined, Nick: "bob", Room: "lobby"}, "* bob joined lobby"},
 		{codec.Event{Type: codec.TypeLeft, Nick: "bob", Room: "lobby", Reason: codec.ReasonTimeout}, "* bob left lobby (timeout)"},
 		{codec.Event{Type: codec.TypeError, Code: codec.CodeNickTaken, Message: "taken"}, "! nick_taken: taken"},

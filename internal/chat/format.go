@@ -33,6 +33,15 @@ const lineModeNewline = " ↵ "
 //
 // Control characters never reach the terminal (see printable), and the
 // newlines of a multi-line message show as ↵.
+// sender is how a message's sender is shown: its nick, marked when the
+// application posted it under a name of its choosing (server API).
+func sender(ev client.Event) string {
+	if ev.API {
+		return ev.From + " [app]"
+	}
+	return ev.From
+}
+
 func Format(ev client.Event) (string, bool) {
 	ev = sanitize(ev, lineModeNewline)
 	switch ev.Type {
@@ -41,14 +50,14 @@ func Format(ev client.Event) (string, bool) {
 		case ev.Room == "" && ev.Sent:
 			return fmt.Sprintf("[dm → %s] %s: %s", ev.To, ev.From, ev.Body), true
 		case ev.Room == "":
-			return fmt.Sprintf("[dm] %s: %s", ev.From, ev.Body), true
+			return fmt.Sprintf("[dm] %s: %s", sender(ev), ev.Body), true
 		}
 		body := ev.Body
 		if ev.Deleted {
 			body = "(deleted)"
 		}
 		before, after := msgDecor(ev.ReplyTo, ev.Edited > 0, ev.Reactions, ev.Seq)
-		return fmt.Sprintf("[%s] %s: %s%s%s", ev.Room, ev.From, before, body, after), true
+		return fmt.Sprintf("[%s] %s: %s%s%s", ev.Room, sender(ev), before, body, after), true
 	case codec.TypeEdited, codec.TypeDeleted, codec.TypeReaction:
 		return amendLine(ev), true
 	case codec.TypeMarks:

@@ -351,7 +351,7 @@ func (m *Model) message(ev client.Event) {
 			peer, label = ev.To, "dm → "+ev.To
 		}
 		m.nicks[peer] = true
-		m.add(&entry{kind: entryDM, room: label, nick: ev.From, text: ev.Body, seq: ev.Seq, mention: !ev.Sent && ev.From != me})
+		m.add(&entry{kind: entryDM, room: label, nick: sender(ev), text: ev.Body, seq: ev.Seq, mention: !ev.Sent && ev.From != me})
 		if ev.Seq > 0 {
 			m.lastSeq[""] = max(m.lastSeq[""], ev.Seq) // on screen: read when you next write
 		}
@@ -368,7 +368,7 @@ func (m *Model) message(ev client.Event) {
 		}
 	}
 	mention := ev.From != me && mentioned(ev, me)
-	m.add(&entry{kind: entryRoom, room: ev.Room, nick: ev.From, text: ev.Body, seq: ev.Seq, mention: mention, replyTo: ev.ReplyTo})
+	m.add(&entry{kind: entryRoom, room: ev.Room, nick: sender(ev), text: ev.Body, seq: ev.Seq, mention: mention, replyTo: ev.ReplyTo})
 	m.seen(ev.Room, ev.Seq, ev.From != me, mention)
 	if mention && !ev.Filled {
 		m.term.bell()

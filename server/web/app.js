@@ -353,12 +353,14 @@
     const v = view("room", ev.room);
     if (how === "live") stoppedTyping(v, ev.from);
     if (ev.seq > v.seq) v.seq = ev.seq;
-    const mine = ev.from === state.nick;
+    // A message the application posted (api) is nobody's here, whatever
+    // name it carries.
+    const mine = ev.from === state.nick && !ev.api;
     const own = mine && ownLine(v, ev.id);
     if (own) { confirm(v, own, ev.seq); render(); return; }
     const mention = !mine && (ev.mentions ? ev.mentions.some((n) => n.toLowerCase() === state.nick.toLowerCase()) : mentions(ev.body, state.nick));
     const e = entry("msg", { nick: ev.from, text: ev.body || "", seq: ev.seq, at: ev.ts || Date.now(), mine, mention,
-      replyTo: ev.reply_to || 0, edited: !!ev.edited, deleted: !!ev.deleted, reactions: ev.reactions || [] });
+      replyTo: ev.reply_to || 0, edited: !!ev.edited, deleted: !!ev.deleted, reactions: ev.reactions || [], app: !!ev.api });
     if (place(v, e, how === "older") && how === "live") bump(v, e);
     else render();
     if (how === "live" && isCurrent(v)) markSoon(v);
@@ -459,11 +461,11 @@
 
   function dmMsg(ev, how) {
     if (ev.seq > state.dmSeq) state.dmSeq = ev.seq;
-    const mine = ev.from === state.nick;
+    const mine = ev.from === state.nick && !ev.api;
     const peer = mine ? ev.to : ev.from;
     const v = view("dm", peer);
     if (how === "live" && !mine) stoppedTyping(v, ev.from);
-    const e = entry("msg", { nick: ev.from, text: ev.body || "", seq: ev.seq || 0, at: ev.ts || Date.now(), mine, mention: !mine, edited: !!ev.edited, deleted: !!ev.deleted, reactions: [] });
+    const e = entry("msg", { nick: ev.from, text: ev.body || "", seq: ev.seq || 0, at: ev.ts || Date.now(), mine, mention: !mine, edited: !!ev.edited, deleted: !!ev.deleted, reactions: [], app: !!ev.api });
     if (place(v, e, how === "older") && how === "live") bump(v, e);
     else render();
   }
@@ -988,6 +990,7 @@
       linkify(el, " " + m.text.slice(4));
     } else {
       el.append(span(nickClass(m.nick), m.nick));
+      if (m.app) el.append(span("app", "app"));
       linkify(el, m.text);
     }
     if (m.edited) el.append(span("edited", " (edited)"));
