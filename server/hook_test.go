@@ -79,7 +79,9 @@ func (c *tclient) untilMsg(room string, seq uint64) codec.Event {
 // spent), replace, a dm rejected, and the hook's request fields.
 func TestHookDecides(t *testing.T) {
 	app := startHookApp(t)
-	srv := startServer(t, Config{HookURL: app.url, AdminAddr: "127.0.0.1:0"})
+	// A timeout no loaded machine reaches: every decision here is the
+	// application's.
+	srv := startServer(t, Config{HookURL: app.url, HookTimeout: time.Minute, AdminAddr: "127.0.0.1:0"})
 	amy, bob := loggedIn(t, srv, "amy"), loggedIn(t, srv, "bob")
 	amy.joinRoom("den")
 	bob.joinRoom("den")
@@ -159,7 +161,9 @@ func TestHookFailurePolicies(t *testing.T) {
 	if ev := bob.untilMsg("den", 2); ev.Body != "nonsense open" {
 		t.Fatalf("bob got %+v", ev)
 	}
-	closed := startServer(t, Config{HookURL: app.url, HookTimeout: 200 * time.Millisecond, HookFailure: "closed"})
+	// Long enough for the hook's answers to come in time on a loaded
+	// machine; a stalled call waits it out.
+	closed := startServer(t, Config{HookURL: app.url, HookTimeout: 3 * time.Second, HookFailure: "closed"})
 	cyd, dan := loggedIn(t, closed, "cyd"), loggedIn(t, closed, "dan")
 	cyd.joinRoom("den")
 	dan.joinRoom("den")
