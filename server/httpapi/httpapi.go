@@ -155,7 +155,7 @@ func (a *API) serveMethod(w http.ResponseWriter, r *http.Request) {
 	if !known && name != api.MethodBatch {
 		name = "unknown"
 	}
-	status, body := a.handle(r, name, m, known)
+	status, body := a.handle(r, name, m)
 	a.requests.WithLabelValues(name, strconv.Itoa(status)).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	if status == http.StatusUnauthorized {
@@ -165,7 +165,9 @@ func (a *API) serveMethod(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-func (a *API) handle(r *http.Request, name string, m method, known bool) (int, []byte) {
+// handle answers a request for the method called name (m; "unknown"
+// for none, batch for a batch).
+func (a *API) handle(r *http.Request, name string, m method) (int, []byte) {
 	key, err := a.keys.match(r)
 	if err != nil {
 		return errorReply(http.StatusUnauthorized, codec.CodeBadToken, err.Error())
@@ -189,9 +191,6 @@ func (a *API) handle(r *http.Request, name string, m method, known bool) (int, [
 	}
 	if !a.charge(key, 1) {
 		return errorReply(http.StatusTooManyRequests, codec.CodeRateLimited, fmt.Sprintf("key %q is over %g requests a second", key.ID, a.cfg.Rate))
-	}
-	if !known {
-		return errorReply(http.StatusNotFound, codec.CodeUnknownType, "no such method")
 	}
 	out, err := a.call(r.Context(), key, name, m, buf.Bytes())
 	if err != nil {
