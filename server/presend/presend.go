@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,7 @@ type Hook struct {
 	slots     chan struct{}
 	latency   prometheus.Histogram
 	decisions *prometheus.CounterVec
+	warned    atomic.Int64 // when a failure was last logged, Unix ns
 }
 
 // New returns the hook for cfg.
@@ -109,7 +111,10 @@ func (h *Hook) Check(req api.HookRequest, done func(api.HookVerdict, error)) {
 
 // failed applies the failure policy.
 func (h *Hook) failed(req api.HookRequest, cause error) (api.HookVerdict, error) {
-	h.cfg.Logger.Warn("pre-send hook failed", "policy", h.cfg.Failure, "type", req.Type, "err", cause)
+	// Logged at most once per 10 s: a hook that is down fails every call.
+	if now, last := time.Now().UnixNano(), h.warned.Load(); now-last >= int64(10*time.Second) && h.warned.CompareAndSwap(last, now) {
+		h.cfg.Logger.Warn("pre-send hook failed (parley_hook_decisions_total counts each)", "policy", h.cfg.Failure, "type", req.Type, "err", cause)
+	}
 	if h.cfg.Failure == FailOpen {
 		h.decisions.WithLabelValues("failed_open").Inc()
 		return api.HookVerdict{Action: api.HookAllow}, nil

@@ -126,7 +126,8 @@ type Sink struct {
 	stopOnce sync.Once
 	seq      atomic.Uint64
 	started  atomic.Bool
-	prefix   string // names this process's events: with seq, an event's ID
+	warned   atomic.Int64 // when a dropped event was last logged, Unix ns
+	prefix   string       // names this process's events: with seq, an event's ID
 
 	closeMu sync.RWMutex // Emit's read lock against Close closing in
 	closed  bool
@@ -241,7 +242,10 @@ func (s *Sink) Emit(e api.Event) {
 		for _, t := range s.hooks {
 			s.dropped.WithLabelValues(t.label, "backlog").Inc()
 		}
-		s.cfg.Logger.Warn("webhook event dropped: events come faster than the queues take them", "type", e.Type)
+		// Logged at most once per 10 s: the caller may hold a room's lock.
+		if now, last := time.Now().UnixNano(), s.warned.Load(); now-last >= int64(10*time.Second) && s.warned.CompareAndSwap(last, now) {
+			s.cfg.Logger.Warn("webhook events dropped: they come faster than the queues take them (parley_webhook_dropped_total)", "type", e.Type)
+		}
 	}
 }
 
