@@ -27,9 +27,9 @@ func newAPICmd() *cobra.Command {
 		Short: "Call the server API (docs/API.md)",
 		Long: `Call a method of the server API that parley serve --api-addr serves, and print
 its answer as JSON. The parameters are a JSON object: the second argument, or
-standard input when it is - or absent. The key is read from --key-file, or
-from PARLEY_API_KEY. Exit status 1 when the server refuses the request (its
-error is printed to standard error), 2 for a usage error.
+standard input when it is - or absent. The key is read from --key-file
+(or PARLEY_KEY_FILE, as every flag). Exit status 1 when the server refuses
+the request (its error is printed to standard error), 2 for a usage error.
 
 Methods: publish, broadcast, dm, disconnect, room_create, room_set, room_info,
 rooms, room_members, moderate, presence, history, stats, batch.
@@ -38,16 +38,16 @@ rooms, room_members, moderate, presence, history, stats, batch.
   parley api --key-file app.secret presence '{"account":"amy"}'`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key := os.Getenv("PARLEY_API_KEY")
-			if keyFile != "" {
-				data, err := os.ReadFile(keyFile)
-				if err != nil {
-					return exitError{code: 2, msg: "api: " + err.Error()}
-				}
-				key, _, _ = strings.Cut(string(data), "\n")
+			if keyFile == "" {
+				return exitError{code: 2, msg: "api: give the key's file with --key-file"}
 			}
+			data, err := os.ReadFile(keyFile)
+			if err != nil {
+				return exitError{code: 2, msg: "api: " + err.Error()}
+			}
+			key, _, _ := strings.Cut(string(data), "\n")
 			if key = strings.TrimSpace(key); key == "" {
-				return exitError{code: 2, msg: "api: give the key with --key-file or PARLEY_API_KEY"}
+				return exitError{code: 2, msg: "api: " + keyFile + " holds no key"}
 			}
 			var params []byte
 			if len(args) == 2 && args[1] != "-" {
@@ -79,7 +79,7 @@ rooms, room_members, moderate, presence, history, stats, batch.
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			var out json.RawMessage
-			err := api.NewClient(url, key, hc).Call(ctx, args[0], json.RawMessage(params), &out)
+			err = api.NewClient(url, key, hc).Call(ctx, args[0], json.RawMessage(params), &out)
 			var refused *api.Error
 			switch {
 			case errors.As(err, &refused):
@@ -99,7 +99,7 @@ rooms, room_members, moderate, presence, history, stats, batch.
 	}
 	f := cmd.Flags()
 	f.StringVar(&url, "url", "http://127.0.0.1:8070", "the server API's address (https:// when the server has a certificate)")
-	f.StringVar(&keyFile, "key-file", "", "the file holding the API key (default: $PARLEY_API_KEY)")
+	f.StringVar(&keyFile, "key-file", "", "the file holding the API key (its first line)")
 	f.StringVar(&caFile, "ca", "", "a PEM certificate to trust for https (a self-signed server's)")
 	f.DurationVar(&timeout, "timeout", 15*time.Second, "how long to wait for the answer")
 	return cmd
