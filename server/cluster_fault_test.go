@@ -125,10 +125,12 @@ func (ch *chatter) answered(ref string) (seq uint64, acked, done bool) {
 }
 
 // sayAcked says until one say is acknowledged with a seq (each refused one
-// is tried again) and returns the seq and the body.
+// is tried again) and returns the seq and the body. Its bound is four
+// waits: on a loaded machine a room's first say may find the cluster's
+// claim answering unavailable after its 2 s timeout more than once.
 func (ch *chatter) sayAcked(prefix string) (uint64, string) {
 	ch.t.Helper()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(4 * waitFor)
 	for try := 0; time.Now().Before(deadline); try++ {
 		ref := fmt.Sprintf("%s-%d", prefix, try)
 		ch.say(ref, ref)
