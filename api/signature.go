@@ -16,6 +16,10 @@ import (
 // signs its webhooks. The same header signs the pre-send hook's requests.
 const SignatureHeader = "Parley-Signature"
 
+// NodeHeader names, on a webhook POST, the node that delivered it (in a
+// cluster, one node at a time delivers each webhook).
+const NodeHeader = "Parley-Node"
+
 // EventIDHeader names, on a webhook POST, the ID of the batch's first
 // event.
 const EventIDHeader = "Parley-Delivery"

@@ -30,8 +30,9 @@ type receiver struct {
 	mu     sync.Mutex
 	events []api.Event
 	posts  int
-	fail   int // answer 500 to this many more posts
-	bad    int // posts whose signature did not verify
+	nodes  map[string]int // posts taken, by the node that sent them
+	fail   int            // answer 500 to this many more posts
+	bad    int            // posts whose signature did not verify
 	srv    *http.Server
 }
 
@@ -63,6 +64,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.posts++
+	if r.nodes == nil {
+		r.nodes = map[string]int{}
+	}
 	if err := api.Verify(r.secret, req.Header.Get(api.SignatureHeader), body, 5*time.Minute, time.Now()); err != nil {
 		r.bad++
 		http.Error(w, err.Error(), http.StatusUnauthorized)
@@ -79,6 +83,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.events = append(r.events, d.Events...)
+	r.nodes[req.Header.Get(api.NodeHeader)]++
 }
 
 // unique returns the events received, each once (by ID), in the order
@@ -322,6 +327,10 @@ func TestWebhooksAcrossTheCluster(t *testing.T) {
 	nodes := startClusterWith(t, nats, 2, func(c *Config) {
 		c.WebhookURLs, c.WebhookSecret, c.WebhookEvents = []string{rcv.url()}, secretFile, []string{api.EventMessage}
 		c.webhookBackoff = 10 * time.Millisecond
+		// A node is dead after 3 silent heartbeats: at 1 s, no stall of a
+		// loaded machine hands the delivery to the other node while both
+		// run, which the test checks does not happen.
+		c.NodeHeartbeat = time.Second
 	})
 	// a's room is sequenced on node 0, b's on node 1 (its first say
 	// claims it).
@@ -342,6 +351,12 @@ func TestWebhooksAcrossTheCluster(t *testing.T) {
 	if len(roomBodies(t, got, "ra")) != 5 || len(roomBodies(t, got, "rb")) != 5 {
 		t.Fatalf("got %+v", got)
 	}
+	rcv.mu.Lock()
+	if len(rcv.nodes) != 1 || rcv.nodes["n0"] == 0 {
+		t.Errorf("posts by node %v: only n0, the lowest id, delivers", rcv.nodes)
+	}
+	rcv.nodes = nil
+	rcv.mu.Unlock()
 	// The receiver goes down; both rooms talk; node 0, which delivers,
 	// stops; node 1 delivers the rest once the receiver is back.
 	rcv.down()
@@ -356,5 +371,10 @@ func TestWebhooksAcrossTheCluster(t *testing.T) {
 	got = rcv.waitEvents("twenty messages", func(ev []api.Event) bool { return len(ev) >= 20 })
 	if ra, rb := roomBodies(t, got, "ra"), roomBodies(t, got, "rb"); len(ra) != 10 || len(rb) != 10 {
 		t.Fatalf("ra %d, rb %d messages", len(ra), len(rb))
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.nodes) != 1 || rcv.nodes["n1"] == 0 {
+		t.Errorf("posts by node %v after n0 stopped: only n1 delivers", rcv.nodes)
 	}
 }

@@ -376,6 +376,9 @@ func (s *Sink) post(t *target, events [][]byte) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "parley-webhook")
 	req.Header.Set(api.SignatureHeader, api.Sign(s.cfg.Secret, time.Now(), body.Bytes()))
+	if s.cfg.Node != "" {
+		req.Header.Set(api.NodeHeader, s.cfg.Node)
+	}
 	var first struct {
 		ID string `json:"id"`
 	}
