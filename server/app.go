@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,19 +126,13 @@ func (s *Server) setupAPI() error {
 	return nil
 }
 
-// readSecret reads a secret from its file: the first line, at least 32
-// bytes.
+// readSecret reads the webhook secret's file.
 func readSecret(file string) ([]byte, error) {
-	data, err := os.ReadFile(file)
+	secret, err := httpapi.ReadSecret(file)
 	if err != nil {
 		return nil, fmt.Errorf("server: webhook secret: %w", err)
 	}
-	secret, _, _ := strings.Cut(string(data), "\n")
-	secret = strings.TrimSpace(secret)
-	if len(secret) < httpapi.MinKeyBytes {
-		return nil, fmt.Errorf("server: webhook secret %s holds %d bytes; a secret is at least %d", file, len(secret), httpapi.MinKeyBytes)
-	}
-	return []byte(secret), nil
+	return secret, nil
 }
 
 // apiStats is the API's stats: this node's counts.

@@ -11,12 +11,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"parley/api"
+	"parley/server/httpapi"
 )
 
 func newAPICmd() *cobra.Command {
@@ -41,13 +41,9 @@ rooms, room_members, moderate, presence, history, stats, batch.
 			if keyFile == "" {
 				return exitError{code: 2, msg: "api: give the key's file with --key-file"}
 			}
-			data, err := os.ReadFile(keyFile)
+			key, err := httpapi.ReadSecret(keyFile)
 			if err != nil {
 				return exitError{code: 2, msg: "api: " + err.Error()}
-			}
-			key, _, _ := strings.Cut(string(data), "\n")
-			if key = strings.TrimSpace(key); key == "" {
-				return exitError{code: 2, msg: "api: " + keyFile + " holds no key"}
 			}
 			var params []byte
 			if len(args) == 2 && args[1] != "-" {
@@ -79,7 +75,7 @@ rooms, room_members, moderate, presence, history, stats, batch.
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			var out json.RawMessage
-			err = api.NewClient(url, key, hc).Call(ctx, args[0], json.RawMessage(params), &out)
+			err = api.NewClient(url, string(key), hc).Call(ctx, args[0], json.RawMessage(params), &out)
 			var refused *api.Error
 			switch {
 			case errors.As(err, &refused):

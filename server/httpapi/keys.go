@@ -49,18 +49,28 @@ func LoadKeys(specs []KeySpec) ([]Key, error) {
 			return nil, fmt.Errorf("api key %q: two keys are named %q", sp.Spec, id)
 		}
 		seen[id] = true
-		data, err := os.ReadFile(file)
+		secret, err := ReadSecret(file)
 		if err != nil {
 			return nil, fmt.Errorf("api key %q: %w", id, err)
 		}
-		secret, _, _ := strings.Cut(string(data), "\n")
-		secret = strings.TrimSpace(secret)
-		if len(secret) < MinKeyBytes {
-			return nil, fmt.Errorf("api key %q: %s holds %d bytes; a key is at least %d", id, file, len(secret), MinKeyBytes)
-		}
-		keys = append(keys, Key{ID: id, ReadOnly: sp.ReadOnly, sum: sha256.Sum256([]byte(secret))})
+		keys = append(keys, Key{ID: id, ReadOnly: sp.ReadOnly, sum: sha256.Sum256(secret)})
 	}
 	return keys, nil
+}
+
+// ReadSecret reads a key or a secret from its file: the first line,
+// without spaces around it, at least MinKeyBytes long.
+func ReadSecret(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	secret, _, _ := strings.Cut(string(data), "\n")
+	secret = strings.TrimSpace(secret)
+	if len(secret) < MinKeyBytes {
+		return nil, fmt.Errorf("%s holds %d bytes; a key is at least %d", file, len(secret), MinKeyBytes)
+	}
+	return []byte(secret), nil
 }
 
 // keyRing is the keys in force, swapped whole on a reload.
