@@ -23,7 +23,6 @@ import (
 // appParts are what the server made for the application.
 type appParts struct {
 	api     *httpapi.API  // nil without APIAddr
-	hook    *presend.Hook // nil without HookURL
 	sink    *webhook.Sink // nil without WebhookURLs
 	metrics []prometheus.Collector
 }
@@ -85,7 +84,7 @@ func (s *Server) setupApp(hc *hub.Config, st *store.Store) error {
 		if err != nil {
 			return err
 		}
-		s.app.hook, hc.Hook = h, h
+		hc.Hook = h
 		s.app.metrics = append(s.app.metrics, h.Collectors()...)
 	}
 	if len(c.WebhookURLs) > 0 {
