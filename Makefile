@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/parley
 FUZZTIME  ?= 30s
 
-.PHONY: build run test fuzz soak bench bench-rounds bench-app microbench screenshots clean
+.PHONY: build run test fuzz soak bench bench-rounds bench-app bench-cluster microbench screenshots clean
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/parley
@@ -62,6 +62,15 @@ bench-rounds: build
 # every message, side by side in one run. About 35 seconds.
 bench-app:
 	PARLEY_BENCH=1 $(GO) test -count=1 -v -run '^TestAppCosts$$' ./server
+
+# The cluster past one machine (docs/CLUSTER.md "Measured"): one NATS
+# server, 6 nodes and 6 load processes with 100,000 users, then the scaling
+# curve at 1, 2, 3 and 6 nodes with the 18,000 users one node holds. About
+# 8 minutes on a 2-core machine.
+BENCHCLUSTERFLAGS ?= --cluster-rate 1000
+bench-cluster: build
+	./$(BIN) bench --cluster --cluster-nodes 6 --cluster-users 100000 $(BENCHCLUSTERFLAGS)
+	./$(BIN) bench --cluster --cluster-nodes 1,2,3,6 --cluster-users 18000 --cluster-idle 5s --cluster-duration 20s $(BENCHCLUSTERFLAGS)
 
 # Micro-benchmarks: codec encode/decode and fan-out allocations.
 microbench:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,9 @@ import (
 )
 
 type benchFlags struct {
+	cluster              bool
+	clusterNodes         string
+	clusterCfg           bench.ClusterConfig
 	target, conns, rates string
 	transport, scenario  string
 	chat                 bench.ChatScenario
@@ -75,6 +79,17 @@ given with --addr needs the same.`,
 	fl.Float64Var(&f.chat.DMShare, "chat-dm-share", 0.2, "chat scenario: the share of messages that are direct messages")
 	fl.Float64Var(&f.chat.ChurnRate, "chat-churn", 20, "chat scenario: sessions a second that log in, join a room and leave a second later")
 	fl.Float64Var(&f.chat.WhoRate, "chat-who", 5, "chat scenario: who calls a second")
+	fl.BoolVar(&f.cluster, "cluster", false, "the cluster benchmark instead (docs/CLUSTER.md): a NATS server, --cluster-nodes nodes and --cluster-loaders load processes with --cluster-users users, each in a group room spread over the nodes, DMs, churn")
+	fl.StringVar(&f.clusterNodes, "cluster-nodes", "6", "cluster benchmark: node counts, one run each (comma-separated, e.g. 1,2,3,6)")
+	fl.IntVar(&f.clusterCfg.Users, "cluster-users", 100_000, "cluster benchmark: logged-in users (a run of n nodes holds at most n times --cluster-per-node)")
+	fl.IntVar(&f.clusterCfg.PerNode, "cluster-per-node", 18_000, "cluster benchmark: the most users one node holds (a process holds about 19,000 sockets here)")
+	fl.IntVar(&f.clusterCfg.Loaders, "cluster-loaders", 6, "cluster benchmark: load processes")
+	fl.IntVar(&f.clusterCfg.Group, "cluster-group", 10, "cluster benchmark: members per group room")
+	fl.Float64Var(&f.clusterCfg.Rate, "cluster-rate", 1000, "cluster benchmark: messages per second in all, says and DMs")
+	fl.Float64Var(&f.clusterCfg.DMShare, "cluster-dm-share", 0.2, "cluster benchmark: the share of the messages that are DMs")
+	fl.Float64Var(&f.clusterCfg.Churn, "cluster-churn", 6000, "cluster benchmark: extra sessions a minute that log in, join a group room and quit 2 s later")
+	fl.DurationVar(&f.clusterCfg.Idle, "cluster-idle", 10*time.Second, "cluster benchmark: the idle window (heartbeats and presence) before the traffic")
+	fl.DurationVar(&f.clusterCfg.Duration, "cluster-duration", 30*time.Second, "cluster benchmark: the traffic window")
 	fl.BoolVar(&f.cfg.Lean, "lean", false, "Parley's TCP receivers on a goroutine and a small buffer each, like Redis's, instead of gnet's client")
 	fl.StringVar(&f.transport, "transport", "", "Parley's receivers over tcp, tls or ws (comma-separated): the same as --target parley, parley-tls, parley-ws")
 	fl.BoolVar(&f.tls, "tls", false, "also run parley-tls: the same load with the receivers on Parley's TLS listener, compared with parley in the ratios")
@@ -120,6 +135,9 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	peers, closePeers := peerLog(cfg.OutDir, when)
 	defer closePeers(cmd.OutOrStdout())
 	cfg.PeerLog = peers
+	if f.cluster {
+		return runClusterBench(ctx, cmd, f, peers)
+	}
 	switch f.scenario {
 	case "":
 	case "chat":
@@ -251,6 +269,23 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 }
 
 // Hidden commands: the child processes `parley bench` starts.
+// runClusterBench runs `parley bench --cluster`.
+func runClusterBench(ctx context.Context, cmd *cobra.Command, f benchFlags, peers io.Writer) error {
+	cc := f.clusterCfg
+	var err error
+	if cc.Nodes, err = parseList(f.clusterNodes, strconv.Atoi); err != nil {
+		return exitError{code: 2, msg: "invalid --cluster-nodes: " + err.Error()}
+	}
+	if cc.Exe, err = os.Executable(); err != nil {
+		return err
+	}
+	cc.PeerLog = peers
+	if _, err := bench.RunCluster(ctx, cc, cmd.OutOrStdout()); err != nil {
+		return exitError{code: 1, msg: "bench --cluster: " + err.Error()}
+	}
+	return nil
+}
+
 func newBenchChildCmds() []*cobra.Command {
 	var port int
 	var storeDir string
@@ -270,5 +305,17 @@ func newBenchChildCmds() []*cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return bench.RunWorker(cmd.InOrStdin(), cmd.OutOrStdout(), os.Getpid())
 		}}
-	return []*cobra.Command{natsCmd, floorCmd, workerCmd}
+	var spec string
+	loadCmd := &cobra.Command{Use: "bench-cluster-load", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var sp bench.ClusterLoadSpec
+			if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+				return err
+			}
+			return bench.RunChildServer(func(ctx context.Context) error {
+				return bench.RunClusterLoad(ctx, sp, cmd.InOrStdin(), cmd.OutOrStdout())
+			})
+		}}
+	loadCmd.Flags().StringVar(&spec, "spec", "", "the process's part, JSON")
+	return []*cobra.Command{natsCmd, floorCmd, workerCmd, loadCmd}
 }

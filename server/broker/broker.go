@@ -102,14 +102,28 @@ type Broker interface {
 	// Stats describes the cluster; nil for a single node.
 	Stats() *Stats
 
-	// ClaimNick claims key for a local login; done reports nick_taken or
-	// unavailable. The hub has checked that no local session holds key.
-	ClaimNick(key, nick string, done func(error))
-	// ReleaseNick tells that the user with key went offline. With hold, the
-	// hub keeps the nick for the session's resume token a while: a cluster
-	// broker keeps its claim until ReleaseNick(key, false) at the hold's
-	// end, so no other node hands the nick out meanwhile. It never blocks.
-	ReleaseNick(key string, hold bool)
+	// ClaimNick claims a nick for a local login; done reports nick_taken,
+	// too_many_sessions or unavailable. The hub has checked that no local
+	// session holds the nick. An account's sessions may hold its nick on
+	// several nodes at once; a login with the resume token of a session
+	// whose nick another node holds for it takes that hold over (that node
+	// is told through Handler.HoldTaken).
+	ClaimNick(c NickClaim, done func(error))
+	// NickSessions tells how many sessions the user with key has here now,
+	// when that changed and is not 0: an account's sessions count toward
+	// its limit on every node. It never blocks.
+	NickSessions(key string, sessions int)
+	// ReleaseNick tells that the user with key has no session here any
+	// more. With resume (the last session's resume token) the hub holds
+	// the nick for it a while: a cluster broker keeps this node's claim,
+	// marked held for that token, until ReleaseNick(key, "") at the hold's
+	// end, so that no other node hands the nick out meanwhile but a resume
+	// through any node takes it back. It never blocks.
+	ReleaseNick(key string, resume string)
+	// Elsewhere returns how many sessions the user with key has on other
+	// nodes, from the broker's directory (0 on a single node). It never
+	// blocks.
+	Elsewhere(key string) int
 	// Users returns one page of the users online everywhere whose sort key
 	// (codec.SortKey) follows afterKey, whether more follow, and how many
 	// are online in all.
@@ -149,7 +163,8 @@ type Broker interface {
 	Left(room, key, nick string, reason codec.Reason)
 
 	// SendDM delivers a direct message (or an edit or a delete of one) to
-	// a user who is not on this node; done reports no_such_user or
+	// the user's sessions on every other node (for a Copy, the sender's
+	// other sessions); done reports no_such_user when none took it, or
 	// unavailable.
 	SendDM(dm DirectMessage, done func(error))
 	// Members returns through done a room's members on the other nodes,
@@ -224,13 +239,19 @@ type Handler interface {
 	// RemoteJoined and RemoteLeft apply presence from another node, and
 	// NodeDown the death of a node: each of its members leaves every room
 	// with reason disconnect. NodeDown returns how many memberships ended.
+	// A user (by u.Key) is a room's member while any node says so: u.Node
+	// names the node each change comes from.
 	RemoteJoined(room string, u User)
-	RemoteLeft(room, key string, reason codec.Reason)
+	RemoteLeft(room string, u User, reason codec.Reason)
 	NodeDown(node string) int
 	// DeliverDM hands a direct message (or an edit or a delete of one)
 	// from another node to the local user dm.ToKey; it returns
 	// codec.ErrNoSuchUser if there is none.
 	DeliverDM(dm DirectMessage) error
+	// HoldTaken: a login through another node took over the nick with
+	// key, which this node held for a dropped session's resume token. The
+	// hub forgets its hold without releasing the nick.
+	HoldTaken(key string)
 	// LocalMembers lists a room's members on this node.
 	LocalMembers(room string) []User
 	// LocalRooms lists the rooms with members on this node.
@@ -257,6 +278,16 @@ type Handler interface {
 	// AccountChanged applies a record of the account table (read markers,
 	// remembered nicks) that a node wrote (the hub's AccountStore).
 	AccountChanged(data []byte)
+}
+
+// NickClaim is a login's claim of a nick: its key and display form, the
+// session's account ("" for a nick login), the resume token it presented
+// and the account's session limit.
+type NickClaim struct {
+	Key, Nick   string
+	Account     string
+	Resume      string
+	MaxSessions int
 }
 
 // Stats describes a node's view of its cluster.
@@ -290,6 +321,10 @@ type DirectMessage struct {
 	Account string `json:"account,omitempty"` // the sender's account: who may edit it
 	Kind    string `json:"kind,omitempty"`
 	API     bool   `json:"api,omitempty"` // the application sent it through the server API
+	// Copy: the sender's own copy, for its account's sessions on other
+	// nodes. ToKey is then the sender's nick key, ToNick still the
+	// recipient's nick.
+	Copy bool `json:"copy,omitempty"`
 }
 
 // OfflineDM is a direct message that waits for the account Account, which

@@ -28,14 +28,20 @@ func (l *Local) Stats() *Stats { return nil }
 
 // ClaimNick always succeeds: the hub checked that no local session holds
 // the nick, and there is no other node.
-func (l *Local) ClaimNick(key, nick string, done func(error)) {
-	l.users.Add(key, nick)
+func (l *Local) ClaimNick(c NickClaim, done func(error)) {
+	l.users.Add(c.Key, c.Nick)
 	done(nil)
 }
 
+// NickSessions has nobody to tell: the hub counts its own sessions.
+func (l *Local) NickSessions(string, int) {}
+
 // ReleaseNick forgets the user; a hold needs nothing here, since the hub
 // keeps it and there is no other node.
-func (l *Local) ReleaseNick(key string, _ bool) { l.users.Remove(key) }
+func (l *Local) ReleaseNick(key string, _ string) { l.users.Remove(key) }
+
+// Elsewhere is 0: there is no other node.
+func (l *Local) Elsewhere(string) int { return 0 }
 
 // Users pages the directory.
 func (l *Local) Users(afterKey string, limit int) ([]User, bool, int) {

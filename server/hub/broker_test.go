@@ -44,8 +44,8 @@ func (f *fakeBroker) Stop()                        {}
 func (f *fakeBroker) Stats() *broker.Stats         { return &broker.Stats{Node: "fake"} }
 
 // ClaimNick succeeds at once, except for nicks the test claims slowly.
-func (f *fakeBroker) ClaimNick(key, _ string, done func(error)) {
-	if key == "slow" {
+func (f *fakeBroker) ClaimNick(c broker.NickClaim, done func(error)) {
+	if key := c.Key; key == "slow" {
 		f.mu.Lock()
 		f.claims[key] = done
 		f.mu.Unlock()
@@ -53,7 +53,9 @@ func (f *fakeBroker) ClaimNick(key, _ string, done func(error)) {
 	}
 	done(nil)
 }
-func (f *fakeBroker) ReleaseNick(key string, _ bool) {
+func (f *fakeBroker) NickSessions(string, int) {}
+func (f *fakeBroker) Elsewhere(string) int     { return 0 }
+func (f *fakeBroker) ReleaseNick(key string, _ string) {
 	f.mu.Lock()
 	f.released = append(f.released, key)
 	f.mu.Unlock()
@@ -429,7 +431,7 @@ func TestHubLeaveDuringFollow(t *testing.T) {
 	r := newBrokerRig(t)
 	a, ca := r.client(0, "amy")
 	r.send(a, &codec.Join{Room: "r", Ref: "ja"})
-	handler{r.h}.RemoteLeft("r", "zed", codec.ReasonDisconnect) // overtakes Follow's answer
+	handler{r.h}.RemoteLeft("r", broker.User{Key: "zed", Node: "b"}, codec.ReasonDisconnect) // overtakes Follow's answer
 	r.b.mu.Lock()
 	done := r.b.follows["r"]
 	r.b.mu.Unlock()

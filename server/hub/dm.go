@@ -83,6 +83,9 @@ func (h *Hub) routeDM(s *Session, req *codec.Request) error {
 	if err != nil {
 		return h.dmOffline(s, req.Ref, dm, err) // its nick is held, its sessions gone
 	}
+	if h.broker.Elsewhere(to.Key) > 0 {
+		h.broker.SendDM(dm, func(error) {}) // its account's sessions on other nodes; delivered here already
+	}
 	if to.Key != s.key {
 		seq = h.echoDM(s, dm)
 	}
@@ -93,13 +96,32 @@ func (h *Hub) routeDM(s *Session, req *codec.Request) error {
 }
 
 // echoDM keeps a direct message s sent in its account's inbox and hands
-// it to the account's other sessions; it returns its seq there (0 for a
-// nick login, which keeps nothing).
+// it to the account's other sessions, here and on other nodes; it
+// returns its seq here (0 for a nick login, which keeps nothing).
 func (h *Hub) echoDM(s *Session, dm broker.DirectMessage) uint64 {
 	if s.account == "" {
 		return 0
 	}
-	ib := h.inboxFor(s.account)
+	if h.broker.Elsewhere(s.key) > 0 {
+		cp := dm
+		cp.ToKey, cp.Copy = s.key, true
+		h.broker.SendDM(cp, func(error) {})
+	}
+	return h.keepSent(s.key, s.account, dm, s)
+}
+
+// keepCopy keeps the sender's copy of a direct message sent through
+// another node, for its account's sessions here.
+func (h *Hub) keepCopy(dm broker.DirectMessage) {
+	if u := h.nicks.get(dm.ToKey); u != nil && u.account != "" {
+		h.keepSent(dm.ToKey, u.account, dm, nil)
+	}
+}
+
+// keepSent keeps a direct message the user key of account sent in its
+// inbox and hands it to its sessions but except.
+func (h *Hub) keepSent(key, account string, dm broker.DirectMessage, except *Session) uint64 {
+	ib := h.inboxFor(account)
 	if ib == nil {
 		return 0
 	}
@@ -108,9 +130,9 @@ func (h *Hub) echoDM(s *Session, dm broker.DirectMessage) uint64 {
 	ib.seq++
 	frame := dmFrame(dm, dm.ToNick, ib.seq)
 	h.keep(&ib.hist, ib.seq, frame)
-	sessions, _, _ := h.nicks.sessions(s.key)
+	sessions, _, _ := h.nicks.sessions(key)
 	for _, t := range sessions {
-		if t != s {
+		if t != except {
 			h.deliverTo(t, frame)
 		}
 	}

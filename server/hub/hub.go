@@ -298,11 +298,17 @@ func (h *Hub) logout(s *Session, reason codec.Reason) {
 	}
 	h.online.Add(-1)
 	h.sessionEvent(s, false, reason)
-	if !h.nicks.release(s.key, s) {
-		return // the account's other sessions keep the nick
+	if left := h.nicks.release(s.key, s); left != 0 {
+		if left > 0 {
+			h.broker.NickSessions(s.key, left) // the account's other sessions keep the nick
+		}
+		return
 	}
-	hold := heldAfter(reason) && h.cfg.NickHold > 0 && h.holdNick(s)
-	h.broker.ReleaseNick(s.key, hold)
+	resume := ""
+	if heldAfter(reason) && h.cfg.NickHold > 0 && h.holdNick(s) {
+		resume = s.resume
+	}
+	h.broker.ReleaseNick(s.key, resume)
 }
 
 // closeCause words the transport's error for the debug log: closed by

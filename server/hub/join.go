@@ -54,7 +54,8 @@ func (h *Hub) allowJoin(s *Session) bool {
 }
 
 // enterRoomLocked adds s to r and announces it, unless another session
-// of its account is a member already. Loop goroutine of s; r.mu held.
+// of its account is a member already, here or on another node. Loop
+// goroutine of s; r.mu held.
 func (h *Hub) enterRoomLocked(s *Session, r *room) {
 	before := r.count()
 	if before == 0 && r.seq == 0 && len(r.hist) == 0 { // the room did not exist, here or elsewhere
@@ -68,9 +69,13 @@ func (h *Hub) enterRoomLocked(s *Session, r *room) {
 		return
 	}
 	r.members[s.key] = &member{nick: s.nick, order: s.order, account: s.account, sessions: 1}
+	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick, Account: s.account})
+	if _, elsewhere := r.remote[s.key]; elsewhere {
+		r.both++ // its account's sessions on another node are members already
+		return
+	}
 	h.announceLocked(r, before, true, func() []byte { return joinedFrame(s.nick, r.name) }, s)
 	h.memberEvent(r, s, true, "")
-	h.broker.Joined(r.name, broker.User{Key: s.key, Nick: s.nick, Account: s.account})
 }
 
 // The frames of joins, leaves and direct messages, built in one place for
@@ -227,8 +232,8 @@ func (h *Hub) followedLocked(r *room, remote []broker.User, last uint64) {
 	r.followed = true
 	r.seq = max(r.seq, last)
 	for _, u := range remote {
-		if !r.departed[u.Key] {
-			r.addRemote(u)
+		if !r.departed[departure(u.Key, u.Node)] && !r.addRemote(u) && r.members[u.Key] != nil {
+			r.both++
 		}
 	}
 	r.departed = nil
@@ -307,8 +312,12 @@ func (h *Hub) leaveLocked(s *Session, r *room, reason codec.Reason) bool {
 		return false
 	}
 	delete(r.members, s.key)
+	h.broker.Left(r.name, s.key, s.nick, reason)
+	if _, elsewhere := r.remote[s.key]; elsewhere {
+		r.both-- // still a member through its account's sessions on another node
+		return h.mayDieLocked(r)
+	}
 	h.announceLocked(r, before, false, func() []byte { return leftFrame(s.nick, r.name, reason) }, s)
 	h.memberEvent(r, s, false, reason)
-	h.broker.Left(r.name, s.key, s.nick, reason)
 	return h.mayDieLocked(r)
 }

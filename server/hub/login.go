@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"parley/codec"
+	"parley/server/broker"
 )
 
 // Login: a session's first request. The name comes from a token or a
@@ -42,7 +43,8 @@ func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
 		return codec.NotOnline(codec.ErrNickTaken, name.Display)
 	}
 	return h.call(s, func(done func(func())) {
-		h.broker.ClaimNick(name.Key, name.Display, func(err error) {
+		c := broker.NickClaim{Key: name.Key, Nick: name.Display, Account: s.account, Resume: req.Resume, MaxSessions: h.cfg.MaxSessions}
+		h.broker.ClaimNick(c, func(err error) {
 			done(func() { h.claimed(s, name, ref, rs, err) })
 		})
 	})
@@ -53,11 +55,13 @@ func (h *Hub) handleLogin(s *Session, req *codec.Request) error {
 func (h *Hub) shareNick(s *Session, name codec.Name) error {
 	// nick and key are set before the index publishes s to other goroutines.
 	s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
-	err := h.nicks.addSession(name.Key, s, h.cfg.MaxSessions)
+	n, err := h.nicks.addSession(name.Key, s, h.cfg.MaxSessions, h.broker.Elsewhere(name.Key))
 	if err != nil {
 		s.nick, s.key, s.order = "", "", ""
+		return err
 	}
-	return err
+	h.broker.NickSessions(name.Key, n)
+	return nil
 }
 
 // claimed finishes a login once the broker has claimed the nick (or
@@ -71,7 +75,7 @@ func (h *Hub) claimed(s *Session, name codec.Name, ref string, rs *resume, err e
 			h.replyError(s, err, ref)
 		}
 	case s.closed || s.closing:
-		h.broker.ReleaseNick(name.Key, false)
+		h.broker.ReleaseNick(name.Key, "")
 	default:
 		// nick and key are set before the claim publishes s to other goroutines.
 		s.nick, s.key, s.order = name.Display, name.Key, codec.SortKey(name.Display)
@@ -114,8 +118,14 @@ func (h *Hub) enterAsUser(s *Session, ref string, rs *resume) error {
 // abandonLogin gives back the nick of a session that closed before its
 // login finished.
 func (h *Hub) abandonLogin(s *Session) {
-	if !s.loggedIn && s.key != "" && h.nicks.release(s.key, s) {
-		h.broker.ReleaseNick(s.key, false)
+	if s.loggedIn || s.key == "" {
+		return
+	}
+	switch left := h.nicks.release(s.key, s); {
+	case left == 0:
+		h.broker.ReleaseNick(s.key, "")
+	case left > 0:
+		h.broker.NickSessions(s.key, left)
 	}
 }
 

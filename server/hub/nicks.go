@@ -81,7 +81,7 @@ func (h *Hub) holdNick(s *Session) bool {
 func (h *Hub) expireHolds(now int64) {
 	for key := range h.holds.expired(now) {
 		if h.nicks.get(key) == nil && !h.claiming.has(key) {
-			h.broker.ReleaseNick(key, false)
+			h.broker.ReleaseNick(key, "")
 		}
 	}
 }

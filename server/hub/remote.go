@@ -91,14 +91,14 @@ func (x handler) RemoteJoined(name string, u broker.User) {
 }
 
 // RemoteLeft announces that a member on another node left.
-func (x handler) RemoteLeft(name, key string, reason codec.Reason) {
+func (x handler) RemoteLeft(name string, u broker.User, reason codec.Reason) {
 	r := x.h.rooms.get(name)
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	x.h.remoteLeaveLocked(r, key, reason)
+	x.h.remoteLeaveLocked(r, u.Key, u.Node, reason)
 }
 
 // NodeDown makes a dead node's users leave every room here.
@@ -106,9 +106,9 @@ func (x handler) NodeDown(node string) int {
 	dropped := 0
 	for _, r := range x.h.rooms.all() {
 		r.mu.Lock()
-		for k, m := range r.remote {
-			if m.Node == node {
-				x.h.remoteLeaveLocked(r, k, codec.ReasonDisconnect)
+		for k, nodes := range r.remoteAt {
+			if nodes[node] {
+				x.h.remoteLeaveLocked(r, k, node, codec.ReasonDisconnect)
 				dropped++
 			}
 		}
@@ -118,18 +118,28 @@ func (x handler) NodeDown(node string) int {
 }
 
 // DeliverDM hands a direct message, or an edit or a delete of one, from
-// another node to a local user.
+// another node to a local user; a copy goes to the sender's sessions here.
 func (x handler) DeliverDM(dm broker.DirectMessage) error {
 	if !x.h.nicks.online(dm.ToKey) {
 		return codec.ErrNoSuchUser
 	}
 	defer x.h.trimHistory()
-	if dm.Kind != "" {
+	switch {
+	case dm.Kind != "":
 		x.h.amendDMFor(dm)
+		return nil
+	case dm.Copy:
+		x.h.keepCopy(dm)
 		return nil
 	}
 	_, err := x.h.sendDM(dm, nil)
 	return err
+}
+
+// HoldTaken forgets the hold of a nick that a resume through another
+// node took over.
+func (x handler) HoldTaken(key string) {
+	x.h.holds.with(key, func(m map[string]nickHold) { delete(m, key) })
 }
 
 // LocalMembers lists a room's members here.
@@ -164,40 +174,66 @@ func (x handler) LocalNick(key string) (string, bool) {
 	return "", false
 }
 
+// remoteJoinLocked records that u is a member on u.Node, and announces it
+// unless the user was a member already: here, or on another node.
 func (h *Hub) remoteJoinLocked(r *room, u broker.User) {
-	delete(r.departed, u.Key)
-	if _, in := r.remote[u.Key]; in {
+	delete(r.departed, departure(u.Key, u.Node))
+	if r.addRemote(u) {
 		return
 	}
-	before := r.count()
-	r.addRemote(u)
+	if r.members[u.Key] != nil {
+		r.both++
+		return
+	}
+	before := r.count() - 1
 	h.announceLocked(r, before, true, func() []byte { return joinedFrame(u.Nick, r.name) }, nil)
 }
 
-func (h *Hub) remoteLeaveLocked(r *room, key string, reason codec.Reason) {
+// remoteLeaveLocked records that the user with key left on node, and
+// announces it when that was its last membership anywhere.
+func (h *Hub) remoteLeaveLocked(r *room, key, node string, reason codec.Reason) {
 	if !r.followed {
 		// Follow's list of members, taken before this leave, must not
 		// bring the member back when it arrives.
 		if r.departed == nil {
 			r.departed = make(map[string]bool)
 		}
-		r.departed[key] = true
+		r.departed[departure(key, node)] = true
 	}
 	u, in := r.remote[key]
-	if !in {
+	if !in || !r.remoteAt[key][node] {
 		return
+	}
+	if delete(r.remoteAt[key], node); len(r.remoteAt[key]) > 0 {
+		return // still a member on another node
 	}
 	before := r.count()
 	delete(r.remote, key)
+	delete(r.remoteAt, key)
+	if r.members[key] != nil {
+		r.both--
+		return // still a member here
+	}
 	h.announceLocked(r, before, false, func() []byte { return leftFrame(u.Nick, r.name, reason) }, nil)
 }
 
-// addRemote records a member on another node. r.mu held.
-func (r *room) addRemote(u broker.User) {
+// departure names a member's leave on one node.
+func departure(key, node string) string { return key + "\x00" + node }
+
+// addRemote records a member on node u.Node; it reports whether the user
+// was a member on another node already. r.mu held.
+func (r *room) addRemote(u broker.User) (known bool) {
 	if r.remote == nil {
 		r.remote = make(map[string]broker.User)
+		r.remoteAt = make(map[string]map[string]bool)
 	}
-	r.remote[u.Key] = u
+	_, known = r.remote[u.Key]
+	if !known {
+		r.remote[u.Key] = u
+		r.remoteAt[u.Key] = make(map[string]bool, 1)
+	}
+	r.remoteAt[u.Key][u.Node] = true
+	return known
 }
 
 // all returns every room in the table.

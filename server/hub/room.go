@@ -33,13 +33,15 @@ type room struct {
 
 	// What the broker told, under mu. On a single node the room is
 	// followed at once and never owned or given remote members.
-	remote    map[string]broker.User // members on other nodes, by nick key
-	owned     bool                   // the broker sequences it here: keep it while empty
-	followed  bool                   // the broker delivers its traffic here
-	following []func()               // joins waiting for Follow to finish; nil when none
-	joining   int                    // joins woken by Follow's end and not retried yet: the room may not die before them
-	pins      int                    // server API requests using the room (app.go): it may not die under them
-	departed  map[string]bool        // remote members who left while Follow ran: its list of them is stale
+	remote    map[string]broker.User     // members on other nodes, by nick key
+	remoteAt  map[string]map[string]bool // the nodes each of them is a member on
+	both      int                        // users who are members here and on another node
+	owned     bool                       // the broker sequences it here: keep it while empty
+	followed  bool                       // the broker delivers its traffic here
+	following []func()                   // joins waiting for Follow to finish; nil when none
+	joining   int                        // joins woken by Follow's end and not retried yet: the room may not die before them
+	pins      int                        // server API requests using the room (app.go): it may not die under them
+	departed  map[string]bool            // remote memberships (departure) that ended while Follow ran: its list of them is stale
 }
 
 // member is a user in a room here: the nick once, however many of its
@@ -51,7 +53,7 @@ type member struct {
 }
 
 // count is the room's size across the cluster. r.mu held.
-func (r *room) count() int { return len(r.members) + len(r.remote) }
+func (r *room) count() int { return len(r.members) + len(r.remote) - r.both }
 
 func newRoom(name string, loops int) *room {
 	return &room{

@@ -98,9 +98,10 @@ func (x nickIndex) claim(key string, s *Session) (ok bool) {
 var errNotShared = errors.New("hub: the nick is not held by the account")
 
 // addSession adds s to the online user key of s's account, up to limit
-// sessions. It returns errNotShared if key is free, nick_taken if another
-// account or a nick login holds it.
-func (x nickIndex) addSession(key string, s *Session, limit int) (err error) {
+// sessions with elsewhere on other nodes. It returns how many sessions
+// the user has here then; errNotShared if key is free, nick_taken if
+// another account or a nick login holds it.
+func (x nickIndex) addSession(key string, s *Session, limit, elsewhere int) (n int, err error) {
 	x.with(key, func(m map[string]*user) {
 		u := m[key]
 		switch {
@@ -108,35 +109,42 @@ func (x nickIndex) addSession(key string, s *Session, limit int) (err error) {
 			err = errNotShared
 		case u.account == "" || u.account != s.account:
 			err = codec.NotOnline(codec.ErrNickTaken, u.nick)
-		case len(u.sessions) >= limit:
-			err = fmt.Errorf("%w: this account has %d sessions, the most allowed", codec.ErrTooManySessions, len(u.sessions))
+		case len(u.sessions)+elsewhere >= limit:
+			err = fmt.Errorf("%w: this account has %d sessions, the most allowed", codec.ErrTooManySessions, len(u.sessions)+elsewhere)
 		default:
 			u.sessions = append(u.sessions, s)
+			n = len(u.sessions)
 		}
 	})
-	return err
+	return n, err
 }
 
-// release takes s out of its user; it reports whether s was the user's
-// last session, whose nick is now free.
-func (x nickIndex) release(key string, s *Session) (last bool) {
+// release takes s out of its user; it returns how many sessions the user
+// has left: 0 when s was its last, whose nick is now free here, and -1
+// when s was not one of them.
+func (x nickIndex) release(key string, s *Session) (left int) {
+	left = -1
 	x.with(key, func(m map[string]*user) {
 		u := m[key]
 		if u == nil {
 			return
 		}
+		found := false
 		for i, o := range u.sessions {
 			if o == s {
 				u.sessions = append(u.sessions[:i], u.sessions[i+1:]...)
+				found = true
 				break
 			}
 		}
-		if len(u.sessions) == 0 {
+		if !found {
+			return
+		}
+		if left = len(u.sessions); left == 0 {
 			delete(m, key)
-			last = true
 		}
 	})
-	return last
+	return left
 }
 
 // sessions returns a copy of the sessions of the user key, nil if it is

@@ -94,6 +94,7 @@ type Broker struct {
 	forwarded   atomic.Uint64      // says sent to the room's owner on another node and answered
 	sayTime     metric.Histogram   // how long a forwarded say took, sent to answered
 	reasserting atomic.Bool        // a reassert is waiting to run
+	keyLocks    *keyLocks          // orders this node's writes of one nick's entry
 	link        atomic.Uint64      // nats.go's reconnections as last observed (observeLink)
 	ctx         context.Context
 	cancel      context.CancelFunc
@@ -104,7 +105,8 @@ type Broker struct {
 	since        time.Time                     // when the bus connection was last made; zero while down
 	lastWarn     time.Time                     // when a full queue was last logged
 	peers        map[string]time.Time          // node id → when it was last heard
-	dir          map[string]dirEntry           // nick key → where it is online
+	dir          map[string]nickClaim          // the replica of the nicks bucket, by nick key
+	slots        map[string]int                // node → its slots in dir
 	users        *broker.Directory             // dir's users, sorted, for who
 	owner        map[string]ownerEntry         // room → its owner
 	owned        map[string]uint64             // rooms this node sequences → its fencing record's stream sequence
@@ -113,23 +115,12 @@ type Broker struct {
 	cursors      map[string]*cursor            // followed rooms: where this node is in their log
 	pending      map[string]pendingSay         // this node's says waiting for their message, by token
 	says         uint64                        // the last say token's counter
-	mine         map[string]uint64             // nick key → revision of this node's claim
+	mine         map[string]ownSlot            // nick key → this node's slot, as it wants it
 	rulesPending map[string]int                // rules keys with writes of this node's going out
 	rulesRev     map[string]uint64             // rules key → revision of this node's last write
 	roomsOf      map[string][]broker.RoomCount // node → the rooms it last reported
 	stopped      bool
 	quiescing    bool // stop is waiting for the requests in flight
-}
-
-// dirEntry is one online user in the replica of the nicks bucket.
-type dirEntry struct {
-	Node string `json:"node"`
-	Nick string `json:"nick"`
-	// Held: the user's session dropped and the nick waits for its resume
-	// token (the hub's nick hold). The claim stays, so no other node hands
-	// the nick out, but the user is not online: not listed, not reachable.
-	Held bool `json:"held,omitempty"`
-	rev  uint64
 }
 
 // ownerEntry is one room in the replica of the owners bucket.
@@ -190,9 +181,9 @@ func New(cfg Config) *Broker {
 		subj: subjects{cfg.ClusterName}, log: cfg.Logger.With("node", cfg.NodeID),
 		inbox: make(chan *nats.Msg, 1<<16), fetched: make(chan fetchResult, 64),
 		out: make(chan outMsg, cfg.QueueLen), writerDone: make(chan struct{}),
-		peers: map[string]time.Time{}, dir: map[string]dirEntry{}, users: broker.NewDirectory(),
+		peers: map[string]time.Time{}, dir: map[string]nickClaim{}, slots: map[string]int{}, keyLocks: newKeyLocks(), users: broker.NewDirectory(),
 		owner: map[string]ownerEntry{}, owned: map[string]uint64{}, claims: map[string][]queuedSay{},
-		subs: map[string]*nats.Subscription{}, cursors: map[string]*cursor{}, pending: map[string]pendingSay{}, mine: map[string]uint64{},
+		subs: map[string]*nats.Subscription{}, cursors: map[string]*cursor{}, pending: map[string]pendingSay{}, mine: map[string]ownSlot{},
 		govOut: make(chan govWrite, cfg.QueueLen), rulesPending: map[string]int{}, rulesRev: map[string]uint64{}, roomsOf: map[string][]broker.RoomCount{},
 	}
 }

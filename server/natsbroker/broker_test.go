@@ -94,11 +94,13 @@ func (f *fakeHandler) RemoteJoined(room string, u broker.User) {
 	f.mu.Unlock()
 }
 
-func (f *fakeHandler) RemoteLeft(room, key string, reason codec.Reason) {
+func (f *fakeHandler) RemoteLeft(room string, u broker.User, reason codec.Reason) {
 	f.mu.Lock()
-	f.left = append(f.left, room+" "+key+" "+string(reason))
+	f.left = append(f.left, room+" "+u.Key+" "+string(reason))
 	f.mu.Unlock()
 }
+
+func (f *fakeHandler) HoldTaken(string) {}
 
 func (f *fakeHandler) NodeDown(node string) int {
 	f.mu.Lock()
@@ -191,7 +193,7 @@ func (n *node) follow(t *testing.T, room string) {
 func (n *node) claim(t *testing.T, nick string) error {
 	t.Helper()
 	errc := make(chan error, 1)
-	n.b.ClaimNick(nick, nick, func(err error) { errc <- err })
+	n.b.ClaimNick(broker.NickClaim{Key: nick, Nick: nick}, func(err error) { errc <- err })
 	select {
 	case err := <-errc:
 		return err
@@ -303,7 +305,7 @@ func TestNickClaimedOnce(t *testing.T) {
 	if err := b.claim(t, "amy"); !errors.Is(err, codec.ErrNickTaken) {
 		t.Fatalf("b's claim of a's nick = %v, want nick_taken", err)
 	}
-	a.b.ReleaseNick("amy", false)
+	a.b.ReleaseNick("amy", "")
 	poll.Until(t, waitFor, "b to claim amy once a released it", func() error { return b.claim(t, "amy") })
 }
 

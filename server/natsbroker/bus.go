@@ -22,7 +22,9 @@ type busMsg struct {
 	Key     string        `json:"key,omitempty"`     // nick key of the sender, joiner or leaver
 	Account string        `json:"account,omitempty"` // presence: the joiner's account
 	Nick    string        `json:"nick,omitempty"`    // its display form
-	To      string        `json:"to,omitempty"`      // dm: nick key of the recipient
+	To      string        `json:"to,omitempty"`      // dm: nick key of the recipient (of a copy: the sender)
+	Dest    string        `json:"dest,omitempty"`    // dm copy: the recipient's nick
+	Copy    bool          `json:"copy,omitempty"`    // dm: the sender's copy, for its other sessions
 	Body    string        `json:"body,omitempty"`
 	ID      string        `json:"id,omitempty"`    // say: the sender's idempotency key
 	Token   string        `json:"token,omitempty"` // say: the forwarding node's name for it
@@ -240,7 +242,7 @@ func (n *Broker) presence(room string, in *busMsg) {
 	case in.Join:
 		n.h.RemoteJoined(room, broker.User{Key: in.Key, Nick: in.Nick, Node: in.Node, Account: in.Account})
 	default:
-		n.h.RemoteLeft(room, in.Key, in.Reason)
+		n.h.RemoteLeft(room, broker.User{Key: in.Key, Nick: in.Nick, Node: in.Node}, in.Reason)
 	}
 }
 
@@ -277,7 +279,7 @@ func (n *Broker) refuseSay(m *nats.Msg) {
 
 // deliverDM hands a direct message from another node to a local user.
 func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
-	dm := broker.DirectMessage{ToKey: in.To, From: in.Nick, Body: in.Body, TS: in.TS, ID: in.ID}
+	dm := broker.DirectMessage{ToKey: in.To, ToNick: in.Dest, From: in.Nick, Body: in.Body, TS: in.TS, ID: in.ID, Copy: in.Copy}
 	if in.Conv != nil {
 		dm.Account, dm.Kind, dm.API = in.Conv.Account, in.Conv.Kind, in.Conv.API
 	}
@@ -288,18 +290,21 @@ func (n *Broker) deliverDM(m *nats.Msg, in *busMsg) {
 	n.respond(m, &busMsg{})
 }
 
-// forwardDM delivers a direct message to a user on another node.
-func (n *Broker) forwardDM(to dirEntry, dm broker.DirectMessage) error {
+// forwardDM delivers a direct message to the user's sessions on node id.
+func (n *Broker) forwardDM(id, nick string, dm broker.DirectMessage) error {
 	out := &busMsg{To: dm.ToKey, Nick: dm.From, Body: dm.Body, TS: dm.TS, ID: dm.ID}
+	if dm.Copy {
+		out.Copy, out.Dest = true, dm.ToNick
+	}
 	if dm.Account != "" || dm.Kind != "" || dm.API {
 		out.Conv = &broker.Conversation{Account: dm.Account, Kind: dm.Kind, API: dm.API}
 	}
-	reply, err := n.request(n.subj.node(to.Node)+".dm", out)
+	reply, err := n.request(n.subj.node(id)+".dm", out)
 	if err != nil {
 		return err
 	}
 	if reply.Code == codec.CodeNoSuchUser {
-		return codec.NotOnline(codec.ErrNoSuchUser, to.Nick)
+		return codec.NotOnline(codec.ErrNoSuchUser, nick)
 	}
 	return nil
 }
@@ -397,20 +402,38 @@ func (n *Broker) Members(room string, done func([]broker.User)) {
 	n.goRun(func() { done(n.gather(room)) })
 }
 
-// SendDM delivers a direct message to a user on another node.
+// SendDM delivers a direct message to the user's sessions on every other
+// node it is online on, at once; it succeeds when one of them took it.
 func (n *Broker) SendDM(dm broker.DirectMessage, done func(error)) {
 	n.goRun(func() {
-		var err error
-		switch to, ok := n.lookupNick(dm.ToKey); {
-		case ok && to.Node == n.id:
-			err = codec.NotOnline(codec.ErrNoSuchUser, dm.ToNick)
-		case ok:
-			err = n.forwardDM(to, dm)
-		case !n.connected():
-			err = fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
-		default:
-			err = codec.NotOnline(codec.ErrNoSuchUser, dm.ToNick)
+		nick, nodes := n.whereOnline(dm.ToKey)
+		if nick == "" {
+			nick = dm.ToNick
 		}
-		done(err)
+		switch {
+		case len(nodes) == 0 && !n.connected():
+			done(fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable))
+			return
+		case len(nodes) == 0:
+			done(codec.NotOnline(codec.ErrNoSuchUser, nick))
+			return
+		}
+		errs := make(chan error, len(nodes))
+		for _, id := range nodes[1:] {
+			n.goRun(func() { errs <- n.forwardDM(id, nick, dm) })
+		}
+		errs <- n.forwardDM(nodes[0], nick, dm)
+		var first error
+		for range nodes {
+			err := <-errs
+			if err == nil {
+				first = nil
+				break
+			}
+			if first == nil {
+				first = err
+			}
+		}
+		done(first)
 	})
 }

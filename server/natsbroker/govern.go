@@ -240,13 +240,13 @@ func (n *Broker) auditStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// NoticeUser sends a droppable frame to the node the user with key is
-// online on; nothing if it is online nowhere.
+// NoticeUser sends a droppable frame to the other nodes the user with
+// key is online on; nothing if it is online on none.
 func (n *Broker) NoticeUser(key string, frame []byte) {
 	n.mu.Lock()
-	d, ok := n.dir[key]
+	nodes, _ := n.onlineElsewhereLocked(n.dir[key])
 	n.mu.Unlock()
-	if ok && !d.Held && d.Node != n.id {
-		n.publish(n.subj.node(d.Node)+".unotice", &busMsg{To: key, Body: string(frame)})
+	for _, id := range nodes {
+		n.publish(n.subj.node(id)+".unotice", &busMsg{To: key, Body: string(frame)})
 	}
 }

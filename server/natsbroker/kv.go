@@ -8,9 +8,6 @@ import (
 
 	"github.com/bytedance/sonic"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"parley/codec"
-	"parley/server/broker"
 )
 
 // watch starts the replicas of the nicks, owners, rules and accounts buckets and
@@ -59,36 +56,6 @@ func isDelete(e jetstream.KeyValueEntry) bool {
 	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
 }
 
-func (n *Broker) applyNick(e jetstream.KeyValueEntry) {
-	k := unkey(e.Key())
-	var d dirEntry
-	if !isDelete(e) && sonic.Unmarshal(e.Value(), &d) != nil {
-		return
-	}
-	d.rev = e.Revision()
-	n.mu.Lock()
-	// Only another node deletes a claim this node still holds: one that
-	// took this node for dead (it was paused, or cut off, past the bound).
-	_, ours := n.mine[k]
-	buried := ours && isDelete(e)
-	n.applyNickLocked(k, d, isDelete(e))
-	n.mu.Unlock()
-	if buried {
-		n.reassertSoon()
-	}
-}
-
-func (n *Broker) applyNickLocked(k string, d dirEntry, deleted bool) {
-	if old, ok := n.dir[k]; ok && old.rev > d.rev {
-		return // a local update got here first
-	}
-	if deleted {
-		n.dropDirLocked(k)
-		return
-	}
-	n.setDirLocked(k, d)
-}
-
 func (n *Broker) applyOwner(e jetstream.KeyValueEntry) {
 	name := unkey(e.Key())
 	n.mu.Lock()
@@ -117,174 +84,6 @@ func (n *Broker) disown(name string) {
 	if was {
 		n.h.Disown(name)
 	}
-}
-
-// ClaimNick claims a nick for a local login.
-func (n *Broker) ClaimNick(key, nick string, done func(error)) {
-	n.goRun(func() {
-		done(n.claimNick(key, nick))
-	})
-}
-
-// ReleaseNick gives up this node's claim on a nick, unless the hub holds
-// it for a resume: then the claim stays until ReleaseNick(key, false),
-// marked held, so that every node stops listing the user at once.
-func (n *Broker) ReleaseNick(key string, hold bool) {
-	if hold {
-		n.holdNick(key)
-		return
-	}
-	n.releaseNick(key)
-}
-
-// holdNick marks this node's claim on a nick held: in the replica at once,
-// and in the bucket, whose watchers tell the other nodes.
-func (n *Broker) holdNick(key string) {
-	n.mu.Lock()
-	rev, ok := n.mine[key]
-	d, in := n.dir[key]
-	if in && d.rev == rev {
-		d.Held = true
-		n.setDirLocked(key, d)
-	}
-	n.mu.Unlock()
-	if !ok || !in || !n.connected() {
-		return
-	}
-	n.goRun(func() {
-		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
-		defer cancel()
-		val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: d.Nick, Held: true})
-		next, err := n.nicks.Update(ctx, hexKey(key), val, rev)
-		if err != nil {
-			return
-		}
-		n.mu.Lock()
-		if n.mine[key] == rev {
-			n.mine[key] = next // the release at the hold's end deletes this revision
-		}
-		n.mu.Unlock()
-	})
-}
-
-// Users pages the replica of the nicks bucket.
-func (n *Broker) Users(afterKey string, limit int) ([]broker.User, bool, int) {
-	return n.users.Page(afterKey, limit)
-}
-
-// Lookup finds the user with key in the directory, online on another
-// node (not held for a resume).
-func (n *Broker) Lookup(key string) (broker.User, bool) {
-	n.mu.Lock()
-	d, ok := n.dir[key]
-	n.mu.Unlock()
-	if !ok || d.Held || d.Node == n.id {
-		return broker.User{}, false
-	}
-	return broker.User{Key: key, Nick: d.Nick, Node: d.Node}, true
-}
-
-// setDirLocked and dropDirLocked change the directory and its sorted
-// index together. n.mu held.
-func (n *Broker) setDirLocked(key string, d dirEntry) {
-	n.dir[key] = d
-	if d.Held {
-		n.users.Remove(key)
-		return
-	}
-	n.users.Add(key, d.Nick)
-}
-
-func (n *Broker) dropDirLocked(key string) {
-	delete(n.dir, key)
-	n.users.Remove(key)
-}
-
-// claimNick makes key this node's in the nicks bucket. A claim held by a
-// dead node, or left by this node's earlier self, is taken over.
-func (n *Broker) claimNick(key, nick string) error {
-	if !n.connected() {
-		return fmt.Errorf("%w: the cluster bus is down", codec.ErrUnavailable)
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
-	defer cancel()
-	val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: nick})
-	rev, err := n.nicks.Create(ctx, hexKey(key), val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		rev, err = n.takeOverNick(ctx, key, nick, val)
-	}
-	if err != nil {
-		if codec.CodeOf(err) == "" {
-			err = fmt.Errorf("%w: nick claim: %v", codec.ErrUnavailable, err)
-		}
-		return err
-	}
-	n.mu.Lock()
-	if old, ok := n.dir[key]; !ok || old.rev < rev {
-		n.setDirLocked(key, dirEntry{Node: n.id, Nick: nick, rev: rev})
-	}
-	n.mine[key] = rev
-	n.mu.Unlock()
-	return nil
-}
-
-func (n *Broker) takeOverNick(ctx context.Context, key, nick string, val []byte) (uint64, error) {
-	e, err := n.nicks.Get(ctx, hexKey(key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return n.nicks.Create(ctx, hexKey(key), val)
-	}
-	if err != nil {
-		return 0, err
-	}
-	var held dirEntry
-	_ = sonic.Unmarshal(e.Value(), &held)
-	// The local nick index already refused a nick online here, so a claim
-	// naming this node is a leftover whose release has not landed yet.
-	if held.Node != n.id && n.alive(held.Node) {
-		return 0, codec.NotOnline(codec.ErrNickTaken, nick)
-	}
-	return n.nicks.Update(ctx, hexKey(key), val, e.Revision())
-}
-
-// releaseNick deletes the claim of a session that ended, unless someone
-// claimed the nick since.
-func (n *Broker) releaseNick(key string) {
-	n.mu.Lock()
-	rev, ok := n.mine[key]
-	delete(n.mine, key)
-	if d, in := n.dir[key]; in && d.rev == rev {
-		n.dropDirLocked(key)
-	}
-	n.mu.Unlock()
-	if !ok {
-		return
-	}
-	if !n.connected() {
-		return
-	}
-	n.goRun(func() {
-		ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
-		defer cancel()
-		_ = n.nicks.Delete(ctx, hexKey(key), jetstream.LastRevision(rev))
-	})
-}
-
-// lookupNick finds where a nick is online: in the replica, or when the
-// replica does not know it yet, in the bucket itself.
-func (n *Broker) lookupNick(key string) (dirEntry, bool) {
-	n.mu.Lock()
-	d, ok := n.dir[key]
-	n.mu.Unlock()
-	if ok || !n.connected() {
-		return d, ok && !d.Held && n.alive(d.Node)
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
-	defer cancel()
-	e, err := n.nicks.Get(ctx, hexKey(key))
-	if err != nil || sonic.Unmarshal(e.Value(), &d) != nil {
-		return d, false
-	}
-	return d, !d.Held && n.alive(d.Node)
 }
 
 // ownerOfLocked returns the live owner of a room from the replica, if
@@ -419,30 +218,17 @@ func (n *Broker) noteOwner(name, id string, rev uint64) {
 func (n *Broker) purgeOwnKeys() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*opTimeout)
 	defer cancel()
-	for _, kv := range []jetstream.KeyValue{n.nicks, n.owners} {
-		lister, err := kv.ListKeys(ctx)
-		if err != nil {
-			return fmt.Errorf("natsbroker: list %s: %w", kv.Bucket(), err)
-		}
-		for k := range lister.Keys() {
-			e, err := kv.Get(ctx, k)
-			if err != nil {
-				continue
-			}
-			if owner := entryNode(kv == n.nicks, e.Value()); owner == n.id {
-				_ = kv.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
-			}
+	if err := n.purgeOwnSlots(ctx); err != nil {
+		return err
+	}
+	lister, err := n.owners.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("natsbroker: list %s: %w", n.owners.Bucket(), err)
+	}
+	for k := range lister.Keys() {
+		if e, err := n.owners.Get(ctx, k); err == nil && string(e.Value()) == n.id {
+			_ = n.owners.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
 		}
 	}
 	return nil
-}
-
-// entryNode returns the node named by a value of the nicks or owners bucket.
-func entryNode(nick bool, val []byte) string {
-	if !nick {
-		return string(val)
-	}
-	var d dirEntry
-	_ = sonic.Unmarshal(val, &d)
-	return d.Node
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/bytedance/sonic"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -96,8 +95,8 @@ func (n *Broker) livePeersLocked() []string {
 	for id := range n.peers {
 		consider(id)
 	}
-	for _, d := range n.dir {
-		consider(d.Node)
+	for id := range n.slots {
+		consider(id)
 	}
 	return out
 }
@@ -115,8 +114,8 @@ func (n *Broker) buryDead() {
 	for id := range n.peers {
 		dead[id] = !n.aliveLocked(id, now)
 	}
-	for _, d := range n.dir {
-		dead[d.Node] = dead[d.Node] || !n.aliveLocked(d.Node, now)
+	for id := range n.slots {
+		dead[id] = dead[id] || !n.aliveLocked(id, now)
 	}
 	for _, o := range n.owner {
 		dead[o.node] = dead[o.node] || !n.aliveLocked(o.node, now)
@@ -143,12 +142,7 @@ func (n *Broker) bury(id string) {
 	n.mu.Lock()
 	delete(n.peers, id)
 	delete(n.roomsOf, id)
-	for k, d := range n.dir {
-		if d.Node == id {
-			claims = append(claims, claim{n.nicks, hexKey(k), d.rev})
-			n.dropDirLocked(k)
-		}
-	}
+	nicks := n.buryNicksLocked(id)
 	for name, o := range n.owner {
 		if o.node == id {
 			claims = append(claims, claim{n.owners, hexKey(name), o.rev})
@@ -161,16 +155,17 @@ func (n *Broker) bury(id string) {
 		n.resync(room)
 	}
 	left := n.h.NodeDown(id)
-	if len(claims) == 0 && left == 0 {
+	if len(claims) == 0 && len(nicks) == 0 && left == 0 {
 		return
 	}
-	n.log.Warn("node dead: its users left", "dead", id, "claims", len(claims), "memberships", left)
+	n.log.Warn("node dead: its users left", "dead", id, "nicks", len(nicks), "rooms", len(claims), "memberships", left)
 	n.goRun(func() {
-		ctx, cancel := context.WithTimeout(n.ctx, 2*opTimeout)
+		ctx, cancel := context.WithTimeout(n.ctx, 2*opTimeout+opTimeout*time.Duration(len(nicks)/100))
 		defer cancel()
 		for _, c := range claims {
 			_ = c.kv.Delete(ctx, c.key, jetstream.LastRevision(c.rev))
 		}
+		n.dropSlots(ctx, id, nicks)
 	})
 }
 
@@ -187,12 +182,14 @@ func (n *Broker) reassert() {
 	ctx, cancel := context.WithTimeout(n.ctx, 4*opTimeout)
 	defer cancel()
 	n.mu.Lock()
-	mine := make(map[string]uint64, len(n.mine))
-	for k, rev := range n.mine {
-		mine[k] = rev
+	mine := make([]string, 0, len(n.mine))
+	for k, want := range n.mine {
+		if !want.held() {
+			mine = append(mine, k)
+		}
 	}
 	n.mu.Unlock()
-	for k := range mine {
+	for _, k := range mine {
 		n.reclaimNick(ctx, k)
 	}
 	for _, room := range n.h.LocalRooms() {
@@ -210,31 +207,4 @@ func (n *Broker) reassertSoon() {
 			n.reassert()
 		})
 	}
-}
-
-// reclaimNick re-creates a nick claim of this node that has vanished.
-func (n *Broker) reclaimNick(ctx context.Context, k string) {
-	e, err := n.nicks.Get(ctx, hexKey(k))
-	if err == nil {
-		var d dirEntry
-		if sonic.Unmarshal(e.Value(), &d) == nil && d.Node != n.id {
-			n.log.Warn("nick claimed on another node during the outage", "nick", d.Nick, "there", d.Node)
-		}
-		return
-	}
-	nick, ok := n.h.LocalNick(k)
-	if !ok {
-		return
-	}
-	val, _ := sonic.Marshal(dirEntry{Node: n.id, Nick: nick})
-	rev, err := n.nicks.Create(ctx, hexKey(k), val)
-	if err != nil {
-		return
-	}
-	n.mu.Lock()
-	if _, ok := n.mine[k]; ok {
-		n.mine[k] = rev
-		n.setDirLocked(k, dirEntry{Node: n.id, Nick: nick, rev: rev})
-	}
-	n.mu.Unlock()
 }
