@@ -457,7 +457,7 @@ func TestClusterConversation(t *testing.T) {
 	}
 
 	// A marker set on node 0 is amy's at her next login on node 1, with
-	// what came after it. (One account's sessions are all on one node.)
+	// what came after it.
 	amy.ok(&codec.Mark{Room: "den", Seq: m, Ref: "mk"}, "mk")
 	bob.said("den", "after the marker, @amy", "s2")
 	amy.send(&codec.Quit{})
