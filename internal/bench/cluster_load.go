@@ -172,18 +172,23 @@ func (st *loadState) connectAll(ctx context.Context) ([]*loadUser, int) {
 	return users, fails
 }
 
-// login connects u to its node, logs in and joins its room (with join),
-// retrying an unavailable answer (a claim the cluster did not answer in
-// time, the protocol's "retry later").
+// loginPatience is how long a user keeps trying to log in and join: an
+// unavailable answer (a claim the cluster did not answer in time, the
+// protocol's "retry later") is retried, with growing pauses.
+const loginPatience = time.Minute
+
+// login connects u to its node, logs in and joins its room (with join).
 func (st *loadState) login(u *loadUser, join bool) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if err = st.loginOnce(u, join); err == nil {
-			return nil
+	deadline := time.Now().Add(loginPatience)
+	pause := 200 * time.Millisecond
+	for {
+		err := st.loginOnce(u, join)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(2*pause, 5*time.Second)
 	}
-	return err
 }
 
 func (st *loadState) loginOnce(u *loadUser, join bool) error {

@@ -50,11 +50,9 @@ func Start(tb testing.TB, cfg server.Config) *server.Server {
 	return srv
 }
 
-// Stop shuts srv down gracefully and waits for it: up to four times Wait,
-// since a cluster node with thousands of sessions closing under the race
-// detector takes longer than a single small server.
+// Stop shuts srv down gracefully and waits for it.
 func Stop(tb testing.TB, srv *server.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*Wait)
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		tb.Errorf("servertest: Shutdown: %v", err)
