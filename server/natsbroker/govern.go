@@ -244,7 +244,7 @@ func (n *Broker) auditStreamConfig() jetstream.StreamConfig {
 // key is online on; nothing if it is online on none.
 func (n *Broker) NoticeUser(key string, frame []byte) {
 	n.mu.Lock()
-	nodes, _ := n.onlineElsewhereLocked(n.dir[key])
+	nodes, _ := n.onlineElsewhereLocked(n.dir[key], false)
 	n.mu.Unlock()
 	for _, id := range nodes {
 		n.publish(n.subj.node(id)+".unotice", &busMsg{To: key, Body: string(frame)})

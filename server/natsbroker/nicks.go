@@ -75,12 +75,14 @@ func (c *nickClaim) listed() bool {
 	return false
 }
 
-// onlineElsewhereLocked returns the live nodes other than this one where
-// the user has sessions, and how many sessions there are. n.mu held.
-func (n *Broker) onlineElsewhereLocked(c nickClaim) (nodes []string, sessions int) {
+// onlineElsewhereLocked returns the nodes other than this one where the
+// user has sessions, and how many sessions there are; with live, only
+// the nodes alive now (a dead node's slots leave the replica when it is
+// buried, a few heartbeats later). n.mu held.
+func (n *Broker) onlineElsewhereLocked(c nickClaim, live bool) (nodes []string, sessions int) {
 	now := time.Now()
 	for id, s := range c.Nodes {
-		if id != n.id && !s.held() && n.aliveLocked(id, now) {
+		if id != n.id && !s.held() && (!live || n.aliveLocked(id, now)) {
 			nodes = append(nodes, id)
 			sessions += max(s.Sessions, 1)
 		}
@@ -428,7 +430,7 @@ func (n *Broker) Lookup(key string) (broker.User, bool) {
 	if !ok {
 		return broker.User{}, false
 	}
-	nodes, _ := n.onlineElsewhereLocked(c)
+	nodes, _ := n.onlineElsewhereLocked(c, false)
 	if len(nodes) == 0 {
 		return broker.User{}, false
 	}
@@ -443,7 +445,7 @@ func (n *Broker) Elsewhere(key string) int {
 	if !ok {
 		return 0
 	}
-	_, sessions := n.onlineElsewhereLocked(c)
+	_, sessions := n.onlineElsewhereLocked(c, false)
 	return sessions
 }
 
@@ -463,7 +465,7 @@ func (n *Broker) whereOnline(key string) (nick string, nodes []string) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	nodes, _ = n.onlineElsewhereLocked(c)
+	nodes, _ = n.onlineElsewhereLocked(c, true) // a DM for a dead node's user is left offline
 	return c.Nick, nodes
 }
 
